@@ -1,0 +1,64 @@
+"""Every user-facing failure is a :class:`VecexploreError`.
+
+The CLI turns these into ``error: <message>`` on stderr and exit code 2; anything
+else that escapes is a bug. Messages name the file, the record (index or id) and
+what is wrong, so a user can fix their input without reading our code.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class VecexploreError(Exception):
+    """Base class of every error a user can cause and fix."""
+
+
+class InputError(VecexploreError):
+    """An input file is missing, unreadable or malformed.
+
+    Args:
+        message: what is wrong.
+        path: the file at fault, if any; prefixed to the message.
+        record: the record at fault (an index like ``annotations[12]`` or an id),
+            if any; named after the path.
+    """
+
+    def __init__(self, message: str, *, path: str | Path | None = None, record: str | None = None):
+        self.path = None if path is None else Path(path)
+        self.record = record
+        self.detail = message
+        where = []
+        if path is not None:
+            where.append(str(path))
+        if record is not None:
+            where.append(record)
+        prefix = ": ".join(where)
+        super().__init__(f"{prefix}: {message}" if prefix else message)
+
+
+class MissingImagesError(InputError):
+    """Images named by the annotations are not on disk (all of them are listed)."""
+
+    def __init__(self, missing: list[str], *, root: str | Path | None, shown: int = 20):
+        self.missing = list(missing)
+        head = ", ".join(self.missing[:shown])
+        more = f" … and {len(self.missing) - shown} more" if len(self.missing) > shown else ""
+        where = f" under {root}" if root is not None else ""
+        super().__init__(f"{len(self.missing)} image(s) named by the annotations are missing{where}: {head}{more}")
+
+
+class ValidationError(VecexploreError):
+    """A data-model object was built with inconsistent or ill-typed fields."""
+
+
+class ConfigError(VecexploreError):
+    """A configuration value (CLI option or config field) is out of range or inconsistent."""
+
+
+class WeightsError(VecexploreError):
+    """Model weights could not be loaded (offline, missing file, wrong architecture)."""
+
+
+class RunStoreError(VecexploreError):
+    """A run directory is missing, incomplete, or from an incompatible schema version."""
