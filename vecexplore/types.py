@@ -146,7 +146,8 @@ class ImageTable(_Sliceable):
         image_id: (N,) int64, unique user ids (COCO ``id``; 0..N-1 for formats without ids).
         file_name: (N,) object array of str, the path as the annotations give it,
             relative to the images root unless absolute.
-        width, height: (N,) int64, pixels, > 0.
+        width, height: (N,) int64, pixels; 0 = unknown (the image header could not
+            be read; the image is then reported as unreadable, never dropped).
         split: (N,) object array of str or None.
         metadata: optional mapping of column name -> (N,) array (e.g. COCO extra fields).
     """
@@ -166,9 +167,9 @@ class ImageTable(_Sliceable):
         width = _as_array("images.width", self.width, np.int64, 1, n)
         height = _as_array("images.height", self.height, np.int64, 1, n)
         for name, arr in (("images.width", width), ("images.height", height)):
-            if arr.size and arr.min() <= 0:
+            if arr.size and arr.min() < 0:
                 pos = int(np.argmin(arr))
-                raise ValidationError(f"{name}: must be > 0, got {int(arr[pos])} for image id {int(image_id[pos])}")
+                raise ValidationError(f"{name}: must be >= 0, got {int(arr[pos])} for image id {int(image_id[pos])}")
         split = None
         if self.split is not None:
             split = _as_array("images.split", [None if s is None else str(s) for s in self.split], object, 1, n)
