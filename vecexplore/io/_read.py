@@ -1,0 +1,250 @@
+"""Shared file readers for the loaders: JSON, text, CSV, class names, image headers.
+
+Every failure is an :class:`~vecexplore.errors.InputError` naming the file (and the
+line, where there is one). PIL and PyYAML are imported inside the functions.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from vecexplore.errors import InputError
+
+log = logging.getLogger(__name__)
+
+# EXIF orientations 5-8 are transposes or 90° rotations: the displayed image is h × w.
+_SWAPPING_ORIENTATIONS = frozenset({5, 6, 7, 8})
+_EXIF_ORIENTATION = 0x0112
+_NAMES_FILE_SUFFIXES = frozenset({".yaml", ".yml", ".txt", ".names"})
+_EXIF_FORMATS = frozenset({"JPEG", "MPO", "WEBP", "TIFF"})  # EXIF is in the header: no decode
+
+
+def require_file(path: str | Path, *, what: str = "file") -> Path:
+    """``path`` as a Path, or InputError if it does not exist or is not a regular file."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{what} not found", path=path)
+    if path.is_dir():
+        raise InputError(f"expected a {what}, got a directory", path=path)
+    return path
+
+
+def require_dir(path: str | Path, *, what: str = "directory") -> Path:
+    """``path`` as a Path, or InputError if it is not an existing directory."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{what} not found", path=path)
+    if not path.is_dir():
+        raise InputError(f"expected a {what}, got a file", path=path)
+    return path
+
+
+def read_text(path: str | Path) -> str:
+    """The UTF-8 text of a file (a leading BOM is dropped)."""
+    path = require_file(path)
+    try:
+        return path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise InputError(f"not UTF-8 text (byte {exc.start})", path=path) from None
+    except OSError as exc:
+        raise InputError(f"cannot read: {exc.strerror or exc}", path=path) from None
+
+
+def read_json(path: str | Path) -> Any:
+    """Parse a JSON file; invalid JSON → InputError with line and column.
+
+    ``NaN`` and ``Infinity`` literals are accepted by the parser (Python writes
+    them) so that the loaders can refuse them with a message naming the record.
+    """
+    text = read_text(path)
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InputError(f"invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}", path=path) from None
+    except RecursionError:
+        raise InputError("invalid JSON: nested too deeply", path=path) from None
+
+
+def read_csv(path: str | Path) -> tuple[list[str], list[tuple[int, list[str]]]]:
+    """Read a comma-separated file with a header row.
+
+    Returns:
+        ``(header, rows)``: the stripped column names, and ``(line, fields)`` per
+        data row, ``line`` being the 1-based line number in the file (the header is
+        line 1) for messages. Blank rows are skipped. Every row must have as many
+        fields as the header.
+    """
+    text = read_text(path)
+    reader = csv.reader(text.splitlines(keepends=True))
+    try:
+        header = next(reader, None)
+        if header is None:
+            raise InputError("empty CSV file (no header row)", path=path)
+        header = [h.strip() for h in header]
+        dup = sorted({h for h in header if header.count(h) > 1})
+        if dup:
+            raise InputError(f"duplicate column(s) {dup}", path=path, record="line 1")
+        rows = []
+        for fields in reader:
+            if not fields or all(not f.strip() for f in fields):
+                continue
+            if len(fields) != len(header):
+                raise InputError(
+                    f"expected {len(header)} fields (as in the header), got {len(fields)}",
+                    path=path,
+                    record=f"line {reader.line_num}",
+                )
+            rows.append((reader.line_num, [f.strip() for f in fields]))
+    except csv.Error as exc:
+        raise InputError(f"malformed CSV: {exc}", path=path, record=f"line {reader.line_num}") from None
+    return header, rows
+
+
+# ---------------------------------------------------------------- class names
+
+
+def read_names(spec: str | Path | Sequence[str]) -> tuple[dict[int, str], Path | None]:
+    """Class names from a YOLO ``data.yaml``, a text file (one per line) or a list.
+
+    Args:
+        spec: a path to ``*.yaml``/``*.yml`` (``names`` as a list or ``{id: name}``;
+            ``nc`` alone gives ``class_0 …``), a path to another existing file (one
+            name per line, blank lines skipped), a comma-separated string, or a
+            sequence of names.
+
+    Returns:
+        ``({id: name}, yaml_path_or_None)``; ids are 0..K-1 except for a YAML dict.
+    """
+    if not isinstance(spec, (str, Path)):
+        return _check_names({i: str(n).strip() for i, n in enumerate(spec)}, None), None
+    path = Path(spec)
+    # A names-file suffix means a file (a typo then says "not found", not "one class").
+    if path.suffix.lower() in _NAMES_FILE_SUFFIXES or path.is_file():
+        if path.suffix.lower() in {".yaml", ".yml"}:
+            return _check_names(_names_from_yaml(read_yaml(path), path), path), path
+        lines = [ln.strip() for ln in read_text(path).splitlines()]
+        return _check_names(dict(enumerate(ln for ln in lines if ln)), path), None
+    return _check_names({i: n.strip() for i, n in enumerate(str(spec).split(","))}, None), None
+
+
+def read_yaml(path: str | Path) -> Any:
+    """Parse a YAML file (safe loader); syntax errors name the line."""
+    import yaml
+
+    text = read_text(path)
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        raise InputError(f"invalid YAML{where}: {getattr(exc, 'problem', None) or exc}", path=path) from None
+
+
+def _names_from_yaml(data: Any, path: Path) -> dict[int, str]:
+    if not isinstance(data, dict):
+        raise InputError(f"expected a mapping with 'names', got {type(data).__name__}", path=path)
+    names = data.get("names")
+    if names is None:
+        nc = data.get("nc")
+        if type(nc) is int and nc > 0:
+            return {i: f"class_{i}" for i in range(nc)}
+        raise InputError("missing required key 'names' (or 'nc')", path=path)
+    if isinstance(names, list):
+        out = dict(enumerate(names))
+    elif isinstance(names, dict):
+        out = {}
+        for key, name in names.items():
+            if type(key) is not int or key < 0:
+                raise InputError(f"names: class id must be a non-negative integer, got {key!r}", path=path)
+            out[key] = name
+    else:
+        raise InputError(f"names: expected a list or a mapping, got {type(names).__name__}", path=path)
+    for key, name in out.items():
+        if not isinstance(name, (str, int, float)) or isinstance(name, bool):
+            raise InputError(f"names[{key}]: expected a string, got {type(name).__name__}", path=path)
+    nc = data.get("nc")
+    if type(nc) is int and nc != len(out):
+        raise InputError(f"nc is {nc} but names lists {len(out)} classes", path=path)
+    return {k: str(v).strip() for k, v in sorted(out.items())}
+
+
+def _check_names(names: dict[int, str], path: Path | None) -> dict[int, str]:
+    where = {} if path is None else {"path": path}
+    if not names:
+        raise InputError("no class names given", **where)
+    seen: dict[str, int] = {}
+    for key, name in names.items():
+        if not name:
+            raise InputError(f"class {key}: empty class name", **where)
+        if name in seen:
+            raise InputError(f"class name {name!r} given twice (classes {seen[name]} and {key})", **where)
+        seen[name] = key
+    return names
+
+
+# ---------------------------------------------------------------- image headers
+
+
+def image_size(path: str | Path) -> tuple[int, int] | None:
+    """``(width, height)`` as displayed, from the header only; None if unreadable.
+
+    Opens lazily (no pixel decode) and applies the EXIF orientation as
+    Ultralytics' ``exif_size`` does: orientations 5-8 swap width and height.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as img:
+            width, height = img.size
+            if img.format in _EXIF_FORMATS:
+                try:
+                    orientation = img.getexif().get(_EXIF_ORIENTATION)
+                except Exception:  # a broken EXIF block must not lose the size
+                    orientation = None
+                if orientation in _SWAPPING_ORIENTATIONS:
+                    width, height = height, width
+    except (OSError, UnidentifiedImageError, ValueError, SyntaxError):
+        return None
+    if width <= 0 or height <= 0:
+        return None
+    return int(width), int(height)
+
+
+def image_sizes(paths: Sequence[str | Path], *, progress: bool = False) -> tuple[np.ndarray, np.ndarray, list[int]]:
+    """Header sizes of many images.
+
+    Returns:
+        ``(width, height, unreadable)``: (N,) int64 arrays, 0 where the header could
+        not be read, and the positions of those images.
+    """
+    from vecexplore.progress import progress_bar
+
+    width = np.zeros(len(paths), np.int64)
+    height = np.zeros(len(paths), np.int64)
+    unreadable = []
+    with progress_bar("reading image sizes", total=len(paths), unit="img", enabled=progress) as bar:
+        for i, path in enumerate(paths):
+            size = image_size(path)
+            if size is None:
+                unreadable.append(i)
+            else:
+                width[i], height[i] = size
+            bar.advance()
+    return width, height, unreadable
+
+
+def warn_unreadable(names: Sequence[str], *, root: str | Path | None) -> None:
+    """One warning naming images whose header could not be read (size unknown)."""
+    if not names:
+        return
+    head = ", ".join(names[:10])
+    more = f" … and {len(names) - 10} more" if len(names) > 10 else ""
+    where = f" under {root}" if root is not None else ""
+    log.warning("could not read the size of %d image(s)%s (kept with unknown size): %s%s", len(names), where, head, more)
