@@ -16,3 +16,10 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )
+
+
+@app.callback()
+def _root() -> None:
+    # An explicit callback keeps `vecexplore COMMAND` a command group even while only
+    # one command is registered (Typer otherwise runs a lone command as the root).
+    pass

@@ -1,0 +1,98 @@
+"""The input options every data-reading command shares, and their DatasetSource.
+
+Usage in a command module::
+
+    from vecexplore.cli._inputs import (FormatChoice, FormatOpt, GtOpt, ImagesOpt, NamesOpt,
+                                        NoClipOpt, PredOpt, source_from_options)
+
+    @app.command("evaluate")
+    def evaluate(gt: GtOpt = None, pred: PredOpt = None, images: ImagesOpt = None,
+                 format: FormatOpt = FormatChoice.auto, names: NamesOpt = None,
+                 no_clip: NoClipOpt = False):
+        source = source_from_options(gt=gt, pred=pred, images=images, format=format,
+                                     names=names, no_clip=no_clip)
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from vecexplore.io.source import FORMATS, DatasetSource
+
+_PANEL = "Inputs"
+
+#: The ``--format`` values: ``auto`` (detect from ``--gt``) or one of the input formats.
+FormatChoice = Enum("FormatChoice", {f: f for f in ("auto", *FORMATS)}, type=str)
+
+GtOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--gt",
+        help="Ground truth: COCO instances JSON, classification CSV, YOLO labels folder, or ImageFolder root.",
+        rich_help_panel=_PANEL,
+    ),
+]
+PredOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--pred",
+        help="Predictions: COCO results JSON, CSV (file_name,prediction,score[,score_<class>…]), "
+        "or YOLO predictions folder (class cx cy w h conf). Optional when the CSV given to --gt has them.",
+        rich_help_panel=_PANEL,
+    ),
+]
+ImagesOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--images",
+        help="Folder image paths resolve against (default: the GT file's folder; for YOLO, the images folder).",
+        rich_help_panel=_PANEL,
+    ),
+]
+FormatOpt = Annotated[
+    FormatChoice,
+    typer.Option("--format", case_sensitive=False, help="Input format; auto detects it from --gt.",
+                 rich_help_panel=_PANEL),
+]
+NamesOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--names",
+        help="Class names: YOLO data.yaml, a text file with one name per line, or 'cat,dog,…'.",
+        rich_help_panel=_PANEL,
+    ),
+]
+NoClipOpt = Annotated[
+    bool,
+    typer.Option(
+        "--no-clip",
+        help="Keep boxes that cross the image border as given (what pycocotools evaluates) instead of clipping them.",
+        rich_help_panel=_PANEL,
+    ),
+]
+
+
+def source_from_options(
+    *,
+    gt: Path | None,
+    pred: Path | None,
+    images: Path | None,
+    format: str | FormatChoice = "auto",
+    names: str | None = None,
+    no_clip: bool = False,
+) -> DatasetSource:
+    """The :class:`DatasetSource` the common input options describe (validated;
+    inconsistent options raise ConfigError, which the CLI prints as ``error: …``)."""
+    fmt = (format.value if isinstance(format, Enum) else str(format)).lower()
+    return DatasetSource(
+        gt=gt,
+        pred=pred,
+        images=images,
+        format=None if fmt == "auto" else fmt,
+        names=names,
+        clip=not no_clip,
+    )
