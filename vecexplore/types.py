@@ -184,10 +184,17 @@ class ImageTable(_Sliceable):
         object.__setattr__(self, "metadata", metadata)
 
     def __getitem__(self, index):
+        # Metadata columns are sliced here, not by _Sliceable (they live in a dict):
+        # building the new table with the unsliced columns would fail its length check.
         index = np.asarray(index)
-        out = super().__getitem__(index)
-        object.__setattr__(out, "metadata", {k: v[index] for k, v in self.metadata.items()})
-        return out
+        return ImageTable(
+            image_id=self.image_id[index],
+            file_name=self.file_name[index],
+            width=self.width[index],
+            height=self.height[index],
+            split=None if self.split is None else self.split[index],
+            metadata={k: v[index] for k, v in self.metadata.items()},
+        )
 
     def index_of_ids(self, ids) -> np.ndarray:
         """Map image ids to ``image_idx``; -1 where an id is unknown."""
