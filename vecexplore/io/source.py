@@ -4,10 +4,10 @@ One frozen, validated description of the inputs, shared by every command that
 reads a dataset (``check-data``, ``evaluate``, ``build``). Format detection
 (``format=None``), in order:
 
-* no ``gt`` but ``images`` → ``yolo`` (labels found by Ultralytics' rule);
+* no ``gt`` → ``yolo`` (labels found by Ultralytics' rule);
 * ``gt`` a ``.json`` file → ``coco``; a ``.csv`` file → ``csv``;
-* ``gt`` a folder holding ``.txt`` files → ``yolo``; a folder of class sub-folders
-  with images → ``imagefolder``.
+* ``gt`` a folder whose sub-folders hold more images than it holds ``.txt`` files
+  → ``imagefolder``; otherwise a folder with ``.txt`` files → ``yolo``.
 
 Defaults filled by :meth:`DatasetSource.resolved`: the images root is the GT
 file's folder for ``coco``/``csv``, the GT folder for ``imagefolder``, and for
@@ -31,6 +31,7 @@ InputFormat = Literal["coco", "yolo", "csv", "imagefolder"]
 FORMATS: tuple[str, ...] = get_args(InputFormat)
 #: Formats whose GT file can also carry the predictions (``pred`` optional).
 _PRED_OPTIONAL = frozenset({"csv"})
+_DETECT_SAMPLE = 5000  # files looked at to tell a YOLO labels folder from an ImageFolder
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -73,8 +74,8 @@ class DatasetSource:
             object.__setattr__(self, "names", tuple(str(n) for n in self.names))
         if not isinstance(self.clip, bool):
             raise ConfigError(f"clip: expected a bool, got {self.clip!r}")
-        if self.gt is None and self.images is None:
-            raise ConfigError("no ground truth given: pass --gt (or, for YOLO, --images)")
+        if self.gt is None and self.images is None and not _is_yaml(self.names):
+            raise ConfigError("no ground truth given: pass --gt (or, for YOLO, --images or a data.yaml as --names)")
         if self.format is not None:
             self._check_required(self.format)
 
@@ -116,18 +117,23 @@ def detect_format(source: DatasetSource) -> InputFormat:
         if suffix == ".csv":
             return "csv"
         raise ConfigError(f"{gt}: cannot tell the input format from the extension; pass --format ({', '.join(FORMATS)})")
-    has_txt = has_class_dirs = False
+    # Count label and image files (a bounded sample): a YOLO labels folder holds
+    # .txt files and few or no images; an ImageFolder holds images in sub-folders.
+    n_txt = n_nested_images = seen = 0
     for directory, dirs, files in os.walk(gt):
-        dirs[:] = [d for d in dirs if not d.startswith(".")]
-        if any(f.endswith(".txt") and f != "classes.txt" for f in files):
-            has_txt = True
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for f in files:
+            if f.endswith(".txt") and f != "classes.txt":
+                n_txt += 1
+            elif directory != os.fspath(gt) and os.path.splitext(f)[1].lower() in _image_exts():
+                n_nested_images += 1
+        seen += len(files)
+        if seen > _DETECT_SAMPLE:
             break
-        if directory != os.fspath(gt) and any(os.path.splitext(f)[1].lower() in _image_exts() for f in files):
-            has_class_dirs = True
-    if has_txt:
-        return "yolo"
-    if has_class_dirs:
+    if n_nested_images > n_txt:
         return "imagefolder"
+    if n_txt:
+        return "yolo"
     raise ConfigError(f"{gt}: a folder with neither YOLO .txt labels nor class sub-folders of images; pass --format")
 
 
@@ -144,7 +150,7 @@ def _yolo_images_default(source: DatasetSource) -> Path:
         guess = images_dir_for(source.gt)
         if guess is not None and guess.is_dir():
             return guess
-    if isinstance(source.names, str) and Path(source.names).suffix.lower() in {".yaml", ".yml"}:
+    if _is_yaml(source.names):
         from vecexplore.io._read import read_yaml
 
         path = Path(source.names)
@@ -153,7 +159,11 @@ def _yolo_images_default(source: DatasetSource) -> Path:
             base = Path(data["path"]) if isinstance(data.get("path"), str) else Path()
             base = base if base.is_absolute() else path.parent / base
             return base / data["val"]
-    raise ConfigError("YOLO input needs --images (the images folder)")
+    raise ConfigError("YOLO input needs --images (the images folder), or a data.yaml with 'val' as --names")
+
+
+def _is_yaml(names) -> bool:
+    return isinstance(names, str) and Path(names).suffix.lower() in {".yaml", ".yml"}
 
 
 def _yolo_names(source: DatasetSource) -> dict[int, str]:
