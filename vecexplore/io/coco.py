@@ -349,13 +349,13 @@ def _parse_objects(recs: Any, *, path: str, list_name: str, predictions: bool,
     bad = (xywh[:, 2] <= 0) | (xywh[:, 3] <= 0)
     if bad.any():
         i = int(np.argmax(bad))
-        axis, value = ("width", xywh[i, 2]) if xywh[i, 2] <= 0 else ("height", xywh[i, 3])
+        axis, value = ("width", float(xywh[i, 2])) if xywh[i, 2] <= 0 else ("height", float(xywh[i, 3]))
         fail(i, f"bbox has non-positive {axis} ({axis[0]}={value!r})")
     if predictions:
         bad = ~np.isfinite(score) | (score < 0) | (score > 1)
         if bad.any():
             i = int(np.argmax(bad))
-            fail(i, f"score must be in [0, 1], got {score[i]!r}")
+            fail(i, f"score must be in [0, 1], got {float(score[i])!r}")
     image_idx = images.index_of_ids(image_id)
     if (image_idx < 0).any():
         i = int(np.argmax(image_idx < 0))
