@@ -206,11 +206,6 @@ def _check_boxes(name: str, boxes: Boxes, *, prediction: bool, num_images: int, 
                                   f"is out of range (< {upper})")
 
 
-def _group_bounds(keys_sorted: np.ndarray, groups: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    return (np.searchsorted(keys_sorted, groups, side="left"),
-            np.searchsorted(keys_sorted, groups, side="right"))
-
-
 def _outside(area: np.ndarray, ranges: tuple[tuple[float, float], ...]) -> np.ndarray:
     """(A, n) bool: ``area < lo or area > hi`` per range (pycocotools' test, NaN-safe the same way)."""
     return np.stack([(area < lo) | (area > hi) for lo, hi in ranges]) if len(area) else np.zeros((len(ranges), 0), bool)
@@ -252,48 +247,45 @@ def coco_metrics(gt: Boxes, pred: Boxes, *, num_images: int, num_classes: int,
     n_t, n_r, n_k, n_a, n_m = len(iou_thr), len(rec_thr), num_classes, len(params.area_ranges), len(max_dets)
     stride = max(num_images, 1)
 
-    # Ground truth grouped by (class, image rank), input order inside a group.
-    g_key = gt.class_idx * stride + rank[gt.image_idx]
-    g_ord = np.argsort(g_key, kind="stable")
-    g_key = g_key[g_ord]
-    g_xywh = np.ascontiguousarray(gt.xywh[g_ord])
-    g_crowd = np.ascontiguousarray(gt.iscrowd[g_ord])
+    # Ground truth grouped by (class, image rank), input order inside a group (stable LSD passes).
+    g_rank = rank[gt.image_idx]
+    g_ord = kern.counting_order(np.arange(len(gt), dtype=np.int64), g_rank, stride)
+    g_ord = kern.counting_order(g_ord, gt.class_idx, max(n_k, 1))
+    g_key = gt.class_idx[g_ord] * stride + g_rank[g_ord]
+    g_crowd = gt.iscrowd[g_ord]
     g_ignore = _outside(gt.area[g_ord], params.area_ranges) | g_crowd[None, :]
-    g_id_nonzero = gt.object_id[g_ord] != 0
     num_gt = np.zeros((n_k, n_a), np.int64)
     for a in range(n_a):
         num_gt[:, a] = np.bincount(gt.class_idx[g_ord][~g_ignore[a]], minlength=n_k)[:n_k]
 
     # Predictions grouped the same way, score descending (stable) inside a group, cut to max_dets[-1].
-    p_key = pred.class_idx * stride + rank[pred.image_idx]
-    p_ord = np.lexsort((-pred.score, p_key))
-    p_key = p_key[p_ord]
+    p_rank = rank[pred.image_idx]
+    p_ord = kern.descending_score_order(np.arange(len(pred), dtype=np.int64), pred.score)
+    p_ord = kern.counting_order(p_ord, p_rank, stride)
+    p_ord = kern.counting_order(p_ord, pred.class_idx, max(n_k, 1))
+    p_key = pred.class_idx[p_ord] * stride + p_rank[p_ord]
     starts = np.flatnonzero(np.r_[True, p_key[1:] != p_key[:-1]]) if len(p_key) else np.zeros(0, np.int64)
-    counts = np.diff(np.r_[starts, len(p_key)])
-    rank_in_image = np.arange(len(p_key)) - np.repeat(starts, counts)
+    rank_in_image = np.arange(len(p_key)) - np.repeat(starts, np.diff(np.r_[starts, len(p_key)]))
     keep = rank_in_image < max_dets[-1]
-    p_ord, p_key, rank_in_image = p_ord[keep], p_key[keep], rank_in_image[keep]
-    d_xywh = np.ascontiguousarray(pred.xywh[p_ord])
-    d_outside = _outside(d_xywh[:, 2] * d_xywh[:, 3], params.area_ranges)
-
-    groups = np.union1d(g_key, p_key)
-    g_start, g_end = _group_bounds(g_key, groups)
-    d_start, d_end = _group_bounds(p_key, groups)
-    state = kern.match_groups(g_start, g_end, d_start, d_end, g_xywh, g_crowd, np.ascontiguousarray(g_ignore),
-                              g_id_nonzero, d_xywh, np.ascontiguousarray(d_outside), iou_thr)
+    if not keep.all():
+        p_ord, p_key, rank_in_image = p_ord[keep], p_key[keep], rank_in_image[keep]
+    d_xywh = pred.xywh[p_ord]
+    state = kern.match_groups(g_key, p_key, gt.xywh[g_ord], g_crowd, g_ignore, gt.object_id[g_ord] != 0,
+                              d_xywh, _outside(d_xywh[:, 2] * d_xywh[:, 3], params.area_ranges), iou_thr)
 
     # Accumulation order: class, then score descending; ties keep (image rank, rank in image).
     d_score = pred.score[p_ord]
     d_class = pred.class_idx[p_ord]
-    acc = np.lexsort((-d_score, d_class))
+    acc = kern.descending_score_order(np.arange(len(p_ord), dtype=np.int64), d_score)
+    acc = kern.counting_order(acc, d_class, max(n_k, 1))
     class_start = np.searchsorted(d_class[acc], np.arange(n_k + 1), side="left").astype(np.int64)
     precision = np.full((n_t, n_r, n_k, n_a, n_m), -1.0)
     recall = np.full((n_t, n_k, n_a, n_m), -1.0)
     scores = np.full((n_t, n_r, n_k, n_a, n_m), -1.0)
-    kern.accumulate(class_start, np.ascontiguousarray(state[:, :, acc]), rank_in_image[acc], d_score[acc],
+    kern.accumulate(class_start, acc, state, rank_in_image[acc], d_score[acc],
                     num_gt, rec_thr, max_dets, precision, recall, scores)
-    log.debug("coco_metrics: %d images, %d classes, %d gt, %d predictions (%d kept), %d groups",
-              num_images, num_classes, len(gt), len(pred), len(p_ord), len(groups))
+    log.debug("coco_metrics: %d images, %d classes, %d gt, %d predictions (%d within max_dets)",
+              num_images, num_classes, len(gt), len(pred), len(p_ord))
     return _finish(params, precision, recall, scores, num_gt)
 
 
