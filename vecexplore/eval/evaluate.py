@@ -1,0 +1,327 @@
+"""``evaluate(dataset)``: everything about one model on one dataset, at one operating point.
+
+An :class:`Evaluation` bundles the matching (detection, once per IoU
+threshold), the object and per-image outcomes, the confusion matrix, the
+confidence sweep and the metrics at an operating point. ``at(confidence=...)``
+re-derives the outcomes at another confidence without re-matching (the app
+calls it on every slider move); ``at(iou=...)`` matches once for that IoU and
+caches the matching, shared by every evaluation derived from the same call.
+COCO AP/AR (independent of the operating point) is computed on first use and
+shared likewise.
+
+Default operating point: detection uses the F1-optimal confidence of the sweep
+at the chosen IoU (0.0 when nothing is predicted); classification uses 0.0
+(every prediction accepted, so the metrics equal scikit-learn's on the user's
+files; see :mod:`vecexplore.eval.classification`).
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import math
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from vecexplore.errors import ConfigError
+from vecexplore.eval import classification as cls_mod
+from vecexplore.eval.confusion import ConfusionMatrix
+from vecexplore.eval.matching import Matching, match_detections
+from vecexplore.eval.outcomes import (
+    FP_TYPES,
+    ObjectOutcomes,
+    count_columns,
+    image_table,
+    objects_table,
+    rate_columns,
+    resolve_outcomes,
+)
+from vecexplore.eval.sweep import Sweep, classification_sweep, detection_sweep
+from vecexplore.types import Dataset
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from vecexplore.eval.coco import CocoMetrics
+
+log = logging.getLogger(__name__)
+
+#: JSON names of the error types (``error_types`` object), FP types then misses.
+ERROR_TYPE_KEYS = ("duplicate", "class", "localization", "both", "background", "missed")
+
+
+def evaluate(dataset: Dataset, *, iou: float = 0.5, confidence: float | None = None) -> Evaluation:
+    """Evaluate ``dataset.pred`` against ``dataset.gt``.
+
+    Args:
+        dataset: a detection or classification dataset.
+        iou: the IoU threshold of the operating point (detection only).
+        confidence: the confidence threshold; None = the default (F1-optimal
+            for detection, 0.0 for classification).
+
+    Returns:
+        :class:`DetectionEvaluation` or :class:`ClassificationEvaluation`.
+    """
+    if dataset.task == "classification":
+        if iou != 0.5:
+            raise ConfigError("--iou applies to detection only; this is a classification dataset")
+        arrays = cls_mod.image_arrays(num_images=dataset.num_images, gt=dataset.gt, pred=dataset.pred)
+        sweep = classification_sweep(label=arrays["label"], prediction=arrays["prediction"],
+                                     score=arrays["score"], num_classes=len(dataset.categories))
+        return ClassificationEvaluation._build(dataset, arrays, sweep, confidence)
+    return DetectionEvaluation._build(dataset, iou, confidence, {})
+
+
+def _check_confidence(confidence: float) -> float:
+    c = float(confidence)
+    if not (math.isfinite(c) and 0.0 <= c <= 1.0):
+        raise ConfigError(f"confidence threshold must be in [0, 1], got {confidence}")
+    return c
+
+
+@dataclass(frozen=True, eq=False)
+class Evaluation:
+    """What both tasks share.
+
+    Attributes:
+        dataset: the evaluated dataset.
+        confidence: the operating point's confidence threshold.
+        confidence_is_default: True when ``confidence`` was not given (F1-optimal
+            for detection, 0.0 for classification).
+        sweep: P/R/F1 vs confidence, overall and per class.
+    """
+
+    dataset: Dataset
+    confidence: float
+    confidence_is_default: bool
+    sweep: Sweep
+
+    @property
+    def task(self) -> str:
+        return self.dataset.task
+
+    @property
+    def optimal(self) -> tuple[float, float]:
+        """The sweep's F1-optimal ``(confidence, f1)`` (NaN, NaN without predictions)."""
+        return self.sweep.optimal()
+
+    @property
+    def class_names(self) -> list[str]:
+        return [str(n) for n in self.dataset.categories.names]
+
+
+@dataclass(frozen=True, eq=False)
+class DetectionEvaluation(Evaluation):
+    """A detection evaluation at one IoU and confidence threshold.
+
+    Attributes:
+        iou: the IoU threshold.
+        matching: the matching at ``iou`` (confidence-free).
+        outcomes: every object's outcome at the operating point.
+    """
+
+    iou: float = 0.5
+    matching: Matching | None = None
+    outcomes: ObjectOutcomes | None = None
+    _shared: dict = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def _build(cls, dataset: Dataset, iou: float, confidence: float | None, shared: dict) -> DetectionEvaluation:
+        iou = float(iou)
+        if iou not in shared:
+            matching = match_detections(dataset.gt, dataset.pred, iou=iou, num_images=dataset.num_images,
+                                        num_classes=len(dataset.categories))
+            shared[iou] = (matching, detection_sweep(matching))
+        matching, sweep = shared[iou]
+        default = confidence is None
+        if default:
+            best, _ = sweep.optimal()
+            c = 0.0 if math.isnan(best) else best
+        else:
+            c = _check_confidence(confidence)
+        return cls(dataset=dataset, confidence=c, confidence_is_default=default, sweep=sweep, iou=iou,
+                   matching=matching, outcomes=resolve_outcomes(matching, confidence=c), _shared=shared)
+
+    def at(self, *, confidence: float | None = None, iou: float | None = None) -> DetectionEvaluation:
+        """The evaluation at another operating point; None confidence = F1-optimal at that IoU.
+
+        Same IoU: only the outcomes are re-derived (no re-matching).
+        """
+        return self._build(self.dataset, self.iou if iou is None else iou, confidence, self._shared)
+
+    @functools.cached_property
+    def per_image(self) -> pd.DataFrame:
+        """The per-image outcome table (see :func:`vecexplore.eval.outcomes.image_table`)."""
+        return image_table(self.outcomes)
+
+    @functools.cached_property
+    def objects(self) -> pd.DataFrame:
+        """The objects table (see :func:`vecexplore.eval.outcomes.objects_table`)."""
+        return objects_table(self.outcomes)
+
+    @functools.cached_property
+    def confusion(self) -> ConfusionMatrix:
+        """(K+1) × (K+1) confusion matrix with a background row and column."""
+        return ConfusionMatrix.from_outcomes(self.outcomes, names=self.class_names)
+
+    def confusion_of(self, images: np.ndarray) -> ConfusionMatrix:
+        """The confusion matrix of a subset of images ((N,) bool mask or image_idx array)."""
+        return ConfusionMatrix.from_outcomes(self.outcomes, names=self.class_names, images=images)
+
+    @property
+    def coco(self) -> CocoMetrics:
+        """COCO AP/AR (pycocotools-equal), computed once per :func:`evaluate` call."""
+        if "coco" not in self._shared:
+            from vecexplore.eval.coco import coco_metrics_of
+
+            self._shared["coco"] = coco_metrics_of(self.dataset)
+        return self._shared["coco"]
+
+    @functools.cached_property
+    def class_table(self) -> pd.DataFrame:
+        """One row per class at the operating point.
+
+        Columns: ``class_idx, category_id, name, n_gt, n_pred, n_ignored, tp, fp,
+        fp_*, fn, fn_missed, precision, recall, f1, error_rate``; add AP / AP50
+        with :meth:`with_ap`.
+        """
+        import pandas as pd
+
+        cats = self.dataset.categories
+        cols = count_columns(self.outcomes.pred_counts(by="class"), self.outcomes.gt_counts(by="class"))
+        data = {"class_idx": np.arange(len(cats), dtype=np.int64), "category_id": cats.ids,
+                "name": self.class_names, **cols}
+        data.update(rate_columns(cols["tp"], cols["fp"], cols["fn"]))
+        return pd.DataFrame(data)
+
+    def with_ap(self) -> pd.DataFrame:
+        """:attr:`class_table` plus ``AP`` and ``AP50`` (NaN for classes without GT)."""
+        tab = self.class_table.copy()
+        tab["AP"] = self.coco.per_class_ap
+        tab["AP50"] = self.coco.per_class_ap50
+        return tab
+
+    @functools.cached_property
+    def totals(self) -> dict[str, float]:
+        """Dataset-level counts and rates at the operating point (keys as the per-image table)."""
+        pc = self.outcomes.pred_counts(by="class").sum(axis=0, keepdims=True)
+        gc = self.outcomes.gt_counts(by="class").sum(axis=0, keepdims=True)
+        cols = count_columns(pc, gc)
+        cols.update(rate_columns(cols["tp"], cols["fp"], cols["fn"]))
+        return {k: (int(v[0]) if v.dtype.kind == "i" else float(v[0])) for k, v in cols.items()}
+
+    @property
+    def error_types(self) -> dict[str, int]:
+        """Counts of each FP type and of pure misses (``ERROR_TYPE_KEYS``)."""
+        t = self.totals
+        counts = {key: t[code.label] for key, code in zip(ERROR_TYPE_KEYS[:-1], FP_TYPES, strict=True)}
+        return {**counts, "missed": t["fn_missed"]}
+
+    def to_json_dict(self) -> dict[str, Any]:
+        """The ``--json`` document (keys exactly as the evaluation issue specifies; NaN → null)."""
+        tab = self.with_ap()
+        per_class = [
+            {"category_id": int(r.category_id), "name": str(r.name), "AP": _num(r.AP), "AP50": _num(r.AP50),
+             "precision": _num(r.precision), "recall": _num(r.recall), "f1": _num(r.f1),
+             "tp": int(r.tp), "fp": int(r.fp), "fn": int(r.fn)}
+            for r in tab.itertuples(index=False)
+        ]
+        t = self.totals
+        best_c, best_f1 = self.optimal
+        return {
+            "task": "detection",
+            "coco": {k: _num(v) for k, v in self.coco.as_dict().items()},
+            "per_class": per_class,
+            "operating_point": {"iou": self.iou, "confidence": self.confidence, "precision": _num(t["precision"]),
+                                "recall": _num(t["recall"]), "f1": _num(t["f1"])},
+            "optimal_confidence": {"confidence": _num(best_c), "f1": _num(best_f1)},
+            "error_types": self.error_types,
+            "confusion_matrix": _matrix_json(self.confusion),
+        }
+
+
+@dataclass(frozen=True, eq=False)
+class ClassificationEvaluation(Evaluation):
+    """A classification evaluation at one confidence threshold.
+
+    Attributes:
+        arrays: dense per-image ``label``, ``prediction`` (before the threshold),
+            ``score``, ``margin`` (see :func:`vecexplore.eval.classification.image_arrays`).
+        metrics: scikit-learn-equal metrics over the labelled images with an
+            accepted prediction.
+        accepted: (N,) int64 prediction at the threshold (-1 = none / abstained).
+    """
+
+    arrays: dict = field(default_factory=dict, repr=False)
+    metrics: cls_mod.ClassificationMetrics | None = None
+    accepted: np.ndarray | None = None
+
+    @classmethod
+    def _build(cls, dataset: Dataset, arrays: dict, sweep: Sweep, confidence: float | None):
+        default = confidence is None
+        c = 0.0 if default else _check_confidence(confidence)
+        accepted = cls_mod.accepted_prediction(arrays["prediction"], arrays["score"], c)
+        label = arrays["label"]
+        use = (label >= 0) & (accepted >= 0)
+        scores = None
+        if dataset.pred.scores is not None:
+            full = np.zeros((dataset.num_images, len(dataset.categories)))
+            full[dataset.pred.image_idx] = dataset.pred.scores
+            scores = full[use]
+        metrics = cls_mod.classification_metrics(y_true=label[use], y_pred=accepted[use],
+                                                 num_classes=len(dataset.categories), y_score=scores)
+        return cls(dataset=dataset, confidence=c, confidence_is_default=default, sweep=sweep, arrays=arrays,
+                   metrics=metrics, accepted=accepted)
+
+    def at(self, *, confidence: float | None = None, iou: float | None = None) -> ClassificationEvaluation:
+        """The evaluation at another confidence (None = 0.0)."""
+        if iou is not None:
+            raise ConfigError("iou applies to detection only; this is a classification dataset")
+        return self._build(self.dataset, self.arrays, self.sweep, confidence)
+
+    @functools.cached_property
+    def per_image(self) -> pd.DataFrame:
+        """The classification per-image table at the threshold."""
+        return cls_mod.image_table(self.arrays, confidence=self.confidence)
+
+    @functools.cached_property
+    def confusion(self) -> ConfusionMatrix:
+        """K × K confusion matrix over labelled images with an accepted prediction."""
+        return ConfusionMatrix.from_labels(label=self.arrays["label"], prediction=self.accepted,
+                                           names=self.class_names, image_id=self.dataset.images.image_id)
+
+    def confusion_of(self, images: np.ndarray) -> ConfusionMatrix:
+        return self.confusion.subset(images)
+
+    @property
+    def coverage(self) -> tuple[int, int]:
+        """(labelled images with an accepted prediction, labelled images)."""
+        return self.metrics.n, int((self.arrays["label"] >= 0).sum())
+
+    def to_json_dict(self) -> dict[str, Any]:
+        """The ``--json`` document for classification (NaN → null)."""
+        m, cats = self.metrics, self.dataset.categories
+        per_class = [
+            {"category_id": int(cats.ids[k]), "name": str(cats.names[k]), "precision": _num(m.precision[k]),
+             "recall": _num(m.recall[k]), "f1": _num(m.f1[k]), "support": int(m.support[k])}
+            for k in range(len(cats))
+        ]
+        return {
+            "task": "classification",
+            "accuracy": _num(m.accuracy),
+            "per_class": per_class,
+            "macro": {k: _num(v) for k, v in m.macro.items()},
+            "weighted": {k: _num(v) for k, v in m.weighted.items()},
+            "confusion_matrix": _matrix_json(self.confusion),
+        }
+
+
+def _num(v) -> float | None:
+    v = float(v)
+    return None if math.isnan(v) else v
+
+
+def _matrix_json(cm: ConfusionMatrix) -> dict[str, Any]:
+    return {"labels": list(cm.labels), "matrix": cm.counts.tolist()}

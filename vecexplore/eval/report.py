@@ -1,0 +1,155 @@
+"""The text report of an evaluation, as rich renderables (the CLI prints them).
+
+Detection: the operating point (with a note when it is the F1-optimal
+default), COCO AP/AR, precision / recall / F1 at the operating point, counts of
+each error type, a per-class table, the confusion matrix (when the classes fit
+on a screen) and the top confusions. Classification: accuracy, macro / weighted
+averages, top-k and ROC AUC where available, coverage, a per-class table, the
+confusion matrix and the top confusions.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from rich.console import Group
+
+    from vecexplore.eval.confusion import ConfusionMatrix
+    from vecexplore.eval.evaluate import ClassificationEvaluation, DetectionEvaluation, Evaluation
+
+#: Confusion matrices with more rows than this are summarised by their top confusions only.
+MAX_MATRIX = 12
+
+
+def build_report(evaluation: Evaluation, *, max_classes: int = 30, top: int = 10) -> Group:
+    """The report of ``evaluation``.
+
+    Args:
+        evaluation: a detection or classification evaluation.
+        max_classes: per-class rows shown (classes with the most ground truth first).
+        top: number of top confusions listed.
+    """
+    from rich.console import Group
+
+    if evaluation.task == "detection":
+        parts = _detection(evaluation, max_classes, top)
+    else:
+        parts = _classification(evaluation, max_classes, top)
+    return Group(*parts)
+
+
+def _fmt(v, digits: int = 3) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "-"
+    if isinstance(v, (int, np.integer)):
+        return f"{int(v):,}"
+    return f"{float(v):.{digits}f}"
+
+
+def _table(title: str, columns: list[str], rows: list[list], *, first_left: bool = True, caption: str | None = None):
+    from rich.table import Table
+
+    table = Table(title=title, title_justify="left", caption=caption, caption_justify="left",
+                  show_edge=False, pad_edge=False)
+    for i, col in enumerate(columns):
+        table.add_column(col, justify="left" if (i == 0 and first_left) else "right")
+    for row in rows:
+        table.add_row(*[c if isinstance(c, str) else _fmt(c) for c in row])
+    return table
+
+
+def _operating_point_note(ev: DetectionEvaluation) -> str:
+    best_c, best_f1 = ev.optimal
+    head = f"Operating point: IoU ≥ {ev.iou:g}, confidence ≥ {ev.confidence:.4g}"
+    if ev.confidence_is_default:
+        if math.isnan(best_c):
+            return head + " (no predictions to choose a confidence from)"
+        return head + f" — the F1-optimal confidence (F1 {best_f1:.3f}); pass --conf to choose another"
+    return head + f" (given; the F1-optimal confidence is {_fmt(best_c, 4)} with F1 {_fmt(best_f1)})"
+
+
+def _detection(ev: DetectionEvaluation, max_classes: int, top: int) -> list:
+    from rich.text import Text
+
+    ds = ev.dataset
+    t = ev.totals
+    coco = ev.coco.as_dict()
+    names = list(coco)
+    parts = [
+        Text(f"Detection: {ds.num_images:,} images, {len(ds.categories):,} classes, "
+             f"{len(ds.gt):,} ground-truth boxes ({int(ds.gt.iscrowd.sum()):,} crowd), "
+             f"{len(ds.pred):,} predictions", style="bold"),
+        Text(_operating_point_note(ev)),
+        _table("COCO (pycocotools-equal; -1 = undefined)", names[:6], [[coco[k] for k in names[:6]]], first_left=False),
+        _table("", names[6:], [[coco[k] for k in names[6:]]], first_left=False),
+        _table("At the operating point", ["precision", "recall", "F1", "TP", "FP", "FN", "ignored (crowd)"],
+               [[t["precision"], t["recall"], t["f1"], t["tp"], t["fp"], t["fn"], t["n_ignored"]]], first_left=False),
+    ]
+    errors = ev.error_types
+    total = sum(errors.values())
+    parts.append(_table("Error types", ["type", "count", "share"],
+                        [[k, v, f"{v / total:.1%}" if total else "-"] for k, v in errors.items()],
+                        caption="missed = FN without a wrong-class box on it"))
+    tab = ev.with_ap().sort_values(["n_gt", "class_idx"], ascending=[False, True], kind="stable")
+    rows = [[r.name, r.n_gt, r.AP, r.AP50, r.precision, r.recall, r.f1, r.tp, r.fp, r.fn]
+            for r in tab.head(max_classes).itertuples(index=False)]
+    title = "Per class" + (f" (the {max_classes} with the most GT of {len(tab)})" if len(tab) > max_classes else "")
+    parts.append(_table(title, ["class", "GT", "AP", "AP50", "precision", "recall", "F1", "TP", "FP", "FN"], rows))
+    parts.extend(_confusion_parts(ev.confusion, top))
+    return parts
+
+
+def _classification(ev: ClassificationEvaluation, max_classes: int, top: int) -> list:
+    from rich.text import Text
+
+    ds, m = ev.dataset, ev.metrics
+    used, labelled = ev.coverage
+    best_c, best_f1 = ev.optimal
+    head = f"Operating point: confidence ≥ {ev.confidence:.4g}"
+    if ev.confidence_is_default:
+        head += " (default: every prediction accepted)"
+    head += f"; coverage {used:,} of {labelled:,} labelled images"
+    if not math.isnan(best_c):
+        head += f"; the selective F1 is best at {best_c:.4g} (F1 {best_f1:.3f})"
+    headline = [["accuracy", m.accuracy], ["macro precision", m.macro["precision"]],
+                ["macro recall", m.macro["recall"]], ["macro F1", m.macro["f1"]],
+                ["weighted F1", m.weighted["f1"]]]
+    headline += [[f"top-{k} accuracy", v] for k, v in m.top_k.items()]
+    if m.roc_auc is not None:
+        headline.append(["ROC AUC", m.roc_auc])
+    parts = [
+        Text(f"Classification: {ds.num_images:,} images, {len(ds.categories):,} classes, "
+             f"{len(ds.gt):,} labels, {len(ds.pred):,} predictions", style="bold"),
+        Text(head),
+        _table("Metrics (scikit-learn-equal)", ["metric", "value"], headline),
+    ]
+    order = np.lexsort((np.arange(len(m.support)), -m.support))[:max_classes]
+    rows = [[str(ds.categories.names[k]), int(m.support[k]), m.precision[k], m.recall[k], m.f1[k]] for k in order]
+    title = "Per class" + (f" (the {max_classes} most frequent of {len(m.support)})"
+                           if len(m.support) > max_classes else "")
+    parts.append(_table(title, ["class", "support", "precision", "recall", "F1"], rows))
+    parts.extend(_confusion_parts(ev.confusion, top))
+    return parts
+
+
+def _confusion_parts(cm: ConfusionMatrix, top: int) -> list:
+    from rich.text import Text
+
+    parts = []
+    labels = list(cm.labels)
+    if len(labels) <= MAX_MATRIX:
+        short = [lab if len(lab) <= 10 else lab[:9] + "…" for lab in labels]
+        rows = [[short[i], *[int(v) for v in cm.counts[i]]] for i in range(len(labels))]
+        parts.append(_table("Confusion matrix (rows = ground truth, columns = prediction)", ["gt \\ pred", *short], rows))
+    else:
+        parts.append(Text(f"Confusion matrix: {len(labels)} × {len(labels)} — see --plots or --json"))
+    row_sum = cm.counts.sum(axis=1)
+    rows = [[labels[i], labels[j], c, f"{c / row_sum[i]:.1%}" if row_sum[i] else "-"]
+            for i, j, c in cm.top_confusions(top)]
+    if rows:
+        parts.append(_table("Top confusions", ["ground truth", "predicted", "count", "of the row"], rows))
+    return parts
