@@ -13,7 +13,7 @@ import sys
 from vecexplore.errors import VecexploreError
 
 # Modules that register commands on ``_app.app``; listed in the order of ``--help``.
-_COMMAND_MODULES: tuple[str, ...] = ("check", "data")
+_COMMAND_MODULES: tuple[str, ...] = ("check", "data", "evaluate")
 
 
 def _register() -> None:
