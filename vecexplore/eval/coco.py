@@ -250,7 +250,7 @@ def coco_metrics(gt: Boxes, pred: Boxes, *, num_images: int, num_classes: int,
     # Ground truth grouped by (class, image rank), input order inside a group (stable LSD passes).
     g_rank = rank[gt.image_idx]
     g_ord = kern.counting_order(np.arange(len(gt), dtype=np.int64), g_rank, stride)
-    g_ord = kern.counting_order(g_ord, gt.class_idx, max(n_k, 1))
+    g_ord = kern.counting_order(g_ord, gt.class_idx.copy(), max(n_k, 1))  # writable: one numba signature
     g_key = gt.class_idx[g_ord] * stride + g_rank[g_ord]
     g_crowd = gt.iscrowd[g_ord]
     g_ignore = _outside(gt.area[g_ord], params.area_ranges) | g_crowd[None, :]
@@ -260,9 +260,9 @@ def coco_metrics(gt: Boxes, pred: Boxes, *, num_images: int, num_classes: int,
 
     # Predictions grouped the same way, score descending (stable) inside a group, cut to max_dets[-1].
     p_rank = rank[pred.image_idx]
-    p_ord = kern.descending_score_order(np.arange(len(pred), dtype=np.int64), pred.score)
+    p_ord = kern.descending_score_order(np.arange(len(pred), dtype=np.int64), pred.score.copy())
     p_ord = kern.counting_order(p_ord, p_rank, stride)
-    p_ord = kern.counting_order(p_ord, pred.class_idx, max(n_k, 1))
+    p_ord = kern.counting_order(p_ord, pred.class_idx.copy(), max(n_k, 1))
     p_key = pred.class_idx[p_ord] * stride + p_rank[p_ord]
     starts = np.flatnonzero(np.r_[True, p_key[1:] != p_key[:-1]]) if len(p_key) else np.zeros(0, np.int64)
     rank_in_image = np.arange(len(p_key)) - np.repeat(starts, np.diff(np.r_[starts, len(p_key)]))
