@@ -202,3 +202,14 @@ def test_agrees_with_pycocotools(seed):
     assert [d["area"] for d in dets] == ds.pred.area.tolist()
     assert [d["score"] for d in dets] == ds.pred.score.tolist()
     assert [d["category_id"] for d in dets] == ds.categories.ids[ds.pred.class_idx].tolist()
+
+
+def test_integral_float_ids_are_accepted():
+    """Some exporters write ids as 100.0: the record-by-record pass accepts them."""
+    gt, pred = coco_gt(), coco_pred()
+    gt["annotations"][0]["image_id"] = 100.0
+    pred[1]["category_id"] = 5.0
+    pred[2]["score"] = 1  # an int score is a number too
+    ds = coco_to_dataset(gt, pred)
+    expected = coco_to_dataset(coco_gt(), [*coco_pred()[:2], dict(coco_pred()[2], score=1.0)])
+    assert_same_dataset(ds, expected)

@@ -17,22 +17,18 @@ out); :func:`load_coco` is the thin file reader around it. Conventions:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from vecexplore.errors import ConfigError, InputError
-from vecexplore.io._common import LoadReport, clip_to_images, first_duplicate
+from vecexplore.errors import ConfigError
+from vecexplore.io._coco_records import _parse, _Parsed
+from vecexplore.io._common import LoadReport, clip_to_images, no_gc
 from vecexplore.io._read import image_sizes, read_json, warn_unreadable
 from vecexplore.io.paths import check_images_exist, image_paths
-from vecexplore.types import Boxes, Categories, Dataset, ImageTable
-
-_NUM = (int, float)
-_IMAGE_KEYS = ("id", "file_name", "width", "height", "split")
-_SCALAR = (str, int, float, bool, type(None))
+from vecexplore.types import Boxes, Dataset, ImageTable
 
 
 def load_coco(
@@ -58,9 +54,11 @@ def load_coco(
             not on disk. Images without ``width``/``height`` read them from the header.
         report: filled with clip counts and unreadable images, if given.
     """
-    gt_obj = read_json(gt)
-    pred_obj = [] if pred is None else read_json(pred)
-    parsed = _parse(gt_obj, pred_obj, gt_name=str(gt), pred_name=str(pred))
+    with no_gc():
+        gt_obj = read_json(gt)
+        pred_obj = [] if pred is None else read_json(pred)
+        parsed = _parse(gt_obj, pred_obj, gt_name=str(gt), pred_name=str(pred))
+        del gt_obj, pred_obj
     if check_images:
         check_images_exist(parsed.images, images_root)
     if parsed.size_missing.any():
@@ -84,7 +82,8 @@ def coco_to_dataset(
     ``gt_name``/``pred_name`` name the inputs in error messages. Images without
     ``width``/``height`` get size 0 (unknown; never clipped).
     """
-    parsed = _parse(gt, [] if pred is None else pred, gt_name=gt_name, pred_name=pred_name)
+    with no_gc():
+        parsed = _parse(gt, [] if pred is None else pred, gt_name=gt_name, pred_name=pred_name)
     return _assemble(parsed, clip=clip, images_root=images_root, sources=(), report=report)
 
 
@@ -143,234 +142,6 @@ def _detection(dataset: Dataset, image_idx) -> Dataset:
     if dataset.task != "detection":
         raise ConfigError(f"COCO export needs a detection dataset, got {dataset.task}")
     return dataset if image_idx is None else dataset.subset(image_idx)
-
-
-# ---------------------------------------------------------------- parsing
-
-
-@dataclass
-class _Objects:
-    """Validated raw columns of one annotation list, before clipping."""
-
-    path: str
-    label: Callable[[int], str]  # position → record label, for messages after parsing
-    image_idx: np.ndarray
-    class_idx: np.ndarray
-    xywh: np.ndarray
-    object_id: np.ndarray
-    score: np.ndarray | None
-    iscrowd: np.ndarray | None
-    area: np.ndarray | None
-
-
-@dataclass
-class _Parsed:
-    images: ImageTable
-    size_missing: np.ndarray
-    categories: Categories
-    gt: _Objects
-    pred: _Objects
-
-
-def _parse(gt: Any, pred: Any, *, gt_name: str, pred_name: str) -> _Parsed:
-    if not isinstance(gt, dict):
-        raise InputError(f"expected a COCO object with 'images' and 'categories' at the top level, got {_kind(gt)}", path=gt_name)
-    for key in ("images", "categories"):
-        if key not in gt:
-            raise InputError(f"missing required key '{key}'", path=gt_name)
-    images, size_missing = _parse_images(gt["images"], gt_name)
-    categories = _parse_categories(gt["categories"], gt_name)
-    annotations = gt.get("annotations")
-    annotations = [] if annotations is None else annotations
-    gt_objs = _parse_objects(annotations, path=gt_name, list_name="annotations", predictions=False,
-                             images=images, categories=categories)
-    if isinstance(pred, dict):
-        if "annotations" not in pred:
-            raise InputError("expected a list of predictions, or an object with an 'annotations' list", path=pred_name)
-        pred, list_name = pred["annotations"], "annotations"
-    elif isinstance(pred, list):
-        list_name = ""
-    else:
-        raise InputError(f"expected a list of predictions, got {_kind(pred)}", path=pred_name)
-    pred_objs = _parse_objects(pred, path=pred_name, list_name=list_name, predictions=True,
-                               images=images, categories=categories)
-    return _Parsed(images, size_missing, categories, gt_objs, pred_objs)
-
-
-def _kind(value: Any) -> str:
-    return {dict: "an object", list: "a list", str: "a string", type(None): "null"}.get(type(value), type(value).__name__)
-
-
-def _is_int(value: Any) -> bool:
-    return type(value) is int or (type(value) is float and value.is_integer())
-
-
-def _parse_images(recs: Any, path: str) -> tuple[ImageTable, np.ndarray]:
-    if not isinstance(recs, list):
-        raise InputError(f"'images' must be a list, got {_kind(recs)}", path=path)
-    if not recs:
-        raise InputError("'images' is empty: no images (empty dataset)", path=path)
-    n = len(recs)
-    ids, names = np.empty(n, np.int64), []
-    width, height = np.zeros(n, np.int64), np.zeros(n, np.int64)
-    size_missing = np.zeros(n, bool)
-    split: list[str | None] = []
-    extra: dict[str, list] = {}
-    for i, r in enumerate(recs):
-        where = f"images[{i}]"
-        if type(r) is not dict:
-            raise InputError(f"expected an object, got {_kind(r)}", path=path, record=where)
-        for key in ("id", "file_name"):
-            if key not in r:
-                raise InputError(f"missing required key '{key}'", path=path, record=where)
-        if not _is_int(r["id"]):
-            raise InputError(f"id must be an integer, got {r['id']!r}", path=path, record=where)
-        ids[i] = int(r["id"])
-        where = f"images[{i}] (id {ids[i]})"
-        name = r["file_name"]
-        if type(name) is not str or not name:
-            raise InputError(f"file_name must be a non-empty string, got {name!r}", path=path, record=where)
-        names.append(name)
-        w, h = r.get("width"), r.get("height")
-        if w is None or h is None:
-            size_missing[i] = True
-        else:
-            for key, v in (("width", w), ("height", h)):
-                if not _is_int(v) or v < 0:
-                    raise InputError(f"{key} must be a non-negative integer, got {v!r}", path=path, record=where)
-            width[i], height[i] = int(w), int(h)
-        s = r.get("split")
-        if s is not None and type(s) is not str:
-            raise InputError(f"split must be a string, got {s!r}", path=path, record=where)
-        split.append(s)
-        for key, v in r.items():
-            if key not in _IMAGE_KEYS:
-                extra.setdefault(key, [None] * n)[i] = v
-    dup = first_duplicate(ids)
-    if dup is not None:
-        a, b = dup
-        raise InputError(f"duplicate image id (also images[{a}])", path=path, record=f"images[{b}] (id {ids[b]})")
-    metadata = {k: v for k, v in extra.items() if all(type(x) in _SCALAR for x in v)}
-    table = ImageTable(image_id=ids, file_name=np.array(names, dtype=object), width=width, height=height,
-                       split=None if all(s is None for s in split) else split, metadata=metadata)
-    return table, size_missing
-
-
-def _parse_categories(recs: Any, path: str) -> Categories:
-    if not isinstance(recs, list):
-        raise InputError(f"'categories' must be a list, got {_kind(recs)}", path=path)
-    if not recs:
-        raise InputError("'categories' is empty: no classes", path=path)
-    ids, names = np.empty(len(recs), np.int64), []
-    for i, r in enumerate(recs):
-        where = f"categories[{i}]"
-        if type(r) is not dict:
-            raise InputError(f"expected an object, got {_kind(r)}", path=path, record=where)
-        for key in ("id", "name"):
-            if key not in r:
-                raise InputError(f"missing required key '{key}'", path=path, record=where)
-        if not _is_int(r["id"]):
-            raise InputError(f"id must be an integer, got {r['id']!r}", path=path, record=where)
-        ids[i] = int(r["id"])
-        if type(r["name"]) is not str or not r["name"].strip():
-            raise InputError(f"name must be a non-empty string, got {r['name']!r}", path=path, record=f"{where} (id {ids[i]})")
-        names.append(r["name"])
-    for values, what in ((ids, "category id"), (np.array(names, dtype=object), "category name")):
-        dup = first_duplicate(values)
-        if dup is not None:
-            a, b = dup
-            raise InputError(f"duplicate {what} (also categories[{a}])", path=path, record=f"categories[{b}] (id {ids[b]})")
-    return Categories(ids=ids, names=np.array(names, dtype=object))
-
-
-def _parse_objects(recs: Any, *, path: str, list_name: str, predictions: bool,
-                   images: ImageTable, categories: Categories) -> _Objects:
-    if not isinstance(recs, list):
-        raise InputError(f"'{list_name or 'predictions'}' must be a list, got {_kind(recs)}", path=path)
-    n = len(recs)
-    required = ("image_id", "category_id", "bbox", "score") if predictions else ("id", "image_id", "category_id", "bbox")
-    image_id, category_id = np.empty(n, np.int64), np.empty(n, np.int64)
-    object_id, boxes = np.zeros(n, np.int64), []
-    score = np.empty(n, np.float64) if predictions else None
-    iscrowd = None if predictions else np.zeros(n, bool)
-    area = None if predictions else np.full(n, np.nan)
-    all_ids = True
-
-    def label(i: int) -> str:
-        r = recs[i]
-        oid = r.get("id") if type(r) is dict else None
-        return f"{list_name}[{i}]" + (f" (id {oid})" if _is_int(oid) else "")
-
-    def fail(i: int, message: str):
-        raise InputError(message, path=path, record=label(i))
-
-    for i, r in enumerate(recs):
-        if type(r) is not dict:
-            fail(i, f"expected an object, got {_kind(r)}")
-        for key in required:
-            if key not in r:
-                fail(i, f"missing required key '{key}'")
-        for key, arr in (("image_id", image_id), ("category_id", category_id)):
-            v = r[key]
-            if not _is_int(v):
-                fail(i, f"{key} must be an integer, got {v!r}")
-            arr[i] = v
-        oid = r.get("id")
-        if oid is None:
-            all_ids = False
-        elif not _is_int(oid):
-            fail(i, f"id must be an integer, got {oid!r}")
-        else:
-            object_id[i] = oid
-        bb = r["bbox"]
-        if type(bb) is not list or len(bb) != 4 or not all(type(v) in _NUM for v in bb):
-            fail(i, f"bbox must be a list of 4 numbers [x, y, w, h], got {bb!r}")
-        boxes.append(bb)
-        if predictions:
-            s = r["score"]
-            if type(s) not in _NUM:
-                fail(i, f"score must be a number, got {s!r}")
-            score[i] = s
-        else:
-            crowd = r.get("iscrowd", 0)
-            if crowd not in (0, 1) or type(crowd) not in (int, bool):
-                fail(i, f"iscrowd must be 0 or 1, got {crowd!r}")
-            iscrowd[i] = bool(crowd)
-            a = r.get("area")
-            if a is not None:
-                if type(a) not in _NUM or not np.isfinite(a) or a < 0:
-                    fail(i, f"area must be a finite number >= 0, got {a!r}")
-                area[i] = a
-    xywh = np.array(boxes, dtype=np.float64).reshape(n, 4)
-    bad = ~np.isfinite(xywh).all(axis=1)
-    if bad.any():
-        i = int(np.argmax(bad))
-        fail(i, f"bbox has a non-finite value {recs[i]['bbox']!r}")
-    bad = (xywh[:, 2] <= 0) | (xywh[:, 3] <= 0)
-    if bad.any():
-        i = int(np.argmax(bad))
-        axis, value = ("width", float(xywh[i, 2])) if xywh[i, 2] <= 0 else ("height", float(xywh[i, 3]))
-        fail(i, f"bbox has non-positive {axis} ({axis[0]}={value!r})")
-    if predictions:
-        bad = ~np.isfinite(score) | (score < 0) | (score > 1)
-        if bad.any():
-            i = int(np.argmax(bad))
-            fail(i, f"score must be in [0, 1], got {float(score[i])!r}")
-    image_idx = images.index_of_ids(image_id)
-    if (image_idx < 0).any():
-        i = int(np.argmax(image_idx < 0))
-        fail(i, f"unknown image_id {image_id[i]} (not in the ground truth's images)")
-    class_idx = categories.index_of_ids(category_id)
-    if (class_idx < 0).any():
-        i = int(np.argmax(class_idx < 0))
-        fail(i, f"unknown category_id {category_id[i]} (not in the ground truth's categories)")
-    if predictions and not all_ids:
-        object_id = np.arange(1, n + 1, dtype=np.int64)
-    dup = first_duplicate(object_id)
-    if dup is not None:
-        a, b = dup
-        fail(b, f"duplicate annotation id {object_id[b]} (also {list_name}[{a}])")
-    return _Objects(path, label, image_idx, class_idx, xywh, object_id, score, iscrowd, area)
 
 
 def _fill_sizes(images: ImageTable, missing: np.ndarray, root, progress: bool, report: LoadReport | None) -> ImageTable:

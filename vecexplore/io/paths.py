@@ -49,11 +49,12 @@ def find_missing_images(images: ImageTable | Sequence[str], root: str | Path | N
     names = [str(n) for n in (images.file_name if isinstance(images, ImageTable) else images)]
     base_dir = "" if root is None else os.fspath(root)
     by_dir: dict[str, list[tuple[int, str]]] = {}
-    for i, name in enumerate(names):
-        directory, base = os.path.split(os.path.join(base_dir, name))
-        by_dir.setdefault(directory, []).append((i, base))
+    for i, name in enumerate(names):  # split once per name, join once per directory
+        head, sep, base = name.replace(os.sep, "/").rpartition("/")
+        by_dir.setdefault(head or sep, []).append((i, base))
     missing: set[int] = set()
-    for directory, items in by_dir.items():
+    for head, items in by_dir.items():
+        directory = os.path.join(base_dir, head) if head else base_dir
         listing: set[str] | None = None
         if len(items) >= _LISTDIR_MIN:
             try:

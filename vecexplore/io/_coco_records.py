@@ -1,0 +1,298 @@
+"""COCO JSON records → validated columns (the parsing half of :mod:`vecexplore.io.coco`).
+
+Every record is checked for shape, keys and types; a bad one raises InputError
+naming the file, the list and index (and id), and the problem. The common case
+(well-formed input) is checked column-wise at C speed; only when that finds
+something unexpected does a record-by-record pass run to name the culprit.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from itertools import chain
+from operator import itemgetter
+from typing import Any
+
+import numpy as np
+
+from vecexplore.errors import InputError
+from vecexplore.io._common import first_duplicate
+from vecexplore.types import Categories, ImageTable
+
+_NUM = (int, float)
+_IMAGE_KEYS = ("id", "file_name", "width", "height", "split")
+_SCALAR = (str, int, float, bool, type(None))
+
+
+@dataclass
+class _Objects:
+    """Validated raw columns of one annotation list, before clipping."""
+
+    path: str
+    label: Callable[[int], str]  # position → record label, for messages after parsing
+    image_idx: np.ndarray
+    class_idx: np.ndarray
+    xywh: np.ndarray
+    object_id: np.ndarray
+    score: np.ndarray | None
+    iscrowd: np.ndarray | None
+    area: np.ndarray | None
+
+
+@dataclass
+class _Parsed:
+    images: ImageTable
+    size_missing: np.ndarray
+    categories: Categories
+    gt: _Objects
+    pred: _Objects
+
+
+def _parse(gt: Any, pred: Any, *, gt_name: str, pred_name: str) -> _Parsed:
+    if not isinstance(gt, dict):
+        raise InputError(f"expected a COCO object with 'images' and 'categories' at the top level, got {_kind(gt)}", path=gt_name)
+    for key in ("images", "categories"):
+        if key not in gt:
+            raise InputError(f"missing required key '{key}'", path=gt_name)
+    images, size_missing = _parse_images(gt["images"], gt_name)
+    categories = _parse_categories(gt["categories"], gt_name)
+    annotations = gt.get("annotations")
+    annotations = [] if annotations is None else annotations
+    gt_objs = _parse_objects(annotations, path=gt_name, list_name="annotations", predictions=False,
+                             images=images, categories=categories)
+    if isinstance(pred, dict):
+        if "annotations" not in pred:
+            raise InputError("expected a list of predictions, or an object with an 'annotations' list", path=pred_name)
+        pred, list_name = pred["annotations"], "annotations"
+    elif isinstance(pred, list):
+        list_name = ""
+    else:
+        raise InputError(f"expected a list of predictions, got {_kind(pred)}", path=pred_name)
+    pred_objs = _parse_objects(pred, path=pred_name, list_name=list_name, predictions=True,
+                               images=images, categories=categories)
+    return _Parsed(images, size_missing, categories, gt_objs, pred_objs)
+
+
+def _kind(value: Any) -> str:
+    return {dict: "an object", list: "a list", str: "a string", type(None): "null"}.get(type(value), type(value).__name__)
+
+
+def _is_int(value: Any) -> bool:
+    return type(value) is int or (type(value) is float and value.is_integer())
+
+
+def _parse_images(recs: Any, path: str) -> tuple[ImageTable, np.ndarray]:
+    if not isinstance(recs, list):
+        raise InputError(f"'images' must be a list, got {_kind(recs)}", path=path)
+    if not recs:
+        raise InputError("'images' is empty: no images (empty dataset)", path=path)
+    n = len(recs)
+    ids, names = np.empty(n, np.int64), []
+    width, height = np.zeros(n, np.int64), np.zeros(n, np.int64)
+    size_missing = np.zeros(n, bool)
+    split: list[str | None] = []
+    extra: dict[str, list] = {}
+    for i, r in enumerate(recs):
+        where = f"images[{i}]"
+        if type(r) is not dict:
+            raise InputError(f"expected an object, got {_kind(r)}", path=path, record=where)
+        for key in ("id", "file_name"):
+            if key not in r:
+                raise InputError(f"missing required key '{key}'", path=path, record=where)
+        if not _is_int(r["id"]):
+            raise InputError(f"id must be an integer, got {r['id']!r}", path=path, record=where)
+        ids[i] = int(r["id"])
+        where = f"images[{i}] (id {ids[i]})"
+        name = r["file_name"]
+        if type(name) is not str or not name:
+            raise InputError(f"file_name must be a non-empty string, got {name!r}", path=path, record=where)
+        names.append(name)
+        w, h = r.get("width"), r.get("height")
+        if w is None or h is None:
+            size_missing[i] = True
+        else:
+            for key, v in (("width", w), ("height", h)):
+                if not _is_int(v) or v < 0:
+                    raise InputError(f"{key} must be a non-negative integer, got {v!r}", path=path, record=where)
+            width[i], height[i] = int(w), int(h)
+        s = r.get("split")
+        if s is not None and type(s) is not str:
+            raise InputError(f"split must be a string, got {s!r}", path=path, record=where)
+        split.append(s)
+        for key, v in r.items():
+            if key not in _IMAGE_KEYS:
+                extra.setdefault(key, [None] * n)[i] = v
+    dup = first_duplicate(ids)
+    if dup is not None:
+        a, b = dup
+        raise InputError(f"duplicate image id (also images[{a}])", path=path, record=f"images[{b}] (id {ids[b]})")
+    metadata = {k: v for k, v in extra.items() if all(type(x) in _SCALAR for x in v)}
+    table = ImageTable(image_id=ids, file_name=np.array(names, dtype=object), width=width, height=height,
+                       split=None if all(s is None for s in split) else split, metadata=metadata)
+    return table, size_missing
+
+
+def _parse_categories(recs: Any, path: str) -> Categories:
+    if not isinstance(recs, list):
+        raise InputError(f"'categories' must be a list, got {_kind(recs)}", path=path)
+    if not recs:
+        raise InputError("'categories' is empty: no classes", path=path)
+    ids, names = np.empty(len(recs), np.int64), []
+    for i, r in enumerate(recs):
+        where = f"categories[{i}]"
+        if type(r) is not dict:
+            raise InputError(f"expected an object, got {_kind(r)}", path=path, record=where)
+        for key in ("id", "name"):
+            if key not in r:
+                raise InputError(f"missing required key '{key}'", path=path, record=where)
+        if not _is_int(r["id"]):
+            raise InputError(f"id must be an integer, got {r['id']!r}", path=path, record=where)
+        ids[i] = int(r["id"])
+        if type(r["name"]) is not str or not r["name"].strip():
+            raise InputError(f"name must be a non-empty string, got {r['name']!r}", path=path, record=f"{where} (id {ids[i]})")
+        names.append(r["name"])
+    for values, what in ((ids, "category id"), (np.array(names, dtype=object), "category name")):
+        dup = first_duplicate(values)
+        if dup is not None:
+            a, b = dup
+            raise InputError(f"duplicate {what} (also categories[{a}])", path=path, record=f"categories[{b}] (id {ids[b]})")
+    return Categories(ids=ids, names=np.array(names, dtype=object))
+
+
+def _parse_objects(recs: Any, *, path: str, list_name: str, predictions: bool,
+                   images: ImageTable, categories: Categories) -> _Objects:
+    if not isinstance(recs, list):
+        raise InputError(f"'{list_name or 'predictions'}' must be a list, got {_kind(recs)}", path=path)
+    n = len(recs)
+
+    def label(i: int) -> str:
+        r = recs[i]
+        oid = r.get("id") if type(r) is dict else None
+        return f"{list_name}[{i}]" + (f" (id {oid})" if _is_int(oid) else "")
+
+    def fail(i: int, message: str):
+        raise InputError(message, path=path, record=label(i))
+
+    cols = _columns_fast(recs, predictions)
+    if cols is None:
+        cols = _columns_checked(recs, predictions, fail)
+    image_id = np.array(cols["image_id"], np.int64).reshape(n)
+    category_id = np.array(cols["category_id"], np.int64).reshape(n)
+    xywh = np.array(cols["bbox"], np.float64).reshape(n, 4)
+    bad = ~np.isfinite(xywh).all(axis=1)
+    if bad.any():
+        i = int(np.argmax(bad))
+        fail(i, f"bbox has a non-finite value {recs[i]['bbox']!r}")
+    bad = (xywh[:, 2] <= 0) | (xywh[:, 3] <= 0)
+    if bad.any():
+        i = int(np.argmax(bad))
+        axis, value = ("width", float(xywh[i, 2])) if xywh[i, 2] <= 0 else ("height", float(xywh[i, 3]))
+        fail(i, f"bbox has non-positive {axis} ({axis[0]}={value!r})")
+    score = iscrowd = area = None
+    if predictions:
+        score = np.array(cols["score"], np.float64).reshape(n)
+        bad = ~np.isfinite(score) | (score < 0) | (score > 1)
+        if bad.any():
+            i = int(np.argmax(bad))
+            fail(i, f"score must be in [0, 1], got {float(score[i])!r}")
+    else:
+        iscrowd = np.array(cols["iscrowd"], bool).reshape(n)
+        area = np.array([np.nan if a is None else a for a in cols["area"]], np.float64).reshape(n)
+        given = np.array([a is not None for a in cols["area"]], bool).reshape(n)
+        bad = given & (~np.isfinite(area) | (area < 0))
+        if bad.any():
+            i = int(np.argmax(bad))
+            fail(i, f"area must be a finite number >= 0, got {float(area[i])!r}")
+    image_idx = images.index_of_ids(image_id)
+    if (image_idx < 0).any():
+        i = int(np.argmax(image_idx < 0))
+        fail(i, f"unknown image_id {image_id[i]} (not in the ground truth's images)")
+    class_idx = categories.index_of_ids(category_id)
+    if (class_idx < 0).any():
+        i = int(np.argmax(class_idx < 0))
+        fail(i, f"unknown category_id {category_id[i]} (not in the ground truth's categories)")
+    ids = cols["id"]
+    if predictions and (n == 0 or any(v is None for v in ids)):
+        object_id = np.arange(1, n + 1, dtype=np.int64)  # loadRes numbering
+    else:
+        object_id = np.array(ids, np.int64).reshape(n)
+    dup = first_duplicate(object_id)
+    if dup is not None:
+        a, b = dup
+        fail(b, f"duplicate annotation id {object_id[b]} (also {list_name}[{a}])")
+    return _Objects(path, label, image_idx, class_idx, xywh, object_id, score, iscrowd, area)
+
+
+def _types(values) -> set:
+    return set(map(type, values))
+
+
+def _columns_fast(recs: list, predictions: bool) -> dict | None:
+    """The columns of well-formed records, checked column-wise; None at the first
+    surprise (the checked pass then names the record)."""
+    keys = ("image_id", "category_id", "bbox", "score") if predictions else ("image_id", "category_id", "bbox")
+    try:
+        if _types(recs) - {dict}:
+            return None
+        cols = dict(zip(keys, zip(*map(itemgetter(*keys), recs), strict=True), strict=True)) if recs else {k: () for k in keys}
+    except (KeyError, TypeError):
+        return None
+    ids = [r.get("id") for r in recs]
+    id_types = _types(ids)
+    if not (id_types <= {int} or (predictions and id_types <= {int, type(None)})):
+        return None
+    if _types(cols["image_id"]) - {int} or _types(cols["category_id"]) - {int}:
+        return None
+    boxes = cols["bbox"]
+    if _types(boxes) - {list} or set(map(len, boxes)) - {4} or _types(chain.from_iterable(boxes)) - {int, float}:
+        return None
+    cols["id"] = ids
+    if predictions:
+        if _types(cols["score"]) - {int, float}:
+            return None
+        return cols
+    crowd = [r.get("iscrowd", 0) for r in recs]
+    if _types(crowd) - {int, bool} or set(crowd) - {0, 1}:
+        return None
+    area = [r.get("area") for r in recs]
+    if _types(area) - {int, float, type(None)}:
+        return None
+    cols["iscrowd"], cols["area"] = crowd, area
+    return cols
+
+
+def _columns_checked(recs: list, predictions: bool, fail: Callable[[int, str], None]) -> dict:
+    """Record by record: raise on the first bad key or type (naming it), else the columns."""
+    required = ("image_id", "category_id", "bbox", "score") if predictions else ("id", "image_id", "category_id", "bbox")
+    cols: dict[str, list] = {k: [] for k in ("id", "image_id", "category_id", "bbox", "score", "iscrowd", "area")}
+    for i, r in enumerate(recs):
+        if type(r) is not dict:
+            fail(i, f"expected an object, got {_kind(r)}")
+        for key in required:
+            if key not in r:
+                fail(i, f"missing required key '{key}'")
+        for key in ("id", "image_id", "category_id"):
+            v = r.get(key)
+            if v is not None and not _is_int(v):
+                fail(i, f"{key} must be an integer, got {v!r}")
+            cols[key].append(None if v is None else int(v))
+        bb = r["bbox"]
+        if type(bb) is not list or len(bb) != 4 or not all(type(v) in _NUM for v in bb):
+            fail(i, f"bbox must be a list of 4 numbers [x, y, w, h], got {bb!r}")
+        cols["bbox"].append(bb)
+        if predictions:
+            s = r["score"]
+            if type(s) not in _NUM:
+                fail(i, f"score must be a number, got {s!r}")
+            cols["score"].append(s)
+        else:
+            crowd = r.get("iscrowd", 0)
+            if type(crowd) not in (int, bool) or crowd not in (0, 1):
+                fail(i, f"iscrowd must be 0 or 1, got {crowd!r}")
+            cols["iscrowd"].append(bool(crowd))
+            a = r.get("area")
+            if a is not None and type(a) not in _NUM:
+                fail(i, f"area must be a finite number >= 0, got {a!r}")
+            cols["area"].append(a)
+    return cols
