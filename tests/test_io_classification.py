@@ -85,6 +85,7 @@ def test_imagefolder(tmp_path):
     assert_same_dataset(ds, auto)
 
 
+@pytest.mark.slow  # imports torch (several seconds once per session)
 def test_imagefolder_order_matches_torchvision(tmp_path):
     datasets = pytest.importorskip("torchvision.datasets")
     root = _imagefolder(tmp_path)
