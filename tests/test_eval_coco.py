@@ -100,7 +100,7 @@ def make_case(seed: int, flavour: str):
                 results.append({"image_id": int(img), "category_id": cat, "bbox": _jitter(rng, base, flavour, 0.3)})
     for r in results:
         if flavour == "ties":
-            r["score"] = float(rng.choice([0.2, 0.5, 0.5, 0.9]))
+            r["score"] = float(rng.choice([-0.0, 0.0, 0.2, 0.5, 0.5, 0.9]))  # -0.0 ties with 0.0
         elif flavour == "grid":
             r["score"] = float(rng.integers(0, 5)) / 4
         else:
@@ -220,9 +220,10 @@ def test_matches_pycocotools_on_empty_edges(case):
     CocoParams(max_dets=(2, 5, 20)),
     CocoParams(max_dets=(1, 10, 300)),  # stats[0] is -1: pycocotools' literal maxDets=100
     CocoParams(recall_thresholds=(0.0, 0.25, 0.5, 0.75, 1.0)),
+    CocoParams(recall_thresholds=(0.05, 0.5, 0.5, 0.95)),  # no 0, a repeated threshold
     CocoParams(area_ranges=((0, 1e10), (0, 20.0**2), (20.0**2, 60.0**2), (60.0**2, 1e10))),
     CocoParams(iou_thresholds=(0.75, 0.5, 0.95, 1.0)),  # unsorted, and IoU 1 (capped at 1 - 1e-10)
-], ids=["iou3", "maxdets-small", "maxdets-300", "rec5", "areas", "iou-unsorted"])
+], ids=["iou3", "maxdets-small", "maxdets-300", "rec5", "rec-no-zero", "areas", "iou-unsorted"])
 @pytest.mark.parametrize("seed", range(3))
 def test_matches_pycocotools_with_custom_params(params, seed):
     gt_dict, results = make_case(50 + seed, ("many", "grid", "generic")[seed])
