@@ -13,8 +13,10 @@ from vecexplore.eval.matching import match_detections, pair_iou
 from vecexplore.eval.outcomes import (
     GtOutcome,
     PredOutcome,
+    count_columns,
     image_table,
     objects_table,
+    rate_columns,
     resolve_outcomes,
 )
 from vecexplore.types import Boxes
@@ -221,8 +223,6 @@ def test_image_table_counts_match_reference(seed):
     (2, 2, 2, (0.5, 0.5, 0.5, 4 / 6)),
 ])
 def test_rate_rules(tp, fp, fn, want):
-    from vecexplore.eval.outcomes import rate_columns
-
     got = rate_columns(np.array([tp]), np.array([fp]), np.array([fn]))
     np.testing.assert_array_equal([got[k][0] for k in ("precision", "recall", "f1", "error_rate")], want)
 
@@ -268,3 +268,21 @@ def test_no_predictions_and_no_gt():
     tab = image_table(out)
     assert len(tab) == 3 and (tab.error_rate == 0.0).all() and tab.f1.isna().all()
     assert len(objects_table(out)) == 0
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_prefix_counts_equal_code_counts(seed):
+    gt, pred, n_images, n_classes = random_case(seed, crowd=0.2)
+    mt = match_detections(gt, pred, iou=0.5, num_images=n_images, num_classes=n_classes)
+    for c in (0.0, 0.5, 0.8, 1.0):
+        out = resolve_outcomes(mt, confidence=c)
+        every = np.ones(n_images, bool)
+        for by in ("image", "class"):
+            assert np.array_equal(out.pred_counts(by=by), out.pred_counts(by=by, images=every))
+            assert np.array_equal(out.gt_counts(by=by), out.gt_counts(by=by, images=every))
+        # The compiled per-image table equals the vectorised column rules.
+        cols = count_columns(out.pred_counts(by="image", images=every), out.gt_counts(by="image", images=every))
+        cols.update(rate_columns(cols["tp"], cols["fp"], cols["fn"]))
+        tab = image_table(out)
+        for name, want in cols.items():
+            assert np.array_equal(tab[name].to_numpy(), want, equal_nan=want.dtype.kind == "f"), name

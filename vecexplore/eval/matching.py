@@ -117,6 +117,11 @@ class Matching:
         object.__setattr__(self, "_pair_gt_dense", dense.astype(np.int64).reshape(-1))
         object.__setattr__(self, "_num_pair_gt", len(uniq))
 
+    @functools.cached_property
+    def score_prefix(self) -> ScorePrefix:
+        """The predictions in descending score order, for counting at any confidence."""
+        return ScorePrefix(self)
+
     def fp_class_pairs(self, confidence: float) -> np.ndarray:
         """Step 4 at confidence ``c``: the candidate pairs that become FP-class.
 
@@ -130,6 +135,44 @@ class Matching:
         assigned = step4(self.pair_pred, self._pair_gt_dense, self._pair_score,
                          self._pair_gt_tp_score, float(confidence), self._num_pair_gt)
         return np.flatnonzero(assigned)
+
+
+class ScorePrefix:
+    """Predictions sorted by descending score (stable), with per-group keys.
+
+    The predictions with score ≥ c are the first :meth:`count_at` of this
+    order, so per-group outcome counts at ``c`` are one bincount over a prefix
+    of ``image_key`` / ``class_key`` (``group * 8 + pred_base``), no mask.
+    """
+
+    def __init__(self, matching: Matching):
+        pred, gt = matching.pred, matching.gt
+        order = np.argsort(-pred.score, kind="stable")
+        self._neg_score = -pred.score[order]
+        base = matching.pred_base[order].astype(np.int64)
+        self.image_key = pred.image_idx[order] * len(PredOutcome) + base
+        self.class_key = pred.class_idx[order] * len(PredOutcome) + base
+        sizes = {"image": matching.num_images, "class": matching.num_classes}
+        self._pred_total = {
+            "image": np.bincount(pred.image_idx, minlength=sizes["image"]),
+            "class": np.bincount(pred.class_idx, minlength=sizes["class"]),
+        }
+        self._gt_total = {
+            by: (np.bincount(col[~gt.iscrowd], minlength=sizes[by]), np.bincount(col[gt.iscrowd], minlength=sizes[by]))
+            for by, col in (("image", gt.image_idx), ("class", gt.class_idx))
+        }
+
+    def count_at(self, confidence: float) -> int:
+        """Number of predictions with score ≥ ``confidence``."""
+        return int(np.searchsorted(self._neg_score, -float(confidence), side="right"))
+
+    def total(self, by: str) -> np.ndarray:
+        """(G,) int64 predictions per image / class."""
+        return self._pred_total[by]
+
+    def gt_total(self, by: str) -> tuple[np.ndarray, np.ndarray]:
+        """((G,) non-crowd, (G,) crowd) GT per image / class."""
+        return self._gt_total[by]
 
 
 def match_detections(gt: Boxes, pred: Boxes, *, iou: float, num_images: int,
