@@ -50,16 +50,18 @@ def _fmt(v, digits: int = 3) -> str:
     return f"{float(v):.{digits}f}"
 
 
-def _table(title: str, columns: list[str], rows: list[list], *, first_left: bool = True, caption: str | None = None):
+def _table(title: str, columns: list[str], rows: list[list], *, first_left: bool = True):
+    """A compact table under a bold heading (a heading line, so narrow tables do not wrap it)."""
+    from rich.console import Group
     from rich.table import Table
+    from rich.text import Text
 
-    table = Table(title=title, title_justify="left", caption=caption, caption_justify="left",
-                  show_edge=False, pad_edge=False)
+    table = Table(show_edge=False, pad_edge=False)
     for i, col in enumerate(columns):
         table.add_column(col, justify="left" if (i == 0 and first_left) else "right")
     for row in rows:
         table.add_row(*[c if isinstance(c, str) else _fmt(c) for c in row])
-    return table
+    return Group(Text(""), Text(title, style="bold"), table) if title else table
 
 
 def _operating_point_note(ev: DetectionEvaluation) -> str:
@@ -91,9 +93,9 @@ def _detection(ev: DetectionEvaluation, max_classes: int, top: int) -> list:
     ]
     errors = ev.error_types
     total = sum(errors.values())
-    parts.append(_table("Error types", ["type", "count", "share"],
-                        [[k, v, f"{v / total:.1%}" if total else "-"] for k, v in errors.items()],
-                        caption="missed = FN without a wrong-class box on it"))
+    parts.append(_table("Error types (FP types, and missed = FN without a wrong-class box on it)",
+                        ["type", "count", "share"],
+                        [[k, v, f"{v / total:.1%}" if total else "-"] for k, v in errors.items()]))
     tab = ev.with_ap().sort_values(["n_gt", "class_idx"], ascending=[False, True], kind="stable")
     rows = [[r.name, r.n_gt, r.AP, r.AP50, r.precision, r.recall, r.f1, r.tp, r.fp, r.fn]
             for r in tab.head(max_classes).itertuples(index=False)]
@@ -125,7 +127,7 @@ def _classification(ev: ClassificationEvaluation, max_classes: int, top: int) ->
         Text(f"Classification: {ds.num_images:,} images, {len(ds.categories):,} classes, "
              f"{len(ds.gt):,} labels, {len(ds.pred):,} predictions", style="bold"),
         Text(head),
-        _table("Metrics (scikit-learn-equal)", ["metric", "value"], headline),
+        _table("Metrics (equal to scikit-learn's)", ["metric", "value"], headline),
     ]
     order = np.lexsort((np.arange(len(m.support)), -m.support))[:max_classes]
     rows = [[str(ds.categories.names[k]), int(m.support[k]), m.precision[k], m.recall[k], m.f1[k]] for k in order]
