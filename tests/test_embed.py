@@ -39,12 +39,12 @@ def tiny():
     return load_clip(TINY_MODEL, "random", device="cpu", seed=0)
 
 
-def _naive(loaded, paths) -> np.ndarray:
+def _naive(loaded, paths, size_hint=None) -> np.ndarray:
     """Reference: one image at a time, PIL decode → the model's preprocess → encode → L2."""
     rows = []
     with torch.inference_mode():
         for p in paths:
-            x = loaded.preprocess(open_rgb(p)).unsqueeze(0)
+            x = loaded.preprocess(open_rgb(p, size_hint=size_hint)).unsqueeze(0)
             f = loaded.model.encode_image(x).float()
             rows.append(torch.nn.functional.normalize(f, dim=-1)[0].numpy())
     return np.stack(rows)
@@ -277,6 +277,23 @@ def test_pipeline_equals_the_naive_loop(tmp_path, tiny, batch_size, workers):
     assert info["dim"] == 64 and info["device"] == "cpu" and info["num_workers"] == min(workers, -(-7 // batch_size))
 
 
+def test_jpeg_draft_decodes_large_photos_at_reduced_scale(tmp_path, tiny):
+    rng = np.random.default_rng(5)
+    paths = []
+    for i in range(3):
+        low = Image.fromarray(rng.integers(0, 256, (6, 8, 3), dtype=np.uint8))
+        path = tmp_path / f"photo{i}.jpg"
+        low.resize((1200, 900), Image.Resampling.BICUBIC).save(path, quality=90)
+        paths.append(path)
+    fast = embed_images(paths, _cfg(), cache=None, model=tiny)
+    full = embed_images(paths, _cfg(jpeg_draft=False), cache=None, model=tiny)
+    assert fast.model_info["decode_size_hint"] == 128 and full.model_info["decode_size_hint"] is None
+    np.testing.assert_allclose(full.vectors, _naive(tiny, paths), atol=2e-6)
+    np.testing.assert_allclose(fast.vectors, _naive(tiny, paths, size_hint=128), atol=2e-6)
+    assert not np.array_equal(fast.vectors, full.vectors)  # 1/4 DCT scale was used
+    assert (np.sum(fast.vectors * full.vectors, axis=1) > 0.99).all()  # a low-pass either way
+
+
 def _bad_images(folder):
     """Every kind of image a dataset holds: (path, expected reason or None when decodable)."""
     rng = np.random.default_rng(1)
@@ -370,3 +387,14 @@ def test_loading_through_the_config_and_progress_bar(tmp_path, capsys):
     assert torch.equal(torch.get_rng_state(), state)
     assert res.model_info["weights_id"] == "random:2" and res.ok.all()
     assert "img/s" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_a_real_open_clip_architecture(tmp_path):
+    """ViT-S-32: the smallest stock open_clip ViT (224 px, 384-d), random weights."""
+    loaded = load_clip("ViT-S-32", "random", seed=0)
+    assert (loaded.dim, loaded.image_size) == (384, (224, 224))
+    paths = _write_images(tmp_path, 3, size=(320, 240))
+    res = embed_images(paths, _cfg(model="ViT-S-32"), cache=None, model=loaded)
+    assert res.vectors.shape == (3, 384) and res.ok.all()
+    np.testing.assert_allclose(res.vectors, _naive(loaded, paths), atol=1e-5)

@@ -136,7 +136,7 @@ def test_default_root(monkeypatch, tmp_path):
 
 torch = pytest.importorskip("torch")
 
-from vecexplore.embed import TINY_MODEL, EmbedConfig, cache_key, embed_images, load_clip  # noqa: E402
+from vecexplore.embed import TINY_MODEL, EmbedConfig, embed_images, load_clip  # noqa: E402
 
 
 def _images(folder, n):
@@ -180,15 +180,22 @@ def test_second_run_embeds_nothing(tmp_path, tiny, monkeypatch):
 
 def test_cache_of_another_model_is_refused_and_keys_differ(tmp_path, tiny):
     other = load_clip(TINY_MODEL, "random:1")
-    assert cache_key(other, "fp32") != cache_key(tiny, "fp32") != cache_key(tiny, "bf16")
-    wrong = EmbeddingCache(tmp_path, cache_key(other, "fp32"))
+    keys = {
+        _cfg().cache_key(tiny),
+        _cfg().cache_key(other),
+        _cfg(precision="bf16").cache_key(tiny),
+        _cfg(jpeg_draft=False).cache_key(tiny),
+    }
+    assert len(keys) == 4
+    assert _cfg(batch_size=9, num_workers=1).cache_key(tiny) == _cfg().cache_key(tiny)
+    wrong = EmbeddingCache(tmp_path, _cfg().cache_key(other))
     with pytest.raises(ConfigError, match="keyed"):
         embed_images(_images(tmp_path, 1), _cfg(), cache=wrong, model=tiny)
 
 
 _KILLED_RUN = """
 import os, signal, sys
-from vecexplore.embed import EmbedConfig, EmbeddingCache, TINY_MODEL, cache_key, embed_images, load_clip
+from vecexplore.embed import EmbedConfig, EmbeddingCache, TINY_MODEL, embed_images, load_clip
 from vecexplore.embed import pipeline
 
 root, *paths = sys.argv[1:]
@@ -203,8 +210,8 @@ def encode_then_die(model, x):
 
 pipeline._encode = encode_then_die
 model = load_clip(TINY_MODEL, "random")
-cache = EmbeddingCache(root, cache_key(model, "fp32"), shard_size=8)
 cfg = EmbedConfig(model=TINY_MODEL, weights="random", device="cpu", num_workers=0, batch_size=4)
+cache = EmbeddingCache(root, cfg.cache_key(model), shard_size=8)
 embed_images(paths, cfg, cache=cache, model=model)
 print("not killed")
 """
@@ -218,7 +225,7 @@ def test_a_killed_build_resumes_where_it_stopped(tmp_path, tiny):
         capture_output=True, text=True, timeout=300,
     )
     assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
-    cache = EmbeddingCache(root, cache_key(tiny, "fp32"), shard_size=8)
+    cache = EmbeddingCache(root, _cfg().cache_key(tiny), shard_size=8)
     assert len(_shards(cache)) == 1 and len(cache) == 8  # the in-flight shard was lost, nothing torn
     resumed = embed_images(paths, _cfg(), cache=cache, model=tiny)
     assert (resumed.stats.n_cached, resumed.stats.n_embedded) == (8, 14)

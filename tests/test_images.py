@@ -338,8 +338,17 @@ def test_make_thumbnail_never_upscales_and_reports_bad_images(tmp_path):
         make_thumbnail(path, 0)
 
 
-def test_size_hint_decodes_large_jpeg_small(tmp_path):
-    path = _save(tmp_path, "photo.jpg", Image.fromarray(_rgb_array(1200, 1600)), quality=85)
-    got = open_rgb(path, size_hint=150)
-    assert min(got.size) == 150 and got.size == (200, 150)
+@pytest.mark.parametrize(
+    ("name", "hint", "expected"),
+    [
+        ("photo.jpg", 150, (200, 150)),  # 1/8 DCT scale
+        ("photo.jpg", 151, (400, 300)),  # 1/8 would go below the hint: 1/4
+        ("photo.jpg", 700, (1600, 1200)),  # 1/2 would give 600 < 700: full size
+        ("photo.png", 150, (1600, 1200)),  # PNG cannot decode at reduced scale: untouched
+    ],
+)
+def test_size_hint_decodes_large_jpeg_at_reduced_scale(tmp_path, name, hint, expected):
+    path = _save(tmp_path, name, Image.fromarray(_rgb_array(1200, 1600)))
+    got = open_rgb(path, size_hint=hint)
+    assert got.size == expected and min(got.size) >= hint
     assert got.info["original_size"] == (1600, 1200)

@@ -19,7 +19,6 @@ from vecexplore.embed.pipeline import (
     EmbedConfig,
     EmbeddingResult,
     EmbedStats,
-    cache_key,
     embed_images,
     resolve_precision,
 )
@@ -33,7 +32,6 @@ __all__ = [
     "EmbeddingCache",
     "EmbeddingResult",
     "LoadedModel",
-    "cache_key",
     "default_root",
     "embed_images",
     "load_clip",

@@ -8,7 +8,7 @@ Layout under the root (default ``$VECEXPLORE_CACHE/embeddings``, else
         shards/<ns>-<pid>-<n>.npz  digests (n,) <U40 + vectors (n, D) float32
 
 One directory per ``model_key`` (model, weights identity, preprocessing, precision:
-see :func:`vecexplore.embed.pipeline.cache_key`). Shards are append-only and each is
+see :meth:`vecexplore.embed.pipeline.EmbedConfig.cache_key`). Shards are append-only and each is
 written whole to a temporary file, fsynced and renamed into place, so a build
 killed at any moment loses at most the shard it had not yet written; concurrent
 writers never collide (names carry time, pid and a counter). The index (digest →

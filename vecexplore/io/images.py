@@ -221,16 +221,17 @@ def open_rgb(path: str | Path, *, size_hint: int | None = None) -> Image.Image:
 
     Args:
         path: the image file.
-        size_hint: if given, the caller only needs the shorter side to be about
-            this many pixels (thumbnails): JPEGs may then be decoded at a reduced
-            DCT scale and everything is reduced to keep the shorter side ≥ it.
+        size_hint: if given, the caller will resize to about this many pixels on
+            the shorter side (thumbnails, model input): a JPEG may then be decoded
+            at a reduced DCT scale (1/2, 1/4, 1/8: several times faster) chosen so
+            that its shorter side stays ≥ ``size_hint``. Nothing is resized further.
             None (the default) keeps full resolution up to :data:`MAX_DECODE_PIXELS`.
 
     Returns:
         A loaded ``RGB`` image, independent of the file (the file is closed).
         ``image.info["original_size"]`` is the file's ``(width, height)`` after EXIF
         rotation; ``image.size`` is smaller only for images above the size policy
-        or when ``size_hint`` asked for it.
+        or JPEGs reduced for ``size_hint``.
 
     Raises:
         DecodeError: zero-byte, missing, unreadable, not an image, truncated,
@@ -241,7 +242,7 @@ def open_rgb(path: str | Path, *, size_hint: int | None = None) -> Image.Image:
     try:
         stored = im.size
         _load(im, path, size_hint)
-        img = _shrink(im, _target_size(stored, size_hint))
+        img = _shrink(im, _target_size(stored, None))
         before = img.size
         try:
             # in place: no extra copy of a large image when nothing needs turning
