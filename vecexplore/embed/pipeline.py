@@ -173,14 +173,31 @@ def resolve_precision(precision: str, device: str) -> str:
     return "fp16" if kind == "mps" else "fp32"
 
 
-class _DecodeDataset:
-    """Map-style dataset for the DataLoader: position k → (image index, tensor | None, reason | None).
+class _PathTable:
+    """Paths packed into one byte buffer plus offsets.
 
-    Paths are held in a NumPy string array so forked workers do not copy them
-    page by page through reference counting.
+    A list of a million ``str`` would be copied page by page into every forked
+    worker as reference counts are touched; two NumPy arrays are not, and take
+    about one byte per path character.
     """
 
-    def __init__(self, paths: np.ndarray, indices: np.ndarray, preprocess, size_hint: int | None):
+    def __init__(self, paths: Sequence[str | Path]):
+        encoded = [os.fsencode(p) for p in paths]
+        self.offsets = np.zeros(len(encoded) + 1, dtype=np.int64)
+        np.cumsum([len(b) for b in encoded], out=self.offsets[1:])
+        self.blob = np.frombuffer(b"".join(encoded), dtype=np.uint8) if encoded else np.zeros(0, np.uint8)
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    def __getitem__(self, i: int) -> str:
+        return os.fsdecode(self.blob[self.offsets[i] : self.offsets[i + 1]].tobytes())
+
+
+class _DecodeDataset:
+    """Map-style dataset for the DataLoader: position k → (image index, tensor | None, reason | None)."""
+
+    def __init__(self, paths: _PathTable, indices: np.ndarray, preprocess, size_hint: int | None):
         self.paths = paths
         self.indices = indices
         self.preprocess = preprocess
@@ -194,7 +211,7 @@ class _DecodeDataset:
 
         i = int(self.indices[k])
         try:
-            return i, self.preprocess(open_rgb(str(self.paths[i]), size_hint=self.size_hint)), None
+            return i, self.preprocess(open_rgb(self.paths[i], size_hint=self.size_hint)), None
         except DecodeError as exc:
             return i, None, exc.reason
         except Exception as exc:  # preprocessing of a decoded image: record, never stop the build
@@ -231,7 +248,7 @@ def _autocast(device: str, precision: str):
     return torch.autocast(device_type=device.split(":")[0], dtype=dtype)
 
 
-def _hash_all(paths: np.ndarray, progress: bool) -> tuple[np.ndarray, np.ndarray]:
+def _hash_all(paths: _PathTable, progress: bool) -> tuple[np.ndarray, np.ndarray]:
     """Content digests of all files (threads: hashing and reads release the GIL)."""
     from vecexplore.io.images import file_digest
 
@@ -241,16 +258,17 @@ def _hash_all(paths: np.ndarray, progress: bool) -> tuple[np.ndarray, np.ndarray
 
     def one(i: int):
         try:
-            return i, file_digest(str(paths[i])), None
+            return i, file_digest(paths[i]), None
         except InputError as exc:
-            return i, None, "file not found" if not Path(str(paths[i])).exists() else exc.detail
+            return i, None, "file not found" if not Path(paths[i]).exists() else exc.detail
 
     workers = min(8, (os.cpu_count() or 1) * 2)
     with progress_bar("hashing", total=n, unit="img", enabled=progress) as bar, ThreadPoolExecutor(workers) as pool:
-        for i, d, err in pool.map(one, range(n), chunksize=64):
-            digests[i] = d
-            errors[i] = err
-            bar.advance(1)
+        for start in range(0, n, 1024):  # bounded: not a million futures at once
+            for i, d, err in pool.map(one, range(start, min(n, start + 1024))):
+                digests[i] = d
+                errors[i] = err
+            bar.advance(min(n, start + 1024) - start)
     return digests, errors
 
 
@@ -333,7 +351,7 @@ def embed_images(
         raise ConfigError(f"embedding cache is keyed {cache.model_key!r} but this model needs {key!r}")
 
     loaded_at = time.perf_counter()
-    path_arr = np.asarray([str(p) for p in paths], dtype=str) if len(paths) else np.zeros(0, dtype="<U1")
+    path_arr = _PathTable(paths)
     n = len(path_arr)
     vectors = np.zeros((n, loaded.dim), dtype=np.float32)
     # Where each row's vector comes from: 0 nowhere (failed), 1 the cache, 2 the model now.
