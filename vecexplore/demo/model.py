@@ -203,9 +203,9 @@ def round_probabilities(p: np.ndarray, prediction: int, decimals: int = 4) -> tu
 def simulate_label(scene: Scene, rng: np.random.Generator) -> SimulatedLabel:
     """The simulated classifier's softmax on one single-object scene.
 
-    Clean: ~93% correct with confident scores. Night: ~35% correct, flat
-    (low-confidence) scores. Blur: the confused pair is swapped 65% of the time.
-    Texture: 75% predicted as :data:`TEXTURE_FP_CLASS`.
+    Clean: ~94% correct with confident scores. Night: ~35% correct, flat
+    (low-confidence) scores. Blur: the confused pair is swapped ~70% of the time.
+    Texture: 85% predicted as :data:`TEXTURE_FP_CLASS`.
     """
     k = len(CLASSES)
     true = scene.objects[0].class_idx
@@ -216,12 +216,12 @@ def simulate_label(scene: Scene, rng: np.random.Generator) -> SimulatedLabel:
         target, boost = (true if rng.uniform() < 0.35 else other), rng.uniform(0.8, 1.8)
     elif mode == "blur_confusion" and true in CONFUSED_PAIR:
         partner = CONFUSED_PAIR[1 - CONFUSED_PAIR.index(true)]
-        target, boost = (partner if rng.uniform() < 0.65 else true), rng.uniform(1.5, 3.5)
+        target, boost = (partner if rng.uniform() < 0.75 else true), rng.uniform(1.5, 3.5)
         logits[partner if target == true else true] += rng.uniform(0.5, 1.5)  # the runner-up is the look-alike
-    elif mode == "texture_false_positives" and rng.uniform() < 0.75:
+    elif mode == "texture_false_positives" and rng.uniform() < 0.85:
         target, boost = TEXTURE_FP_CLASS, rng.uniform(2.0, 4.5)
     else:
-        target, boost = (true if rng.uniform() < 0.93 else other), rng.uniform(3.0, 6.0)
+        target, boost = (true if rng.uniform() < 0.94 else other), rng.uniform(3.0, 6.0)
     logits[target] += boost
     p = np.exp(logits - logits.max())
     prediction = int(np.argmax(p))
