@@ -339,7 +339,7 @@ def embed_images(
         WeightsError, ConfigError: the model or device cannot be had.
     """
     start = time.perf_counter()
-    loaded = model or load_clip(config.model, config.weights, device=config.device, seed=config.seed)
+    loaded = model if model is not None else load_clip(config.model, config.weights, device=config.device, seed=config.seed)
     device = loaded.device
     precision = resolve_precision(config.precision, device)
     batch_size = config.batch_size_for(device)
