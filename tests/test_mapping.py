@@ -144,9 +144,7 @@ def test_exact_knn_equals_sklearn(monkeypatch, n, d, k, metric, chunk_bytes):
     np.testing.assert_array_equal(g.indices[:, 0], np.arange(n))
     np.testing.assert_array_equal(g.distances[:, 0], 0)
     np.testing.assert_array_equal(g.indices[:, 1:], ref_i)
-    np.testing.assert_allclose(
-        g.distances[:, 1:], ref_d, atol=2e-5 if metric == "cosine" else 1e-4
-    )
+    np.testing.assert_allclose(g.distances[:, 1:], ref_d, atol=2e-5 if metric == "cosine" else 1e-4)
     assert (np.diff(g.distances, axis=1) >= 0).all()
 
 
@@ -177,6 +175,7 @@ def test_bad_embeddings_name_the_row(rows, problem):
         knn_graph(x, k=2)
 
 
+@pytest.mark.slow  # pynndescent compiles its kernels on first use (~30-60 s)
 def test_nndescent_is_self_first_and_close_to_exact():
     rng = np.random.default_rng(1)
     centres = rng.normal(size=(8, 32))

@@ -25,8 +25,8 @@ EXACT_KNN_MAX_N = 10_000
 Exact costs n²·D: on 2 cores (512-D) it takes ~3 s at 10k and ~14 s at 20k, where
 pynndescent takes ~4 s, so the crossover lies between."""
 
-CHUNK_BYTES = 128 * 2**20
-"""Bound on the (rows, n) float32 similarity block of the exact search."""
+CHUNK_BYTES = 64 * 2**20
+"""Size of the (rows, m) float32 distance block of the exact search."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -186,7 +186,8 @@ def exact_neighbours(points: np.ndarray, *, k: int, metric: str) -> tuple[np.nda
     """Brute-force k nearest rows of ``points`` (self first), in row chunks.
 
     For "cosine" the rows must already be L2-normalised: distance = 1 - x·y.
-    Memory is bounded by :data:`CHUNK_BYTES` per block.
+    Working memory is about three times :data:`CHUNK_BYTES` (the float32 block
+    and argpartition's int64 indices), whatever m is.
 
     Returns:
         (m, k) int32 indices and (m, k) float32 distances.
@@ -200,26 +201,29 @@ def exact_neighbours(points: np.ndarray, *, k: int, metric: str) -> tuple[np.nda
     rows = max(1, CHUNK_BYTES // (4 * m))
     for start in range(0, m, rows):
         stop = min(start + rows, m)
-        block = points[start:stop] @ points.T  # (c, m) similarity
-        if metric == "euclidean":
-            # Larger is nearer: -|x - y|² + |x|², so rank by 2x·y - |y|².
-            block *= 2
-            block -= sq[None, :]
-        local = np.arange(stop - start)
-        block[local, start + local] = np.inf  # self first, even among exact ties
-        if k < m:
-            cand = np.argpartition(-block, k - 1, axis=1)[:, :k]
-        else:
-            cand = np.broadcast_to(np.arange(m), block.shape)
-        sim = np.take_along_axis(block, cand, axis=1)
-        order = np.lexsort((cand, -sim), axis=1)  # by similarity, then lower index
-        cand = np.take_along_axis(cand, order, axis=1)
-        sim = np.take_along_axis(sim, order, axis=1)
+        # key: ascending = nearer. cosine: -x·y (= distance - 1); euclidean:
+        # |y|² - 2x·y (= squared distance - |x|², constant along the row).
+        key = points[start:stop] @ points.T  # (c, m)
         if metric == "cosine":
-            d = 1.0 - sim
+            np.negative(key, out=key)
+        else:
+            key *= -2
+            key += sq[None, :]
+        local = np.arange(stop - start)
+        key[local, start + local] = -np.inf  # self first, even among exact ties
+        if k < m:
+            cand = np.argpartition(key, k - 1, axis=1)[:, :k]
+        else:
+            cand = np.broadcast_to(np.arange(m), key.shape)
+        near = np.take_along_axis(key, cand, axis=1)
+        order = np.lexsort((cand, near), axis=1)  # by distance, then lower index
+        cand = np.take_along_axis(cand, order, axis=1)
+        near = np.take_along_axis(near, order, axis=1)
+        if metric == "cosine":
+            d = 1.0 + near
             np.clip(d, 0.0, 2.0, out=d)
         else:
-            d = np.sqrt(np.maximum(sq[start:stop, None] - sim, 0.0))
+            d = np.sqrt(np.maximum(near + sq[start:stop, None], 0.0))
         d[:, 0] = 0.0
         idx[start:stop] = cand
         dist[start:stop] = d

@@ -167,7 +167,9 @@ def _umap(
     min_dist: float,
     n_jobs: int,
 ):
-    import umap
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Tensorflow not installed")  # ParametricUMAP only
+        import umap
 
     reducer = umap.UMAP(
         n_neighbors=cfg.n_neighbors,
