@@ -255,3 +255,82 @@ def test_objects_on_unknown_images_are_named():
     )
     with pytest.raises(ValidationError, match="objects table: row 0: image_idx 7"):
         slice_table(per_image, np.zeros(3, int), task="detection", objects=objects)
+
+
+# ---------------------------------------------------------------- with the evaluation engine
+
+
+def random_detection_outcomes(seed: int, n_images: int = 12, n_classes: int = 3):
+    """Random GT and jittered / wrong-class / spurious predictions, matched at IoU 0.5, confidence 0.3."""
+    from vecexplore.eval.matching import match_detections
+    from vecexplore.eval.outcomes import resolve_outcomes
+    from vecexplore.types import Boxes
+
+    rng = np.random.default_rng(seed)
+    n_gt = 5 * n_images
+    g_img, g_cls = rng.integers(0, n_images, n_gt), rng.integers(0, n_classes, n_gt)
+    g_box = np.c_[rng.integers(0, 40, (n_gt, 2)), rng.integers(4, 16, (n_gt, 2))].astype(float)
+    take = rng.random(n_gt) < 0.8
+    p_img, p_box = g_img[take], g_box[take] + rng.integers(-3, 4, (take.sum(), 4)).clip(-2)
+    p_cls = np.where(
+        rng.random(take.sum()) < 0.7, g_cls[take], rng.integers(0, n_classes, take.sum())
+    )
+    extra = 2 * n_images
+    p_img = np.r_[p_img, rng.integers(0, n_images, extra)]
+    p_cls = np.r_[p_cls, rng.integers(0, n_classes, extra)]
+    p_box = np.r_[p_box, np.c_[rng.integers(0, 50, (extra, 2)), rng.integers(2, 12, (extra, 2))]]
+    gt = Boxes(g_img, g_cls, g_box, np.arange(n_gt) + 1, iscrowd=rng.random(n_gt) < 0.05)
+    pred = Boxes(p_img, p_cls, p_box, np.arange(len(p_img)) + 1000, score=rng.random(len(p_img)))
+    matching = match_detections(gt, pred, iou=0.5, num_images=n_images, num_classes=n_classes)
+    return resolve_outcomes(matching, confidence=0.3)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_cluster_confusion_agrees_with_the_slice_counts(seed):
+    from vecexplore.eval.confusion import ConfusionMatrix
+    from vecexplore.eval.outcomes import image_table, objects_table
+    from vecexplore.mapping import cluster_confusion
+
+    outcomes = random_detection_outcomes(seed)
+    names = ["a", "b", "c"]
+    full = ConfusionMatrix.from_outcomes(outcomes, names=names)
+    labels = np.random.default_rng(seed).integers(-1, 3, 12)
+    table = slice_table(
+        image_table(outcomes), labels, task="detection", objects=objects_table(outcomes)
+    )
+    total = np.zeros_like(full.counts)
+    for row in table.itertuples():
+        cm = cluster_confusion(full, labels, cluster=row.cluster)
+        direct = ConfusionMatrix.from_outcomes(outcomes, names=names, images=labels == row.cluster)
+        np.testing.assert_array_equal(cm.counts, direct.counts)
+        c = cm.counts
+        assert np.trace(c[:3, :3]) == row.tp
+        assert c[:3, 3].sum() == row.fn_missed
+        assert c[:3, :3].sum() - np.trace(c[:3, :3]) == row.fp_class
+        assert c[3, :3].sum() == row.fp - row.fp_class
+        assert c[:3].sum() == row.n_gt
+        total += c
+    noise = labels == -1
+    if noise.any():
+        total += full.subset(noise).counts
+    np.testing.assert_array_equal(total, full.counts)  # clusters + noise partition the images
+
+
+def test_cluster_confusion_classification_equals_sklearn_on_the_cluster():
+    from sklearn.metrics import confusion_matrix
+
+    from vecexplore.eval.confusion import ConfusionMatrix
+    from vecexplore.mapping import cluster_confusion
+
+    rng = np.random.default_rng(7)
+    label, prediction = rng.integers(0, 4, 200), rng.integers(-1, 4, 200)
+    labels = rng.integers(-1, 5, 200)
+    full = ConfusionMatrix.from_labels(label=label, prediction=prediction, names=list("wxyz"))
+    for c in range(5):
+        keep = (labels == c) & (prediction >= 0)
+        ref = confusion_matrix(label[keep], prediction[keep], labels=range(4))
+        np.testing.assert_array_equal(cluster_confusion(full, labels, cluster=c).counts, ref)
+    with pytest.raises(ValidationError, match="noise"):
+        cluster_confusion(full, labels, cluster=-1)
+    with pytest.raises(ValidationError, match="covers 200 images"):
+        cluster_confusion(full, labels[:10], cluster=0)

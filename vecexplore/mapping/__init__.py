@@ -25,7 +25,7 @@ from vecexplore.mapping.config import (
 )
 from vecexplore.mapping.knn import KnnGraph, knn_graph
 from vecexplore.mapping.project import Projection, project
-from vecexplore.mapping.slices import slice_table, wilson_interval
+from vecexplore.mapping.slices import cluster_confusion, slice_table, wilson_interval
 
 
 @dataclass(frozen=True, eq=False)
@@ -88,6 +88,7 @@ __all__ = [
     "Projection",
     "build_map",
     "cluster",
+    "cluster_confusion",
     "default_min_cluster_size",
     "default_min_samples",
     "default_n_neighbors",

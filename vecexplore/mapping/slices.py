@@ -5,7 +5,8 @@ lift is that over the whole dataset's mean (every image, noise included). The
 rank orders clusters by ``score = ci_low - overall``: the lower end of a Wilson
 95 % interval on the cluster's rate, against the overall rate. A large cluster
 that is a little worse thus outranks a tiny one that looks much worse by chance.
-HDBSCAN noise (-1) is never a slice.
+HDBSCAN noise (-1) is never a slice. :func:`cluster_confusion` gives a cluster's
+own confusion matrix from the evaluation engine.
 
 Detection approximation: per-image error rates are fractions, not 0/1 outcomes.
 The interval still uses ``n = size`` (images) and ``p = mean error rate`` (as if
@@ -26,6 +27,8 @@ from vecexplore.types import TASKS
 
 if TYPE_CHECKING:
     import pandas as pd
+
+    from vecexplore.eval.confusion import ConfusionMatrix
 
 DETECTION_COUNTS: tuple[str, ...] = (
     "n_gt", "n_pred", "tp", "fp", "fp_duplicate", "fp_class", "fp_localization",
@@ -321,3 +324,26 @@ def _classification_columns(per_image, member, code, k, name) -> dict[str, objec
         )
     )
     return out
+
+
+def cluster_confusion(confusion: ConfusionMatrix, labels: np.ndarray, *, cluster: int) -> ConfusionMatrix:
+    """The confusion matrix of one cluster's images, by the evaluation engine.
+
+    Args:
+        confusion: the whole dataset's matrix at the operating point
+            (``Evaluation.confusion``; detection or classification).
+        labels: (n,) cluster id per image in ImageTable order, -1 = noise.
+        cluster: a cluster id present in ``labels`` (noise is no slice).
+
+    Returns:
+        ``confusion.subset(labels == cluster)``: same rows/columns (GT × prediction,
+        detection with background last); its cells know their images and objects.
+    """
+    labels = np.asarray(labels)
+    if labels.ndim != 1 or labels.shape[0] != confusion.num_images:
+        raise ValidationError(
+            f"cluster confusion: labels has shape {labels.shape}; the matrix covers {confusion.num_images} images"
+        )
+    if cluster < 0 or not (labels == cluster).any():
+        raise ValidationError(f"cluster confusion: no cluster {cluster} (noise, -1, is never a slice)")
+    return confusion.subset(labels == cluster)
