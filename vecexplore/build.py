@@ -1,0 +1,299 @@
+"""``vecexplore build``: files → evaluated, embedded, mapped and ranked run.
+
+Stages (each timed into the manifest):
+
+1. **load**: read and validate the inputs; every missing image is reported
+   before any heavy work starts.
+2. **evaluate**: outcomes at the operating point (IoU, confidence), COCO metrics,
+   sweep, confusion matrix.
+3. **embed**: CLIP vectors (cached outside the run, keyed by model, weights and
+   image content), undecodable images recorded, never fatal.
+4. **scan**: one reduced-size decode per image for thumbnails and pixel properties.
+5. **map**: kNN once → UMAP 2-D (display) + UMAP ~10-D → HDBSCAN, on the
+   decodable images only.
+6. **slices**: per-cluster outcome rates, ranked by how surely they are worse.
+7. **write**: the run store, atomically (see :mod:`vecexplore.store`).
+"""
+
+from __future__ import annotations
+
+import logging
+import platform
+import time
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from vecexplore.embed.pipeline import EmbedConfig
+from vecexplore.errors import ConfigError
+from vecexplore.io.source import DatasetSource
+from vecexplore.mapping.config import MapConfig
+from vecexplore.store import MANIFEST, SCHEMA_VERSION, write_run
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class BuildConfig:
+    """Everything a build needs. Frozen; user values are recorded as given.
+
+    Attributes:
+        source: the inputs (annotations, predictions, images root).
+        out: the run directory to write.
+        embed: model, weights, device, batch size, workers, precision.
+        map: UMAP/HDBSCAN settings (None fields scale with the image count).
+        iou: IoU threshold of the operating point (detection).
+        confidence: confidence threshold; None = the F1-optimal one (detection) or 0.
+        cache_dir: embedding cache root; None = ``$VECEXPLORE_CACHE`` or ~/.cache/vecexplore.
+        force: replace an existing run at ``out``.
+        random_fallback: when the weights cannot be loaded, fall back to random
+            weights (loudly) instead of failing — for ``vecexplore demo`` only.
+        scan_workers: processes for thumbnails/properties (None = auto, 0 = inline).
+    """
+
+    source: DatasetSource
+    out: Path
+    embed: EmbedConfig = field(default_factory=EmbedConfig)
+    map: MapConfig = field(default_factory=MapConfig)
+    iou: float = 0.5
+    confidence: float | None = None
+    cache_dir: Path | None = None
+    force: bool = False
+    random_fallback: bool = False
+    scan_workers: int | None = None
+
+    def __post_init__(self):
+        if not 0.0 < self.iou <= 1.0:
+            raise ConfigError(f"--iou must be in (0, 1], got {self.iou}")
+        if self.confidence is not None and not 0.0 <= self.confidence <= 1.0:
+            raise ConfigError(f"--conf must be in [0, 1], got {self.confidence}")
+
+
+@dataclass
+class BuildResult:
+    """What a build produced (for the CLI summary)."""
+
+    out: Path
+    n_images: int
+    n_unreadable: int
+    n_clusters: int
+    timings: dict[str, float]
+    weights_random: bool
+    fallback_reason: str | None
+
+
+class _Timer:
+    def __init__(self):
+        self.timings: dict[str, float] = {}
+
+    @contextmanager
+    def stage(self, name: str):
+        log.info("%s …", name)
+        start = time.perf_counter()
+        yield
+        self.timings[name] = round(time.perf_counter() - start, 3)
+        log.info("%s done in %.1f s", name, self.timings[name])
+
+
+def build_run(config: BuildConfig, *, progress: bool = False) -> BuildResult:
+    """Run every stage and write the run store at ``config.out``.
+
+    Raises:
+        VecexploreError: bad input, weights that cannot be loaded, an existing run
+            without ``force``. Nothing is written at ``config.out`` on failure.
+    """
+    from vecexplore.eval.evaluate import evaluate
+    from vecexplore.io.paths import image_paths
+    from vecexplore.io.source import load_dataset
+
+    timer = _Timer()
+    out = Path(config.out)
+    _refuse_early(out, config.force)
+    with timer.stage("load"):
+        dataset = load_dataset(config.source, check_images=True, progress=progress)
+    paths = [str(p) for p in image_paths(dataset.images, dataset.images_root)]
+    with timer.stage("evaluate"):
+        ev = evaluate(dataset, iou=config.iou, confidence=config.confidence)
+        per_image = ev.per_image
+        metrics = ev.to_json_dict()
+    with timer.stage("embed"):
+        emb, fallback = _embed(paths, config, progress)
+    with write_run(out, force=config.force) as writer:
+        with timer.stage("scan"):
+            from vecexplore.thumbs import scan_images
+
+            scan = scan_images(paths, writer.tmp_dir, workers=config.scan_workers, progress=progress)
+        readable = emb.ok & scan.ok
+        with timer.stage("map"):
+            xy, labels, prob, map_info = _map(emb.vectors, readable, config.map)
+        with timer.stage("slices"):
+            from vecexplore.mapping.slices import slice_table
+
+            objects = ev.objects if dataset.task == "detection" else None
+            clusters = slice_table(
+                per_image, labels, task=dataset.task, objects=objects,
+                class_names=list(dataset.categories.names),
+            )
+        from vecexplore.runtables import image_table, object_table
+
+        reasons = np.where(emb.ok, scan.error, emb.error)
+        images = image_table(dataset, per_image, xy, labels, prob, readable, reasons, emb.digests, scan.properties)
+        writer.write_table("images", images)
+        if dataset.task == "detection":
+            writer.write_table("objects", object_table(dataset, ev.objects))
+        elif dataset.pred.scores is not None:
+            scores = np.full((dataset.num_images, len(dataset.categories)), np.nan)
+            scores[dataset.pred.image_idx] = dataset.pred.scores
+            writer.write_array("class_scores.npy", scores)
+        writer.write_table("clusters", clusters)
+        writer.write_array("embeddings.npy", emb.vectors)
+        writer.write_json("categories.json", [
+            {"id": int(i), "name": str(n)} for i, n in zip(dataset.categories.ids, dataset.categories.names, strict=True)
+        ])
+        writer.write_json("metrics.json", _metrics_json(ev, metrics))
+        manifest = _manifest(config, dataset, emb, fallback, map_info, timer.timings, readable)
+        writer.write_json(MANIFEST, manifest)
+    return BuildResult(
+        out=out,
+        n_images=dataset.num_images,
+        n_unreadable=int((~readable).sum()),
+        n_clusters=len(clusters),
+        timings=timer.timings,
+        weights_random=bool(emb.model_info.get("random")),
+        fallback_reason=fallback,
+    )
+
+
+def _refuse_early(out: Path, force: bool) -> None:
+    """Refuse an existing run before hours of embedding, not after."""
+    from vecexplore.errors import RunStoreError
+
+    if out.exists() and not force:
+        raise RunStoreError(f"{out}: already exists; pass --force to replace it")
+
+
+def _embed(paths: list[str], config: BuildConfig, progress: bool):
+    from vecexplore.embed.cache import default_root
+    from vecexplore.embed.clip import load_clip, load_clip_with_fallback
+    from vecexplore.embed.pipeline import embed_images
+
+    cfg = config.embed
+    fallback = None
+    if config.random_fallback:
+        model, fallback = load_clip_with_fallback(cfg.model, cfg.weights, device=cfg.device, seed=cfg.seed)
+    else:
+        model = load_clip(cfg.model, cfg.weights, device=cfg.device, seed=cfg.seed)
+    result = embed_images(paths, cfg, cache=config.cache_dir or default_root(), progress=progress, model=model)
+    return result, fallback
+
+
+def _map(vectors: np.ndarray, readable: np.ndarray, map_config: MapConfig):
+    """UMAP + HDBSCAN on the readable images; others get NaN coordinates and cluster -1."""
+    from vecexplore.mapping import build_map
+
+    n = len(readable)
+    xy = np.full((n, 2), np.nan, dtype=np.float32)
+    labels = np.full(n, -1, dtype=np.int64)
+    prob = np.zeros(n, dtype=np.float32)
+    rows = np.flatnonzero(readable)
+    info: dict[str, Any] = {"n_mapped": int(rows.size)}
+    if rows.size == 0:
+        log.warning("no decodable image: the map is empty")
+        return xy, labels, prob, info
+    fmap = build_map(vectors[rows], map_config)
+    xy[rows] = fmap.xy
+    labels[rows] = fmap.labels
+    prob[rows] = fmap.clustering.probabilities
+    info["config_used"] = _plain(asdict(fmap.config_used))
+    info["timings"] = {k: round(v, 3) for k, v in fmap.timings.items()}
+    return xy, labels, prob, info
+
+
+def _metrics_json(ev, metrics: dict) -> dict:
+    """The evaluate --json object plus the sweep curves the app plots."""
+    from vecexplore.runtables import sweep_json
+
+    return {**metrics, "sweep": sweep_json(ev)}
+
+
+def _plain(obj):
+    if isinstance(obj, dict):
+        return {k: _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj
+
+
+def _file_hash(path: str | None) -> str | None:
+    from vecexplore.io.images import file_digest
+
+    if not path:
+        return None
+    p = Path(path)
+    if p.is_file():
+        return file_digest(p)
+    if p.is_dir():  # YOLO label folders, ImageFolder roots: hash names + contents of text files
+        import hashlib
+
+        h = hashlib.blake2b(digest_size=20)
+        for f in sorted(q for q in p.rglob("*") if q.is_file() and q.suffix.lower() in (".txt", ".csv", ".json", ".yaml", ".yml")):
+            h.update(str(f.relative_to(p)).encode())
+            h.update(file_digest(f).encode())
+        return h.hexdigest()
+    return None
+
+
+def _versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"python": platform.python_version()}
+    for pkg in ("vecexplore", "numpy", "pandas", "torch", "open_clip_torch", "umap-learn", "hdbscan", "bokeh"):
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            out[pkg] = "not installed"
+    return out
+
+
+def _manifest(config, dataset, emb, fallback, map_info, timings, readable) -> dict:
+    src = config.source.resolved() if hasattr(config.source, "resolved") else config.source
+    root = Path(dataset.images_root).resolve() if dataset.images_root else None
+    inputs = {
+        "format": getattr(src, "format", None),
+        "gt": {"path": str(Path(src.gt).resolve()) if src.gt else None, "hash": _file_hash(src.gt)},
+        "pred": {"path": str(Path(src.pred).resolve()) if src.pred else None, "hash": _file_hash(src.pred)},
+        "images_root": str(root) if root else None,
+    }
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "status": "complete",
+        "task": dataset.task,
+        "inputs": inputs,
+        "counts": {
+            "images": dataset.num_images,
+            "unreadable": int((~readable).sum()),
+            "categories": len(dataset.categories),
+            "gt": len(dataset.gt),
+            "pred": len(dataset.pred),
+            "embedded_now": emb.stats.n_embedded,
+            "from_cache": emb.stats.n_cached,
+            "failed_embeddings": int((~emb.ok).sum()),
+        },
+        "config": {
+            "iou": config.iou,
+            "confidence": config.confidence,
+            "embed": _plain(asdict(config.embed)),
+            "map": _plain(asdict(config.map)),
+        },
+        "model": {**_plain(emb.model_info), "fallback_reason": fallback},
+        "map": map_info,
+        "timings": timings,
+        "versions": _versions(),
+    }
