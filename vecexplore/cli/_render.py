@@ -1,0 +1,77 @@
+"""Rich rendering of ``vecexplore info`` (the data comes from :mod:`vecexplore.info`)."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+
+def _f(value: Any, digits: int = 3) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def render_info(summary: dict, *, top: int = 10) -> None:
+    console = Console(width=None if sys.stdout.isatty() else 160)
+    model = summary["model"]
+    console.print(f"[bold]{summary['run']}[/bold] — {summary['task']}, built {summary.get('created') or '?'}")
+    weights = f"{model.get('model')} / {model.get('weights')} ({model.get('weights_kind')})"
+    console.print(f"model: {weights}")
+    if model.get("random"):
+        console.print("[bold red]RANDOM WEIGHTS[/bold red]: the embeddings are from an untrained network; "
+                      "clusters follow low-level appearance (brightness, texture, blur), not meaning.")
+        if model.get("fallback_reason"):
+            console.print(f"  (fell back because: {model['fallback_reason']})")
+    counts = summary.get("counts", {})
+    console.print(
+        f"images: {counts.get('images')}  unreadable: {counts.get('unreadable')}  "
+        f"GT: {counts.get('gt')}  predictions: {counts.get('pred')}  classes: {counts.get('categories')}"
+    )
+    op = summary.get("operating_point") or {}
+    metrics = "  ".join(f"{k} {_f(v)}" for k, v in summary["metrics"].items())
+    if op:
+        console.print(f"at IoU ≥ {_f(op.get('iou'), 2)}, confidence ≥ {_f(op.get('confidence'), 4)}: {metrics}")
+    else:
+        console.print(metrics)
+    if summary.get("error_types"):
+        console.print("errors: " + ", ".join(f"{k} {v}" for k, v in summary["error_types"].items()))
+
+    clusters = summary.get("clusters", [])
+    table = Table(title=f"Failure clusters, worst first ({len(clusters)} in all)", title_justify="left")
+    for col in ("rank", "cluster", "size", "error rate [95% CI]", "lift", "dominant error", "top classes"):
+        table.add_column(col, justify="right" if col in ("rank", "cluster", "size", "lift") else "left")
+    for c in clusters[:top]:
+        table.add_row(
+            str(c.get("rank")),
+            str(c.get("cluster")),
+            str(c.get("size")),
+            f"{_f(c.get('error_rate'), 2)} [{_f(c.get('ci_low'), 2)}, {_f(c.get('ci_high'), 2)}]",
+            _f(c.get("lift"), 2),
+            str(c.get("dominant_error") or ""),
+            str(c.get("top_classes") or ""),
+        )
+    console.print(table)
+
+    recs = summary.get("recommendations") or []
+    if recs:
+        console.print("[bold]Recommendations[/bold]")
+        for i, rec in enumerate(recs, 1):
+            console.print(f"{i}. {rec.get('title')}")
+            if rec.get("evidence"):
+                console.print(f"   {rec['evidence']}")
+            if rec.get("action"):
+                console.print(f"   → {rec['action']}")
+
+    bad = summary.get("unreadable") or []
+    if bad:
+        console.print(f"[bold]Unreadable images[/bold] ({len(bad)}):")
+        for item in bad[:10]:
+            console.print(f"  {item['file_name']}: {item['reason']}")
+        if len(bad) > 10:
+            console.print(f"  … and {len(bad) - 10} more (vecexplore info --json lists all)")

@@ -1,0 +1,157 @@
+"""``vecexplore build``, ``info`` and ``export``: make a run, read it, take images out of it."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from vecexplore.cli._app import app
+from vecexplore.cli._inputs import (
+    FormatChoice,
+    FormatOpt,
+    GtOpt,
+    ImagesOpt,
+    NamesOpt,
+    NoClipOpt,
+    PredOpt,
+    source_from_options,
+)
+
+_MODEL = "Model"
+_MAP = "Map"
+
+
+def show_build_logs(verbose: bool) -> None:
+    """Stage messages of vecexplore on stderr; third-party INFO chatter stays hidden."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    logger = logging.getLogger("vecexplore")
+    logger.handlers[:] = [handler]
+    logger.setLevel(logging.DEBUG if verbose else logging.INFO)
+    logger.propagate = False
+
+
+@app.command("build")
+def build_command(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Run directory to write.")],
+    gt: GtOpt = None,
+    pred: PredOpt = None,
+    images: ImagesOpt = None,
+    format: FormatOpt = FormatChoice.auto,
+    names: NamesOpt = None,
+    no_clip: NoClipOpt = False,
+    model: Annotated[str, typer.Option("--model", help="open_clip architecture.", rich_help_panel=_MODEL)] = "ViT-B-32",
+    weights: Annotated[str, typer.Option(
+        "--weights", rich_help_panel=_MODEL,
+        help="open_clip pretrained tag, a local checkpoint file, or 'random' (untrained; offline).",
+    )] = "laion2b_s34b_b79k",
+    device: Annotated[str, typer.Option("--device", help="auto | cpu | cuda | cuda:N | mps.", rich_help_panel=_MODEL)] = "auto",
+    batch_size: Annotated[int | None, typer.Option("--batch-size", min=1, help="Images per forward pass (default per device).", rich_help_panel=_MODEL)] = None,
+    workers: Annotated[int | None, typer.Option("--workers", min=0, help="Image decoding processes (default per device).", rich_help_panel=_MODEL)] = None,
+    precision: Annotated[str, typer.Option("--precision", help="auto | fp32 | fp16 | bf16.", rich_help_panel=_MODEL)] = "auto",
+    cache_dir: Annotated[Path | None, typer.Option("--cache-dir", help="Embedding cache (default $VECEXPLORE_CACHE or ~/.cache/vecexplore).", rich_help_panel=_MODEL)] = None,
+    iou: Annotated[float, typer.Option("--iou", min=0.0, max=1.0, help="IoU threshold of the operating point.")] = 0.5,
+    conf: Annotated[float | None, typer.Option("--conf", min=0.0, max=1.0, help="Confidence threshold (default: F1-optimal).")] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of UMAP (and of random weights).", rich_help_panel=_MAP)] = 0,
+    n_neighbors: Annotated[int | None, typer.Option("--n-neighbors", min=2, help="UMAP neighbours (default scales with N).", rich_help_panel=_MAP)] = None,
+    min_cluster_size: Annotated[int | None, typer.Option("--min-cluster-size", min=2, help="HDBSCAN min cluster size (default scales with N).", rich_help_panel=_MAP)] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing run at --out.")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="More detail on stderr.")] = False,
+) -> None:
+    """Load, evaluate, embed (CLIP), map (UMAP) and cluster (HDBSCAN) a dataset into a run.
+
+    The run directory appears only when the build is complete; an interrupted
+    build leaves nothing that looks finished, and rerunning it takes the
+    embeddings already computed from the cache.
+    """
+    from vecexplore.build import BuildConfig, build_run
+    from vecexplore.embed.pipeline import EmbedConfig
+    from vecexplore.mapping.config import MapConfig
+
+    show_build_logs(verbose)
+    source = source_from_options(gt=gt, pred=pred, images=images, format=format, names=names, no_clip=no_clip)
+    config = BuildConfig(
+        source=source,
+        out=out,
+        embed=EmbedConfig(model=model, weights=weights, device=device, batch_size=batch_size,
+                          num_workers=workers, precision=precision, seed=seed),
+        map=MapConfig(seed=seed, n_neighbors=n_neighbors, min_cluster_size=min_cluster_size),
+        iou=iou,
+        confidence=conf,
+        cache_dir=cache_dir,
+        force=force,
+    )
+    result = build_run(config, progress=sys.stderr.isatty())
+    print_summary(result)
+
+
+def print_summary(result) -> None:
+    stages = ", ".join(f"{k} {v:.1f}s" for k, v in result.timings.items())
+    typer.echo(f"built {result.out}: {result.n_images} images, {result.n_clusters} clusters, "
+               f"{result.n_unreadable} unreadable ({stages})")
+    if result.weights_random:
+        typer.echo("NOTE: this run uses RANDOM (untrained) weights: the map groups images by "
+                   "low-level appearance, not meaning.")
+    typer.echo(f"next: vecexplore info {result.out}   |   vecexplore serve {result.out}")
+
+
+@app.command("info")
+def info_command(
+    run_dir: Annotated[Path, typer.Argument(metavar="RUN", help="A run directory written by build.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+    top: Annotated[int, typer.Option("--top", min=1, help="How many clusters to list.")] = 10,
+) -> None:
+    """Headline metrics, weights, unreadable images and the ranked failure clusters of a run."""
+    from vecexplore.info import run_summary
+    from vecexplore.store import Run
+
+    summary = run_summary(Run(run_dir))
+    if as_json:
+        typer.echo(json.dumps(summary, indent=2))
+        return
+    from vecexplore.cli._render import render_info
+
+    render_info(summary, top=top)
+
+
+@app.command("export")
+def export_command(
+    run_dir: Annotated[Path, typer.Argument(metavar="RUN", help="A run directory written by build.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="File to write (a folder for yolo).")],
+    fmt: Annotated[str, typer.Option("--format", "-f", help="csv | json | coco | yolo | txt.")] = "csv",
+    cluster: Annotated[list[int] | None, typer.Option("--cluster", help="Select a cluster (repeatable).")] = None,
+    images_file: Annotated[Path | None, typer.Option("--images-file", help="Select images listed in a file (ids, file names or paths).")] = None,
+    where: Annotated[str | None, typer.Option("--where", help="Select images by a condition, e.g. \"error_rate > 0.5 and split == 'val'\".")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite --out.")] = False,
+) -> None:
+    """Export a selection of a run's images: a COCO or YOLO subset for relabeling, a list
+    of paths for data collection, or a CSV/JSON table of their outcomes.
+
+    Selections combine: every given selector must hold (intersection).
+    """
+    import numpy as np
+
+    from vecexplore.errors import ConfigError
+    from vecexplore.export import export_selection, select_clusters, select_from_file, select_where
+    from vecexplore.store import Run
+
+    run = Run(run_dir)
+    chosen = []
+    if cluster:
+        chosen.append(select_clusters(run, cluster))
+    if images_file is not None:
+        chosen.append(select_from_file(run, images_file))
+    if where:
+        chosen.append(select_where(run, where))
+    if not chosen:
+        raise ConfigError("choose images with --cluster, --images-file or --where")
+    selection = chosen[0]
+    for other in chosen[1:]:
+        selection = np.intersect1d(selection, other)
+    path = export_selection(run, selection, fmt=fmt, out=out, force=force)
+    typer.echo(f"wrote {len(selection)} images to {path} ({fmt})")

@@ -1,0 +1,187 @@
+"""Export a selection of a run's images for relabeling or data collection.
+
+Selections are sets of ``image_idx``; every export lists images in
+``image_idx`` order, so the same selection always gives byte-identical files.
+
+Formats:
+    csv / json  one row per image with its ids, path, split, outcomes, cluster, x/y
+    txt         one absolute image path per line (for data-collection scripts)
+    coco        a COCO ground-truth subset: the images, their GT annotations
+                (crowd included) and all categories; loads in pycocotools/FiftyOne
+    yolo        the same subset as a YOLO folder (labels/*.txt, data.yaml, images.txt)
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+from vecexplore.errors import ConfigError, InputError
+from vecexplore.store import Run, atomic_write_bytes, atomic_write_text, json_safe
+
+ExportFormat = Literal["csv", "json", "coco", "yolo", "txt"]
+FORMATS: tuple[str, ...] = ("csv", "json", "coco", "yolo", "txt")
+
+# Columns of images.parquet that are internal plumbing, not useful in an export.
+_HIDDEN_COLUMNS = ("gt_class_idx", "pred_class_idx")
+
+
+# ---------------------------------------------------------------- selections
+
+
+def select_clusters(run: Run, clusters) -> np.ndarray:
+    """Images of the given clusters (noise, -1, is allowed: it selects unclustered images)."""
+    images = run.images
+    wanted = np.asarray(list(clusters), dtype=np.int64)
+    known = set(images["cluster"].unique().tolist())
+    unknown = sorted(set(wanted.tolist()) - known)
+    if unknown:
+        raise ConfigError(f"unknown cluster id(s) {unknown}; this run has clusters {sorted(k for k in known if k >= 0)}")
+    return np.flatnonzero(np.isin(images["cluster"].to_numpy(), wanted)).astype(np.int64)
+
+
+def select_from_file(run: Run, path: str | Path) -> np.ndarray:
+    """Images listed in a text file, one per line: an image id, a file name as in the
+    annotations, or an absolute path. Blank lines and ``#`` comments are skipped.
+    Every unknown line is reported."""
+    path = Path(path)
+    try:
+        lines = path.read_text().splitlines()
+    except OSError as exc:
+        raise InputError(f"cannot read: {exc.strerror or exc}", path=path) from None
+    images = run.images
+    by_id = {int(v): i for i, v in enumerate(images["image_id"].to_numpy())}
+    by_name = {str(v): i for i, v in enumerate(images["file_name"].to_numpy())}
+    by_path = {str(p): i for i, p in enumerate(image_paths(run))}
+    picked, unknown = [], []
+    for lineno, raw in enumerate(lines, 1):
+        item = raw.strip()
+        if not item or item.startswith("#"):
+            continue
+        if re.fullmatch(r"-?\d+", item) and int(item) in by_id:
+            picked.append(by_id[int(item)])
+        elif item in by_name:
+            picked.append(by_name[item])
+        elif item in by_path:
+            picked.append(by_path[item])
+        else:
+            unknown.append(f"line {lineno}: {item!r}")
+    if unknown:
+        more = f" … and {len(unknown) - 10} more" if len(unknown) > 10 else ""
+        raise InputError(f"{len(unknown)} entries are not images of this run: {', '.join(unknown[:10])}{more}", path=path)
+    return np.unique(np.asarray(picked, dtype=np.int64))
+
+
+def select_where(run: Run, expression: str) -> np.ndarray:
+    """Images whose row in ``images.parquet`` satisfies a pandas query expression,
+    e.g. ``"error_rate > 0.5 and split == 'val'"``."""
+    images = run.images
+    try:
+        mask = images.eval(expression)
+    except Exception as exc:  # pandas raises many types for a bad expression
+        columns = ", ".join(c for c in images.columns if c not in _HIDDEN_COLUMNS)
+        raise ConfigError(f"--where {expression!r}: {exc}. Columns: {columns}") from None
+    mask = np.asarray(mask)
+    if mask.dtype != bool or mask.shape != (len(images),):
+        raise ConfigError(f"--where {expression!r} must be a true/false condition on image rows")
+    return np.flatnonzero(mask).astype(np.int64)
+
+
+# ---------------------------------------------------------------- writers
+
+
+def image_paths(run: Run) -> list[str]:
+    """Absolute path of every image (file names resolved against the run's images root)."""
+    root = run.manifest.get("inputs", {}).get("images_root")
+    out = []
+    for name in run.images["file_name"].to_numpy():
+        p = Path(name)
+        if not p.is_absolute() and root:
+            p = Path(root) / p
+        out.append(str(p))
+    return out
+
+
+def image_rows(run: Run, image_idx: np.ndarray):
+    """The export table: one row per selected image, image_idx order, with an absolute path."""
+    images = run.images
+    rows = images.iloc[np.sort(image_idx)].copy()
+    paths = image_paths(run)
+    rows.insert(rows.columns.get_loc("file_name") + 1, "path", [paths[i] for i in rows["image_idx"]])
+    return rows.drop(columns=[c for c in _HIDDEN_COLUMNS if c in rows.columns])
+
+
+def export_selection(
+    run: Run, image_idx: np.ndarray, *, fmt: ExportFormat, out: str | Path, force: bool = False
+) -> Path:
+    """Write the selected images in ``fmt`` to ``out`` (a file; a directory for yolo).
+
+    Raises:
+        ConfigError: unknown format, empty selection, or ``out`` exists without ``force``.
+    """
+    out = Path(out)
+    if fmt not in FORMATS:
+        raise ConfigError(f"unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    image_idx = np.unique(np.asarray(image_idx, dtype=np.int64))
+    if image_idx.size == 0:
+        raise ConfigError("the selection is empty; nothing to export")
+    if out.exists() and not force:
+        raise ConfigError(f"{out}: already exists; pass --force to overwrite")
+    if fmt in ("coco", "yolo") and run.task != "detection":
+        raise ConfigError(f"{fmt} export is for detection runs; use csv, json or txt")
+    if fmt == "txt":
+        paths = image_paths(run)
+        atomic_write_text(out, "".join(f"{paths[i]}\n" for i in image_idx))
+    elif fmt == "csv":
+        atomic_write_bytes(out, image_rows(run, image_idx).to_csv(index=False).encode())
+    elif fmt == "json":
+        records = image_rows(run, image_idx).to_dict(orient="records")
+        atomic_write_text(out, json.dumps(json_safe(records), indent=1) + "\n")
+    elif fmt == "coco":
+        from vecexplore.io.coco import to_coco_gt
+
+        atomic_write_text(out, json.dumps(to_coco_gt(run.dataset(), image_idx)) + "\n")
+    else:
+        _write_yolo_dir(run, image_idx, out, force=force)
+    return out
+
+
+def _write_yolo_dir(run: Run, image_idx: np.ndarray, out: Path, *, force: bool) -> None:
+    from vecexplore.io.yolo import write_yolo
+
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"{out}: exists and is not a directory")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        write_yolo(run.dataset(), tmp, image_idx=image_idx)
+        if out.exists():
+            shutil.rmtree(out)
+        tmp.rename(out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def describe_selection(how: str, n: int) -> str:
+    """A file-name-safe description like ``cluster-3_42-images``."""
+    slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", how).strip("-")[:60] or "selection"
+    return f"{slug}_{n}-images"
+
+
+__all__ = [
+    "FORMATS",
+    "describe_selection",
+    "export_selection",
+    "image_paths",
+    "image_rows",
+    "select_clusters",
+    "select_from_file",
+    "select_where",
+]
