@@ -4,12 +4,15 @@ fixtures belong in their own test modules."""
 from __future__ import annotations
 
 import os
+import tempfile
 
 import pytest
 
 # Tests never touch the network: make Hugging Face and open_clip fail fast offline.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+# Tests never write the user's embedding cache (~/.cache/vecexplore).
+os.environ.setdefault("VECEXPLORE_CACHE", tempfile.mkdtemp(prefix="vecexplore-test-cache-"))
 
 
 @pytest.fixture(scope="session")
@@ -22,3 +25,52 @@ def umap_warm():
 
     rng = np.random.default_rng(0)
     build_map(rng.normal(size=(60, 16)).astype(np.float32), MapConfig(seed=0))
+
+
+TINY_MODEL = "vecexplore-tiny-vit"
+
+
+def build_demo_run(base, *, task="detection", n=400, seed=0, out_name="run", **overrides):
+    """Generate demo data under ``base`` and build it with the tiny random-weight model."""
+    from pathlib import Path
+
+    from vecexplore.build import BuildConfig, build_run
+    from vecexplore.demo import generate_demo
+    from vecexplore.embed.pipeline import EmbedConfig
+    from vecexplore.io.source import DatasetSource
+    from vecexplore.mapping import MapConfig
+
+    base = Path(base)
+    data = base / f"data-{task}"
+    if not (data / "planted.json").exists():
+        generate_demo(data, task=task, n=n, seed=seed)
+    if task == "detection":
+        source = DatasetSource(gt=data / "annotations.json", pred=data / "predictions.json")
+    else:
+        source = DatasetSource(gt=data / "labels.csv", pred=data / "predictions.csv")
+    settings = dict(
+        source=source,
+        out=base / out_name,
+        embed=EmbedConfig(model=TINY_MODEL, weights="random", device="cpu", num_workers=0),
+        map=MapConfig(seed=seed),
+        cache_dir=base / "cache",
+        scan_workers=0,
+    )
+    settings.update(overrides)
+    return build_run(BuildConfig(**settings)), data
+
+
+@pytest.fixture(scope="session")
+def demo_run(tmp_path_factory, umap_warm):
+    """A detection run of 400 demo images built once per session: (run dir, data dir)."""
+    base = tmp_path_factory.mktemp("demo-detection")
+    result, data = build_demo_run(base)
+    return result.out, data
+
+
+@pytest.fixture(scope="session")
+def demo_run_classification(tmp_path_factory, umap_warm):
+    """A classification run of 300 demo images built once per session: (run dir, data dir)."""
+    base = tmp_path_factory.mktemp("demo-classification")
+    result, data = build_demo_run(base, task="classification", n=300)
+    return result.out, data
