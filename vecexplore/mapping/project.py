@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from vecexplore.errors import ValidationError
 from vecexplore.mapping.config import MapConfig
 from vecexplore.mapping.knn import KnnGraph, neighbours, prepare_points
 
@@ -74,8 +75,6 @@ def project(
     Raises:
         ValidationError: malformed embeddings, or a ``knn`` that does not fit them.
     """
-    from vecexplore.errors import ValidationError
-
     config = MapConfig() if config is None else config
     timings = {"knn": 0.0, "umap_2d": 0.0, "umap_cluster": 0.0}
     points, inverse = prepare_points(embeddings, metric=config.metric)
