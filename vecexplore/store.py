@@ -33,69 +33,24 @@ from typing import Any
 
 import numpy as np
 
+from vecexplore.atomic import atomic_write_bytes, atomic_write_json, atomic_write_text, json_safe
 from vecexplore.errors import RunStoreError
+
+__all__ = [
+    "MANIFEST",
+    "SCHEMA_VERSION",
+    "Run",
+    "RunWriter",
+    "atomic_write_bytes",
+    "atomic_write_json",
+    "atomic_write_text",
+    "json_safe",
+    "write_run",
+]
 
 SCHEMA_VERSION = 1
 MANIFEST = "manifest.json"
 TABLES = ("images", "objects", "clusters")
-
-
-# ---------------------------------------------------------------- atomic files
-
-
-def atomic_write_bytes(path: str | Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a temp file in the same directory + rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_text(path: str | Path, text: str) -> None:
-    atomic_write_bytes(path, text.encode("utf-8"))
-
-
-def atomic_write_json(path: str | Path, obj: Any) -> None:
-    atomic_write_text(path, json.dumps(obj, indent=2, default=_json_default, allow_nan=False) + "\n")
-
-
-def _json_default(obj):
-    if isinstance(obj, np.integer):
-        return int(obj)
-    if isinstance(obj, np.floating):
-        return None if not np.isfinite(obj) else float(obj)
-    if isinstance(obj, np.bool_):
-        return bool(obj)
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if isinstance(obj, Path):
-        return str(obj)
-    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
-
-
-def json_safe(obj: Any) -> Any:
-    """Replace NaN/inf floats (anywhere in nested lists/dicts) by None so JSON stays valid."""
-    if isinstance(obj, dict):
-        return {k: json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [json_safe(v) for v in obj]
-    if isinstance(obj, (float, np.floating)):
-        return float(obj) if np.isfinite(obj) else None
-    if isinstance(obj, np.integer):
-        return int(obj)
-    if isinstance(obj, np.bool_):
-        return bool(obj)
-    if isinstance(obj, np.ndarray):
-        return json_safe(obj.tolist())
-    return obj
 
 
 # ---------------------------------------------------------------- writing a run

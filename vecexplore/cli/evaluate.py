@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import json
-import os
 import sys
-import tempfile
 from pathlib import Path
 from typing import Annotated
 
@@ -76,18 +73,11 @@ def evaluate_command(
 
 
 def _write_json(doc: dict, path: Path) -> None:
-    """Write ``doc`` atomically (temp file in the same folder + ``os.replace``)."""
+    """Write ``doc`` atomically; a missing folder is a usage error, not a traceback."""
+    from vecexplore.atomic import atomic_write_json
     from vecexplore.errors import ConfigError
 
     path = Path(path)
     if not path.parent.is_dir():
         raise ConfigError(f"--json {path}: folder {path.parent} does not exist")
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(doc, f, indent=2, allow_nan=False)
-            f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_json(path, doc)

@@ -24,13 +24,13 @@ import json
 import logging
 import os
 import re
-import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
+from vecexplore.atomic import atomic_write
 from vecexplore.errors import RunStoreError
 
 log = logging.getLogger(__name__)
@@ -47,19 +47,6 @@ def default_root() -> Path:
     xdg = os.environ.get("XDG_CACHE_HOME")
     base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
     return base / "vecexplore" / "embeddings"
-
-
-def _atomic_write(path: Path, write) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 class EmbeddingCache:
@@ -230,10 +217,10 @@ class EmbeddingCache:
         if not key_file.exists():
             key = {"format": FORMAT, "model_key": self.model_key, "dim": int(vectors.shape[1])}
             payload = json.dumps(key, indent=1).encode()
-            _atomic_write(key_file, lambda f: f.write(payload))
+            atomic_write(key_file, lambda f: f.write(payload))
         self._counter += 1
         path = self._shards_dir / f"{time.time_ns():020d}-{os.getpid()}-{self._counter:06d}.npz"
-        _atomic_write(path, lambda f: np.savez(f, digests=digests, vectors=vectors))
+        atomic_write(path, lambda f: np.savez(f, digests=digests, vectors=vectors))
         number = len(self._shard_paths)
         self._shard_paths.append(path)
         assert self._index is not None
