@@ -35,21 +35,16 @@ def build_demo_run(base, *, task="detection", n=400, seed=0, out_name="run", **o
     from pathlib import Path
 
     from vecexplore.build import BuildConfig, build_run
-    from vecexplore.demo import generate_demo
+    from vecexplore.demo import demo_source, generate_demo
     from vecexplore.embed.pipeline import EmbedConfig
-    from vecexplore.io.source import DatasetSource
     from vecexplore.mapping import MapConfig
 
     base = Path(base)
     data = base / f"data-{task}"
     if not (data / "planted.json").exists():
         generate_demo(data, task=task, n=n, seed=seed)
-    if task == "detection":
-        source = DatasetSource(gt=data / "annotations.json", pred=data / "predictions.json")
-    else:
-        source = DatasetSource(gt=data / "labels.csv", pred=data / "predictions.csv")
     settings = dict(
-        source=source,
+        source=demo_source(data, task=task),
         out=base / out_name,
         embed=EmbedConfig(model=TINY_MODEL, weights="random", device="cpu", num_workers=0),
         map=MapConfig(seed=seed),

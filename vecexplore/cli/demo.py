@@ -38,10 +38,9 @@ def demo_command(
     from vecexplore.build import BuildConfig, build_run
     from vecexplore.cli._render import render_info
     from vecexplore.cli.run import print_summary, show_build_logs
-    from vecexplore.demo import generate_demo
+    from vecexplore.demo import demo_source, generate_demo
     from vecexplore.embed.pipeline import EmbedConfig
     from vecexplore.info import run_summary
-    from vecexplore.io.source import DatasetSource
     from vecexplore.mapping.config import MapConfig
     from vecexplore.store import MANIFEST, Run
 
@@ -53,12 +52,8 @@ def demo_command(
     else:
         typer.echo(f"using the demo data in {data_dir} (--rebuild regenerates it)")
     if rebuild or not (run_dir / MANIFEST).exists():
-        if task == "detection":
-            source = DatasetSource(gt=data_dir / "annotations.json", pred=data_dir / "predictions.json")
-        else:
-            source = DatasetSource(gt=data_dir / "labels.csv", pred=data_dir / "predictions.csv")
         config = BuildConfig(
-            source=source,
+            source=demo_source(data_dir, task=task),
             out=run_dir,
             embed=EmbedConfig(model=model, weights=weights, device=device, seed=seed),
             map=MapConfig(seed=seed),

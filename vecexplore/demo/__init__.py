@@ -9,7 +9,7 @@ in ``planted.json`` (read it back with :func:`read_planted`).
 from __future__ import annotations
 
 from vecexplore.demo.scene import CLASSES, CONFUSED_PAIR, PLANTED_MODES, TEXTURE_FP_CLASS
-from vecexplore.demo.write import DemoSummary, generate_demo, read_planted
+from vecexplore.demo.write import DemoSummary, demo_source, generate_demo, read_planted
 
 __all__ = [
     "CLASSES",
@@ -17,6 +17,7 @@ __all__ = [
     "PLANTED_MODES",
     "TEXTURE_FP_CLASS",
     "DemoSummary",
+    "demo_source",
     "generate_demo",
     "read_planted",
 ]

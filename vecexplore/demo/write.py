@@ -392,3 +392,13 @@ def read_planted(directory: str | Path) -> dict:
         if len(mode["image_ids"]) != len(mode["file_names"]):
             raise InputError("image_ids and file_names differ in length", path=path, record=f"modes.{name}")
     return data
+
+
+def demo_source(data_dir: str | Path, *, task: str = "detection"):
+    """The :class:`~vecexplore.io.source.DatasetSource` of a demo dataset written by :func:`generate_demo`."""
+    from vecexplore.io.source import DatasetSource
+
+    data_dir = Path(data_dir)
+    if task == "detection":
+        return DatasetSource(gt=data_dir / "annotations.json", pred=data_dir / "predictions.json")
+    return DatasetSource(gt=data_dir / "labels.csv", pred=data_dir / "predictions.csv")
