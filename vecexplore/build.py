@@ -12,7 +12,9 @@ Stages (each timed into the manifest):
 5. **map**: kNN once → UMAP 2-D (display) + UMAP ~10-D → HDBSCAN, on the
    decodable images only.
 6. **slices**: per-cluster outcome rates, ranked by how surely they are worse.
-7. **write**: the run store, atomically (see :mod:`vecexplore.store`).
+7. **analyse**: property importance, cluster descriptions and recommendations
+   (``analysis.json``, ``recommendations.json``; see :mod:`vecexplore.analysis.stage`).
+8. **write**: the run store, atomically (see :mod:`vecexplore.store`).
 """
 
 from __future__ import annotations
@@ -143,8 +145,13 @@ def build_run(config: BuildConfig, *, progress: bool = False) -> BuildResult:
         reasons = np.where(emb.ok, scan.error, emb.error)
         images = image_table(dataset, per_image, xy, labels, prob, readable, reasons, emb.digests, scan.properties)
         writer.write_table("images", images)
-        if dataset.task == "detection":
-            writer.write_table("objects", object_table(dataset, ev.objects))
+        object_rows = object_table(dataset, ev.objects) if dataset.task == "detection" else None
+        with timer.stage("analyse"):
+            from vecexplore.analysis.stage import write_analysis
+
+            write_analysis(writer, ev, images, object_rows, clusters, seed=config.map.seed or 0)
+        if object_rows is not None:
+            writer.write_table("objects", object_rows)
         elif dataset.pred.scores is not None:
             scores = np.full((dataset.num_images, len(dataset.categories)), np.nan)
             scores[dataset.pred.image_idx] = dataset.pred.scores
