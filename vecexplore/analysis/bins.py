@@ -32,11 +32,15 @@ def quantile_edges(values: np.ndarray, n_bins: int = 10) -> np.ndarray:
     v = v[np.isfinite(v)]
     if v.size == 0:
         return np.zeros(0)
+    # Quantiles first (a partition, O(n)); only when two coincide can there be
+    # ≤ n_bins distinct values, so only then is the O(n log n) unique needed.
+    edges = np.quantile(v, np.linspace(0, 1, n_bins + 1), method="nearest")
+    if (np.diff(edges) > 0).all():
+        return edges
     uniq = np.unique(v)
     if uniq.size <= n_bins:
         return np.append(uniq, uniq[-1])
-    edges = np.unique(np.quantile(v, np.linspace(0, 1, n_bins + 1), method="nearest"))
-    return edges
+    return np.unique(edges)
 
 
 def assign_bins(values: np.ndarray, edges: np.ndarray) -> np.ndarray:
@@ -106,6 +110,16 @@ def _grouped(bins: np.ndarray, m: int, weights: np.ndarray) -> np.ndarray:
     return np.bincount(bins[ok], weights=np.asarray(weights, np.float64)[ok], minlength=m)
 
 
+def _members(m: int, *pairs: tuple[np.ndarray, np.ndarray]) -> list[np.ndarray]:
+    """Sorted unique images per bin from (bin, image) pairs (bin -1 = none), via one (m, N) bitmap."""
+    n_images = max((int(img.max()) + 1 for _, img in pairs if img.size), default=0)
+    hits = np.zeros((m, n_images), bool)
+    for bins, images in pairs:
+        ok = bins >= 0
+        hits[bins[ok], images[ok]] = True
+    return [np.flatnonzero(row).astype(np.int64) for row in hits]
+
+
 def image_property_bins(values: np.ndarray, per_image, *, task: str, prop: str, n_bins: int = 10) -> BinTable:
     """Bin images by an image property.
 
@@ -149,8 +163,9 @@ def object_property_bins(
     *,
     prop: str,
     n_bins: int = 10,
+    edges: np.ndarray | None = None,
 ) -> BinTable:
-    """Bin detection objects by an object property (edges from the GT distribution).
+    """Bin detection objects by an object property.
 
     Args:
         gt_values, gt_missed, gt_image_idx: per non-crowd GT object: property, not
@@ -158,6 +173,9 @@ def object_property_bins(
         pred_values, pred_is_tp, pred_counted, pred_image_idx: per prediction:
             property, TP, counted at the operating point (above the confidence
             threshold and not ignored), image.
+        edges: precomputed bin edges (e.g. quantiles of the GT values, which do not
+            move with the confidence threshold); default: quantiles of the GT and
+            counted prediction values together.
 
     Returns:
         A BinTable with ``fn_rate`` from GT and ``precision`` from predictions;
@@ -165,7 +183,8 @@ def object_property_bins(
     """
     gt_values = np.asarray(gt_values, np.float64)
     pred_values = np.asarray(pred_values, np.float64)
-    edges = quantile_edges(np.concatenate([gt_values, pred_values[np.asarray(pred_counted, bool)]]), n_bins)
+    if edges is None:
+        edges = quantile_edges(np.concatenate([gt_values, pred_values[np.asarray(pred_counted, bool)]]), n_bins)
     m = max(edges.size - 1, 0)
     gb = assign_bins(gt_values, edges)
     pb = assign_bins(pred_values, edges)
@@ -181,9 +200,6 @@ def object_property_bins(
         "precision": float(tp.sum() / counted.sum()) if counted.any() else float("nan"),
         "fn_rate": float(missed.mean()) if missed.size else float("nan"),
     }
-    members = [
-        np.unique(np.concatenate([np.asarray(gt_image_idx)[gb == b], np.asarray(pred_image_idx)[pb == b]])).astype(np.int64)
-        for b in range(m)
-    ]
+    members = _members(m, (gb, np.asarray(gt_image_idx, np.int64)), (pb, np.asarray(pred_image_idx, np.int64)))
     count = _grouped(gb, m, np.ones(len(gb))).astype(np.int64)
     return BinTable(prop, edges, count, rate, overall, members)

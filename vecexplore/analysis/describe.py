@@ -23,7 +23,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from vecexplore.analysis.quality import as_mask, image_properties_of, image_values, object_arrays
+from vecexplore.analysis.quality import (
+    as_mask,
+    cached,
+    image_properties_of,
+    image_values,
+    object_arrays,
+)
 from vecexplore.errors import ValidationError
 from vecexplore.eval.outcomes import COUNTED, PredOutcome
 from vecexplore.mapping.slices import ERROR_TYPES, wilson_interval
@@ -184,19 +190,28 @@ class Description:
         }
 
 
-def _side_traits(values: np.ndarray, members: np.ndarray, *, prop: str, level: str,
+def _deciles(values: np.ndarray) -> tuple[float, float, float, float] | None:
+    """(10th percentile, 90th, share ≤ the 10th, share ≥ the 90th) of the finite values; None if degenerate."""
+    v = values[np.isfinite(values)]
+    if v.size < 10 or np.ptp(v) == 0:
+        return None
+    lo, hi = np.quantile(v, [0.1, 0.9], method="nearest")
+    return float(lo), float(hi), float((v <= lo).mean()), float((v >= hi).mean())
+
+
+def _side_traits(values: np.ndarray, members: np.ndarray, deciles, *, prop: str, level: str,
                  min_lift: float, min_count: int, min_share: float) -> list[Trait]:
     """Traits of one property: ``values`` over the reference population, ``members`` (bool) the set."""
-    ok = np.isfinite(values)
-    v, inside = values[ok], members[ok]
-    total = int(inside.sum())
-    if v.size < 10 or total == 0 or np.ptp(v) == 0:
+    if deciles is None:
         return []
-    lo, hi = np.quantile(v, [0.1, 0.9], method="nearest")
+    lo, hi, base_lo, base_hi = deciles
+    v = values[members]
+    v = v[np.isfinite(v)]
+    total = len(v)
+    if total == 0:
+        return []
     out = []
-    for side, on in (("low", v <= lo), ("high", v >= hi)):
-        base = float(on.mean())
-        count = int((on & inside).sum())
+    for side, count, base in (("low", int((v <= lo).sum()), base_lo), ("high", int((v >= hi).sum()), base_hi)):
         share = count / total
         low, _ = wilson_interval(count, total)
         if count >= min_count and base < 1 and share >= max(min_lift * base, min_share) and float(low) > base:
@@ -229,7 +244,9 @@ def describe_images(run, ev, image_idx, *, min_lift: float = 2.5, min_share: flo
     traits: list[Trait] = []
     for prop in image_properties_of(run, ev.task):
         values = np.where(readable, image_values(images, prop), np.nan)
-        traits += _side_traits(values, mask, prop=prop, level="image", min_lift=min_lift, min_count=min_count, min_share=min_share)
+        deciles = cached(images, ("deciles", prop), lambda values=values: _deciles(values))
+        traits += _side_traits(values, mask, deciles, prop=prop, level="image", min_lift=min_lift,
+                               min_count=min_count, min_share=min_share)
     if ev.task == "detection":
         gt, pred, out = ev.dataset.gt, ev.dataset.pred, ev.outcomes
         oa = object_arrays(ev)
@@ -239,7 +256,8 @@ def describe_images(run, ev, image_idx, *, min_lift: float = 2.5, min_share: flo
         for prop in OBJECT_PROPERTIES:
             if objects is not None and prop in objects.columns:
                 values = objects[prop].to_numpy(np.float64)[:m][oa.gt_keep]
-                traits += _side_traits(values, set_missed[oa.gt_keep], prop=prop, level="object",
+                deciles = cached(objects, ("gt_deciles", prop), lambda values=values: _deciles(values))
+                traits += _side_traits(values, set_missed[oa.gt_keep], deciles, prop=prop, level="object",
                                        min_lift=min_lift, min_count=min_count, min_share=min_share)
         per_image = ev.per_image
         errors = {c: int(per_image[c].to_numpy()[mask].sum()) for c in ERROR_TYPES}

@@ -26,7 +26,12 @@ from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
-from vecexplore.analysis.bins import BinTable, image_property_bins, object_property_bins
+from vecexplore.analysis.bins import (
+    BinTable,
+    image_property_bins,
+    object_property_bins,
+    quantile_edges,
+)
 from vecexplore.analysis.importance import Importance, rank_properties
 from vecexplore.errors import ConfigError, ValidationError
 from vecexplore.eval.outcomes import COUNTED, FP_TYPES, GtOutcome, PredOutcome
@@ -56,6 +61,25 @@ class RunTables(NamedTuple):
 
 
 # ---------------------------------------------------------------- selections and alignment
+
+_CACHE: dict = {}
+
+
+def cached(owner, key, compute):
+    """``compute()`` memoised per live ``owner`` (a run table) and ``key``.
+
+    Run-wide numbers that no slider or selection moves (decile thresholds,
+    GT-based bin edges) are computed once per table; the entry goes when the
+    table is garbage-collected.
+    """
+    slot = (id(owner), key)
+    hit = _CACHE.get(slot)
+    if hit is not None and hit[0]() is owner:
+        return hit[1]
+    value = compute()
+    _CACHE[slot] = (weakref.ref(owner, lambda _, slot=slot: _CACHE.pop(slot, None)), value)
+    return value
+
 
 
 def as_mask(image_idx, n: int) -> np.ndarray | None:
@@ -284,8 +308,8 @@ def property_performance(run, ev, prop: str, *, image_idx=None, n_bins: int = 10
     An image property (:data:`~vecexplore.properties.IMAGE_PROPERTIES`, or any
     numeric column of the images table) bins images; an object property
     (:data:`~vecexplore.properties.OBJECT_PROPERTIES`, detection only) bins GT
-    objects (FN rate) and counted predictions (precision), and each bin selects
-    the images of its objects. With a selection, the bins are quantiles of the
+    objects (FN rate) and counted predictions (precision) on edges that are
+    quantiles of the GT values, and each bin selects the images of its objects. With a selection, the bins are quantiles of the
     selection's values; ``overall`` is always the whole run's rate (the reference
     line). ``image_idx`` of each bin is in the run's image_idx.
     """
@@ -316,10 +340,15 @@ def _object_bins(run, ev, prop: str, mask, n_bins: int) -> BinTable:
         g_sel = g_sel & mask[gt.image_idx]
         p_sel = p_sel & mask[pred.image_idx]
     g_rows, p_rows = np.flatnonzero(g_sel), np.flatnonzero(p_sel)
+    # Edges: quantiles of the (selected) non-crowd GT, which no confidence move changes.
+    if mask is None:
+        edges = cached(objects, ("gt_edges", prop, n_bins), lambda: quantile_edges(values[:m][oa.gt_keep], n_bins))
+    else:
+        edges = quantile_edges(values[:m][g_rows], n_bins)
     bt = object_property_bins(
         values[:m][g_rows], oa.gt_missed[g_rows], gt.image_idx[g_rows],
         values[m:][p_rows], oa.pred_tp[p_rows], np.ones(len(p_rows), bool), pred.image_idx[p_rows],
-        prop=prop, n_bins=n_bins,
+        prop=prop, n_bins=n_bins, edges=edges,
     )
     return BinTable(bt.prop, bt.edges, bt.count, bt.rate, overall_rates(ev), bt.image_idx)
 
