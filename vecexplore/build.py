@@ -271,10 +271,15 @@ def _versions() -> dict[str, str]:
 def _manifest(config, dataset, emb, fallback, map_info, timings, readable) -> dict:
     src = config.source.resolved() if hasattr(config.source, "resolved") else config.source
     root = Path(dataset.images_root).resolve() if dataset.images_root else None
+
+    def files(part) -> dict:
+        return {key: {"path": str(Path(path).resolve()) if path else None, "hash": _file_hash(path)}
+                for key, path in (("gt", part.gt), ("pred", part.pred))}
+
+    parts = getattr(src, "parts", None)  # several GT files (splits): one entry per pair
     inputs = {
         "format": getattr(src, "format", None),
-        "gt": {"path": str(Path(src.gt).resolve()) if src.gt else None, "hash": _file_hash(src.gt)},
-        "pred": {"path": str(Path(src.pred).resolve()) if src.pred else None, "hash": _file_hash(src.pred)},
+        **(files(src) if parts is None else {"parts": [files(p) for p in parts]}),
         "images_root": str(root) if root else None,
     }
     return {

@@ -22,6 +22,7 @@ from typing import Annotated
 import typer
 
 from vecexplore.io.source import FORMATS, DatasetSource
+from vecexplore.io.splits import SplitSource, source_for
 
 _PANEL = "Inputs"
 
@@ -29,17 +30,20 @@ _PANEL = "Inputs"
 FormatChoice = Enum("FormatChoice", {f: f for f in ("auto", *FORMATS)}, type=str)
 
 GtOpt = Annotated[
-    Path | None,
+    list[Path] | None,
     typer.Option(
         "--gt",
-        help="Ground truth: COCO instances JSON, classification CSV, YOLO labels folder, or ImageFolder root.",
+        metavar="PATH",
+        help="Ground truth: COCO instances JSON, classification CSV, YOLO labels folder, or ImageFolder root. "
+        "Repeat with --pred in pairs (COCO, CSV) to load several files as splits named by the file stems.",
         rich_help_panel=_PANEL,
     ),
 ]
 PredOpt = Annotated[
-    Path | None,
+    list[Path] | None,
     typer.Option(
         "--pred",
+        metavar="PATH",
         help="Predictions: COCO results JSON, CSV (file_name,prediction,score[,score_<class>…]), "
         "or YOLO predictions folder (class cx cy w h conf). Optional when the CSV given to --gt has them.",
         rich_help_panel=_PANEL,
@@ -78,19 +82,27 @@ NoClipOpt = Annotated[
 
 def source_from_options(
     *,
-    gt: Path | None,
-    pred: Path | None,
+    gt: Path | list[Path] | None,
+    pred: Path | list[Path] | None,
     images: Path | None,
     format: str | FormatChoice = "auto",
     names: str | None = None,
     no_clip: bool = False,
-) -> DatasetSource:
-    """The :class:`DatasetSource` the common input options describe (validated;
-    inconsistent options raise ConfigError, which the CLI prints as ``error: …``)."""
+) -> DatasetSource | SplitSource:
+    """The source the common input options describe (validated; inconsistent
+    options raise ConfigError, which the CLI prints as ``error: …``).
+
+    ``--gt``/``--pred`` given several times in pairs give a
+    :class:`~vecexplore.io.splits.SplitSource` (see :mod:`vecexplore.io.splits`).
+    """
     fmt = (format.value if isinstance(format, Enum) else str(format)).lower()
-    return DatasetSource(
-        gt=gt,
-        pred=pred,
+
+    def listed(value) -> list[Path]:
+        return [] if value is None else list(value) if isinstance(value, (list, tuple)) else [value]
+
+    return source_for(
+        gt=listed(gt),
+        pred=listed(pred),
         images=images,
         format=None if fmt == "auto" else fmt,
         names=names,

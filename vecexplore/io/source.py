@@ -179,9 +179,12 @@ def _yolo_names(source: DatasetSource) -> dict[int, str]:
     raise ConfigError("YOLO input needs class names: pass --names data.yaml (or a names file, or 'cat,dog,…')")
 
 
-def load_dataset(source: DatasetSource, *, check_images: bool = True, progress: bool = False,
+def load_dataset(source, *, check_images: bool = True, progress: bool = False,
                  report: LoadReport | None = None) -> Dataset:
     """Load, validate and convert the inputs ``source`` describes.
+
+    ``source`` is a :class:`DatasetSource`, or a :class:`~vecexplore.io.splits.SplitSource`
+    (several GT files merged into one dataset with splits; see :mod:`vecexplore.io.splits`).
 
     Args:
         check_images: report every image the annotations name that is not on disk
@@ -193,6 +196,10 @@ def load_dataset(source: DatasetSource, *, check_images: bool = True, progress: 
         InputError (and subclasses) for bad or missing inputs, ConfigError for
         inconsistent options. Never anything else for bad user input.
     """
+    if hasattr(source, "parts"):
+        from vecexplore.io.splits import load_split_dataset
+
+        return load_split_dataset(source, check_images=check_images, progress=progress, report=report)
     src = source.resolved()
     common = {"progress": progress, "report": report}
     if src.format == "coco":
