@@ -238,7 +238,8 @@ def _action(d: Description, ctx: _Context) -> str:
         return (f"Review the labels of these {d.size} images first ({names[a]} taken for {names[b]} {n}×); "
                 f"if they are right, add training examples that tell {names[a]} from {names[b]}{cond}{aug}.")
     if e == "fp_background":
-        cls = ", ".join(names[c] for c, _ in d.false_positives[:2]) or "any class"
+        total = sum(n for _, n in d.false_positives)
+        cls = ", ".join(names[c] for c, n in d.false_positives[:2] if n >= 0.2 * total) or "any class"
         return (f"Add {like} without objects to training as hard negatives (the model fires {cls} on "
                 f"their background); raise the threshold of {cls} if that is not enough.")
     if e in ("fp_localization", "fp_both"):
