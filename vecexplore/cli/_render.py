@@ -17,7 +17,7 @@ def _f(value: Any, digits: int = 3) -> str:
     return str(value)
 
 
-def render_info(summary: dict, *, top: int = 10) -> None:
+def render_info(summary: dict, *, top: int = 10, max_recommendations: int = 6) -> None:
     console = Console(width=None if sys.stdout.isatty() else 160)
     model = summary["model"]
     console.print(f"[bold]{summary['run']}[/bold] — {summary['task']}, built {summary.get('created') or '?'}")
@@ -61,12 +61,14 @@ def render_info(summary: dict, *, top: int = 10) -> None:
     recs = summary.get("recommendations") or []
     if recs:
         console.print("[bold]Recommendations[/bold]")
-        for i, rec in enumerate(recs, 1):
+        for i, rec in enumerate(recs[:max_recommendations], 1):
             console.print(f"{i}. {rec.get('title')}")
             if rec.get("evidence"):
                 console.print(f"   {rec['evidence']}")
             if rec.get("action"):
                 console.print(f"   → {rec['action']}")
+        if len(recs) > max_recommendations:
+            console.print(f"… and {len(recs) - max_recommendations} more (vecexplore info --json lists all)")
 
     bad = summary.get("unreadable") or []
     if bad:
