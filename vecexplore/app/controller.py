@@ -1,0 +1,442 @@
+"""One browser session: its state, its panels, and how every event updates them.
+
+Each update has two halves. The *compute* half (:meth:`SessionController._advance`)
+derives everything from the new :class:`~vecexplore.app.state.SessionState`
+and the shared, read-only :class:`~vecexplore.app.data.RunData`; it touches no
+Bokeh model, so a server runs it in a thread pool, off the document lock. The
+*apply* half copies the results into the sources and widgets and runs under the
+lock (``doc.add_next_tick_callback``), which is Bokeh's "updating from
+threads" pattern. A session's jobs run one at a time, in order; events of the
+same kind that arrive while one is pending replace it (only the latest slider
+value is computed). On a bare Document (tests, benchmarks) both halves run
+synchronously.
+
+Public methods (``set_selection``, ``set_confidence``, ``set_iou``, ...) run
+synchronously and return when the panels are updated; call them with the
+document lock held (or on a bare Document).
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+
+import numpy as np
+
+from vecexplore.app import colouring
+from vecexplore.app import state as st
+from vecexplore.errors import VecexploreError
+from vecexplore.eval.outcomes import COUNTED
+
+log = logging.getLogger(__name__)
+
+_POOL = ThreadPoolExecutor(max_workers=4, thread_name_prefix="vecexplore-app")
+Job = Callable[[], Callable[[], None] | None]
+
+
+class Dispatcher:
+    """Runs a session's jobs one at a time off the document lock; same-key jobs coalesce."""
+
+    def __init__(self, doc, *, sync: bool):
+        self.doc, self.sync = doc, sync
+        self._pending: dict[object, Job] = {}
+        self._running = False
+        self._lock = threading.Lock()
+
+    def submit(self, key, job: Job) -> None:
+        if self.sync:
+            apply = job()
+            if apply is not None:
+                apply()
+            return
+        with self._lock:
+            self._pending[key] = job
+            if self._running:
+                return
+            self._running = True
+        _POOL.submit(self._drain)
+
+    def _drain(self) -> None:
+        while True:
+            with self._lock:
+                if not self._pending:
+                    self._running = False
+                    return
+                key = next(iter(self._pending))
+                job = self._pending.pop(key)
+            try:
+                apply = job()
+            except Exception:
+                log.exception("app update failed")
+                continue
+            if apply is not None:
+                self.doc.add_next_tick_callback(apply)
+
+
+class SessionController:
+    """The state and panels of one session; see the module docstring.
+
+    Attributes:
+        state: the current :class:`~vecexplore.app.state.SessionState`.
+        evaluation: the evaluation at the session's operating point.
+        outcomes: :class:`~vecexplore.app.state.ImageOutcomes` of ``evaluation``.
+        selection: sorted int64 image_idx of the selection, None = no selection.
+        header, scatter, confusion, clusters, gallery, detail, controls, export: the panels.
+    """
+
+    def __init__(self, doc, data, *, url_base: str, sync: bool | None = None):
+        from vecexplore.app.clusters import ClustersPanel
+        from vecexplore.app.confusion import ConfusionPanel
+        from vecexplore.app.controls import ControlsPanel
+        from vecexplore.app.detail import DetailPanel
+        from vecexplore.app.export_panel import ExportPanel
+        from vecexplore.app.gallery import GalleryPanel
+        from vecexplore.app.header import HeaderPanel
+        from vecexplore.app.scatter import ScatterPanel
+        from vecexplore.app.ui import stylesheet
+
+        self.doc, self.data, self.url_base = doc, data, url_base
+        self.dispatch = Dispatcher(doc, sync=doc.session_context is None if sync is None else sync)
+        self.task = data.task
+        self.evaluation = data.base
+        iou = data.build_iou if self.task == "detection" else 0.5
+        self.optimal = data.optimal_confidence(iou if self.task == "detection" else None)
+        self.state = st.SessionState(iou=iou, confidence=float(data.base.confidence),
+                                     colour=colouring.modes(self.task)[0][0])
+        self.outcomes = st.image_outcomes(self.evaluation.per_image)
+        self.selection: np.ndarray | None = None
+        self.matrix = self.evaluation.confusion
+        self._pred_class: np.ndarray | None = None
+        self._applying = False
+        self._clicks = itertools.count()
+        self.sheet = stylesheet()
+        self.header = HeaderPanel(sheet=self.sheet)
+        self.scatter = ScatterPanel(info=data.images, task=self.task, class_names=data.class_names,
+                                    url_base=url_base)
+        self.confusion = ConfusionPanel(labels=self.matrix.labels, has_background=self.matrix.has_background)
+        self.clusters = ClustersPanel()
+        self.gallery = GalleryPanel(url_base=url_base)
+        self.detail = DetailPanel(task=self.task, url_base=url_base)
+        self.controls = ControlsPanel(data=data, confidence=self.state.confidence, optimal=self.optimal)
+        self.export = ExportPanel(task=self.task)
+        self._run(lambda: self._advance(self.state, op=False, parts=_ALL))
+        self._wire()
+
+    # ------------------------------------------------------------- public, synchronous
+
+    def set_selection(self, image_idx, how: str = "points") -> None:
+        """Pick ``image_idx`` (None / empty clears the pick); every view follows."""
+        self._run(self._pick_job(image_idx, how))
+
+    def select_cell(self, row: int, col: int) -> None:
+        """Pick the images of cell (row, col) of the displayed confusion matrix."""
+        self._run(self._cell_job(row, col))
+
+    def select_cluster(self, cluster: int) -> None:
+        self._run(self._pick_job(np.flatnonzero(self.data.images.cluster == cluster), f"cluster {cluster}"))
+
+    def set_confidence(self, confidence: float) -> None:
+        self._run(self._op_job(confidence=float(confidence)))
+
+    def set_iou(self, iou: float) -> None:
+        self._run(self._op_job(iou=float(iou)))
+
+    def set_filters(self, *, classes=None, splits=None) -> None:
+        self._run(self._state_job(lambda s: s.with_filters(classes=classes, splits=splits), {"selection"}))
+
+    def set_colour(self, mode: str) -> None:
+        self._run(self._state_job(lambda s: replace(s, colour=mode), {"colour"}))
+
+    def set_matrix(self, *, mode: str | None = None, scope: str | None = None) -> None:
+        self._run(self._state_job(lambda s: replace(s, matrix_mode=mode or s.matrix_mode,
+                                                    matrix_scope=scope or s.matrix_scope), {"matrix"}))
+
+    def set_gallery(self, *, sort: str | None = None, page: int | None = None) -> None:
+        self._run(self._state_job(lambda s: replace(s, sort=sort or s.sort, page=s.page if page is None else page),
+                                  {"gallery"}))
+
+    def open_detail(self, image_idx: int) -> None:
+        self._run(self._state_job(lambda s: replace(s, detail=int(image_idx)), {"detail", "gallery_detail"}))
+
+    def export_selection(self, fmt: str):
+        """Write the selection in ``fmt`` under ``RUN/exports/`` and trigger the download; the Path or None."""
+        result = {}
+        self._run(self._export_job(fmt, result))
+        return result.get("path")
+
+    # ------------------------------------------------------------- jobs (compute half)
+
+    def _run(self, job) -> None:
+        apply = job()
+        if apply is not None:
+            apply()
+
+    def _state_job(self, change, parts) -> Callable:
+        return lambda: self._advance(change(self.state), parts=set(parts))
+
+    def _pick_job(self, image_idx, how: str) -> Callable:
+        return lambda: self._advance(self.state.with_pick(image_idx, how), parts={"selection"})
+
+    def _cell_job(self, row: int, col: int) -> Callable:
+        def job():
+            labels = self.matrix.labels
+            images = self.matrix.cell_images(row, col)
+            return self._advance(self.state.with_pick(images, f"cell {labels[row]} → {labels[col]}"),
+                                 parts={"selection"})
+        return job
+
+    def _op_job(self, *, confidence: float | None = None, iou: float | None = None) -> Callable:
+        def job():
+            s = self.state
+            new = replace(s, confidence=s.confidence if confidence is None else confidence,
+                          iou=s.iou if iou is None else iou)
+            if new.confidence == s.confidence and new.iou == s.iou:
+                return None
+            return self._advance(new, op=True)
+        return job
+
+    def _export_job(self, fmt: str, result: dict) -> Callable:
+        def job():
+            from vecexplore.app.export_panel import write_export
+
+            if self.selection is None:
+                text, trigger = "Nothing is selected: lasso points, click a matrix cell or a cluster row first.", None
+            else:
+                try:
+                    path = write_export(self.data.run, self.selection, fmt=fmt,
+                                        how=st.describe(self.state, self.data.class_names))
+                except VecexploreError as exc:
+                    text, trigger = f"Export failed: {exc}", None
+                else:
+                    result["path"] = path
+                    text = f"Wrote {len(self.selection):,} images to <code>{path}</code>"
+                    trigger = f"{self.url_base}/export/{path.name}|{path.name}"
+
+            def apply():
+                self.export.status.text = text
+                if trigger:
+                    self.export.trigger.text = trigger
+            return apply
+        return job
+
+    def _advance(self, new: st.SessionState, *, op: bool = False, parts: set | frozenset = frozenset()):
+        """Compute every view that ``new`` changes; return the closure that shows them."""
+        data, old, parts = self.data, self.state, set(parts)
+        if op:
+            self.evaluation = data.evaluation(iou=new.iou, confidence=new.confidence)
+            self.outcomes = st.image_outcomes(self.evaluation.per_image)
+            self._pred_class = None
+            if new.iou != old.iou:
+                self.optimal = data.optimal_confidence(new.iou)
+            parts |= {"outcomes", "header", "matrix", "gallery", "detail", "clusters", "controls"}
+            if new.colour in colouring.DYNAMIC_MODES:
+                parts.add("colour")
+            if new.classes:
+                parts.add("selection")
+        if "selection" in parts:
+            uni = st.universe(new, num_images=data.num_images, split=data.images.split,
+                              class_pairs=self._class_pairs() if new.classes else ())
+            sel = st.selection_of(new.pick, uni)
+            self.selection = sel
+            parts |= {"scatter_selection", "header", "gallery", "cluster_pick"}
+            if new.matrix_scope == "selection":
+                parts.add("matrix")
+        self.state = new
+        frame: dict[str, object] = {}
+        if "colour" in parts:
+            frame["colour"] = self._colouring(new.colour)
+        if "outcomes" in parts:
+            frame["outcomes"] = colouring.pack_outcomes(self.outcomes)
+        if "scatter_selection" in parts:
+            frame["scatter_selection"] = self.selection
+        if "header" in parts:
+            frame["header"] = self._header_html()
+        if "matrix" in parts:
+            self.matrix = st.displayed_matrix(self.evaluation, self.selection, new.matrix_scope)
+            frame["matrix"] = (st.matrix_cells(self.matrix, new.matrix_mode), self._matrix_caption())
+        if "clusters" in parts:
+            from vecexplore.app.clusters import cluster_rows
+
+            frame["clusters"] = cluster_rows(self.evaluation, data.images.cluster, stored=data.clusters,
+                                             class_names=data.class_names)
+        if "cluster_pick" in parts or "clusters" in parts:
+            how = new.pick_how
+            frame["cluster_pick"] = int(how.split()[1]) if how.startswith("cluster ") else None
+        if "gallery" in parts:
+            cand = self.selection if self.selection is not None else np.arange(data.num_images, dtype=np.int64)
+            page = st.gallery_page(cand, sort=new.sort, page=new.page, error_rate=self.outcomes.error_rate,
+                                   score=self._scores())
+            self.state = replace(self.state, page=page.page)
+            frame["gallery"] = page
+        if "detail" in parts and new.detail >= 0 and self.task == "detection":
+            _ = self.evaluation.outcomes.pred_code, self.evaluation.outcomes.gt_code  # warm off the lock
+        for key in ("detail", "gallery_detail", "controls"):
+            if key in parts:
+                frame[key] = True
+        return lambda: self._apply(frame, new_image=new.detail != old.detail or op is False)
+
+    # ------------------------------------------------------------- apply half (document lock)
+
+    def _apply(self, frame: dict, *, new_image: bool) -> None:
+        self._applying = True
+        try:
+            s = self.state
+            if "colour" in frame:
+                self.scatter.show_colouring(frame["colour"])
+            if "outcomes" in frame:
+                self.scatter.show_outcomes(frame["outcomes"])
+            if "scatter_selection" in frame:
+                self.scatter.show_selection(frame["scatter_selection"])
+            if "header" in frame:
+                self.header.show(frame["header"])
+            if "matrix" in frame:
+                self.confusion.show(*frame["matrix"])
+                self.confusion.mode.active = 0 if s.matrix_mode == "raw" else 1
+                self.confusion.scope.active = 0 if s.matrix_scope == "selection" else 1
+            if "clusters" in frame:
+                self.clusters.show(frame["clusters"], self._clusters_caption())
+            if "cluster_pick" in frame:
+                self.clusters.show_picked(frame["cluster_pick"])
+            if "gallery" in frame:
+                self.gallery.show(frame["gallery"], info=self.data.images, outcomes=self.outcomes,
+                                  class_names=self.data.class_names, caption=self._gallery_caption(frame["gallery"]),
+                                  detail=s.detail)
+                self.gallery.sort.value = s.sort
+            elif "gallery_detail" in frame:
+                self.gallery.show_detail(s.detail)
+            if "detail" in frame:
+                if new_image:
+                    self.detail.show(data=self.data, evaluation=self.evaluation, image_idx=s.detail)
+                else:
+                    self.detail.show_objects(data=self.data, evaluation=self.evaluation, image_idx=s.detail)
+            if "controls" in frame:
+                from vecexplore.app.controls import confidence_title
+
+                c = self.controls
+                c.confidence.title = confidence_title(self.optimal, s.iou if self.task == "detection" else None)
+                if abs(c.confidence.value - s.confidence) > 1e-12:
+                    c.confidence.value = s.confidence
+                if self.task == "detection":
+                    c.iou.value = f"{s.iou:.2f}"
+        finally:
+            self._applying = False
+
+    # ------------------------------------------------------------- derived values
+
+    def _class_pairs(self):
+        ds, ev = self.data.dataset, self.evaluation
+        n = ds.num_images
+        if self.task == "detection":
+            gt = ds.gt
+            keep = ~gt.iscrowd
+            counted = ev.outcomes.pred_code < COUNTED
+            return [(gt.image_idx[keep], gt.class_idx[keep]), (ds.pred.image_idx[counted], ds.pred.class_idx[counted])]
+        idx = np.arange(n)
+        return [(idx, ev.arrays["label"]), (idx, ev.accepted)]
+
+    def _scores(self) -> np.ndarray:
+        if self.task == "detection":
+            return colouring.confidence_at(self.data.images.max_score, self.state.confidence)
+        return self.data.images.max_score
+
+    def _colouring(self, mode: str) -> colouring.Colouring:
+        info = self.data.images
+        pred_class = None
+        if mode == "pred_class" and self.task == "detection":
+            if self._pred_class is None:
+                ds = self.data.dataset
+                counted = self.evaluation.outcomes.pred_code < COUNTED
+                self._pred_class = colouring.dominant_pred_class(ds.pred.image_idx, ds.pred.class_idx, counted,
+                                                                 ds.num_images, len(ds.categories))
+            pred_class = self._pred_class
+        return colouring.colour_values(mode, outcomes=self.outcomes, cluster=info.cluster, gt_class=info.gt_class,
+                                       readable=info.readable, score=self._scores(),
+                                       class_names=self.data.class_names, pred_class=pred_class)
+
+    def _summary(self, images) -> dict:
+        if self.task == "detection":
+            return st.detection_summary(self.outcomes, images)
+        return st.classification_summary(self.outcomes, len(self.data.class_names), images)
+
+    def _header_html(self) -> str:
+        from vecexplore.app.header import header_html
+
+        data, s = self.data, self.state
+        sel = None if self.selection is None else self._summary(self.selection)
+        return header_html(key=data.key, task=self.task, model=data.model, num_images=data.num_images,
+                           unreadable=int((~data.images.readable).sum()),
+                           iou=s.iou if self.task == "detection" else None, confidence=s.confidence,
+                           optimal=self.optimal, run=self._summary(None), selection=sel,
+                           selection_text=self._selection_text(), coco=data.coco)
+
+    def _selection_text(self) -> str:
+        if self.selection is None:
+            return ("Nothing selected — the views show the whole run. Lasso or tap points, click a matrix cell "
+                    "or a cluster row to select images.")
+        return f"Selection: {st.describe(self.state, self.data.class_names)} — {len(self.selection):,} images"
+
+    def _matrix_caption(self) -> str:
+        scope = ("whole run" if self.state.matrix_scope == "run" or self.selection is None
+                 else f"selection ({len(self.selection):,} images)")
+        bg = "; last row / column = background" if self.matrix.has_background else ""
+        return f"Showing the {scope}. Rows = ground truth, columns = prediction{bg}. Click a cell to select its images."
+
+    def _clusters_caption(self) -> str:
+        return (f"{len(self.data.clusters)} clusters, worst first at confidence ≥ {self.state.confidence:.3f} "
+                "(ranked by the lower end of the 95% interval of their error rate). Click a row to select it.")
+
+    def _gallery_caption(self, page: st.GalleryPage) -> str:
+        what = "Selection" if self.selection is not None else "Whole run"
+        return f"{what}: {page.total:,} images" if page.total else f"{what}: no images"
+
+    # ------------------------------------------------------------- wiring (Bokeh callbacks)
+
+    def _on(self, key, job_factory) -> Callable:
+        def callback(attr, old, new):
+            if not self._applying:
+                self.dispatch.submit(key() if callable(key) else key, job_factory(new))
+        return callback
+
+    def _wire(self) -> None:
+        c = self.controls
+        self.scatter.source.selected.on_change("indices", self._on("pick", lambda new: self._pick_job(new, "points")))
+        self.confusion.source.selected.on_change("indices", self._on(
+            "pick", lambda new: self._cell_job(*self.confusion.cell_of(new[0])) if len(new) else (lambda: None)))
+        self.clusters.source.selected.on_change("indices", self._on("pick", lambda new: (
+            self._pick_job(np.flatnonzero(self.data.images.cluster == self.clusters.cluster_at(new[0])),
+                           f"cluster {self.clusters.cluster_at(new[0])}") if len(new) else (lambda: None))))
+        self.gallery.source.selected.on_change("indices", self._on("detail", lambda new: (
+            self._state_job(lambda s, i=self.gallery.image_at(new[0]): replace(s, detail=i), {"detail", "gallery_detail"})
+            if len(new) else (lambda: None))))
+        c.confidence.on_change("value", self._on("confidence", lambda new: self._op_job(confidence=float(new))))
+        c.iou.on_change("value", self._on("iou", lambda new: self._op_job(iou=float(new))))
+        c.colour.on_change("value", self._on("colour", lambda new: self._state_job(
+            lambda s: replace(s, colour=new), {"colour"})))
+        c.classes.on_change("value", self._on("classes", lambda new: self._state_job(
+            lambda s: s.with_filters(classes=[int(v) for v in new]), {"selection"})))
+        c.splits.on_change("value", self._on("splits", lambda new: self._state_job(
+            lambda s: s.with_filters(splits=list(new)), {"selection"})))
+        self.confusion.mode.on_change("active", self._on("matrix-mode", lambda new: self._state_job(
+            lambda s: replace(s, matrix_mode="raw" if new == 0 else "row"), {"matrix"})))
+        self.confusion.scope.on_change("active", self._on("matrix-scope", lambda new: self._state_job(
+            lambda s: replace(s, matrix_scope="selection" if new == 0 else "run"), {"matrix"})))
+        self.gallery.sort.on_change("value", self._on("sort", lambda new: self._state_job(
+            lambda s: replace(s, sort=new, page=0), {"gallery"})))
+        clicks = self._clicks
+        self.gallery.prev.on_click(lambda: self.dispatch.submit(next(clicks), self._state_job(
+            lambda s: replace(s, page=max(s.page - 1, 0)), {"gallery"})))
+        self.gallery.next.on_click(lambda: self.dispatch.submit(next(clicks), self._state_job(
+            lambda s: replace(s, page=s.page + 1), {"gallery"})))
+        c.clear.on_click(lambda: self.dispatch.submit("pick", self._pick_job(None, "")))
+        c.unreadable.on_click(lambda: self.dispatch.submit("pick", self._pick_job(
+            np.flatnonzero(~self.data.images.readable), "unreadable")))
+        c.best.on_click(lambda: setattr(c.confidence, "value", self.optimal))
+        self.export.button.on_click(lambda: self.dispatch.submit(next(clicks), self._export_job(
+            self.export.format.value, {})))
+
+
+_ALL = frozenset({"selection", "colour", "outcomes", "header", "matrix", "clusters", "gallery", "controls"})

@@ -1,0 +1,333 @@
+"""The app's selection and view state, and every number a view shows: pure, Bokeh-free.
+
+One session has one :class:`SessionState`. Every way of choosing images — a
+lasso, box or tap in the scatter, a confusion-matrix cell, a cluster row, the
+"unreadable" button — sets the same *pick* (a sorted ``image_idx`` array); the
+class and split filters restrict the images that count (the *universe*). The
+**selection** is ``pick ∩ universe``:
+
+* nothing picked, no filter → no selection (``None``: views show the whole run);
+* nothing picked, a filter → every image that passes the filter;
+* a pick → the picked images that pass the filter.
+
+The functions below derive what each view shows from the state and from the
+evaluation at the session's operating point; the Bokeh side only copies their
+results into sources. All arrays are NumPy, (N,) in image_idx order unless
+stated otherwise.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from typing import Literal
+
+import numpy as np
+
+from vecexplore.eval.classification import classification_metrics
+from vecexplore.eval.outcomes import rate_columns
+
+SortKey = Literal["error", "confidence_desc", "confidence_asc"]
+SORT_KEYS: tuple[str, ...] = ("error", "confidence_desc", "confidence_asc")
+MatrixMode = Literal["raw", "row"]
+MatrixScope = Literal["selection", "run"]
+PER_PAGE = 24
+
+#: Detection error types per image (dominant one colours the scatter), ties → first.
+ERROR_TYPE_COLUMNS: tuple[str, ...] = (
+    "fp_duplicate", "fp_class", "fp_localization", "fp_both", "fp_background", "fn_missed",
+)  # fmt: skip
+ERROR_TYPE_NAMES: tuple[str, ...] = ("duplicate", "class", "localization", "both", "background", "missed")
+
+
+@dataclass(frozen=True, eq=False)
+class SessionState:
+    """Everything one browser session has chosen. Immutable; use :func:`dataclasses.replace`.
+
+    Attributes:
+        iou, confidence: the operating point.
+        pick: sorted unique int64 image_idx the user picked; None = nothing picked.
+        pick_how: what made the pick ("lasso", "cluster 3", "cell cat → dog", ...).
+        classes: class_idx filter (empty = every class).
+        splits: split filter (empty = every split).
+        colour: the scatter's colour-by mode (see :mod:`vecexplore.app.colouring`).
+        matrix_mode: "raw" counts or "row"-normalised.
+        matrix_scope: "selection" (the matrix of the selection) or "run" (the whole run's).
+        sort: gallery order; page: gallery page (0-based).
+        detail: image_idx in the detail view, -1 = none.
+    """
+
+    iou: float
+    confidence: float
+    pick: np.ndarray | None = None
+    pick_how: str = ""
+    classes: tuple[int, ...] = ()
+    splits: tuple[str, ...] = ()
+    colour: str = "error_rate"
+    matrix_mode: MatrixMode = "raw"
+    matrix_scope: MatrixScope = "selection"
+    sort: SortKey = "error"
+    page: int = 0
+    detail: int = -1
+
+    def with_pick(self, image_idx: np.ndarray | Sequence[int] | None, how: str = "") -> SessionState:
+        """A new pick (sorted, unique; None or empty = clear); the gallery returns to page 0."""
+        pick = None if image_idx is None else np.unique(np.asarray(image_idx, dtype=np.int64))
+        if pick is not None and pick.size == 0:
+            pick, how = None, ""
+        return replace(self, pick=pick, pick_how=how if pick is not None else "", page=0)
+
+    def with_filters(self, *, classes: Sequence[int] | None = None, splits: Sequence[str] | None = None) -> SessionState:
+        """New class and/or split filters (None keeps the current one); the gallery returns to page 0."""
+        return replace(
+            self,
+            classes=self.classes if classes is None else tuple(sorted({int(c) for c in classes})),
+            splits=self.splits if splits is None else tuple(sorted({str(s) for s in splits})),
+            page=0,
+        )
+
+    @property
+    def filtered(self) -> bool:
+        return bool(self.classes or self.splits)
+
+
+# ---------------------------------------------------------------- selection
+
+
+def class_mask(classes: Sequence[int], num_images: int,
+               *pairs: tuple[np.ndarray, np.ndarray]) -> np.ndarray:
+    """(N,) bool: images with at least one object (or label) of one of ``classes``.
+
+    Args:
+        classes: class_idx to keep.
+        num_images: N.
+        pairs: any number of ``(image_idx, class_idx)`` array pairs, e.g. the
+            non-crowd GT and the counted predictions at the operating point.
+    """
+    mask = np.zeros(num_images, bool)
+    wanted = np.asarray(list(classes), dtype=np.int64)
+    for image_idx, class_idx in pairs:
+        hit = np.isin(np.asarray(class_idx), wanted)
+        mask[np.asarray(image_idx)[hit]] = True
+    return mask
+
+
+def universe(state: SessionState, *, num_images: int, split: np.ndarray | None,
+             class_pairs: Sequence[tuple[np.ndarray, np.ndarray]]) -> np.ndarray | None:
+    """(N,) bool mask of the images that pass the state's filters; None = no filter."""
+    if not state.filtered:
+        return None
+    mask = np.ones(num_images, bool)
+    if state.classes:
+        mask &= class_mask(state.classes, num_images, *class_pairs)
+    if state.splits:
+        if split is None:
+            mask[:] = False
+        else:
+            mask &= np.isin(np.asarray(split, dtype=object).astype(str), list(state.splits))
+    return mask
+
+
+def selection_of(pick: np.ndarray | None, universe_mask: np.ndarray | None) -> np.ndarray | None:
+    """The selection ``pick ∩ universe`` (sorted int64 image_idx), None = no selection (see module doc)."""
+    if pick is None:
+        return None if universe_mask is None else np.flatnonzero(universe_mask).astype(np.int64)
+    if universe_mask is None:
+        return pick
+    return pick[universe_mask[pick]]
+
+
+def describe(state: SessionState, class_names: Sequence[str]) -> str:
+    """A short description of the selection, for export file names and titles."""
+    parts = [state.pick_how or ("picked" if state.pick is not None else "all")]
+    if state.classes:
+        parts.append("class-" + "+".join(str(class_names[c]) for c in state.classes))
+    if state.splits:
+        parts.append("split-" + "+".join(state.splits))
+    return " ".join(parts)
+
+
+# ---------------------------------------------------------------- outcomes at the operating point
+
+
+@dataclass(frozen=True, eq=False)
+class ImageOutcomes:
+    """Per-image outcomes at one operating point, (N,) arrays.
+
+    Attributes:
+        task: "detection" or "classification".
+        error_rate: float64 in [0, 1] (DESIGN.md's per-image error rate; classification 1 - correct).
+        tp, fp, fn: int64 (classification: correct, accepted-but-wrong, labelled-but-not-correct).
+        error_type: int64 index into :data:`ERROR_TYPE_NAMES` of the dominant error, -1 = none
+            (classification: 0 = misclassified, 1 = no prediction, -1 = correct or unlabelled).
+        label, prediction: int64 class_idx (classification; prediction -1 below the threshold);
+            None for detection.
+        correct: bool (classification), None for detection.
+    """
+
+    task: str
+    error_rate: np.ndarray
+    tp: np.ndarray
+    fp: np.ndarray
+    fn: np.ndarray
+    error_type: np.ndarray
+    label: np.ndarray | None = None
+    prediction: np.ndarray | None = None
+    correct: np.ndarray | None = None
+    extra: dict = field(default_factory=dict, repr=False)
+
+
+def image_outcomes(per_image) -> ImageOutcomes:
+    """:class:`ImageOutcomes` from an evaluation's ``per_image`` table (either task)."""
+    er = per_image["error_rate"].to_numpy(np.float64)
+    if "tp" in per_image:
+        types = np.stack([per_image[c].to_numpy(np.int64) for c in ERROR_TYPE_COLUMNS], axis=1)
+        dominant = np.where(types.max(axis=1) > 0, types.argmax(axis=1), -1).astype(np.int64)
+        return ImageOutcomes(task="detection", error_rate=er, tp=per_image["tp"].to_numpy(np.int64),
+                             fp=per_image["fp"].to_numpy(np.int64), fn=per_image["fn"].to_numpy(np.int64),
+                             error_type=dominant)
+    label = per_image["label"].to_numpy(np.int64)
+    pred = per_image["prediction"].to_numpy(np.int64)
+    correct = per_image["correct"].to_numpy(bool)
+    labelled = label >= 0
+    wrong = (pred >= 0) & ~correct
+    error_type = np.where(labelled & wrong, 0, np.where(labelled & (pred < 0), 1, -1)).astype(np.int64)
+    return ImageOutcomes(task="classification", error_rate=er, tp=correct.astype(np.int64),
+                         fp=wrong.astype(np.int64), fn=(labelled & ~correct).astype(np.int64),
+                         error_type=error_type, label=label, prediction=pred, correct=correct)
+
+
+# ---------------------------------------------------------------- gallery
+
+
+@dataclass(frozen=True, eq=False)
+class GalleryPage:
+    """One page of the gallery: ``image_idx`` (≤ per_page,) int64 in display order."""
+
+    image_idx: np.ndarray
+    page: int
+    pages: int
+    total: int
+
+
+def gallery_order(candidates: np.ndarray, *, sort: SortKey, error_rate: np.ndarray,
+                  score: np.ndarray) -> np.ndarray:
+    """``candidates`` in gallery order.
+
+    "error": error rate descending; "confidence_desc" / "confidence_asc": score
+    (NaN = no prediction) descending / ascending with NaN last. Ties: image_idx
+    ascending (the sort is stable on sorted candidates).
+    """
+    cand = np.sort(np.asarray(candidates, np.int64))
+    if sort == "error":
+        key = -error_rate[cand]
+    elif sort in ("confidence_desc", "confidence_asc"):
+        s = score[cand]
+        key = np.where(np.isnan(s), np.inf, -s if sort == "confidence_desc" else s)
+    else:
+        raise ValueError(f"unknown gallery sort {sort!r}; choose one of {SORT_KEYS}")
+    return cand[np.argsort(key, kind="stable")]
+
+
+def gallery_page(candidates: np.ndarray, *, sort: SortKey, page: int, error_rate: np.ndarray,
+                 score: np.ndarray, per_page: int = PER_PAGE) -> GalleryPage:
+    """Page ``page`` (clamped to the last page) of ``candidates`` in :func:`gallery_order`."""
+    total = len(candidates)
+    pages = max(1, -(-total // per_page))
+    page = int(min(max(page, 0), pages - 1))
+    ordered = gallery_order(candidates, sort=sort, error_rate=error_rate, score=score)
+    return GalleryPage(image_idx=ordered[page * per_page:(page + 1) * per_page], page=page, pages=pages, total=total)
+
+
+# ---------------------------------------------------------------- header
+
+
+def detection_summary(outcomes: ImageOutcomes, images: np.ndarray | None = None) -> dict[str, float]:
+    """Pooled counts and rates over ``images`` (image_idx; None = all).
+
+    Keys: ``images, tp, fp, fn, precision, recall, f1, error_rate`` (error_rate =
+    the mean per-image error rate, as clusters are scored). Precision, recall
+    and F1 follow :func:`vecexplore.eval.outcomes.rate_columns` (NaN when undefined).
+    """
+    sel = slice(None) if images is None else np.asarray(images, np.int64)
+    tp, fp, fn = (int(a[sel].sum()) for a in (outcomes.tp, outcomes.fp, outcomes.fn))
+    rates = rate_columns(np.array([tp]), np.array([fp]), np.array([fn]))
+    er = outcomes.error_rate[sel]
+    return {"images": int(er.size), "tp": tp, "fp": fp, "fn": fn,
+            "precision": float(rates["precision"][0]), "recall": float(rates["recall"][0]),
+            "f1": float(rates["f1"][0]), "error_rate": float(er.mean()) if er.size else float("nan")}
+
+
+def classification_summary(outcomes: ImageOutcomes, num_classes: int,
+                           images: np.ndarray | None = None) -> dict[str, float]:
+    """scikit-learn-equal metrics over the labelled images of ``images`` with an accepted prediction.
+
+    Keys: ``images, labelled, accepted, correct, incorrect, accuracy, macro_f1, macro_precision,
+    macro_recall``; NaN accuracy when nothing is accepted.
+    """
+    sel = np.arange(len(outcomes.label)) if images is None else np.asarray(images, np.int64)
+    label, pred = outcomes.label[sel], outcomes.prediction[sel]
+    use = (label >= 0) & (pred >= 0)
+    m = classification_metrics(y_true=label[use], y_pred=pred[use], num_classes=num_classes)
+    correct = int(outcomes.correct[sel].sum())
+    return {"images": int(sel.size), "labelled": int((label >= 0).sum()), "accepted": int(use.sum()),
+            "correct": correct, "incorrect": int((label >= 0).sum()) - correct, "accuracy": m.accuracy,
+            "macro_f1": m.macro["f1"], "macro_precision": m.macro["precision"], "macro_recall": m.macro["recall"]}
+
+
+# ---------------------------------------------------------------- confusion matrix
+
+
+def displayed_matrix(evaluation, selection: np.ndarray | None, scope: MatrixScope):
+    """The :class:`~vecexplore.eval.confusion.ConfusionMatrix` the panel shows.
+
+    Scope "run" or no selection: the whole run's; scope "selection": the
+    selection's (``evaluation.confusion_of(selection)``).
+    """
+    if scope == "run" or selection is None:
+        return evaluation.confusion
+    return evaluation.confusion_of(np.asarray(selection, np.int64))
+
+
+def matrix_cells(cm, mode: MatrixMode) -> dict[str, np.ndarray]:
+    """One entry per cell (L*L, row-major) for the heatmap.
+
+    Keys: ``row, col`` (int64; rows = GT, columns = prediction, last = background
+    for detection), ``count`` (int64), ``fraction`` (float64, count / row sum; 0
+    for an empty row), ``value`` (float64 shown: count or fraction), ``text``
+    (object str; "" for zero cells), ``error`` (bool, off-diagonal or background),
+    ``shade`` (float64 in [0, 1] for the colour: fraction of the row for "row",
+    count / largest count of its kind — correct or error — for "raw", on a
+    square-root scale so small counts stay visible).
+    """
+    counts = np.asarray(cm.counts, np.int64)
+    n = counts.shape[0]
+    row, col = np.divmod(np.arange(n * n, dtype=np.int64), n)
+    count = counts.reshape(-1)
+    fraction = cm.normalized("gt").reshape(-1)
+    error = row != col
+    if cm.has_background:
+        error |= (row == n - 1) | (col == n - 1)
+    if mode == "row":
+        value, shade = fraction, fraction.copy()
+        text = np.array([f"{v:.2f}" if c else "" for v, c in zip(fraction, count, strict=True)], object)
+    elif mode == "raw":
+        value = count.astype(np.float64)
+        shade = np.zeros(n * n)
+        for kind in (error, ~error):
+            top = count[kind].max() if kind.any() else 0
+            if top > 0:
+                shade[kind] = np.sqrt(count[kind] / top)
+        text = np.array([str(c) if c else "" for c in count], object)
+    else:
+        raise ValueError(f"unknown matrix mode {mode!r}; choose 'raw' or 'row'")
+    return {"row": row, "col": col, "count": count, "fraction": fraction, "value": value, "text": text,
+            "error": error, "shade": shade}
+
+
+__all__ = [
+    "ERROR_TYPE_COLUMNS", "ERROR_TYPE_NAMES", "PER_PAGE", "SORT_KEYS", "GalleryPage", "ImageOutcomes",
+    "SessionState", "class_mask", "classification_summary", "describe", "detection_summary",
+    "displayed_matrix", "gallery_order", "gallery_page", "image_outcomes", "matrix_cells",
+    "selection_of", "universe",
+]  # fmt: skip

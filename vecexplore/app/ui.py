@@ -1,0 +1,83 @@
+"""Small Bokeh helpers shared by the panels: assets (JS, CSS), cards, colours.
+
+Bokeh is imported inside functions only, so importing this module stays cheap.
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+_HERE = Path(__file__).parent
+
+#: Outcome colours, shared by the scatter, the gallery badges and the detail view.
+TP_COLOUR = "#2f6db5"
+GT_COLOUR = "#1a9850"
+IGNORED_COLOUR = "#9e9e9e"
+ERROR_TYPE_COLOURS = {
+    "none": "#8fb8de",
+    "duplicate": "#f58518",
+    "class": "#d62728",
+    "localization": "#9467bd",
+    "both": "#8c564b",
+    "background": "#e377c2",
+    "missed": "#e6ab02",
+}
+CORRECT_COLOURS = ("#2ca02c", "#d62728", "#e6ab02", "#b0b0b0")  # correct, incorrect, no prediction, unlabelled
+READABLE_COLOURS = ("#4c78a8", "#d62728")
+NAN_COLOUR = "#cfcfcf"
+
+
+@functools.cache
+def js(name: str) -> str:
+    """The source of ``js/<name>.js`` (CustomJS bodies live in files, not in Python strings)."""
+    return (_HERE / "js" / f"{name}.js").read_text()
+
+
+@functools.cache
+def css(name: str = "app") -> str:
+    return (_HERE / "static" / f"{name}.css").read_text()
+
+
+def stylesheet():
+    """One InlineStyleSheet with the app's CSS, for models whose shadow DOM holds our HTML."""
+    from bokeh.models import InlineStyleSheet
+
+    return InlineStyleSheet(css=css())
+
+
+def card(title: str, *children, name: str, width: int | None = None, sheet=None, **kwargs):
+    """A titled white panel (a Column with the ``vx-card`` class) around ``children``."""
+    from bokeh.models import Column, Div
+
+    heading = Div(text=f"<div class='vx-title'>{title}</div>", stylesheets=[sheet] if sheet else [],
+                  name=f"{name}-title", css_classes=["vx-title-div"])
+    return Column(heading, *children, name=f"{name}-card", css_classes=["vx-card", f"vx-{name}"],
+                  width=width, stylesheets=[sheet] if sheet else [], **kwargs)
+
+
+def categorical_palette(n: int) -> list[str]:
+    """``n`` distinct colours (Category10 / Category20, cycled beyond 20)."""
+    from bokeh.palettes import Category10, Category20
+
+    if n <= 0:
+        return ["#cccccc"]
+    if n <= 10:
+        return list(Category10[10][:max(n, 3)])[:n]
+    base = list(Category20[20])
+    return [base[i % 20] for i in range(n)]
+
+
+def mix(colour: str, amount: float, *, base: str = "#ffffff") -> str:
+    """Hex colour ``amount`` (0..1) of the way from ``base`` to ``colour``."""
+    a = [int(base[i:i + 2], 16) for i in (1, 3, 5)]
+    b = [int(colour[i:i + 2], 16) for i in (1, 3, 5)]
+    t = min(max(float(amount), 0.0), 1.0)
+    return "#" + "".join(f"{round(x + (y - x) * t):02x}" for x, y in zip(a, b, strict=True))
+
+
+def divider(sheet=None):
+    """A thin horizontal rule between groups of widgets."""
+    from bokeh.models import Div
+
+    return Div(text="<hr class='vx-hr'>", stylesheets=[sheet] if sheet else [], sizing_mode="stretch_width")
