@@ -90,7 +90,7 @@ def build_document(doc, data, *, url_base: str) -> SessionController:
     d = ctl.detail
     detail_children = [d.toggles, d.info, d.figure]
     if d.score_figure is not None:
-        detail_children = [d.info, Row(d.figure, d.score_figure)]
+        detail_children = [d.toggles, d.info, Row(d.figure, d.score_figure)]  # toggles stay hidden
     detail = ui.card("Detail", *detail_children, name="detail", sheet=sheet)
     root = Column(
         ctl.header.div,
