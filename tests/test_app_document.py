@@ -16,14 +16,14 @@ import pytest
 
 pytest.importorskip("bokeh")
 
-from bokeh.document import Document  # noqa: E402
-from bokeh.document.events import ColumnDataChangedEvent, ModelChangedEvent  # noqa: E402
+from bokeh.document import Document
+from bokeh.document.events import ColumnDataChangedEvent, ModelChangedEvent
 
-from vecexplore.app import state as st  # noqa: E402
-from vecexplore.app.controller import Dispatcher  # noqa: E402
-from vecexplore.app.data import load_run_data  # noqa: E402
-from vecexplore.app.document import build_document  # noqa: E402
-from vecexplore.eval.evaluate import evaluate  # noqa: E402
+from vecexplore.app import state as st
+from vecexplore.app.controller import Dispatcher
+from vecexplore.app.data import load_run_data
+from vecexplore.app.document import build_document
+from vecexplore.eval.evaluate import evaluate
 
 NAMES = ["header", "scatter", "scatter-source", "confusion", "confusion-source", "matrix-mode", "matrix-scope",
          "clusters", "clusters-source", "gallery", "gallery-source", "gallery-sort", "gallery-prev", "gallery-next",
@@ -119,7 +119,7 @@ def test_page_has_every_named_model_and_one_scatter_row_per_image(task, det, cls
 
 
 def test_a_cluster_selection_updates_scatter_gallery_matrix_and_header(det):
-    doc, ctl = page(det)
+    _, ctl = page(det)
     worst = int(det.clusters["cluster"].iloc[0])
     row = int(np.flatnonzero(ctl.clusters.source.data["cluster"] == worst)[0])
     ctl.clusters.source.selected.indices = [row]  # what a click on the table row does
@@ -137,7 +137,7 @@ def test_a_cluster_selection_updates_scatter_gallery_matrix_and_header(det):
 
 
 def test_a_confusion_cell_click_selects_exactly_its_images(det):
-    doc, ctl = page(det)
+    _, ctl = page(det)
     cm = ctl.evaluation.confusion
     counts = cm.counts.copy()
     np.fill_diagonal(counts, 0)
@@ -156,7 +156,7 @@ def test_a_confusion_cell_click_selects_exactly_its_images(det):
 
 @pytest.mark.parametrize("confidence", [0.2, 0.75])
 def test_the_slider_recolours_and_recounts_as_the_engine_says(det, confidence):
-    doc, ctl = page(det)
+    _, ctl = page(det)
     ctl.set_selection(np.arange(0, det.num_images, 2))
     before = ctl.scatter.source.data["c"].copy()
     ctl.controls.confidence.value = confidence
@@ -193,7 +193,7 @@ def test_a_slider_move_sends_only_colour_outcome_and_small_sources(det):
 
 
 def test_a_new_iou_recounts_as_a_fresh_evaluation(det):
-    doc, ctl = page(det)
+    _, ctl = page(det)
     c = ctl.state.confidence
     ctl.controls.iou.value = "0.75"
     ref = evaluate(det.dataset, iou=0.75, confidence=c)
@@ -206,8 +206,8 @@ def test_a_new_iou_recounts_as_a_fresh_evaluation(det):
 
 
 def test_two_sessions_do_not_see_each_others_selection(det):
-    doc_a, a = page(det)
-    doc_b, b = page(det)
+    _, a = page(det)
+    _, b = page(det)
     a.select_cluster(0)
     a.set_confidence(0.3)
     assert b.selection is None and len(b.scatter.source.selected.indices) == 0
@@ -218,7 +218,7 @@ def test_two_sessions_do_not_see_each_others_selection(det):
 
 
 def test_filters_set_the_selection(det):
-    doc, ctl = page(det)
+    _, ctl = page(det)
     k = 1
     ctl.controls.classes.value = [str(k)]
     ds, ev = det.dataset, ctl.evaluation
@@ -236,7 +236,7 @@ def test_filters_set_the_selection(det):
 
 
 def test_detail_view_draws_gt_and_the_predictions_above_the_threshold(det):
-    doc, ctl = page(det)
+    _, ctl = page(det)
     i = int(np.argmax(np.bincount(det.dataset.pred.image_idx, minlength=det.num_images)))
     ctl.open_detail(i)
     ds = det.dataset
@@ -252,7 +252,7 @@ def test_detail_view_draws_gt_and_the_predictions_above_the_threshold(det):
 
 
 def test_a_gallery_click_opens_the_detail_view(det):
-    doc, ctl = page(det)
+    _, ctl = page(det)
     ctl.gallery.source.selected.indices = [3]
     want = int(ctl.gallery.source.data["image_idx"][3])
     assert ctl.state.detail == want
@@ -267,7 +267,7 @@ def test_a_gallery_click_opens_the_detail_view(det):
 @pytest.mark.parametrize("task", ["detection", "classification"])
 def test_every_colour_mode(task, det, cls):
     data = det if task == "detection" else cls
-    doc, ctl = page(data)
+    _, ctl = page(data)
     for mode, _ in ctl.controls.colour.options:
         ctl.controls.colour.value = mode
         c = ctl.scatter.source.data["c"]
@@ -276,7 +276,7 @@ def test_every_colour_mode(task, det, cls):
 
 
 def test_classification_page_follows_the_threshold(cls):
-    doc, ctl = page(cls)
+    _, ctl = page(cls)
     assert ctl.controls.iou.visible is False
     ctl.set_confidence(0.5)
     ev = cls.base.at(confidence=0.5)
@@ -299,7 +299,7 @@ def test_page_export_writes_a_file_that_loads(det, fmt):
 
     import pandas as pd
 
-    doc, ctl = page(det)
+    _, ctl = page(det)
     ctl.select_cluster(1)
     path = ctl.export_selection(fmt)
     assert path.parent == det.path / "exports" and path.exists()
@@ -321,7 +321,7 @@ def test_page_export_writes_a_file_that_loads(det, fmt):
 
 
 def test_exporting_nothing_says_so(det):
-    doc, ctl = page(det)
+    _, ctl = page(det)
     assert ctl.export_selection("csv") is None
     assert "Nothing is selected" in ctl.export.status.text and ctl.export.trigger.text == ""
     ctl.set_filters(classes=[0], splits=["no-such-split"])

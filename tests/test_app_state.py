@@ -10,7 +10,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from vecexplore.app import colouring, state as st
+from vecexplore.app import colouring
+from vecexplore.app import state as st
 from vecexplore.app.clusters import cluster_rows, most_confused
 from vecexplore.app.detail import fit_ranges
 from vecexplore.app.gallery import badges, tile_layout
