@@ -13,7 +13,7 @@ import sys
 from vecexplore.errors import VecexploreError
 
 # Modules that register commands on ``_app.app``; listed in the order of ``--help``.
-_COMMAND_MODULES: tuple[str, ...] = ("demo", "data", "check", "evaluate", "run")
+_COMMAND_MODULES: tuple[str, ...] = ("demo", "data", "check", "evaluate", "run", "serve")
 
 
 def _register() -> None:
