@@ -20,8 +20,8 @@ from bokeh.document import Document
 from bokeh.document.events import ColumnDataChangedEvent, ModelChangedEvent
 
 from vecexplore.app import state as st
-from vecexplore.app.controller import Dispatcher
 from vecexplore.app.data import load_run_data
+from vecexplore.app.dispatch import Dispatcher
 from vecexplore.app.document import build_document
 from vecexplore.eval.evaluate import evaluate
 
@@ -148,6 +148,11 @@ def test_a_confusion_cell_click_selects_exactly_its_images(det):
     assert set(ctl.gallery.source.data["image_idx"]) <= set(cm.cell_images(i, j))
     # The matrix now shows the selection's confusions; "whole run" is one toggle away.
     np.testing.assert_array_equal(ctl.matrix.counts, cm.subset(cm.cell_images(i, j)).counts)
+    # A cell of the selection's matrix selects that cell's images within the selection.
+    sub = ctl.matrix
+    k = int(np.argmax(sub.counts.ravel()))
+    ctl.confusion.source.selected.indices = [k]
+    np.testing.assert_array_equal(ctl.selection, sub.cell_images(*divmod(k, n)))
     ctl.confusion.scope.active = 1
     np.testing.assert_array_equal(ctl.confusion.source.data["count"], cm.counts.ravel())
     ctl.confusion.mode.active = 1
@@ -249,6 +254,16 @@ def test_detail_view_draws_gt_and_the_predictions_above_the_threshold(det):
     rows = ctl.detail.pred.data
     tp = ctl.evaluation.outcomes.pred_code[det.pred_index.rows(i)] == 0
     assert int((np.asarray(rows["outcome"]) == "tp").sum()) == int(tp.sum())
+
+
+def test_a_tap_on_one_point_selects_and_shows_it(det):
+    _, ctl = page(det)
+    ctl.scatter.source.selected.indices = [5]
+    assert ctl.selection.tolist() == [5] and ctl.state.detail == 5
+    assert ctl.gallery.source.data["image_idx"].tolist() == [5]
+    assert len(ctl.gallery.source.selected.indices) == 1  # its tile is framed
+    ctl.scatter.source.selected.indices = [5, 6]  # a lasso does not change the detail view
+    assert ctl.state.detail == 5 and ctl.selection.tolist() == [5, 6]
 
 
 def test_a_gallery_click_opens_the_detail_view(det):

@@ -143,6 +143,19 @@ def test_gallery_order_equals_brute_force(seed, sort):
     assert got.tolist() == brute_order(cand.tolist(), sort, er, score)
 
 
+@pytest.mark.parametrize("sort", st.SORT_KEYS)
+@pytest.mark.parametrize("page", [0, 1, 5, 41])
+def test_partial_sort_of_early_pages_equals_the_full_order(sort, page):
+    rng = np.random.default_rng(page)
+    n = 1000
+    er = rng.choice([0.0, 0.5, 1.0], n, p=[0.5, 0.3, 0.2])  # heavy ties at the page boundary
+    score = np.where(rng.random(n) < 0.3, np.nan, rng.choice([0.2, 0.9], n))
+    cand = np.sort(rng.choice(n, 990, replace=False))
+    p = st.gallery_page(cand, sort=sort, page=page, error_rate=er, score=score)
+    whole = st.gallery_order(cand, sort=sort, error_rate=er, score=score)
+    assert p.image_idx.tolist() == whole[p.page * st.PER_PAGE:(p.page + 1) * st.PER_PAGE].tolist()
+
+
 @pytest.mark.parametrize(("total", "page", "want_page", "want_len", "pages"), [
     (0, 0, 0, 0, 1), (10, 0, 0, 10, 1), (24, 1, 0, 24, 1), (25, 1, 1, 1, 2), (100, 9, 4, 4, 5), (100, -2, 0, 24, 5),
 ])

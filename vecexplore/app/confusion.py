@@ -12,16 +12,24 @@ import numpy as np
 
 from vecexplore.app import ui
 
+#: Steps of each colour ramp (white → colour).
+_STEPS = 100
 
-def cell_colours(cells: dict[str, np.ndarray]) -> list[str]:
-    """Hex fill per cell: white → blue (correct) or white → red (error) by ``shade``; zero → light grey."""
-    out = []
-    for count, err, shade in zip(cells["count"], cells["error"], cells["shade"], strict=True):
-        if count == 0:
-            out.append("#f6f6f6")
-        else:
-            out.append(ui.mix("#c0392b" if err else "#2f6db5", 0.12 + 0.88 * float(shade)))
-    return out
+
+def _ramp(colour: str) -> list[str]:
+    return [ui.mix(colour, 0.12 + 0.88 * k / (_STEPS - 1)) for k in range(_STEPS)]
+
+
+#: Palette over tone in [-1, 1]: correct cells (tone < 0) blue, error cells (tone > 0) red.
+TONE_PALETTE = list(reversed(_ramp("#2f6db5"))) + _ramp("#c0392b")
+
+
+def cell_tone(cells: dict[str, np.ndarray]) -> np.ndarray:
+    """(L*L,) float32 colour value per cell: ``+shade`` for error cells, ``-shade`` for correct ones
+    (shade floored so a non-empty cell is never white), NaN for empty cells (drawn light grey)."""
+    shade = np.maximum(np.asarray(cells["shade"], np.float64), 1e-3)
+    tone = np.where(cells["error"], shade, -shade)
+    return np.where(cells["count"] == 0, np.nan, tone).astype(np.float32)
 
 
 class ConfusionPanel:
@@ -33,6 +41,7 @@ class ConfusionPanel:
             Div,
             FixedTicker,
             HoverTool,
+            LinearColorMapper,
             RadioButtonGroup,
             Range1d,
             TapTool,
@@ -41,20 +50,30 @@ class ConfusionPanel:
 
         n = len(labels)
         self.labels = tuple(labels)
-        self.source = ColumnDataSource(data=self._empty(), name="confusion-source")
+        n2 = n * n
+        row, col = np.divmod(np.arange(n2, dtype=np.int64), n)
+        names = np.asarray(self.labels, object)
+        # Labels and positions are sent once; an update re-sends four small numeric columns.
+        self.source = ColumnDataSource(data={
+            "row": row, "col": col, "gt": names[row], "pred": names[col], "count": np.zeros(n2, np.int32),
+            "fraction": np.zeros(n2, np.float32), "tone": np.full(n2, np.nan, np.float32),
+            "ink": np.zeros(n2, np.float32), "text": [""] * n2}, name="confusion-source")
+        self.show_text = n <= 28
+        fill = LinearColorMapper(palette=TONE_PALETTE, low=-1, high=1, nan_color="#f6f6f6")
+        ink = LinearColorMapper(palette=["#333333", "#ffffff"], low=0, high=1.1)
         self.figure = figure(
             width=width, height=height, name="confusion", css_classes=["vx-confusion"], tools="",
             toolbar_location=None, x_range=Range1d(-0.5, n - 0.5), y_range=Range1d(n - 0.5, -0.5),
             x_axis_location="above", min_border_left=10,
         )
-        self.renderer = self.figure.rect("col", "row", 0.94, 0.94, source=self.source, fill_color="colour",
+        self.renderer = self.figure.rect("col", "row", 0.94, 0.94, source=self.source,
+                                         fill_color={"field": "tone", "transform": fill},
                                          line_color=None, selection_line_color="#111111",
                                          selection_line_width=2, nonselection_fill_alpha=1.0,
                                          name="confusion-cells")
-        big = n > 28
         self.figure.text("col", "row", text="text", source=self.source, text_align="center",
                          text_baseline="middle", text_font_size="8px" if n > 14 else "11px",
-                         text_color="text_colour", visible=not big)
+                         text_color={"field": "ink", "transform": ink}, visible=self.show_text)
         ticks = list(range(n))
         names = {i: str(s) for i, s in enumerate(self.labels)}
         for axis, label in ((self.figure.xaxis, "predicted"), (self.figure.yaxis, "ground truth")):
@@ -71,7 +90,7 @@ class ConfusionPanel:
         self.figure.add_tools(
             TapTool(renderers=[self.renderer]),
             HoverTool(renderers=[self.renderer], tooltips=[("ground truth", "@gt"), ("predicted", "@pred"),
-                                                           ("count", "@count"), ("share of row", "@pct")]),
+                                                           ("count", "@count"), ("share of row", "@fraction{0.0%}")]),
         )
         self.mode = RadioButtonGroup(labels=["Counts", "Row-normalised"], active=0, name="matrix-mode",
                                      css_classes=["vx-matrix-mode"])
@@ -80,19 +99,14 @@ class ConfusionPanel:
         self.caption = Div(text="", name="confusion-caption", css_classes=["vx-caption"])
         self.has_background = has_background
 
-    def _empty(self) -> dict:
-        return {k: [] for k in ("row", "col", "count", "text", "colour", "text_colour", "gt", "pred", "pct")}
-
     def show(self, cells: dict[str, np.ndarray], caption: str) -> None:
-        """Replace the cells (a small source: L*L rows) and clear any cell highlight."""
-        colours = cell_colours(cells)
-        dark = cells["shade"] > 0.55
-        self.source.data = {
-            "row": cells["row"], "col": cells["col"], "count": cells["count"], "text": cells["text"],
-            "colour": colours, "text_colour": np.where(dark, "#ffffff", "#333333").astype(object),
-            "gt": np.asarray(self.labels, object)[cells["row"]], "pred": np.asarray(self.labels, object)[cells["col"]],
-            "pct": np.array([f"{f:.1%}" for f in cells["fraction"]], object),
-        }
+        """Show a matrix's cells (:func:`vecexplore.app.state.matrix_cells` plus ``tone``) and clear
+        any cell highlight. Only the numeric columns (and the texts when shown) are re-sent."""
+        update = {"count": cells["count"].astype(np.int32), "fraction": cells["fraction"].astype(np.float32),
+                  "tone": cells["tone"], "ink": (np.abs(np.nan_to_num(cells["tone"])) > 0.55).astype(np.float32)}
+        if self.show_text:
+            update["text"] = cells["text"]
+        self.source.data.update(update)
         if len(self.source.selected.indices):
             self.source.selected.indices = []
         self.caption.text = caption

@@ -20,61 +20,19 @@ from __future__ import annotations
 
 import itertools
 import logging
-import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 
 import numpy as np
 
 from vecexplore.app import colouring
 from vecexplore.app import state as st
+from vecexplore.app.dispatch import Dispatcher
+from vecexplore.app.wiring import wire
 from vecexplore.errors import VecexploreError
 from vecexplore.eval.outcomes import COUNTED
 
 log = logging.getLogger(__name__)
-
-_POOL = ThreadPoolExecutor(max_workers=4, thread_name_prefix="vecexplore-app")
-Job = Callable[[], Callable[[], None] | None]
-
-
-class Dispatcher:
-    """Runs a session's jobs one at a time off the document lock; same-key jobs coalesce."""
-
-    def __init__(self, doc, *, sync: bool):
-        self.doc, self.sync = doc, sync
-        self._pending: dict[object, Job] = {}
-        self._running = False
-        self._lock = threading.Lock()
-
-    def submit(self, key, job: Job) -> None:
-        if self.sync:
-            apply = job()
-            if apply is not None:
-                apply()
-            return
-        with self._lock:
-            self._pending[key] = job
-            if self._running:
-                return
-            self._running = True
-        _POOL.submit(self._drain)
-
-    def _drain(self) -> None:
-        while True:
-            with self._lock:
-                if not self._pending:
-                    self._running = False
-                    return
-                key = next(iter(self._pending))
-                job = self._pending.pop(key)
-            try:
-                apply = job()
-            except Exception:
-                log.exception("app update failed")
-                continue
-            if apply is not None:
-                self.doc.add_next_tick_callback(apply)
 
 
 class SessionController:
@@ -101,6 +59,7 @@ class SessionController:
 
         self.doc, self.data, self.url_base = doc, data, url_base
         self.dispatch = Dispatcher(doc, sync=doc.session_context is None if sync is None else sync)
+        self.tabs = None  # the Tabs of the analysis panels, set by build_document
         self.task = data.task
         self.evaluation = data.base
         iou = data.build_iou if self.task == "detection" else 0.5
@@ -124,7 +83,7 @@ class SessionController:
         self.controls = ControlsPanel(data=data, confidence=self.state.confidence, optimal=self.optimal)
         self.export = ExportPanel(task=self.task)
         self._run(lambda: self._advance(self.state, op=False, parts=_ALL))
-        self._wire()
+        wire(self)
 
     # ------------------------------------------------------------- public, synchronous
 
@@ -179,12 +138,22 @@ class SessionController:
         return lambda: self._advance(change(self.state), parts=set(parts))
 
     def _pick_job(self, image_idx, how: str) -> Callable:
-        return lambda: self._advance(self.state.with_pick(image_idx, how), parts={"selection"})
+        def job():
+            new, parts = self.state.with_pick(image_idx, how), {"selection"}
+            if how == "points" and new.pick is not None and len(new.pick) == 1:
+                # A tap on one point also shows that image.
+                new, parts = replace(new, detail=int(new.pick[0])), {"selection", "detail", "gallery_detail"}
+            return self._advance(new, parts=parts)
+        return job
 
     def _cell_job(self, row: int, col: int) -> Callable:
         def job():
             labels = self.matrix.labels
-            images = self.matrix.cell_images(row, col)
+            # The whole run's matrix caches its per-object cells once per operating point; a
+            # selection's matrix has the same cells restricted to the selection's images.
+            images = self.evaluation.confusion.cell_images(row, col)
+            if self.state.matrix_scope == "selection" and self.selection is not None:
+                images = np.intersect1d(images, self.selection, assume_unique=True)
             return self._advance(self.state.with_pick(images, f"cell {labels[row]} → {labels[col]}"),
                                  parts={"selection"})
         return job
@@ -213,6 +182,7 @@ class SessionController:
                     text, trigger = f"Export failed: {exc}", None
                 else:
                     result["path"] = path
+                    log.info("exported %d images to %s", len(self.selection), path)
                     text = f"Wrote {len(self.selection):,} images to <code>{path}</code>"
                     trigger = f"{self.url_base}/export/{path.name}|{path.name}"
 
@@ -257,7 +227,11 @@ class SessionController:
             frame["header"] = self._header_html()
         if "matrix" in parts:
             self.matrix = st.displayed_matrix(self.evaluation, self.selection, new.matrix_scope)
-            frame["matrix"] = (st.matrix_cells(self.matrix, new.matrix_mode), self._matrix_caption())
+            from vecexplore.app.confusion import cell_tone
+
+            cells = st.matrix_cells(self.matrix, new.matrix_mode)
+            cells["tone"] = cell_tone(cells)
+            frame["matrix"] = (cells, self._matrix_caption())
         if "clusters" in parts:
             from vecexplore.app.clusters import cluster_rows
 
@@ -392,51 +366,5 @@ class SessionController:
     def _gallery_caption(self, page: st.GalleryPage) -> str:
         what = "Selection" if self.selection is not None else "Whole run"
         return f"{what}: {page.total:,} images" if page.total else f"{what}: no images"
-
-    # ------------------------------------------------------------- wiring (Bokeh callbacks)
-
-    def _on(self, key, job_factory) -> Callable:
-        def callback(attr, old, new):
-            if not self._applying:
-                self.dispatch.submit(key() if callable(key) else key, job_factory(new))
-        return callback
-
-    def _wire(self) -> None:
-        c = self.controls
-        self.scatter.source.selected.on_change("indices", self._on("pick", lambda new: self._pick_job(new, "points")))
-        self.confusion.source.selected.on_change("indices", self._on(
-            "pick", lambda new: self._cell_job(*self.confusion.cell_of(new[0])) if len(new) else (lambda: None)))
-        self.clusters.source.selected.on_change("indices", self._on("pick", lambda new: (
-            self._pick_job(np.flatnonzero(self.data.images.cluster == self.clusters.cluster_at(new[0])),
-                           f"cluster {self.clusters.cluster_at(new[0])}") if len(new) else (lambda: None))))
-        self.gallery.source.selected.on_change("indices", self._on("detail", lambda new: (
-            self._state_job(lambda s, i=self.gallery.image_at(new[0]): replace(s, detail=i), {"detail", "gallery_detail"})
-            if len(new) else (lambda: None))))
-        c.confidence.on_change("value", self._on("confidence", lambda new: self._op_job(confidence=float(new))))
-        c.iou.on_change("value", self._on("iou", lambda new: self._op_job(iou=float(new))))
-        c.colour.on_change("value", self._on("colour", lambda new: self._state_job(
-            lambda s: replace(s, colour=new), {"colour"})))
-        c.classes.on_change("value", self._on("classes", lambda new: self._state_job(
-            lambda s: s.with_filters(classes=[int(v) for v in new]), {"selection"})))
-        c.splits.on_change("value", self._on("splits", lambda new: self._state_job(
-            lambda s: s.with_filters(splits=list(new)), {"selection"})))
-        self.confusion.mode.on_change("active", self._on("matrix-mode", lambda new: self._state_job(
-            lambda s: replace(s, matrix_mode="raw" if new == 0 else "row"), {"matrix"})))
-        self.confusion.scope.on_change("active", self._on("matrix-scope", lambda new: self._state_job(
-            lambda s: replace(s, matrix_scope="selection" if new == 0 else "run"), {"matrix"})))
-        self.gallery.sort.on_change("value", self._on("sort", lambda new: self._state_job(
-            lambda s: replace(s, sort=new, page=0), {"gallery"})))
-        clicks = self._clicks
-        self.gallery.prev.on_click(lambda: self.dispatch.submit(next(clicks), self._state_job(
-            lambda s: replace(s, page=max(s.page - 1, 0)), {"gallery"})))
-        self.gallery.next.on_click(lambda: self.dispatch.submit(next(clicks), self._state_job(
-            lambda s: replace(s, page=s.page + 1), {"gallery"})))
-        c.clear.on_click(lambda: self.dispatch.submit("pick", self._pick_job(None, "")))
-        c.unreadable.on_click(lambda: self.dispatch.submit("pick", self._pick_job(
-            np.flatnonzero(~self.data.images.readable), "unreadable")))
-        c.best.on_click(lambda: setattr(c.confidence, "value", self.optimal))
-        self.export.button.on_click(lambda: self.dispatch.submit(next(clicks), self._export_job(
-            self.export.format.value, {})))
-
 
 _ALL = frozenset({"selection", "colour", "outcomes", "header", "matrix", "clusters", "gallery", "controls"})

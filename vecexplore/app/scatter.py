@@ -23,11 +23,13 @@ from vecexplore.app import ui
 from vecexplore.app.colouring import Colouring
 
 _TOOLTIP = """
-<div class="vx-hover">
-  <img src="{url_base}/thumb/@image_id{{custom}}" alt="">
-  <div class="vx-hover-name">@file_name</div>
-  <div class="vx-hover-outcome">@o{{custom}}</div>
-  <div class="vx-hover-meta">id @image_id{{custom}} · cluster @cluster</div>
+<div style="display:flex;gap:8px;align-items:center;max-width:330px">
+  <img src="{url_base}/thumb/@image_id{{custom}}" alt="" style="max-width:84px;max-height:84px;border-radius:3px">
+  <div style="font-size:11.5px;line-height:1.35">
+    <div style="font-weight:600;word-break:break-all">@file_name</div>
+    <div>@o{{custom}}</div>
+    <div style="color:#7b8794">id @image_id{{custom}} · cluster @cluster</div>
+  </div>
 </div>
 """
 

@@ -219,24 +219,37 @@ def gallery_order(candidates: np.ndarray, *, sort: SortKey, error_rate: np.ndarr
     ascending (the sort is stable on sorted candidates).
     """
     cand = np.sort(np.asarray(candidates, np.int64))
+    return cand[np.argsort(_sort_key(cand, sort, error_rate, score), kind="stable")]
+
+
+def _sort_key(cand: np.ndarray, sort: str, error_rate: np.ndarray, score: np.ndarray) -> np.ndarray:
+    """Ascending float key of ``cand`` for a gallery sort (NaN scores → +inf, i.e. last)."""
     if sort == "error":
-        key = -error_rate[cand]
-    elif sort in ("confidence_desc", "confidence_asc"):
+        return -error_rate[cand]
+    if sort in ("confidence_desc", "confidence_asc"):
         s = score[cand]
-        key = np.where(np.isnan(s), np.inf, -s if sort == "confidence_desc" else s)
-    else:
-        raise ValueError(f"unknown gallery sort {sort!r}; choose one of {SORT_KEYS}")
-    return cand[np.argsort(key, kind="stable")]
+        return np.where(np.isnan(s), np.inf, -s if sort == "confidence_desc" else s)
+    raise ValueError(f"unknown gallery sort {sort!r}; choose one of {SORT_KEYS}")
 
 
 def gallery_page(candidates: np.ndarray, *, sort: SortKey, page: int, error_rate: np.ndarray,
                  score: np.ndarray, per_page: int = PER_PAGE) -> GalleryPage:
-    """Page ``page`` (clamped to the last page) of ``candidates`` in :func:`gallery_order`."""
+    """Page ``page`` (clamped to the last page) of ``candidates`` in :func:`gallery_order`.
+
+    Only the images up to the end of the page are sorted (a partition finds
+    them), so early pages of a 100k selection cost O(n), not O(n log n).
+    """
     total = len(candidates)
     pages = max(1, -(-total // per_page))
     page = int(min(max(page, 0), pages - 1))
-    ordered = gallery_order(candidates, sort=sort, error_rate=error_rate, score=score)
-    return GalleryPage(image_idx=ordered[page * per_page:(page + 1) * per_page], page=page, pages=pages, total=total)
+    end = (page + 1) * per_page
+    cand = np.asarray(candidates, np.int64)
+    if end < total // 4:
+        key = _sort_key(cand, sort, error_rate, score)
+        kth = np.partition(key, end - 1)[end - 1]
+        cand = cand[key <= kth]  # the first `end` in order, plus every tie of the last one
+    ordered = gallery_order(cand, sort=sort, error_rate=error_rate, score=score)
+    return GalleryPage(image_idx=ordered[page * per_page:end], page=page, pages=pages, total=total)
 
 
 # ---------------------------------------------------------------- header
