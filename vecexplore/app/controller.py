@@ -61,7 +61,8 @@ class SessionController:
         self.dispatch = Dispatcher(doc, sync=doc.session_context is None if sync is None else sync)
         self.tabs = None  # the Tabs of the analysis panels, set by build_document
         self.task = data.task
-        self.evaluation = data.base
+        # A private evaluation: sessions never fill the lazy caches of the shared one.
+        self.evaluation = data.evaluation(confidence=float(data.base.confidence))
         iou = data.build_iou if self.task == "detection" else 0.5
         self.optimal = data.optimal_confidence(iou if self.task == "detection" else None)
         self.state = st.SessionState(iou=iou, confidence=float(data.base.confidence),

@@ -219,6 +219,14 @@ class RunData:
         """
         if self.task != "detection":
             return self.base.at(confidence=confidence)
+        return self._at_iou(iou).at(confidence=confidence)
+
+    def optimal_confidence(self, iou: float | None = None) -> float:
+        """The F1-optimal confidence at ``iou`` (0.0 without predictions)."""
+        best, _ = (self._at_iou(iou) if self.task == "detection" else self.base).optimal
+        return 0.0 if math.isnan(best) else float(best)
+
+    def _at_iou(self, iou: float | None):
         t = self.build_iou if iou is None else float(iou)
         with self._lock:
             at_iou = self._by_iou.get(t)
@@ -227,12 +235,7 @@ class RunData:
                 at_iou = self.base.at(iou=t)
                 self._warm(at_iou)
                 self._by_iou[t] = at_iou
-        return at_iou.at(confidence=confidence)
-
-    def optimal_confidence(self, iou: float | None = None) -> float:
-        """The F1-optimal confidence at ``iou`` (0.0 without predictions)."""
-        best, _ = self.evaluation(iou=iou, confidence=0.0).optimal
-        return 0.0 if math.isnan(best) else float(best)
+        return at_iou
 
     @staticmethod
     def _warm(ev) -> None:

@@ -58,4 +58,7 @@ class Dispatcher:
                 log.exception("app update failed")
                 continue
             if apply is not None:
-                self.doc.add_next_tick_callback(apply)
+                try:
+                    self.doc.add_next_tick_callback(apply)
+                except Exception:  # the session closed while the job ran
+                    log.debug("session gone; update dropped", exc_info=True)
