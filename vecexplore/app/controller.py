@@ -236,8 +236,8 @@ class SessionController:
         if "clusters" in parts:
             from vecexplore.app.clusters import cluster_rows
 
-            frame["clusters"] = cluster_rows(self.evaluation, data.images.cluster, stored=data.clusters,
-                                             class_names=data.class_names)
+            frame["clusters"] = (cluster_rows(self.evaluation, data.images.cluster, stored=data.clusters,
+                                              class_names=data.class_names), self._clusters_caption())
         if "cluster_pick" in parts or "clusters" in parts:
             how = new.pick_how
             frame["cluster_pick"] = int(how.split()[1]) if how.startswith("cluster ") else None
@@ -246,20 +246,22 @@ class SessionController:
             page = st.gallery_page(cand, sort=new.sort, page=new.page, error_rate=self.outcomes.error_rate,
                                    score=self._scores())
             self.state = replace(self.state, page=page.page)
-            frame["gallery"] = page
+            frame["gallery"] = (page, self._gallery_caption(page))
         if "detail" in parts and new.detail >= 0 and self.task == "detection":
             _ = self.evaluation.outcomes.pred_code, self.evaluation.outcomes.gt_code  # warm off the lock
         for key in ("detail", "gallery_detail", "controls"):
             if key in parts:
                 frame[key] = True
-        return lambda: self._apply(frame, new_image=new.detail != old.detail or op is False)
+        # What apply needs, as of this job: the next job may already be computing when it runs.
+        snapshot = (self.state, self.evaluation, self.outcomes, self.optimal)
+        return lambda: self._apply(frame, snapshot, new_image=new.detail != old.detail or op is False)
 
     # ------------------------------------------------------------- apply half (document lock)
 
-    def _apply(self, frame: dict, *, new_image: bool) -> None:
+    def _apply(self, frame: dict, snapshot: tuple, *, new_image: bool) -> None:
+        s, evaluation, outcomes, optimal = snapshot
         self._applying = True
         try:
-            s = self.state
             if "colour" in frame:
                 self.scatter.show_colouring(frame["colour"])
             if "outcomes" in frame:
@@ -273,26 +275,26 @@ class SessionController:
                 self.confusion.mode.active = 0 if s.matrix_mode == "raw" else 1
                 self.confusion.scope.active = 0 if s.matrix_scope == "selection" else 1
             if "clusters" in frame:
-                self.clusters.show(frame["clusters"], self._clusters_caption())
+                self.clusters.show(*frame["clusters"])
             if "cluster_pick" in frame:
                 self.clusters.show_picked(frame["cluster_pick"])
             if "gallery" in frame:
-                self.gallery.show(frame["gallery"], info=self.data.images, outcomes=self.outcomes,
-                                  class_names=self.data.class_names, caption=self._gallery_caption(frame["gallery"]),
-                                  detail=s.detail)
+                page, caption = frame["gallery"]
+                self.gallery.show(page, info=self.data.images, outcomes=outcomes, class_names=self.data.class_names,
+                                  caption=caption, detail=s.detail)
                 self.gallery.sort.value = s.sort
             elif "gallery_detail" in frame:
                 self.gallery.show_detail(s.detail)
             if "detail" in frame:
                 if new_image:
-                    self.detail.show(data=self.data, evaluation=self.evaluation, image_idx=s.detail)
+                    self.detail.show(data=self.data, evaluation=evaluation, image_idx=s.detail)
                 else:
-                    self.detail.show_objects(data=self.data, evaluation=self.evaluation, image_idx=s.detail)
+                    self.detail.show_objects(data=self.data, evaluation=evaluation, image_idx=s.detail)
             if "controls" in frame:
                 from vecexplore.app.controls import confidence_title
 
                 c = self.controls
-                c.confidence.title = confidence_title(self.optimal, s.iou if self.task == "detection" else None)
+                c.confidence.title = confidence_title(optimal, s.iou if self.task == "detection" else None)
                 if abs(c.confidence.value - s.confidence) > 1e-12:
                     c.confidence.value = s.confidence
                 if self.task == "detection":
