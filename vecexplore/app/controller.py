@@ -44,6 +44,7 @@ class SessionController:
         outcomes: :class:`~vecexplore.app.state.ImageOutcomes` of ``evaluation``.
         selection: sorted int64 image_idx of the selection, None = no selection.
         header, scatter, confusion, clusters, gallery, detail, controls, export: the panels.
+        quality: the model-quality tabs (:class:`~vecexplore.app.quality_views.QualityViews`).
     """
 
     def __init__(self, doc, data, *, url_base: str, sync: bool | None = None):
@@ -54,6 +55,7 @@ class SessionController:
         from vecexplore.app.export_panel import ExportPanel
         from vecexplore.app.gallery import GalleryPanel
         from vecexplore.app.header import HeaderPanel
+        from vecexplore.app.quality_views import QualityViews
         from vecexplore.app.scatter import ScatterPanel
         from vecexplore.app.ui import stylesheet
 
@@ -83,6 +85,7 @@ class SessionController:
         self.detail = DetailPanel(task=self.task, url_base=url_base)
         self.controls = ControlsPanel(data=data, confidence=self.state.confidence, optimal=self.optimal)
         self.export = ExportPanel(task=self.task)
+        self.quality = QualityViews(data=data, confidence=self.state.confidence)
         self._run(lambda: self._advance(self.state, op=False, parts=_ALL))
         wire(self)
 
@@ -252,6 +255,7 @@ class SessionController:
         for key in ("detail", "gallery_detail", "controls"):
             if key in parts:
                 frame[key] = True
+        frame.update(self.quality.compute(self, self.state, parts=parts, op=op))
         # What apply needs, as of this job: the next job may already be computing when it runs.
         snapshot = (self.state, self.evaluation, self.outcomes, self.optimal)
         return lambda: self._apply(frame, snapshot, new_image=new.detail != old.detail or op is False)
@@ -299,8 +303,22 @@ class SessionController:
                     c.confidence.value = s.confidence
                 if self.task == "detection":
                     c.iou.value = f"{s.iou:.2f}"
+            if "quality" in frame:
+                self.quality.apply(frame, s)
         finally:
             self._applying = False
+        if "quality" in frame:
+            self.quality.after_apply(self, frame)
+
+    def locked(self, apply: Callable[[], None]) -> Callable[[], None]:
+        """``apply`` as an update's apply half: the widget callbacks it sets off are ignored."""
+        def run():
+            self._applying = True
+            try:
+                apply()
+            finally:
+                self._applying = False
+        return run
 
     # ------------------------------------------------------------- derived values
 

@@ -7,6 +7,10 @@ updating a document from threads. Jobs of one session run in submission order;
 a job submitted with the key of a job that is still waiting replaces it, so a
 burst of slider events computes only the latest value. With ``sync=True`` (a
 bare Document: tests, benchmarks) both halves run at once in the caller.
+
+A job submitted with ``low=True`` (slow, optional work such as property
+importance) runs only when no ordinary job is waiting, so it never delays the
+next slider value by more than the one low job already running.
 """
 
 from __future__ import annotations
@@ -28,17 +32,18 @@ class Dispatcher:
     def __init__(self, doc, *, sync: bool):
         self.doc, self.sync = doc, sync
         self._pending: dict[object, Job] = {}
+        self._low: dict[object, Job] = {}
         self._running = False
         self._lock = threading.Lock()
 
-    def submit(self, key, job: Job) -> None:
+    def submit(self, key, job: Job, *, low: bool = False) -> None:
         if self.sync:
             apply = job()
             if apply is not None:
                 apply()
             return
         with self._lock:
-            self._pending[key] = job
+            (self._low if low else self._pending)[key] = job
             if self._running:
                 return
             self._running = True
@@ -47,11 +52,11 @@ class Dispatcher:
     def _drain(self) -> None:
         while True:
             with self._lock:
-                if not self._pending:
+                queue = self._pending or self._low
+                if not queue:
                     self._running = False
                     return
-                key = next(iter(self._pending))
-                job = self._pending.pop(key)
+                job = queue.pop(next(iter(queue)))
             try:
                 apply = job()
             except Exception:

@@ -3,7 +3,8 @@
 Layout (1600 px wide; more panels go in as tabs of ``controller.tabs``)::
 
     header: run, model / weights (red banner for random weights), metrics whole run | selection
-    controls + export | scatter (WebGL)          | tabs: confusion matrix, failure clusters
+    controls + export | scatter (WebGL)          | tabs: confusion matrix, failure clusters, metrics vs
+                                                 |   confidence, by class, by property, recommendations
     gallery (24 thumbnails a page)               | detail view of one image
 
 Every view answers to one selection per session (see :mod:`vecexplore.app.state`).
@@ -43,7 +44,27 @@ for browser tests:
 ``clear-selection``       Button; ``select-unreadable`` Button (if any)
 ``export-format``         Select; ``export-button`` Button; ``export-status`` Div;
                           ``export-url`` hidden Div whose text change downloads
-``tabs``                  Tabs (``Confusion matrix``, ``Failure clusters``)
+``tabs``                  Tabs (``Confusion matrix``, ``Failure clusters``,
+                          ``Metrics vs confidence``, ``By class``, ``By property``,
+                          ``Recommendations``: indices 0-5)
+``curve``                 P/R/F1 vs confidence figure; ``curve-source`` (1,001
+                          rows: ``confidence, precision, recall, f1, coverage``),
+                          ``curve-operating-point`` Span, ``curve-optimal`` source,
+                          ``curve-scope`` RadioButtonGroup (0 selection, 1 whole
+                          run), ``curve-class`` Select (``-1`` = all), ``curve-caption``
+``class-bars``            stacked bars; ``class-bars-source`` (one row per segment:
+                          ``class_idx, kind, factor, left, right, count``),
+                          ``class-bars-segments`` renderer, ``class-bars-classes``
+                          MultiChoice, ``class-bars-caption`` / ``-legend`` Divs
+``property-bins``         bins figure; ``property-source`` (one row per bin: ``x,
+                          label, count, images`` and the rates), renderers
+                          ``property-precision`` / ``property-fn-rate`` /
+                          ``property-accuracy``, ``property-select``,
+                          ``property-caption``; ``property-importance`` DataTable,
+                          ``importance-source`` (``rank, prop, level, mi, spearman``)
+``recommendations``       Column of rows ``rec-{i}`` (Div) + ``rec-select-{i}``
+                          (Button); ``recommendations-caption``,
+                          ``recommendations-refresh``
 ========================  =====================================================
 """
 
@@ -70,6 +91,7 @@ def build_document(doc, data, *, url_base: str) -> SessionController:
     from bokeh.models import Column, GlobalInlineStyleSheet, Row, TabPanel, Tabs
 
     from vecexplore.app import ui
+    from vecexplore.app.wiring import wire_tabs
 
     ctl = SessionController(doc, data, url_base=url_base)
     sheet = ctl.sheet
@@ -81,9 +103,11 @@ def build_document(doc, data, *, url_base: str) -> SessionController:
     cf = ctl.confusion
     matrix = Column(Row(cf.mode, cf.scope, css_classes=["vx-toolbar"]), cf.caption, cf.figure, stylesheets=[sheet])
     table = Column(ctl.clusters.caption, ctl.clusters.table, stylesheets=[sheet])
+    quality = [TabPanel(child=child, title=title) for title, child in ctl.quality.tabs(sheet)]
     ctl.tabs = Tabs(tabs=[TabPanel(child=matrix, title="Confusion matrix"),
-                          TabPanel(child=table, title="Failure clusters")],
+                          TabPanel(child=table, title="Failure clusters"), *quality],
                     name="tabs", css_classes=["vx-card", "vx-tabs"], stylesheets=[sheet], width=650)
+    wire_tabs(ctl)
     g = ctl.gallery
     gallery = ui.card("Gallery", Row(g.sort, g.prev, g.page, g.next, css_classes=["vx-toolbar"]), g.caption,
                       g.figure, name="gallery", sheet=sheet)

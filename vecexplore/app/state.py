@@ -55,6 +55,14 @@ class SessionState:
         matrix_scope: "selection" (the matrix of the selection) or "run" (the whole run's).
         sort: gallery order; page: gallery page (0-based).
         detail: image_idx in the detail view, -1 = none.
+        tab: index of the visible analysis tab (``controller.tabs``); panels of hidden tabs
+            are brought up to date when their tab is shown.
+        curve_scope: the P/R/F1 curve of the "selection" (the whole run when nothing is
+            selected) or of the whole "run".
+        curve_class: class_idx of the curve, -1 = every class.
+        bar_classes: class_idx shown in the performance-by-class chart; empty = the classes
+            with the most errors.
+        prop: the property of the performance-by-property chart; "" = the panel's default.
     """
 
     iou: float
@@ -69,6 +77,11 @@ class SessionState:
     sort: SortKey = "error"
     page: int = 0
     detail: int = -1
+    tab: int = 0
+    curve_scope: MatrixScope = "selection"
+    curve_class: int = -1
+    bar_classes: tuple[int, ...] = ()
+    prop: str = ""
 
     def with_pick(self, image_idx: np.ndarray | Sequence[int] | None, how: str = "") -> SessionState:
         """A new pick (sorted, unique; None or empty = clear); the gallery returns to page 0."""

@@ -71,3 +71,13 @@ def wire(ctl) -> None:
         np.flatnonzero(~data.images.readable), "unreadable")))
     c.best.on_click(lambda: setattr(c.confidence, "value", ctl.optimal))
     ctl.export.button.on_click(lambda: ctl.dispatch.submit(next(clicks), ctl._export_job(ctl.export.format.value, {})))
+    ctl.quality.wire(ctl, on, _noop)
+
+
+def wire_tabs(ctl) -> None:
+    """Connect ``ctl.tabs`` (made by the document after the controller): showing a tab brings it up to date."""
+    def callback(attr, old, new):
+        if not ctl._applying:
+            ctl.dispatch.submit("tab", ctl._state_job(lambda s: replace(s, tab=int(new)), {"tab"}))
+
+    ctl.tabs.on_change("active", callback)
