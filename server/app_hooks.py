@@ -34,10 +34,14 @@ def _bokeh_tornado(server_context):
 def on_server_loaded(server_context):
     from vecexplore.app.data import load_run_data
     from vecexplore.app.routes import route_patterns
+    from vecexplore.errors import VecexploreError
 
     if len(_ARGV) != 1:
         raise SystemExit("usage: bokeh serve server --args RUN")
-    data = load_run_data(_ARGV[0])
+    try:
+        data = load_run_data(_ARGV[0])
+    except VecexploreError as exc:  # stop the server with the reason, not a traceback per session
+        raise SystemExit(f"error: {exc}") from None
     tornado_app = _bokeh_tornado(server_context)
     if tornado_app is None:
         log.error("vecexplore: could not find the Bokeh Tornado application; images will not be served")
