@@ -88,6 +88,7 @@ def test_discover_runs_refuses_non_runs(tmp_path, make, message):
         (["Run A", "run-a", "run_a", "run a"], ["run-a", "run-a-2", "run_a", "run-a-3"]),
         (["..", "é", "%2e"], ["run", "run-2", "2e"]),
         (["run", "run-2", "run"], ["run", "run-2", "run-3"]),
+        (["static", "vx", "VX", "static-run"], ["static-run", "vx-run", "vx-run-2", "static-run-2"]),
     ],
 )
 def test_run_keys_are_url_safe_and_unique(names, keys):

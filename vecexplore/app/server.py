@@ -85,12 +85,19 @@ def slugify(name: str) -> str:
     return slug or "run"
 
 
+#: Keys whose app would share a prefix with the server's own paths (``/static/…``, ``/vx/…``).
+RESERVED_KEYS = frozenset({"static", "vx"})
+
+
 def run_keys(paths: Sequence[Path]) -> list[str]:
-    """Unique URL keys for ``paths``: the slugified directory name, ``-2``, ``-3``… on collision."""
+    """Unique URL keys for ``paths``: the slugified directory name, ``-2``, ``-3``… on
+    collision; a reserved name (:data:`RESERVED_KEYS`) gets ``-run`` appended."""
     keys: list[str] = []
     taken: set[str] = set()
     for path in paths:
         base = slugify(path.name)
+        if base in RESERVED_KEYS:
+            base = f"{base}-run"
         key, n = base, 1
         while key in taken:
             n += 1
