@@ -83,8 +83,8 @@ class RecommendPanel:
     def __init__(self, *, width: int = 630):
         from bokeh.models import Button, Column, Div, Row
 
-        self.caption = Div(text="", name="recommendations-caption", css_classes=["vx-caption"], width=width - 190)
-        self.refresh = Button(label="Recompute at this operating point", name="recommendations-refresh", width=180,
+        self.caption = Div(text="", name="recommendations-caption", css_classes=["vx-caption"], width=width)
+        self.refresh = Button(label="Recompute at this operating point", name="recommendations-refresh", width=220,
                               button_type="default")
         self.texts = [Div(text="", name=f"rec-{i}", width=width - 150, css_classes=["vx-rec-div"])
                       for i in range(MAX_ROWS)]
@@ -92,13 +92,13 @@ class RecommendPanel:
                                css_classes=["vx-rec-select"]) for i in range(MAX_ROWS)]
         self.rows = [Row(t, b, visible=False, css_classes=["vx-rec-row"]) for t, b in zip(self.texts, self.buttons,
                                                                                               strict=True)]
-        self.list = Column(*self.rows, name="recommendations", css_classes=["vx-recs"], height=520, width=width)
+        self.list = Column(*self.rows, name="recommendations", css_classes=["vx-recs"], height=490, width=width)
         self.recs: list[dict] = []
 
     def layout(self, sheet):
-        from bokeh.models import Column, Row
+        from bokeh.models import Column
 
-        return Column(Row(self.caption, self.refresh, css_classes=["vx-toolbar"]), self.list, stylesheets=[sheet])
+        return Column(self.caption, self.refresh, self.list, stylesheets=[sheet])
 
     def show(self, recs: list[dict]) -> None:
         self.recs = list(recs[:MAX_ROWS])
