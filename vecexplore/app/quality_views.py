@@ -78,6 +78,7 @@ class QualityViews:
         self._curve: tuple | None = None  # (key, Curve, columns)
         self._cp: tuple | None = None  # (key, ClassPerformance)
         self._bins: tuple | None = None  # (key, BinTable)
+        self._importance: tuple | None = None  # (key, columns)
 
     @staticmethod
     def _default_prop(run, props: list[str]) -> str:
@@ -223,12 +224,14 @@ class QualityViews:
             from vecexplore.analysis.quality import property_importance
             from vecexplore.app.property_panel import importance_columns
 
-            s = ctl.state
+            s, key = ctl.state, (ctl.evaluation, ctl.selection)
             if "importance" not in self._dirty or s.tab != TAB_PROPERTY:
                 return None
-            ranked = property_importance(self.data.run, ctl.evaluation, image_idx=ctl.selection)
+            if self._importance is None or not _same(key, self._importance[0]):
+                ranked = property_importance(self.data.run, ctl.evaluation, image_idx=ctl.selection)
+                self._importance = (key, importance_columns(ranked))
             self._dirty.discard("importance")
-            columns = importance_columns(ranked)
+            columns = self._importance[1]
             target = "the per-image error rate" + (", object properties with whether each GT object is found"
                                                    if self.task == "detection" else "")
             caption = (f"Property importance — {self._what(ctl, ctl.selection)} at {self._op(s)}: mutual information "
