@@ -459,3 +459,19 @@ def test_low_priority_jobs_wait_for_every_ordinary_one():
         time.sleep(0.01)
     time.sleep(0.05)
     assert ran == ["s0", "s1", "p", "i2"]
+
+
+@pytest.mark.parametrize("data", TASKS, indirect=True)
+def test_an_empty_selection_leaves_every_tab_empty_not_broken(data):
+    _, ctl = page(data)
+    ctl.set_filters(splits=["no-such-split"])
+    assert ctl.selection is not None and len(ctl.selection) == 0
+    for tab in (TAB_CURVE, TAB_CLASSES, TAB_PROPERTY, TAB_RECS):
+        ctl.tabs.active = tab
+    assert np.isnan(ctl.quality.metrics.source.data["precision"]).all()
+    assert ctl.quality.metrics.optimal.data["confidence"] == []
+    assert len(ctl.quality.classes.source.data["count"]) == 0
+    assert len(ctl.quality.props.source.data["count"]) == 0
+    assert "Selection (0 images)" in ctl.quality.props.caption.text
+    assert len(ctl.quality.props.importance_source.data["prop"]) > 0  # every property, with no relation found
+    assert set(ctl.quality.props.importance_source.data["mi"]) == {0.0}
