@@ -349,7 +349,7 @@ def test_classification_page_shows_correct_and_incorrect_badges(browser, classif
     size = len(ev.confusion.labels)
     assert np.array_equal(_matrix(app, size), ev.confusion.counts)
     badges = app.column("gallery-source", "badge")
-    assert badges and all(b.startswith(("✓", "✗", "unlabelled")) for b in badges)
+    assert badges and all(b.startswith(("✓", "✗", "?")) for b in badges)
     idx = np.asarray(app.column("gallery-source", "image_idx"), int)
     correct = np.asarray(ev.per_image["correct"], bool)[idx]
     assert [b.startswith("✓") for b in badges] == correct.tolist()

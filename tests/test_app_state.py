@@ -372,6 +372,11 @@ def test_badges_and_tiles():
     texts, _ = badges(cls, np.arange(60), [f"k{k}" for k in range(4)])
     for i, t in enumerate(texts):
         assert t.startswith("✓") == bool(cls.correct[i])
+    long_names = ["motorcycle", "bicycle", "truck", "traffic light"]
+    texts, _ = badges(cls, np.arange(60), long_names)
+    wrong = [t for t in texts if t.startswith("✗")]
+    assert wrong and all(len(t) <= 2 + 7 + 1 + 7 for t in wrong)  # "✗ " + name→name, each cut to 7
+    assert any("…" in t for t in wrong)
     lay = tile_layout(np.array([200, 100, 0]), np.array([100, 100, 0]))
     np.testing.assert_allclose(lay["w"] / lay["h"], [2.0, 1.0, 1.0])
     assert (lay["w"] <= 0.9).all() and (lay["h"] <= 0.9).all()

@@ -140,7 +140,8 @@ class DetailPanel:
         if task == "classification":
             self.scores = ColumnDataSource(data={k: [] for k in ("y", "score", "name", "text", "colour")},
                                            name="detail-scores")
-            f = figure(width=300, height=170, name="detail-scores", tools="", toolbar_location=None,
+            f = figure(width=300, height=170, name="detail-scores-figure", tools="", toolbar_location=None,
+                       visible=False,  # shown with the first image: an empty axis explains nothing
                        x_range=Range1d(0, 1.45), y_range=Range1d(4.6, -0.6), min_border=4)
             f.hbar(y="y", right="score", height=0.7, source=self.scores, fill_color="colour", line_color=None)
             f.text(x="score", y="y", text="text", source=self.scores, text_baseline="middle", x_offset=4,
@@ -157,6 +158,9 @@ class DetailPanel:
         if image_idx < 0:
             self.image.data = {"url": [], "x": [], "y": [], "w": [], "h": []}
             self.gt.data, self.pred.data = empty, dict(empty)
+            if self.score_figure is not None:
+                self.score_figure.visible = False
+                self.scores.data = {k: [] for k in self.scores.data}
             return
         info = data.images
         w, h = int(info.width[image_idx]), int(info.height[image_idx])
@@ -190,6 +194,7 @@ class DetailPanel:
         else:
             sc = classification_scores(data, evaluation, image_idx)
             self.scores.data = sc
+            self.score_figure.visible = True
             lab = int(evaluation.arrays["label"][image_idx])
             acc = int(evaluation.accepted[image_idx])
             raw = int(evaluation.arrays["prediction"][image_idx])

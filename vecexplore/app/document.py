@@ -35,7 +35,7 @@ for browser tests:
 ``detail``                the detail figure; ``detail-image`` (url),
                           ``detail-gt`` / ``detail-pred`` box sources,
                           ``detail-toggles`` CheckboxGroup, ``detail-info`` Div,
-                          ``detail-scores`` (classification top-5 source/figure)
+                          ``detail-scores`` / ``detail-scores-figure`` (classification top-5 source / figure, shown once an image is open)
 ``confidence``            Slider; ``best-f1`` Button
 ``iou``                   Select (detection; hidden for classification)
 ``class-filter``          MultiChoice (values = str(class_idx))

@@ -21,9 +21,17 @@ ROWS = -(-PER_PAGE // COLUMNS)
 _PITCH = 1.36  # vertical distance between tile rows (tile 1.0 + badge)
 
 
+_BADGE_NAME = 7  # characters of a class name in a classification badge (the tile is ~90 px wide)
+
+
+def _short(name: str) -> str:
+    return name if len(name) <= _BADGE_NAME else name[: _BADGE_NAME - 1] + "…"
+
+
 def badges(outcomes: ImageOutcomes, image_idx: np.ndarray, class_names: Sequence[str]) -> tuple[list[str], list[str]]:
     """(badge text, frame colour) per image: detection "TP 3 · FP 1 · FN 0"; classification
-    "✓ cat" / "✗ cat → dog" / "✗ cat → none" / "unlabelled → dog". Frame: green without errors,
+    "✓ cat" / "✗ cat→dog" / "✗ cat→none" / "? →dog" (unlabelled), class names cut to fit the
+    tile (the hover and the detail view give them whole). Frame: green without errors,
     orange → red with the error rate."""
     texts, colours = [], []
     for i in np.asarray(image_idx, np.int64):
@@ -33,13 +41,13 @@ def badges(outcomes: ImageOutcomes, image_idx: np.ndarray, class_names: Sequence
             texts.append(f"TP {outcomes.tp[i]} · FP {outcomes.fp[i]} · FN {outcomes.fn[i]}")
             continue
         lab, pred = int(outcomes.label[i]), int(outcomes.prediction[i])
-        pname = class_names[pred] if pred >= 0 else "none"
+        pname = _short(class_names[pred]) if pred >= 0 else "none"
         if lab < 0:
-            texts.append(f"unlabelled → {pname}")
+            texts.append(f"? →{pname}")
         elif outcomes.correct[i]:
             texts.append(f"✓ {class_names[lab]}")
         else:
-            texts.append(f"✗ {class_names[lab]} → {pname}")
+            texts.append(f"✗ {_short(class_names[lab])}→{pname}")
     return texts, colours
 
 
