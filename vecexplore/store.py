@@ -13,6 +13,11 @@ Layout (schema version :data:`SCHEMA_VERSION`)::
       clusters.parquet  one row per cluster, ranked worst first
       embeddings.npy    (N, D) float32, L2-normalised, zero rows for unreadable images
       metrics.json      the evaluation (``vecexplore evaluate --json`` schema + sweep)
+      analysis.json     property importance and per-cluster descriptions
+      recommendations.json  ranked findings, each with the image_idx it selects
+      thumbs.bin/.npy   packed 160 px JPEG thumbnails (see :mod:`vecexplore.thumbs`)
+      class_scores.npy  classification only, when the predictions carry per-class scores
+      exports/          files exported from the app (``vecexplore serve``)
 
 A build writes into ``RUN.partial-<random>`` beside ``RUN`` and renames it into
 place only when every file is complete, so a directory named ``RUN`` with a
