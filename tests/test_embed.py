@@ -287,10 +287,10 @@ def test_jpeg_draft_decodes_large_photos_at_reduced_scale(tmp_path, tiny):
         paths.append(path)
     fast = embed_images(paths, _cfg(), cache=None, model=tiny)
     full = embed_images(paths, _cfg(jpeg_draft=False), cache=None, model=tiny)
-    assert fast.model_info["decode_size_hint"] == 128 and full.model_info["decode_size_hint"] is None
+    assert fast.model_info["decode_size_hint"] == 64 and full.model_info["decode_size_hint"] is None
     np.testing.assert_allclose(full.vectors, _naive(tiny, paths), atol=2e-6)
-    np.testing.assert_allclose(fast.vectors, _naive(tiny, paths, size_hint=128), atol=2e-6)
-    assert not np.array_equal(fast.vectors, full.vectors)  # 1/4 DCT scale was used
+    np.testing.assert_allclose(fast.vectors, _naive(tiny, paths, size_hint=64), atol=2e-6)
+    assert not np.array_equal(fast.vectors, full.vectors)  # 1/8 DCT scale was used
     assert (np.sum(fast.vectors * full.vectors, axis=1) > 0.99).all()  # a low-pass either way
 
 
