@@ -245,3 +245,17 @@ def test_dataset_subset_classification_keeps_scores():
     assert sub.gt.image_idx.tolist() == [1, 0] and sub.gt.class_idx.tolist() == [1, 1]  # object order kept
     assert sub.pred.image_idx.tolist() == [0]
     assert sub.pred.scores.tolist() == [[0.1, 0.9]]
+
+
+def test_selection_mask_accepts_indices_or_masks_and_names_bad_ones():
+    from vecexplore.errors import ValidationError
+    from vecexplore.types import selection_mask
+
+    assert selection_mask(None, 3) is None
+    assert selection_mask([2, 0, 2], 3).tolist() == [True, False, True]
+    assert selection_mask(np.array([False, True, False]), 3).tolist() == [False, True, False]
+    assert selection_mask(np.array([], np.int64), 2).tolist() == [False, False]
+    with pytest.raises(ValidationError, match=r"expected shape \(3,\)"):
+        selection_mask(np.array([True, False]), 3)
+    with pytest.raises(ValidationError, match=r"must be in \[0, 3\)"):
+        selection_mask([0, 3], 3)

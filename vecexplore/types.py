@@ -64,6 +64,32 @@ def _check_unique(name: str, arr: np.ndarray) -> None:
         raise ValidationError(f"{name}: duplicate values {dup[:10].tolist()}")
 
 
+def selection_mask(images, n: int) -> np.ndarray | None:
+    """A selection of images as an (n,) bool mask.
+
+    Args:
+        images: None (no selection; returned as None), an (n,) bool mask, or
+            image_idx values in [0, n) (any order, duplicates allowed).
+        n: number of images.
+
+    Raises:
+        ValidationError: a mask of the wrong shape or an index out of range.
+    """
+    if images is None:
+        return None
+    arr = np.asarray(images)
+    if arr.dtype == bool:
+        if arr.shape != (n,):
+            raise ValidationError(f"selection mask: expected shape ({n},), got {arr.shape}")
+        return arr
+    arr = arr.astype(np.int64).reshape(-1)
+    if arr.size and (arr.min() < 0 or arr.max() >= n):
+        raise ValidationError(f"selection: image_idx must be in [0, {n}), got {int(arr.min())}..{int(arr.max())}")
+    mask = np.zeros(n, bool)
+    mask[arr] = True
+    return mask
+
+
 class _Sliceable:
     """Mixin: ``obj[mask_or_indices]`` slices every array field together."""
 

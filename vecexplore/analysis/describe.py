@@ -24,7 +24,6 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from vecexplore.analysis.quality import (
-    as_mask,
     cached,
     image_properties_of,
     image_values,
@@ -34,6 +33,7 @@ from vecexplore.errors import ValidationError
 from vecexplore.eval.outcomes import COUNTED, PredOutcome
 from vecexplore.mapping.slices import ERROR_TYPES, wilson_interval
 from vecexplore.properties import OBJECT_PROPERTIES
+from vecexplore.types import selection_mask
 
 #: Plain words for a property side, used in titles and actions.
 WORDS = {
@@ -229,7 +229,7 @@ def describe_images(run, ev, image_idx, *, min_lift: float = 2.5, min_share: flo
                     min_count: int = 3, limit: int = 5) -> Description:
     """Describe a set of images of ``run`` at the operating point of ``ev`` (see :class:`Description`)."""
     n = ev.dataset.num_images
-    mask = as_mask(image_idx, n)
+    mask = selection_mask(image_idx, n)
     if mask is None:
         mask = np.ones(n, bool)
     images = run.images

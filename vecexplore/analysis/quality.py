@@ -36,6 +36,7 @@ from vecexplore.analysis.importance import Importance, rank_properties
 from vecexplore.errors import ConfigError, ValidationError
 from vecexplore.eval.outcomes import COUNTED, FP_TYPES, GtOutcome, PredOutcome
 from vecexplore.properties import IMAGE_PROPERTIES, OBJECT_PROPERTIES
+from vecexplore.types import selection_mask
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -79,24 +80,6 @@ def cached(owner, key, compute):
     value = compute()
     _CACHE[slot] = (weakref.ref(owner, lambda _, slot=slot: _CACHE.pop(slot, None)), value)
     return value
-
-
-
-def as_mask(image_idx, n: int) -> np.ndarray | None:
-    """(N,) bool mask of a selection (image_idx array or bool mask); None stays None."""
-    if image_idx is None:
-        return None
-    arr = np.asarray(image_idx)
-    if arr.dtype == bool:
-        if arr.shape != (n,):
-            raise ValidationError(f"selection mask: expected shape ({n},), got {arr.shape}")
-        return arr
-    arr = arr.astype(np.int64).reshape(-1)
-    if arr.size and (arr.min() < 0 or arr.max() >= n):
-        raise ValidationError(f"selection: image_idx must be in [0, {n}), got {int(arr.min())}..{int(arr.max())}")
-    mask = np.zeros(n, bool)
-    mask[arr] = True
-    return mask
 
 
 def _images(run, ev) -> pd.DataFrame:
@@ -192,7 +175,7 @@ def class_performance(ev, image_idx=None) -> ClassPerformance:
 
     names = ev.class_names
     k = len(names)
-    mask = as_mask(image_idx, ev.dataset.num_images)
+    mask = selection_mask(image_idx, ev.dataset.num_images)
     if ev.task == "detection":
         out = ev.outcomes
         pc = out.pred_counts(by="class", images=mask)
@@ -314,7 +297,7 @@ def property_performance(run, ev, prop: str, *, image_idx=None, n_bins: int = 10
     line). ``image_idx`` of each bin is in the run's image_idx.
     """
     n = ev.dataset.num_images
-    mask = as_mask(image_idx, n)
+    mask = selection_mask(image_idx, n)
     if prop in OBJECT_PROPERTIES:
         if ev.task != "detection":
             raise ConfigError(f"{prop!r} is an object property; this is a classification run")
@@ -373,7 +356,7 @@ def property_importance(run, ev, *, image_idx=None, seed: int = 0) -> list[Impor
     subsampled with ``seed``.
     """
     images = _images(run, ev)
-    mask = as_mask(image_idx, ev.dataset.num_images)
+    mask = selection_mask(image_idx, ev.dataset.num_images)
     error = ev.per_image["error_rate"].to_numpy(np.float64).copy()
     if ev.task == "classification":
         error[ev.arrays["label"] < 0] = np.nan
@@ -418,7 +401,7 @@ def sweep_for(ev, image_idx=None, *, class_idx: int | None = None) -> Curve:
     """
     from vecexplore.eval.sweep import Curve
 
-    mask = as_mask(image_idx, ev.dataset.num_images)
+    mask = selection_mask(image_idx, ev.dataset.num_images)
     if ev.task == "detection":
         mt = ev.matching
         pred, gt = mt.pred, mt.gt

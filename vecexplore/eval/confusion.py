@@ -34,6 +34,7 @@ import numpy as np
 
 from vecexplore.errors import ConfigError, ValidationError
 from vecexplore.eval.outcomes import COUNTED, GtOutcome, ObjectOutcomes, PredOutcome
+from vecexplore.types import selection_mask
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -91,7 +92,7 @@ class ConfusionMatrix:
         k = outcomes.num_classes
         if len(names) != k:
             raise ValidationError(f"confusion matrix: {len(names)} names for {k} classes")
-        mask = _as_mask(images, outcomes.num_images)
+        mask = selection_mask(images, outcomes.num_images)
         mt = outcomes.matching
         pc = outcomes.pred_counts(by="class", images=mask)
         gc = outcomes.gt_counts(by="class", images=mask)
@@ -129,7 +130,7 @@ class ConfusionMatrix:
         if len(prediction) != n:
             raise ValidationError(f"confusion matrix: {n} labels but {len(prediction)} predictions")
         image_id = np.arange(n, dtype=np.int64) if image_id is None else np.asarray(image_id, np.int64)
-        mask = _as_mask(images, n)
+        mask = selection_mask(images, n)
         ok = (label >= 0) & (prediction >= 0)
         if mask is not None:
             ok &= mask
@@ -140,7 +141,7 @@ class ConfusionMatrix:
 
     def subset(self, images: np.ndarray) -> ConfusionMatrix:
         """The matrix of a subset of images (a bool mask (N,) or image_idx array), within this one's."""
-        mask = _as_mask(images, self.num_images)
+        mask = selection_mask(images, self.num_images)
         if self._mask is not None:
             mask = mask & self._mask
         e = self._entries
@@ -237,19 +238,3 @@ def _label_entries(label: np.ndarray, prediction: np.ndarray, image_id: np.ndarr
     return _Entries(image_idx=idx, object_id=image_id[idx],
                     is_pred=np.r_[np.zeros(len(ok), bool), np.ones(len(ok), bool)],
                     cell=(label[idx] * k + prediction[idx]).astype(np.int64))
-
-
-def _as_mask(images, n: int) -> np.ndarray | None:
-    if images is None:
-        return None
-    arr = np.asarray(images)
-    if arr.dtype == bool:
-        if arr.shape != (n,):
-            raise ValidationError(f"image mask: expected shape ({n},), got {arr.shape}")
-        return arr
-    arr = arr.astype(np.int64).reshape(-1)
-    if arr.size and (arr.min() < 0 or arr.max() >= n):
-        raise ValidationError(f"image indices must be in [0, {n}), got {int(arr.min())}..{int(arr.max())}")
-    mask = np.zeros(n, bool)
-    mask[arr] = True
-    return mask
