@@ -69,3 +69,14 @@ def demo_run_classification(tmp_path_factory, umap_warm):
     base = tmp_path_factory.mktemp("demo-classification")
     result, data = build_demo_run(base, task="classification", n=300)
     return result.out, data
+
+
+class RecordingDoc:
+    """A stand-in for a server session's Document: collects next-tick callbacks so a test
+    can run them when it chooses (what Bokeh's IOLoop does between events)."""
+
+    def __init__(self):
+        self.ticks = []
+
+    def add_next_tick_callback(self, cb):
+        self.ticks.append(cb)

@@ -13,6 +13,7 @@ import time
 
 import numpy as np
 import pytest
+from conftest import RecordingDoc
 
 pytest.importorskip("bokeh")
 
@@ -347,18 +348,8 @@ def test_exporting_nothing_says_so(det):
 # ---------------------------------------------------------------- threading
 
 
-class _Doc:
-    """Collects next-tick callbacks like a server session would run them."""
-
-    def __init__(self):
-        self.ticks = []
-
-    def add_next_tick_callback(self, cb):
-        self.ticks.append(cb)
-
-
 def test_dispatcher_runs_one_job_at_a_time_and_keeps_only_the_latest_of_a_kind():
-    doc = _Doc()
+    doc = RecordingDoc()
     d = Dispatcher(doc, sync=False)
     gate = threading.Event()
     ran = []

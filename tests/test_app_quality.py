@@ -14,6 +14,7 @@ import time
 
 import numpy as np
 import pytest
+from conftest import RecordingDoc
 
 pytest.importorskip("bokeh")
 
@@ -426,16 +427,8 @@ def test_hidden_tabs_are_not_computed_until_shown(data):
     np.testing.assert_array_equal(ctl.quality.metrics.source.data["f1"], curve_columns(sweep_for(ctl.evaluation, sel))["f1"])
 
 
-class _Doc:
-    def __init__(self):
-        self.ticks = []
-
-    def add_next_tick_callback(self, cb):
-        self.ticks.append(cb)
-
-
 def test_low_priority_jobs_wait_for_every_ordinary_one():
-    doc = _Doc()
+    doc = RecordingDoc()
     d = Dispatcher(doc, sync=False)
     gate = threading.Event()
     ran = []
