@@ -82,6 +82,18 @@ def _is_int(value: Any) -> bool:
     return type(value) is int or (type(value) is float and value.is_integer())
 
 
+def _record_id(r: Any, where: str, required: tuple[str, ...], path: str) -> int:
+    """Check that a record is an object with the ``required`` keys and an integer ``id``; return the id."""
+    if type(r) is not dict:
+        raise InputError(f"expected an object, got {_kind(r)}", path=path, record=where)
+    for key in required:
+        if key not in r:
+            raise InputError(f"missing required key '{key}'", path=path, record=where)
+    if not _is_int(r["id"]):
+        raise InputError(f"id must be an integer, got {r['id']!r}", path=path, record=where)
+    return int(r["id"])
+
+
 def _parse_images(recs: Any, path: str) -> tuple[ImageTable, np.ndarray]:
     if not isinstance(recs, list):
         raise InputError(f"'images' must be a list, got {_kind(recs)}", path=path)
@@ -94,15 +106,7 @@ def _parse_images(recs: Any, path: str) -> tuple[ImageTable, np.ndarray]:
     split: list[str | None] = []
     extra: dict[str, list] = {}
     for i, r in enumerate(recs):
-        where = f"images[{i}]"
-        if type(r) is not dict:
-            raise InputError(f"expected an object, got {_kind(r)}", path=path, record=where)
-        for key in ("id", "file_name"):
-            if key not in r:
-                raise InputError(f"missing required key '{key}'", path=path, record=where)
-        if not _is_int(r["id"]):
-            raise InputError(f"id must be an integer, got {r['id']!r}", path=path, record=where)
-        ids[i] = int(r["id"])
+        ids[i] = _record_id(r, f"images[{i}]", ("id", "file_name"), path)
         where = f"images[{i}] (id {ids[i]})"
         name = r["file_name"]
         if type(name) is not str or not name:
@@ -141,14 +145,7 @@ def _parse_categories(recs: Any, path: str) -> Categories:
     ids, names = np.empty(len(recs), np.int64), []
     for i, r in enumerate(recs):
         where = f"categories[{i}]"
-        if type(r) is not dict:
-            raise InputError(f"expected an object, got {_kind(r)}", path=path, record=where)
-        for key in ("id", "name"):
-            if key not in r:
-                raise InputError(f"missing required key '{key}'", path=path, record=where)
-        if not _is_int(r["id"]):
-            raise InputError(f"id must be an integer, got {r['id']!r}", path=path, record=where)
-        ids[i] = int(r["id"])
+        ids[i] = _record_id(r, where, ("id", "name"), path)
         if type(r["name"]) is not str or not r["name"].strip():
             raise InputError(f"name must be a non-empty string, got {r['name']!r}", path=path, record=f"{where} (id {ids[i]})")
         names.append(r["name"])
