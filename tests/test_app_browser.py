@@ -162,6 +162,14 @@ def _click_cell(app: AppPage, i: int, j: int, size: int, n_images: int) -> None:
     app.settle()
 
 
+def _open_on_cell(browser, server, ev) -> tuple[AppPage, np.ndarray]:
+    """A new page with the cell of :func:`_pick_cell` clicked: (page, the cell's images)."""
+    i, j, images = _pick_cell(ev)
+    app = AppPage(browser, server.url)
+    _click_cell(app, i, j, len(ev.confusion.labels), len(images))
+    return app, images
+
+
 def _gallery_ids(app: AppPage) -> list[int]:
     """Every image id the gallery shows, page after page."""
     ids = [int(v) for v in app.column("gallery-source", "image_id")]
@@ -208,9 +216,7 @@ def test_clicking_a_cell_fills_the_gallery_with_its_images(browser, detection):
     server, data = detection
     ev = data.evaluation()
     size = len(ev.confusion.labels)
-    i, j, images = _pick_cell(ev)
-    app = AppPage(browser, server.url)
-    _click_cell(app, i, j, size, len(images))
+    app, images = _open_on_cell(browser, server, ev)
     assert app.selected("scatter-source") == images.tolist()
     assert sorted(_gallery_ids(app)) == sorted(data.images.image_id[images].tolist())
     app.screenshot("cell")
@@ -222,10 +228,7 @@ def test_clicking_a_cell_fills_the_gallery_with_its_images(browser, detection):
 def test_gallery_click_opens_the_detail_view_with_its_boxes(browser, detection):
     server, data = detection
     ev = data.evaluation()
-    size = len(ev.confusion.labels)
-    i, j, images = _pick_cell(ev)
-    app = AppPage(browser, server.url)
-    _click_cell(app, i, j, size, len(images))
+    app, _ = _open_on_cell(browser, server, ev)
     k = 1
     idx = int(app.column("gallery-source", "image_idx")[k])
     app.click_glyph("gallery-tiles", k)
@@ -280,10 +283,7 @@ def test_export_downloads_a_coco_file_that_loads(browser, detection, tmp_path):
 
     server, data = detection
     ev = data.evaluation()
-    size = len(ev.confusion.labels)
-    i, j, images = _pick_cell(ev)
-    app = AppPage(browser, server.url)
-    _click_cell(app, i, j, size, len(images))
+    app, images = _open_on_cell(browser, server, ev)
     assert app.page.evaluate("() => Bokeh.documents[0].get_model_by_name('export-format').value") == "coco"
     with app.page.expect_download(timeout=TIMEOUT_MS) as info:
         app.click_widget("export-button", "button")
