@@ -71,6 +71,22 @@ def demo_run_classification(tmp_path_factory, umap_warm):
     return result.out, data
 
 
+@pytest.fixture(scope="session")
+def det(demo_run):
+    """The app's RunData of the session's detection demo run (loaded once, shared)."""
+    from vecexplore.app.data import load_run_data
+
+    return load_run_data(demo_run[0])
+
+
+@pytest.fixture(scope="session")
+def cls(demo_run_classification):
+    """The app's RunData of the session's classification demo run."""
+    from vecexplore.app.data import load_run_data
+
+    return load_run_data(demo_run_classification[0])
+
+
 class RecordingDoc:
     """A stand-in for a server session's Document: collects next-tick callbacks so a test
     can run them when it chooses (what Bokeh's IOLoop does between events)."""

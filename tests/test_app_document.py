@@ -33,16 +33,6 @@ NAMES = ["header", "scatter", "scatter-source", "confusion", "confusion-source",
          "export-status", "export-url", "tabs"]
 
 
-@pytest.fixture(scope="module")
-def det(demo_run):
-    return load_run_data(demo_run[0])
-
-
-@pytest.fixture(scope="module")
-def cls(demo_run_classification):
-    return load_run_data(demo_run_classification[0])
-
-
 def page(data):
     doc = Document()
     return doc, build_document(doc, data, url_base="/vx/test")

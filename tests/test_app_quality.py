@@ -28,7 +28,6 @@ from vecexplore.analysis.quality import (
     sweep_for,
 )
 from vecexplore.app import state as st
-from vecexplore.app.data import load_run_data
 from vecexplore.app.dispatch import Dispatcher
 from vecexplore.app.document import build_document
 from vecexplore.app.metrics_panel import GRID, curve_columns
@@ -47,16 +46,6 @@ NAMES = ["curve", "curve-source", "curve-operating-point", "curve-optimal", "cur
          "class-bars-caption", "property-bins", "property-source", "property-select", "property-caption",
          "property-importance", "importance-source", "recommendations", "recommendations-caption",
          "recommendations-refresh", "rec-0", "rec-select-0"]
-
-
-@pytest.fixture(scope="module")
-def det(demo_run):
-    return load_run_data(demo_run[0])
-
-
-@pytest.fixture(scope="module")
-def cls(demo_run_classification):
-    return load_run_data(demo_run_classification[0])
 
 
 @pytest.fixture
