@@ -8,6 +8,10 @@ include *this* app's context — an identity check, so it cannot pick another
 server's — and add our routes with Tornado's public ``Application.add_handlers``.
 Tornado tries host rules in order and falls through to the next when no
 handler of a rule matches, so routes added after start-up are reached.
+
+The same hook applies :mod:`vecexplore.app.hosts`: without ``--address`` the
+sockets Bokeh bound on every interface move to 127.0.0.1, and every route
+refuses a Host that is not an allowed websocket origin.
 """
 
 import gc
@@ -31,8 +35,19 @@ def _bokeh_tornado(server_context):
     return None
 
 
+def _bokeh_server(tornado_app):
+    """The ``bokeh.server.server.Server`` that owns ``tornado_app`` (identity check), or None."""
+    from bokeh.server.server import Server
+
+    for obj in gc.get_objects():
+        if isinstance(obj, Server) and obj._tornado is tornado_app:
+            return obj
+    return None
+
+
 def on_server_loaded(server_context):
     from vecexplore.app.data import load_run_data
+    from vecexplore.app.hosts import allowed_hosts, guard_hosts, rebind_loopback
     from vecexplore.app.routes import route_patterns
     from vecexplore.errors import VecexploreError
 
@@ -43,8 +58,11 @@ def on_server_loaded(server_context):
     except VecexploreError as exc:  # stop the server with the reason, not a traceback per session
         raise SystemExit(f"error: {exc}") from None
     tornado_app = _bokeh_tornado(server_context)
-    if tornado_app is None:
-        log.error("vecexplore: could not find the Bokeh Tornado application; images will not be served")
-        return
+    server = None if tornado_app is None else _bokeh_server(tornado_app)
+    if server is None:  # never serve unguarded: stop rather than listen on every interface
+        raise SystemExit("error: vecexplore could not find the Bokeh server it runs in; use `vecexplore serve RUN`")
+    if not server.address and getattr(server, "_unix_socket", None) is None:
+        rebind_loopback(server._http, server.port)
+    guard_hosts(tornado_app, allowed_hosts(tornado_app.websocket_origins, server.port))
     tornado_app.add_handlers(r".*", route_patterns(data, url_base=f"/vx/{data.key}"))
     log.info("vecexplore: serving images of %s under /vx/%s", data.path, data.key)

@@ -335,6 +335,80 @@ def test_exporting_nothing_says_so(det):
     assert ctl.export_selection("csv") is None and "empty" in ctl.export.status.text
 
 
+def test_a_failed_export_replaces_the_last_success_with_the_error(demo_run, tmp_path):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(demo_run[0], run, ignore=shutil.ignore_patterns("exports"))
+    data = load_run_data(run)
+    _, ctl = page(data)
+    ctl.select_cluster(0)
+    assert ctl.export_selection("csv") is not None and "Wrote" in ctl.export.status.text
+    shutil.rmtree(run / "exports")
+    (run / "exports").write_text("a file where the exports folder should be")  # a real OSError
+    assert ctl.export_selection("csv") is None
+    status = ctl.export.status.text
+    assert "Wrote" not in status and "Export failed" in status and "vx-error" in status
+    assert str(run / "exports") in status
+
+
+# ---------------------------------------------------------------- crafted client messages
+
+
+def test_crafted_selection_indices_never_select_or_export_images(det):
+    _, ctl = page(det)
+    n = det.num_images
+    for crafted in ([-1, -2], [0, n], [n + 5], [-(2**40)]):
+        ctl.scatter.source.selected.indices = crafted
+        assert ctl.selection is None, crafted
+    assert ctl.export_selection("txt") is None and "Nothing is selected" in ctl.export.status.text
+    ctl.scatter.source.selected.indices = [3, 1]
+    assert ctl.selection.tolist() == [1, 3]  # a valid pick still works
+    ctl.scatter.source.selected.indices = [-1]  # and a crafted one leaves it as it was
+    assert ctl.selection.tolist() == [1, 3]
+    path = ctl.export_selection("txt")
+    assert len(path.read_text().splitlines()) == 2
+
+
+def test_crafted_taps_on_other_sources_are_ignored(det):
+    _, ctl = page(det)
+    for source in (ctl.confusion.source, ctl.clusters.source, ctl.gallery.source):
+        source.selected.indices = [-1]
+        source.selected.indices = [10**6]
+    assert ctl.selection is None and ctl.state.detail == -1
+
+
+@pytest.mark.parametrize(
+    ("widget", "attr", "crafted"),
+    [
+        ("classes", "value", ["999"]),
+        ("classes", "value", ["-1"]),
+        ("classes", "value", ["01"]),
+        ("classes", "value", ["x"]),
+        ("splits", "value", ["no-such-split"]),
+        ("confidence", "value", 7.0),
+        ("confidence", "value", -0.5),
+        ("iou", "value", "0.33"),
+        ("iou", "value", "nan"),
+        ("colour", "value", "no-such-mode"),
+    ],
+)
+def test_crafted_control_values_leave_the_state_alone(det, widget, attr, crafted):
+    _, ctl = page(det)
+    before = ctl.state
+    setattr(getattr(ctl.controls, widget), attr, crafted)
+    assert ctl.state == before
+
+
+def test_crafted_tab_and_sort_values_are_ignored(det):
+    _, ctl = page(det)
+    before = ctl.state
+    ctl.tabs.active = 99
+    ctl.gallery.sort.value = "no-such-order"
+    ctl.confusion.mode.active = 5
+    assert ctl.state == before
+
+
 # ---------------------------------------------------------------- threading
 
 

@@ -171,7 +171,7 @@ def _write_yolo_dir(run: Run, image_idx: np.ndarray, out: Path, *, force: bool) 
 
 def describe_selection(how: str, n: int) -> str:
     """A file-name-safe description like ``cluster-3_42-images``."""
-    slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", how).strip("-")[:60] or "selection"
+    slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", how).strip("-.")[:60] or "selection"  # never a hidden file
     return f"{slug}_{n}-images"
 
 

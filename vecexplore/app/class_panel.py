@@ -190,9 +190,9 @@ class ClassPanel:
         self.figure.outline_line_color = None
         self.figure.yaxis.major_label_text_font_size = "11px"
         self.classes = MultiChoice(value=[], name="class-bars-classes", width=330, placeholder="classes with most errors",
-                                   options=[(str(i), str(n)) for i, n in enumerate(class_names)])
+                                   options=ui.choice_options(enumerate(class_names)))
         self.legend = Div(text=legend_html(task), name="class-bars-legend", width=width)
-        self.caption = Div(text="", name="class-bars-caption", css_classes=["vx-caption"], width=width)
+        self.caption = ui.text_div(text="", name="class-bars-caption", css_classes=["vx-caption"], width=width)
         self._rows: list[tuple[int, str]] = []
 
     def layout(self, sheet):

@@ -84,7 +84,7 @@ class ClustersPanel:
                 "classes", "confused")
 
     def __init__(self, *, width: int = 630, height: int = 560):
-        from bokeh.models import ColumnDataSource, DataTable, Div, NumberFormatter, TableColumn
+        from bokeh.models import ColumnDataSource, DataTable, NumberFormatter, TableColumn
 
         self.source = ColumnDataSource(data={c: [] for c in self._COLUMNS}, name="clusters-source")
         num = NumberFormatter(format="0")
@@ -102,7 +102,9 @@ class ClustersPanel:
                 TableColumn(field="confused", title="Most confused", width=118),
             ],
         )
-        self.caption = Div(text="", name="clusters-caption", css_classes=["vx-caption"])
+        from vecexplore.app.ui import text_div
+
+        self.caption = text_div(text="", name="clusters-caption", css_classes=["vx-caption"])
         self._ids = np.zeros(0, np.int64)
 
     def show(self, tab, caption: str) -> None:

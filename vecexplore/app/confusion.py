@@ -38,7 +38,6 @@ class ConfusionPanel:
     def __init__(self, *, labels, has_background: bool, width: int = 630, height: int = 520):
         from bokeh.models import (
             ColumnDataSource,
-            Div,
             FixedTicker,
             HoverTool,
             LinearColorMapper,
@@ -98,7 +97,7 @@ class ConfusionPanel:
                                      css_classes=["vx-matrix-mode"])
         self.scope = RadioButtonGroup(labels=["Selection", "Whole run"], active=0, name="matrix-scope",
                                       css_classes=["vx-matrix-scope"])
-        self.caption = Div(text="", name="confusion-caption", css_classes=["vx-caption"])
+        self.caption = ui.text_div(text="", name="confusion-caption", css_classes=["vx-caption"])
         self.has_background = has_background
 
     def show(self, cells: dict[str, np.ndarray], caption: str) -> None:

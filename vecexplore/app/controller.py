@@ -84,7 +84,7 @@ class SessionController:
         self.gallery = GalleryPanel(url_base=url_base)
         self.detail = DetailPanel(task=self.task, url_base=url_base)
         self.controls = ControlsPanel(data=data, confidence=self.state.confidence, optimal=self.optimal)
-        self.export = ExportPanel(task=self.task)
+        self.export = ExportPanel(task=self.task, sheet=self.sheet)
         self.quality = QualityViews(data=data, confidence=self.state.confidence)
         self._run(lambda: self._advance(self.state, op=False, parts=_ALL))
         wire(self)
@@ -174,20 +174,24 @@ class SessionController:
 
     def _export_job(self, fmt: str, result: dict) -> Callable:
         def job():
-            from vecexplore.app.export_panel import write_export
+            from vecexplore.app.export_panel import export_status, write_export
 
+            trigger = None
             if self.selection is None:
-                text, trigger = "Nothing is selected: lasso points, click a matrix cell or a cluster row first.", None
+                text = export_status("Nothing is selected: lasso points, click a matrix cell or a cluster row first.",
+                                     error=True)
             else:
                 try:
                     path = write_export(self.data.run, self.selection, fmt=fmt,
                                         how=st.describe(self.state, self.data.class_names))
-                except VecexploreError as exc:
-                    text, trigger = f"Export failed: {exc}", None
+                except Exception as exc:  # a failure must never leave the last success on screen
+                    if not isinstance(exc, (VecexploreError, OSError)):
+                        log.exception("export of %d images failed", len(self.selection))
+                    text = export_status(f"Export failed: {_reason(exc)}", error=True)
                 else:
                     result["path"] = path
                     log.info("exported %d images to %s", len(self.selection), path)
-                    text = f"Wrote {len(self.selection):,} images to <code>{path}</code>"
+                    text = export_status(f"Wrote {len(self.selection):,} images to ", code=str(path))
                     trigger = f"{self.url_base}/export/{path.name}|{path.name}"
 
             def apply():
@@ -387,5 +391,12 @@ class SessionController:
     def _gallery_caption(self, page: st.GalleryPage) -> str:
         what = "Selection" if self.selection is not None else "Whole run"
         return f"{what}: {page.total:,} images" if page.total else f"{what}: no images"
+
+def _reason(exc: Exception) -> str:
+    """What went wrong, for a person: our errors carry their message; an OSError its path and strerror."""
+    if isinstance(exc, OSError) and exc.strerror:
+        return f"{exc.filename}: {exc.strerror}" if exc.filename else exc.strerror
+    return str(exc) or type(exc).__name__
+
 
 _ALL = frozenset({"selection", "colour", "outcomes", "header", "matrix", "clusters", "gallery", "controls"})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from vecexplore.app import ui
 from vecexplore.app.colouring import modes
 
 
@@ -27,10 +28,11 @@ class ControlsPanel:
         self.colour = Select(title="Colour points by", value=modes(task)[0][0], name="colour-by", width=width,
                              options=list(modes(task)))
         self.classes = MultiChoice(title="Class filter (GT or prediction)", value=[], name="class-filter",
-                                   options=[(str(i), n) for i, n in enumerate(data.class_names)], width=width,
+                                   options=ui.choice_options(enumerate(data.class_names)), width=width,
                                    placeholder="all classes")
         splits = data.images.splits
-        self.splits = MultiChoice(title="Split filter", value=[], name="split-filter", options=list(splits),
+        self.splits = MultiChoice(title="Split filter", value=[], name="split-filter",
+                                  options=ui.choice_options((s, s) for s in splits),
                                   width=width, placeholder="all splits", visible=len(splits) > 1)
         self.clear = Button(label="Clear selection", name="clear-selection", width=width, button_type="default")
         n_bad = int((~data.images.readable).sum())

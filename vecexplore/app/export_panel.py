@@ -24,6 +24,15 @@ def formats(task: str) -> list[tuple[str, str]]:
     return [(v, label) for v, label, _ in FORMATS if task == "detection" or v != "coco"]
 
 
+def export_status(text: str, *, code: str | None = None, error: bool = False) -> str:
+    """The status line's HTML: ``text`` and an optional ``code`` part (a path), both escaped;
+    an error is styled as one (``vx-error``) so a failure never reads like the last success."""
+    import html
+
+    body = html.escape(text) + (f"<code>{html.escape(code)}</code>" if code is not None else "")
+    return f"<span class='vx-error'>{body}</span>" if error else body
+
+
 def write_export(run, image_idx: np.ndarray, *, fmt: str, how: str) -> Path:
     """Write ``image_idx`` of ``run`` in ``fmt`` to a new file directly under ``RUN/exports/``.
 
@@ -60,7 +69,7 @@ def write_export(run, image_idx: np.ndarray, *, fmt: str, how: str) -> Path:
 class ExportPanel:
     """Format select, button, status line and the hidden Div that triggers the browser download."""
 
-    def __init__(self, *, task: str, width: int = 240):
+    def __init__(self, *, task: str, width: int = 240, sheet=None):
         from bokeh.models import Button, CustomJS, Div, Select
 
         from vecexplore.app import ui
@@ -69,8 +78,9 @@ class ExportPanel:
         self.format = Select(title="Export the selection as", value=opts[0][0], options=opts, name="export-format",
                              width=width)
         self.button = Button(label="Export selection", name="export-button", button_type="primary", width=width)
-        self.status = Div(text="", name="export-status", css_classes=["vx-export-status"], width=width)
-        self.trigger = Div(text="", name="export-url", visible=False)
+        self.status = Div(text="", name="export-status", css_classes=["vx-export-status"], width=width,
+                          stylesheets=[sheet] if sheet is not None else [])
+        self.trigger = ui.text_div(text="", name="export-url", visible=False)
         self.trigger.js_on_change("text", CustomJS(code=ui.js("download")))
 
     @property

@@ -70,7 +70,7 @@ class GalleryPanel:
     """The gallery figure, sort select and pager."""
 
     def __init__(self, *, url_base: str, unit: int = 90):
-        from bokeh.models import Button, ColumnDataSource, Div, HoverTool, Range1d, Select, TapTool
+        from bokeh.models import Button, ColumnDataSource, HoverTool, Range1d, Select, TapTool
         from bokeh.plotting import figure
 
         self.url_base = url_base
@@ -102,8 +102,8 @@ class GalleryPanel:
             ("confidence_asc", "Confidence (low first)")])
         self.prev = Button(label="‹ Prev", name="gallery-prev", width=70)
         self.next = Button(label="Next ›", name="gallery-next", width=70)
-        self.page = Div(text="", name="gallery-page", css_classes=["vx-caption"])
-        self.caption = Div(text="", name="gallery-caption", css_classes=["vx-caption"])
+        self.page = ui.text_div(text="", name="gallery-page", css_classes=["vx-caption"])
+        self.caption = ui.text_div(text="", name="gallery-caption", css_classes=["vx-caption"])
         self._rows = np.zeros(0, np.int64)
 
     @staticmethod

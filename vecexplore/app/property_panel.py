@@ -151,7 +151,10 @@ class PropertyPanel:
                 TableColumn(field="spearman", title="Spearman", width=70, formatter=NumberFormatter(format="+0.00")),
                 TableColumn(field="direction", title="Direction", width=150),
             ])
-        self.importance_caption = Div(text="", name="importance-caption", css_classes=["vx-caption"], width=width)
+        from vecexplore.app.ui import text_div
+
+        self.importance_caption = text_div(text="", name="importance-caption", css_classes=["vx-caption"],
+                                           width=width)
         self._props: list[str] = []
 
     def layout(self, sheet):

@@ -23,6 +23,7 @@ its ``selection["image_idx"]``. A tap on the curve sets the confidence.
 
 from __future__ import annotations
 
+import html
 import logging
 from dataclasses import replace
 
@@ -197,7 +198,7 @@ class QualityViews:
         try:
             bt = self._bin_table(ctl, s)
         except VecexploreError as exc:
-            return empty, {}, f"Cannot show {prop}: {exc}"
+            return empty, {}, html.escape(f"Cannot show {prop}: {exc}")
         what = f"{self._what(ctl, ctl.selection)} at {self._op(s)}"
         return bin_columns(bt, self.task), bt.overall, property_caption(prop, level=self.levels.get(prop, "image"),
                                                                         what=what, task=self.task)
@@ -328,28 +329,35 @@ class QualityViews:
 
     # ------------------------------------------------------------- wiring
 
-    def wire(self, ctl, on, noop) -> None:
-        """Connect the quality widgets; ``on(key, job_factory)`` is the controller's callback maker."""
+    def wire(self, ctl, on, tap, valid) -> None:
+        """Connect the quality widgets; ``on(key, job_factory)``, ``tap(source, job_of_row)`` and
+        ``valid(check, make)`` are the controller's callback makers (:func:`vecexplore.app.wiring.wire`)."""
         from bokeh.events import Tap
+
+        from vecexplore.app import client
+        from vecexplore.app.wiring import select_values
 
         def state_job(change, parts):
             return ctl._state_job(change, parts)
 
         m, c, p, r = self.metrics, self.classes, self.props, self.recs
-        m.scope.on_change("active", on("curve-scope", lambda new: state_job(
-            lambda s: replace(s, curve_scope="selection" if new == 0 else "run"), {"curve"})))
-        m.klass.on_change("value", on("curve-class", lambda new: state_job(
-            lambda s: replace(s, curve_class=int(new)), {"curve"})))
-        m.figure.on_event(Tap, lambda event: None if ctl._applying or event.x is None else
+        n_classes = len(self.data.class_names)
+        m.scope.on_change("active", on("curve-scope", valid(lambda v: client.choice(v, (0, 1)), lambda v: state_job(
+            lambda s: replace(s, curve_scope="selection" if v == 0 else "run"), {"curve"}))))
+        m.klass.on_change("value", on("curve-class", valid(lambda v: client.choice(v, select_values(m.klass)),
+                                                           lambda v: state_job(lambda s: replace(s, curve_class=int(v)),
+                                                                               {"curve"}))))
+        m.figure.on_event(Tap, lambda event: None if ctl._applying or client.unit_float(event.x) is None else
                           ctl.dispatch.submit("confidence", self.tap_job(ctl, event.x)))
-        c.classes.on_change("value", on("bar-classes", lambda new: state_job(
-            lambda s: replace(s, bar_classes=tuple(sorted({int(v) for v in new}))), {"bars"})))
-        c.source.selected.on_change("indices", on(
-            "pick", lambda new: self.segment_job(ctl, new[0]) if len(new) else noop))
-        p.select.on_change("value", on("prop", lambda new: state_job(lambda s: replace(s, prop=str(new)), {"bins"})))
-        p.source.selected.on_change("indices", on("pick", lambda new: self.bin_job(ctl, new[0]) if len(new) else noop))
-        p.importance_source.selected.on_change("indices", on("prop", lambda new: state_job(
-            lambda s, row=new[0]: replace(s, prop=p.prop_at(row)), {"bins"}) if len(new) else noop))
+        c.classes.on_change("value", on("bar-classes", valid(lambda v: client.class_values(v, n_classes),
+                                                             lambda v: state_job(lambda s: replace(s, bar_classes=v),
+                                                                                 {"bars"}))))
+        c.source.selected.on_change("indices", on("pick", tap(c.source, lambda row: self.segment_job(ctl, row))))
+        p.select.on_change("value", on("prop", valid(lambda v: client.choice(v, select_values(p.select)),
+                                                     lambda v: state_job(lambda s: replace(s, prop=str(v)), {"bins"}))))
+        p.source.selected.on_change("indices", on("pick", tap(p.source, lambda row: self.bin_job(ctl, row))))
+        p.importance_source.selected.on_change("indices", on("prop", tap(p.importance_source, lambda row: state_job(
+            lambda s: replace(s, prop=p.prop_at(row)), {"bins"}))))
         for i, button in enumerate(r.buttons):
             button.on_click(lambda i=i: ctl.dispatch.submit("pick", self.recommendation_job(ctl, i)))
         r.refresh.on_click(lambda: ctl.dispatch.submit(next(ctl._clicks), self.recommend_job(ctl)))

@@ -83,7 +83,9 @@ class RecommendPanel:
     def __init__(self, *, width: int = 630):
         from bokeh.models import Button, Column, Div, Row
 
-        self.caption = Div(text="", name="recommendations-caption", css_classes=["vx-caption"], width=width)
+        from vecexplore.app.ui import text_div
+
+        self.caption = text_div(text="", name="recommendations-caption", css_classes=["vx-caption"], width=width)
         self.refresh = Button(label="Recompute at this operating point", name="recommendations-refresh", width=220,
                               button_type="default")
         self.texts = [Div(text="", name=f"rec-{i}", width=width - 150, css_classes=["vx-rec-div"])

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from vecexplore.app.hosts import DEFAULT_ADDRESS
 from vecexplore.errors import ConfigError, RunStoreError
 
 log = logging.getLogger(__name__)
@@ -255,7 +256,7 @@ def make_server(
     paths: Sequence[str | Path],
     *,
     port: int = 5006,
-    host: str = "127.0.0.1",
+    host: str = DEFAULT_ADDRESS,
     allow_websocket_origin: Sequence[str] | None = None,
 ) -> AppServer:
     """Build the server for ``paths`` on the current thread's IOLoop (not started).
@@ -263,9 +264,10 @@ def make_server(
     Args:
         paths: run directories and/or folders of runs (see :func:`discover_runs`).
         port: TCP port; 0 picks a free one (read it back from ``.port``).
-        host: interface to listen on; ``0.0.0.0`` for all.
+        host: interface to listen on (loopback by default); ``0.0.0.0`` for all.
         allow_websocket_origin: ``host[:port]`` values the page may be loaded
-            from; default :func:`default_websocket_origins`.
+            from; default :func:`default_websocket_origins`. They are also the
+            Host names every route answers (see :mod:`vecexplore.app.hosts`).
 
     Raises:
         RunStoreError: a path is not a run. ConfigError: the port is taken.
@@ -278,6 +280,7 @@ def make_server(
     from tornado.httpserver import HTTPServer
     from tornado.ioloop import IOLoop
 
+    from vecexplore.app.hosts import allowed_hosts, guard_hosts
     from vecexplore.app.routes import route_patterns_lazy
 
     run_paths = discover_runs(paths)
@@ -304,6 +307,7 @@ def make_server(
             redirect_root=False,
             websocket_max_message_size_bytes=WEBSOCKET_MAX_MESSAGE_BYTES,
         )
+        guard_hosts(tornado_app, allowed_hosts(origins, bound))
         http = HTTPServer(tornado_app)
         http.add_sockets(sockets)
     except BaseException:
@@ -361,7 +365,7 @@ class ServerThread:
     building (bad run, port taken) are raised in the caller's thread.
     """
 
-    def __init__(self, paths: Sequence[str | Path], *, port: int = 0, host: str = "127.0.0.1", **kwargs):
+    def __init__(self, paths: Sequence[str | Path], *, port: int = 0, host: str = DEFAULT_ADDRESS, **kwargs):
         self._ready = threading.Event()
         self._error: BaseException | None = None
         self.app: AppServer | None = None

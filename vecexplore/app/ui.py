@@ -46,6 +46,26 @@ def stylesheet():
     return InlineStyleSheet(css=css())
 
 
+def choice_options(pairs) -> list[tuple[str, str]]:
+    """``(value, label)`` options for a MultiChoice, labels escaped.
+
+    BokehJS's MultiChoice (Choices.js) inserts option labels as HTML, so a class
+    or split named ``<img onerror=…>`` would run script; escaped, it reads as
+    written. Values stay raw: they travel back to the server, not into the DOM.
+    """
+    import html
+
+    return [(str(value), html.escape(str(label), quote=True)) for value, label in pairs]
+
+
+def text_div(**kwargs):
+    """A Div whose text is shown as plain text, never parsed as HTML (captions
+    that quote class names, selections or paths)."""
+    from bokeh.models import Div
+
+    return Div(render_as_text=True, **kwargs)
+
+
 def card(title: str, *children, name: str, width: int | None = None, sheet=None, **kwargs):
     """A titled white panel (a Column with the ``vx-card`` class) around ``children``."""
     from bokeh.models import Column, Div

@@ -41,7 +41,7 @@ def serve_runs(
     if host in ("", "0.0.0.0", "::") and not allow_websocket_origin:
         typer.echo(
             "  (listening on all interfaces: to open the page from another machine, pass "
-            "--allow-websocket-origin HOST:PORT with the name it uses)",
+            "--allow-websocket-origin HOST:PORT with the name or address its browser uses)",
             err=True,
         )
     typer.echo("press Ctrl+C to stop", err=True)
@@ -67,10 +67,14 @@ def serve_command(
         metavar="RUN", help="A run directory, several, or a folder of runs.", show_default=False,
     )],
     port: Annotated[int, typer.Option("--port", min=0, max=65535, help="Port to listen on (0: any free port).")] = 5006,
-    host: Annotated[str, typer.Option("--host", help="Interface to listen on (0.0.0.0: all).")] = "127.0.0.1",
+    host: Annotated[str, typer.Option(
+        "--address", "--host",
+        help="Interface to listen on: 127.0.0.1 (this machine only) unless given; 0.0.0.0 for all.",
+    )] = "127.0.0.1",
     allow_websocket_origin: Annotated[list[str] | None, typer.Option(
         "--allow-websocket-origin",
-        help="HOST[:PORT] the page may be opened from (repeatable); default: the listening host and localhost.",
+        help="HOST[:PORT] the page may be opened as (repeatable); every other Host is refused. "
+             "Default: the listening address and localhost.",
     )] = None,
     show: Annotated[bool, typer.Option("--show", help="Open the page in a browser.")] = False,
 ) -> None:
