@@ -64,7 +64,7 @@ def select_from_file(run: Run, path: str | Path) -> np.ndarray:
         item = raw.strip()
         if not item or item.startswith("#"):
             continue
-        if re.fullmatch(r"-?\d+", item) and int(item) in by_id:
+        if re.fullmatch(r"-?\d{1,19}", item) and int(item) in by_id:  # longer is no int64 (nor int()-able)
             picked.append(by_id[int(item)])
         elif item in by_name:
             picked.append(by_name[item])

@@ -1,4 +1,5 @@
-"""Helpers shared by the loaders: the load report, border clipping, duplicate ids."""
+"""Helpers shared by the loaders: the load report, border clipping, duplicate ids,
+the signed 64-bit range every id column must fit."""
 
 from __future__ import annotations
 
@@ -15,6 +16,20 @@ from vecexplore.errors import InputError
 from vecexplore.types import ImageTable
 
 log = logging.getLogger("vecexplore.io")
+
+#: The range of every integer that becomes an int64 column (ids, sizes, class ids).
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+
+
+def fits_int64(value: int | float) -> bool:
+    """Whether an integral ``value`` (int, or float with an integer value) fits in int64."""
+    return INT64_MIN <= value <= INT64_MAX
+
+
+def out_of_range(key: str, value) -> str:
+    """The message for an integer field that does not fit in int64."""
+    return f"{key} {value!r} is out of range (must fit in a signed 64-bit integer)"
+
 
 CLIP_NOTE = (
     "metrics use the clipped boxes; --no-clip keeps them as given, which is what pycocotools evaluates"

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from vecexplore.errors import InputError
+from vecexplore.io._common import fits_int64, out_of_range
 
 log = logging.getLogger(__name__)
 
@@ -24,6 +25,8 @@ _SWAPPING_ORIENTATIONS = frozenset({5, 6, 7, 8})
 _EXIF_ORIENTATION = 0x0112
 _NAMES_FILE_SUFFIXES = frozenset({".yaml", ".yml", ".txt", ".names"})
 _EXIF_FORMATS = frozenset({"JPEG", "MPO", "WEBP", "TIFF"})  # EXIF is in the header: no decode
+#: Most classes ``nc`` may declare without names (``class_0 …`` are made for each).
+MAX_CLASSES = 1_000_000
 
 
 def require_file(path: str | Path, *, what: str = "file") -> Path:
@@ -70,6 +73,8 @@ def read_json(path: str | Path) -> Any:
         raise InputError(f"invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}", path=path) from None
     except RecursionError:
         raise InputError("invalid JSON: nested too deeply", path=path) from None
+    except ValueError as exc:  # an integer literal of more than 4300 digits
+        raise InputError(f"invalid JSON: {exc}", path=path) from None
 
 
 def read_csv(path: str | Path) -> tuple[list[str], list[tuple[int, list[str]]]]:
@@ -153,6 +158,8 @@ def _names_from_yaml(data: Any, path: Path) -> dict[int, str]:
     names = data.get("names")
     if names is None:
         nc = data.get("nc")
+        if type(nc) is int and nc > MAX_CLASSES:
+            raise InputError(f"nc is {nc}; at most {MAX_CLASSES:,} classes are supported", path=path)
         if type(nc) is int and nc > 0:
             return {i: f"class_{i}" for i in range(nc)}
         raise InputError("missing required key 'names' (or 'nc')", path=path)
@@ -163,6 +170,8 @@ def _names_from_yaml(data: Any, path: Path) -> dict[int, str]:
         for key, name in names.items():
             if type(key) is not int or key < 0:
                 raise InputError(f"names: class id must be a non-negative integer, got {key!r}", path=path)
+            if not fits_int64(key):
+                raise InputError(f"names: {out_of_range('class id', key)}", path=path)
             out[key] = name
     else:
         raise InputError(f"names: expected a list or a mapping, got {type(names).__name__}", path=path)

@@ -11,7 +11,8 @@ out); :func:`load_coco` is the thin file reader around it. Conventions:
 * Predictions keep their ``id`` when every one has one; otherwise they are
   numbered 1, 2, … in file order, as pycocotools ``loadRes`` does.
 * Unknown scalar image keys (``license``, ``coco_url`` …) become
-  ``ImageTable.metadata``; an image ``split`` key becomes ``ImageTable.split``;
+  ``ImageTable.metadata`` (as text when one key mixes kinds, e.g. numbers and
+  strings, or holds an integer beyond int64); an image ``split`` key becomes ``ImageTable.split``;
   ``segmentation`` and other non-scalar fields are ignored.
 """
 

@@ -31,7 +31,7 @@ from typing import Literal
 import numpy as np
 
 from vecexplore.errors import ConfigError, InputError
-from vecexplore.io._common import LoadReport, clip_to_images
+from vecexplore.io._common import LoadReport, clip_to_images, fits_int64, out_of_range
 from vecexplore.io._read import image_sizes, read_text, require_dir, warn_unreadable
 from vecexplore.io.paths import list_images, resolve_image_path
 from vecexplore.types import Boxes, Categories, Dataset, ImageTable
@@ -99,7 +99,7 @@ def parse_yolo_labels(text: str, *, path: str | Path, predictions: bool, class_i
 
     Raises:
         InputError naming the file and line: wrong field count, a non-number, a
-        non-integer or unknown class, a non-finite value, ``w``/``h`` <= 0, a
+        non-integer, unknown or out-of-range (beyond int64) class, a non-finite value, ``w``/``h`` <= 0, a
         confidence outside [0, 1].
     """
     width = 6 if predictions else 5
@@ -128,6 +128,8 @@ def parse_yolo_labels(text: str, *, path: str | Path, predictions: bool, class_i
         cls = values[0]
         if not cls.is_integer() or cls < 0:
             raise InputError(f"class must be a non-negative integer, got {fields[0]!r}", path=path, record=where)
+        if not fits_int64(cls):
+            raise InputError(out_of_range("class", fields[0]), path=path, record=where)
         if class_ids is not None and int(cls) not in class_ids:
             raise InputError(f"class {int(cls)} is not in the class names ({_id_range(class_ids)})", path=path, record=where)
         if values[3] <= 0 or values[4] <= 0:
