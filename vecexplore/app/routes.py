@@ -155,10 +155,13 @@ class Rendered:
 
 
 def _is_png(path: Path) -> bool:
+    from vecexplore.errors import InputError
+    from vecexplore.io.files import open_regular
+
     try:
-        with open(path, "rb") as f:
+        with open_regular(path) as f:  # never blocks on a FIFO swapped in after the decode
             return f.read(8) == _PNG_MAGIC
-    except OSError:
+    except (OSError, InputError):
         return False
 
 

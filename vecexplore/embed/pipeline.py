@@ -260,9 +260,10 @@ def _hash_all(paths: _PathTable, progress: bool) -> tuple[np.ndarray, np.ndarray
 
     def one(i: int):
         try:
-            return i, file_digest(paths[i]), None
+            return i, file_digest(paths[i], what="an image file"), None
         except InputError as exc:
-            return i, None, "file not found" if not Path(paths[i]).exists() else exc.detail
+            # the short reason, as open_rgb gives it ("not a regular file (a FIFO)")
+            return i, None, "file not found" if not Path(paths[i]).exists() else exc.detail.removeprefix("cannot read file: ")
 
     workers = min(8, (os.cpu_count() or 1) * 2)
     with progress_bar("hashing", total=n, unit="img", enabled=progress) as bar, ThreadPoolExecutor(workers) as pool:

@@ -1,12 +1,15 @@
 """Shared file readers for the loaders: JSON, text, CSV, class names, image headers.
 
 Every failure is an :class:`~vecexplore.errors.InputError` naming the file (and the
-line, where there is one). PIL and PyYAML are imported inside the functions.
+line, where there is one). Only regular files are read, and text files only up to
+the input size limit (:mod:`vecexplore.io.files`), both checked before reading. PIL
+and PyYAML are imported inside the functions.
 """
 
 from __future__ import annotations
 
 import csv
+import io
 import json
 import logging
 from collections.abc import Sequence
@@ -17,6 +20,7 @@ import numpy as np
 
 from vecexplore.errors import InputError
 from vecexplore.io._common import fits_int64, out_of_range
+from vecexplore.io.files import check_regular, max_input_bytes, open_regular
 
 log = logging.getLogger(__name__)
 
@@ -30,12 +34,14 @@ MAX_CLASSES = 1_000_000
 
 
 def require_file(path: str | Path, *, what: str = "file") -> Path:
-    """``path`` as a Path, or InputError if it does not exist or is not a regular file."""
+    """``path`` as a Path, or InputError if it does not exist or is not a regular
+    file (a directory, FIFO, socket or device); never opens it."""
     path = Path(path)
     if not path.exists():
         raise InputError(f"{what} not found", path=path)
     if path.is_dir():
         raise InputError(f"expected a {what}, got a directory", path=path)
+    check_regular(path)
     return path
 
 
@@ -50,10 +56,17 @@ def require_dir(path: str | Path, *, what: str = "directory") -> Path:
 
 
 def read_text(path: str | Path) -> str:
-    """The UTF-8 text of a file (a leading BOM is dropped)."""
+    """The UTF-8 text of a file (a leading BOM is dropped, newlines translated).
+
+    Raises:
+        InputError: missing, not a regular file, above the input size limit
+            (:func:`vecexplore.io.files.max_input_bytes`; checked before reading),
+            unreadable, or not UTF-8.
+    """
     path = require_file(path)
     try:
-        return path.read_text(encoding="utf-8-sig")
+        with io.TextIOWrapper(open_regular(path, max_bytes=max_input_bytes()), encoding="utf-8-sig") as f:
+            return f.read()  # universal newlines, as Path.read_text
     except UnicodeDecodeError as exc:
         raise InputError(f"not UTF-8 text (byte {exc.start})", path=path) from None
     except OSError as exc:
@@ -202,7 +215,8 @@ def _check_names(names: dict[int, str], path: Path | None) -> dict[int, str]:
 
 
 def image_size(path: str | Path) -> tuple[int, int] | None:
-    """``(width, height)`` as displayed, from the header only; None if unreadable.
+    """``(width, height)`` as displayed, from the header only; None if unreadable
+    (a FIFO, socket, device or directory is unreadable and never opened).
 
     Opens lazily (no pixel decode) and applies the EXIF orientation as
     Ultralytics' ``exif_size`` does: orientations 5-8 swap width and height.
@@ -210,7 +224,11 @@ def image_size(path: str | Path) -> tuple[int, int] | None:
     from PIL import Image, UnidentifiedImageError
 
     try:
-        with Image.open(path) as img:
+        f = open_regular(path, what="an image file")
+    except InputError:
+        return None
+    try:
+        with f, Image.open(f) as img:
             width, height = img.size
             if img.format in _EXIF_FORMATS:
                 try:

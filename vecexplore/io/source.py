@@ -25,6 +25,7 @@ from typing import Literal, get_args
 
 from vecexplore.errors import ConfigError, InputError
 from vecexplore.io._common import LoadReport
+from vecexplore.io.files import check_regular
 from vecexplore.types import Dataset
 
 InputFormat = Literal["coco", "yolo", "csv", "imagefolder"]
@@ -110,6 +111,8 @@ def detect_format(source: DatasetSource) -> InputFormat:
         return "yolo"
     if not gt.exists():
         raise InputError("ground truth not found", path=gt)
+    if not gt.is_dir():
+        check_regular(gt)  # a FIFO or device is refused here, never read
     if gt.is_file():
         suffix = gt.suffix.lower()
         if suffix == ".json":

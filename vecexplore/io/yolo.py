@@ -332,7 +332,7 @@ def _match(rel: list[str], root: Path, folder: str | Path | None, *, what: str, 
             if labels is None:
                 raise ConfigError(f"{root}: no labels folder given and the images are not under an 'images' folder; pass --gt LABELS_DIR")
             f = labels.with_suffix(".txt")
-            out.append(f if f.is_file() else None)
+            out.append(f if f.exists() else None)  # a FIFO or folder named so is refused when read, not skipped
         return out
     folder = require_dir(folder, what=f"{what} folder")
     files: dict[str, Path] = {}
