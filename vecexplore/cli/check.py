@@ -8,6 +8,7 @@ import typer
 
 from vecexplore.cli._app import app
 from vecexplore.cli._inputs import (
+    AllowOutsideRootOpt,
     FormatChoice,
     FormatOpt,
     GtOpt,
@@ -29,11 +30,13 @@ def check_data(
     format: FormatOpt = FormatChoice.auto,
     names: NamesOpt = None,
     no_clip: NoClipOpt = False,
+    allow_outside_root: AllowOutsideRootOpt = False,
 ) -> None:
     """Is my input OK? Load and validate it (missing images included) and summarise it."""
     from vecexplore.io import LoadReport, load_dataset
 
-    source = source_from_options(gt=gt, pred=pred, images=images, format=format, names=names, no_clip=no_clip)
+    source = source_from_options(gt=gt, pred=pred, images=images, format=format, names=names, no_clip=no_clip,
+                                 allow_outside_root=allow_outside_root)
     report = LoadReport()
     dataset = load_dataset(source, report=report, progress=sys.stderr.isatty())
     for line in summary_lines(dataset, report, fmt=source.resolved().format):

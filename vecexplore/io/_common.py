@@ -43,11 +43,17 @@ class LoadReport:
     Attributes:
         clipped: input file → number of its boxes clipped to the image border.
         unreadable: file names of images whose header could not be read (size 0).
+        outside_root: file names of images accepted outside the images root
+            (``allow_outside_root``).
+        shared_files: one ``(resolved path, image ids)`` per file that several image
+            records name.
         notes: other things the user should know, one sentence each.
     """
 
     clipped: dict[str, int] = field(default_factory=dict)
     unreadable: list[str] = field(default_factory=list)
+    outside_root: list[str] = field(default_factory=list)
+    shared_files: list[tuple[str, list[int]]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
     def note(self, message: str) -> None:

@@ -66,6 +66,11 @@ class SplitSource:
     def format(self) -> str | None:
         return self.parts[0].format
 
+    @property
+    def allow_outside_root(self) -> bool:
+        """Whether images outside their part's root are read (the same for every part)."""
+        return self.parts[0].allow_outside_root
+
     def resolved(self) -> SplitSource:
         """Every part resolved; all in one format, COCO or CSV."""
         parts = tuple(p.resolved() for p in self.parts)

@@ -33,7 +33,7 @@ import numpy as np
 from vecexplore.errors import ConfigError, InputError
 from vecexplore.io._common import LoadReport, clip_to_images, fits_int64, out_of_range
 from vecexplore.io._read import image_sizes, read_text, require_dir, warn_unreadable
-from vecexplore.io.paths import list_images, resolve_image_path
+from vecexplore.io.paths import check_image_paths, list_images, resolve_image_path
 from vecexplore.types import Boxes, Categories, Dataset, ImageTable
 
 log = logging.getLogger(__name__)
@@ -48,6 +48,7 @@ def load_yolo(
     gt: str | Path | None = None,
     pred: str | Path | None = None,
     clip: bool = True,
+    allow_outside_root: bool = False,
     progress: bool = False,
     report: LoadReport | None = None,
 ) -> Dataset:
@@ -59,6 +60,8 @@ def load_yolo(
         gt: the labels folder; None = Ultralytics' ``images/`` → ``labels/`` rule.
         pred: the predictions folder (6 fields per line); None = no predictions.
         clip: clip boxes crossing the image border.
+        allow_outside_root: accept images reached through symlinks that point out
+            of ``images`` (refused by default: :class:`OutsideRootError`).
 
     Raises:
         InputError: no images; a malformed line, an unknown class (file and line
@@ -68,6 +71,7 @@ def load_yolo(
     rel = list_images(root)
     if not rel:
         raise InputError("no images found (empty dataset)", path=root)
+    check_image_paths(rel, root, allow_outside_root=allow_outside_root, report=report)
     gt_files = _match(rel, root, gt, what="labels", strict=False, report=report)
     pred_files = [None] * len(rel) if pred is None else _match(rel, root, pred, what="predictions", strict=True, report=report)
     width, height, unreadable = image_sizes([root / r for r in rel], progress=progress)
