@@ -47,6 +47,8 @@ def evaluate_command(
 
     COCO and CSV inputs need only the annotation files: the images do not have
     to be on disk (YOLO and ImageFolder inputs are found by listing the images).
+    Images whose headers are read (CSV, YOLO, ImageFolder, COCO images without a
+    size) must lie under the images root unless --allow-outside-root.
     """
     from rich.console import Console
 
