@@ -109,14 +109,16 @@ def build_run(config: BuildConfig, *, progress: bool = False) -> BuildResult:
             without ``force``. Nothing is written at ``config.out`` on failure.
     """
     from vecexplore.eval.evaluate import evaluate
+    from vecexplore.io import LoadReport
     from vecexplore.io.paths import image_paths
     from vecexplore.io.source import load_dataset
 
     timer = _Timer()
     out = Path(config.out)
     _refuse_early(out, config.force)
+    report = LoadReport()
     with timer.stage("load"):
-        dataset = load_dataset(config.source, check_images=True, progress=progress)
+        dataset = load_dataset(config.source, check_images=True, progress=progress, report=report)
     paths = [str(p) for p in image_paths(dataset.images, dataset.images_root)]
     with timer.stage("evaluate"):
         ev = evaluate(dataset, iou=config.iou, confidence=config.confidence)
@@ -162,7 +164,7 @@ def build_run(config: BuildConfig, *, progress: bool = False) -> BuildResult:
             {"id": int(i), "name": str(n)} for i, n in zip(dataset.categories.ids, dataset.categories.names, strict=True)
         ])
         writer.write_json("metrics.json", _metrics_json(ev, metrics))
-        manifest = _manifest(config, dataset, emb, fallback, map_info, timer.timings, readable)
+        manifest = _manifest(config, dataset, emb, fallback, map_info, timer.timings, readable, report)
         writer.write_json(MANIFEST, manifest)
     return BuildResult(
         out=out,
@@ -268,7 +270,7 @@ def _versions() -> dict[str, str]:
     return out
 
 
-def _manifest(config, dataset, emb, fallback, map_info, timings, readable) -> dict:
+def _manifest(config, dataset, emb, fallback, map_info, timings, readable, report) -> dict:
     src = config.source.resolved() if hasattr(config.source, "resolved") else config.source
     root = Path(dataset.images_root).resolve() if dataset.images_root else None
 
@@ -281,6 +283,9 @@ def _manifest(config, dataset, emb, fallback, map_info, timings, readable) -> di
         "format": getattr(src, "format", None),
         **(files(src) if parts is None else {"parts": [files(p) for p in parts]}),
         "images_root": str(root) if root else None,
+        # The app serves only files under images_root unless this is true.
+        "allow_outside_root": bool(getattr(src, "allow_outside_root", False)),
+        "images_outside_root": len(report.outside_root),
     }
     return {
         "schema_version": SCHEMA_VERSION,
@@ -297,6 +302,7 @@ def _manifest(config, dataset, emb, fallback, map_info, timings, readable) -> di
             "embedded_now": emb.stats.n_embedded,
             "from_cache": emb.stats.n_cached,
             "failed_embeddings": int((~emb.ok).sum()),
+            "shared_files": len(report.shared_files),
         },
         "config": {
             "iou": config.iou,

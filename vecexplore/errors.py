@@ -48,6 +48,24 @@ class MissingImagesError(InputError):
         super().__init__(f"{len(self.missing)} image(s) named by the annotations are missing{where}: {head}{more}")
 
 
+class OutsideRootError(InputError):
+    """Image paths resolve (symlinks followed) outside the images root; all are listed.
+
+    Args:
+        outside: ``(file name as given, resolved path)`` of each such image.
+        root: the images root they were resolved against.
+    """
+
+    def __init__(self, outside: list[tuple[str, str]], *, root: str | Path, shown: int = 20):
+        self.outside = [name for name, _ in outside]
+        head = ", ".join(name if name == real else f"{name} (-> {real})" for name, real in outside[:shown])
+        more = f" … and {len(outside) - shown} more" if len(outside) > shown else ""
+        super().__init__(
+            f"{len(outside)} image path(s) resolve outside the images root {root}: {head}{more}. "
+            "Pass --images with a folder that holds every image, or --allow-outside-root to read them anyway"
+        )
+
+
 class ValidationError(VecexploreError):
     """A data-model object was built with inconsistent or ill-typed fields."""
 

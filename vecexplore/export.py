@@ -49,12 +49,12 @@ def select_clusters(run: Run, clusters) -> np.ndarray:
 def select_from_file(run: Run, path: str | Path) -> np.ndarray:
     """Images listed in a text file, one per line: an image id, a file name as in the
     annotations, or an absolute path. Blank lines and ``#`` comments are skipped.
-    Every unknown line is reported."""
+    Every unknown line is reported. The file must be a regular file within the input
+    size limit (:mod:`vecexplore.io.files`)."""
+    from vecexplore.io._read import read_text
+
     path = Path(path)
-    try:
-        lines = path.read_text().splitlines()
-    except OSError as exc:
-        raise InputError(f"cannot read: {exc.strerror or exc}", path=path) from None
+    lines = read_text(path).splitlines()
     images = run.images
     by_id = {int(v): i for i, v in enumerate(images["image_id"].to_numpy())}
     by_name = {str(v): i for i, v in enumerate(images["file_name"].to_numpy())}
@@ -64,7 +64,7 @@ def select_from_file(run: Run, path: str | Path) -> np.ndarray:
         item = raw.strip()
         if not item or item.startswith("#"):
             continue
-        if re.fullmatch(r"-?\d+", item) and int(item) in by_id:
+        if re.fullmatch(r"-?\d{1,19}", item) and int(item) in by_id:  # longer is no int64 (nor int()-able)
             picked.append(by_id[int(item)])
         elif item in by_name:
             picked.append(by_name[item])

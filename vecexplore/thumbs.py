@@ -9,6 +9,9 @@ in-flight chunks whatever the image count.
 The packed store (``thumbs.bin`` + ``thumbs.npy``) keeps 100k thumbnails in two
 files: ``thumbs.npy`` is ``(N, 2) int64`` ``(offset, length)`` into ``thumbs.bin``;
 length 0 means no thumbnail (the image could not be decoded).
+
+:func:`find_undecodable` runs the same decode without thumbnails, for
+``vecexplore check-data``: it lists exactly the images a build will mark unreadable.
 """
 
 from __future__ import annotations
@@ -30,6 +33,8 @@ log = logging.getLogger(__name__)
 
 THUMB_SIZE = 160
 THUMB_QUALITY = 80
+#: The ``open_rgb`` size hint of the scan's one decode per image.
+SCAN_SIZE_HINT = THUMB_SIZE * 2
 _CHUNK = 32
 
 
@@ -53,7 +58,7 @@ def _scan_one(path: str) -> tuple[bytes | None, dict | None, str | None]:
     from vecexplore.io.images import DecodeError, open_rgb
 
     try:
-        img = open_rgb(path, size_hint=THUMB_SIZE * 2)
+        img = open_rgb(path, size_hint=SCAN_SIZE_HINT)
     except DecodeError as exc:
         return None, None, exc.reason
     props = pixel_properties(analysis_image(img))
@@ -123,6 +128,56 @@ def scan_images(
     np.save(out_dir / "thumbs.npy", index, allow_pickle=False)
     log.info("thumbnails: %d written, %d undecodable", int(ok.sum()), int(n - ok.sum()))
     return ScanResult(properties=props, ok=ok, error=error)
+
+
+def _check_one(path: str) -> str | None:
+    from vecexplore.io.images import DecodeError, open_rgb
+
+    try:
+        open_rgb(path, size_hint=SCAN_SIZE_HINT)
+    except DecodeError as exc:
+        return exc.reason
+    return None
+
+
+def _check_chunk(paths: list[str]) -> list[str | None]:
+    return [_check_one(p) for p in paths]
+
+
+def find_undecodable(paths: Sequence[str | Path], *, workers: int | None = None,
+                     progress: bool = False) -> list[tuple[int, str]]:
+    """The images a build will mark unreadable, found by the scan's own decode.
+
+    Every image is decoded exactly as :func:`scan_images` decodes it (``open_rgb`` at
+    :data:`SCAN_SIZE_HINT`; the embedding's decode refuses the same files), without
+    making thumbnails: zero-byte, truncated, not an image, a directory or FIFO,
+    too large, a decompression bomb.
+
+    Args:
+        paths: image files in image-table order.
+        workers: decoding processes; None → ``min(4, cpu_count)``; 0 → in this process.
+        progress: draw a progress bar (images/s).
+
+    Returns:
+        ``(position, reason)`` of each undecodable image, in order.
+    """
+    paths = [str(p) for p in paths]
+    workers = min(4, os.cpu_count() or 1) if workers is None else workers
+    chunks = [paths[i : i + _CHUNK] for i in range(0, len(paths), _CHUNK)]
+    bad: list[tuple[int, str]] = []
+    with progress_bar("decoding images", total=len(paths), unit="img", enabled=progress) as bar:
+        pool = ProcessPoolExecutor(max_workers=workers) if workers > 0 and len(chunks) > 1 else None
+        try:
+            results = pool.map(_check_chunk, chunks) if pool is not None else map(_check_chunk, chunks)
+            i = 0
+            for chunk in results:
+                bad.extend((i + k, reason) for k, reason in enumerate(chunk) if reason is not None)
+                i += len(chunk)
+                bar.advance(len(chunk))
+        finally:
+            if pool is not None:
+                pool.shutdown(cancel_futures=True)
+    return bad
 
 
 class ThumbStore:
