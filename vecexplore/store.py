@@ -247,9 +247,7 @@ class Run:
         self.manifest = manifest
         version = manifest.get("schema_version")
         if version != SCHEMA_VERSION:
-            raise RunStoreError(
-                f"{self.path}: run schema version {version!r}, this vecexplore reads {SCHEMA_VERSION}; rebuild the run"
-            )
+            raise broken_file(manifest_path, f"run schema version {version!r}, this vecexplore reads {SCHEMA_VERSION}")
         if manifest.get("task") not in TASKS:
             raise broken_file(manifest_path, f"task is {manifest.get('task')!r}, not one of {', '.join(TASKS)}")
         self._cache: dict[str, Any] = {}
@@ -265,7 +263,7 @@ class Run:
 
             path = self.path / f"{name}.parquet"
             if not path.exists():
-                raise RunStoreError(f"{self.path}: missing {path.name}; {REBUILD_HINT}")
+                raise broken_file(path, "missing")
             try:
                 self._cache[name] = pd.read_parquet(path)
             except Exception as exc:  # pyarrow raises many types for a damaged file; all mean the same
@@ -289,7 +287,7 @@ class Run:
         if name not in self._cache:
             path = self.path / name
             if not path.exists():
-                raise RunStoreError(f"{self.path}: missing {name}; {REBUILD_HINT}")
+                raise broken_file(path, "missing")
             try:
                 self._cache[name] = json.loads(path.read_text(encoding="utf-8"))
             except (OSError, ValueError) as exc:
@@ -314,7 +312,7 @@ class Run:
         try:
             return np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
         except FileNotFoundError:
-            raise RunStoreError(f"{self.path}: missing {name}; {REBUILD_HINT}") from None
+            raise broken_file(path, "missing") from None
         except (OSError, ValueError, EOFError) as exc:  # truncated, not .npy, object arrays
             raise broken_file(path, f"unreadable array ({_reason(exc)})") from None
 
