@@ -178,12 +178,13 @@ def _write_yolo_dir(run: Run, image_idx: np.ndarray, out: Path, *, force: bool) 
 
 
 def _yolo_bytes(run: Run, image_idx: np.ndarray) -> int:
-    """About what a YOLO folder of the selection takes: a 4 kB block per label file
-    (one per image, one per image with predictions) and ~80 bytes per box line."""
+    """About what a YOLO folder of the selection takes: a 4 kB block per file (per image a
+    label file and an image symlink, per image with predictions one more, the folders)
+    and ~80 bytes per box line."""
     objects = run.objects
     rows = np.isin(objects["image_idx"].to_numpy(), image_idx)
     with_pred = np.unique(objects["image_idx"].to_numpy()[rows & (objects["kind"] == "pred").to_numpy()])
-    return int((len(image_idx) + len(with_pred) + 1) * 4096 + rows.sum() * 80)
+    return int((2 * len(image_idx) + len(with_pred) + 4) * 4096 + rows.sum() * 80)
 
 
 def describe_selection(how: str, n: int) -> str:
