@@ -6,7 +6,8 @@ loaded with LD_PRELOAD into the ``vecexplore`` subprocess, makes the kernel-
 facing calls (write, pwrite, writev, fwrite) on files under one directory fail
 with ENOSPC once a byte budget is spent. No root, no tmpfs, none of our code
 mocked. Every kind of write is covered: build (the run directory, early and
-late; the embedding cache), export (every format), evaluate (--json, --plots).
+late; the embedding cache), export (every format), evaluate (--json, --plots),
+and demo-data.
 """
 
 from __future__ import annotations
@@ -195,3 +196,15 @@ def test_evaluate_plots_on_a_full_disk(shim, small_data, tmp_path):
     res = _vecexplore(argv, shim=shim, full=plots, budget=20_000)  # the first PNG does not fit
     _assert_disk_full(res, plots / "confusion_matrix.png")
     assert _leftovers(plots) == []
+
+
+# ---------------------------------------------------------------- demo data
+
+
+def test_demo_data_on_a_full_disk(shim, tmp_path):
+    full = tmp_path / "full"
+    full.mkdir()
+    res = _vecexplore(["demo-data", "--out", full / "demo", "--n", "20"], shim=shim, full=full, budget=50_000)
+    mb = _assert_disk_full(res, full / "demo")
+    assert mb * 1e6 >= 20 * 25_000  # the demo's JPEGs alone are about 25 kB each
+    assert _leftovers(full) == []

@@ -1,8 +1,8 @@
 """Files of a run honour the user's umask: what a plain open()/mkdir() would give.
 
 Under umask 022 a run (its directory, JSON, npy, parquet, thumbnails), its
-exports (every format, the yolo folder), evaluate's JSON and plots and the
-embedding cache are 0644 / 0755, readable by others; under 077 they are
+exports (every format, the yolo folder), evaluate's JSON and plots, the
+embedding cache and the demo data are 0644 / 0755, readable by others; under 077 they are
 0600 / 0700. Each umask runs in its own subprocess: the test process's umask is
 never changed.
 """
@@ -54,6 +54,9 @@ _WRITE_EVERYTHING = textwrap.dedent("""
     with EmbeddingCache(base / "cache", "m|w|p|fp32") as cache:
         cache.add(["d" * 40], np.ones((1, 4), np.float32))
 
+    from vecexplore.demo import generate_demo
+    generate_demo(base / "demo", n=20)
+
     print(json.dumps({str(p.relative_to(base)): p.lstat().st_mode & 0o7777
                       for p in sorted(base.rglob("*")) if not p.is_symlink()}))
 """)
@@ -77,7 +80,7 @@ def test_everything_written_gets_the_umasks_modes(demo_run, tmp_path, umask, fil
                       "runs/run/thumbs.bin", "runs/run/thumbs.npy", "runs/run/manifest.json",
                       "exports/sel.csv", "exports/sel.json", "exports/sel.txt", "exports/sel.coco",
                       "exports/sel.yolo", "exports/sel.yolo/data.yaml", "metrics.json",
-                      "plots/confusion_matrix.png"}
+                      "plots/confusion_matrix.png", "demo", "demo/annotations.json", "demo/images/000001.jpg"}
     assert expected_kinds <= set(modes), sorted(set(modes))
     assert any(p.startswith("exports/sel.yolo/labels/") and p.endswith(".txt") for p in modes)
     assert any(p.startswith("cache/") and p.endswith(".npz") for p in modes)
