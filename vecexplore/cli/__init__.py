@@ -1,7 +1,8 @@
 """Command-line entry point: ``vecexplore``.
 
 Every :class:`~vecexplore.errors.VecexploreError` becomes ``error: <message>``
-on stderr and exit code 2, never a traceback.
+on stderr and exit code 2, never a traceback; so does a full disk that escaped
+every writer's own :class:`~vecexplore.errors.DiskFullError`.
 
 Interruptions: Ctrl-C (SIGINT) and SIGTERM (``kill``, ``docker stop``, a batch
 scheduler's timeout) both raise ``KeyboardInterrupt`` in the main thread, so a
@@ -58,6 +59,14 @@ def main(argv: list[str] | None = None) -> None:
         app(args=argv, prog_name="vecexplore")
     except VecexploreError as exc:
         sys.stderr.write(f"error: {exc}\n")
+        code = 2
+    except OSError as exc:  # a full disk where no writer sized it: still no traceback
+        from vecexplore.atomic import is_disk_full
+
+        if not is_disk_full(exc):
+            raise
+        where = f"{exc.filename}: " if exc.filename else ""
+        sys.stderr.write(f"error: {where}no space left on device ({exc.strerror or exc})\n")
         code = 2
     except KeyboardInterrupt:  # Typer turns it into exit 130 itself; this is for callers without it
         code = EXIT_SIGINT

@@ -111,9 +111,9 @@ def info_command(
 ) -> None:
     """Headline metrics, weights, unreadable images and the ranked failure clusters of a run."""
     from vecexplore.info import run_summary
-    from vecexplore.store import Run
+    from vecexplore.runcheck import open_run
 
-    summary = run_summary(Run(run_dir))
+    summary = run_summary(open_run(run_dir))
     if as_json:
         typer.echo(json.dumps(summary, indent=2))
         return
@@ -141,9 +141,9 @@ def export_command(
 
     from vecexplore.errors import ConfigError
     from vecexplore.export import export_selection, select_clusters, select_from_file, select_where
-    from vecexplore.store import Run
+    from vecexplore.runcheck import open_run
 
-    run = Run(run_dir)
+    run = open_run(run_dir)
     chosen = []
     if cluster:
         chosen.append(select_clusters(run, cluster))
