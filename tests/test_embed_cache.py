@@ -98,6 +98,57 @@ def test_a_torn_or_foreign_shard_is_skipped_with_a_warning(tmp_path, caplog, dam
     assert bad.name in caplog.text and "ignoring unreadable shard" in caplog.text
 
 
+class _Clock:
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self):
+        return self.now
+
+
+def test_a_shard_is_written_by_age_as_well_as_by_size(tmp_path):
+    """Size OR age: a slow model's vectors reach disk within max_age of being added
+    (the check runs at each add); a fast one's fill shards by size."""
+    clock = _Clock()
+    cache = EmbeddingCache(tmp_path, "k", shard_size=6, max_age=5.0, clock=clock)
+    vectors, digests = _unit(20), _digests(20)
+    cache.add(digests[:2], vectors[:2])  # t=0: the oldest pending is 0 s old
+    clock.now = 4.9
+    cache.add(digests[2:4], vectors[2:4])
+    assert _shards(cache) == []
+    clock.now = 5.0  # the first two are 5 s old: everything pending is written
+    cache.add(digests[4:5], vectors[4:5])
+    assert len(_shards(cache)) == 1 and len(EmbeddingCache(tmp_path, "k")) == 5
+    clock.now = 6.0
+    cache.add(digests[5:13], vectors[5:13])  # 8 at once: one full shard of 6, 2 left (0 s old)
+    assert len(_shards(cache)) == 2 and len(EmbeddingCache(tmp_path, "k")) == 11
+    clock.now = 10.9
+    cache.add(digests[13:14], vectors[13:14])
+    assert len(_shards(cache)) == 2
+    clock.now = 11.0
+    cache.add(digests[14:15], vectors[14:15])
+    assert len(_shards(cache)) == 3 and len(EmbeddingCache(tmp_path, "k")) == 15
+    clock.now = 100.0  # a long wait with nothing pending writes nothing
+    cache.add(digests[15:16], vectors[15:16])
+    assert len(_shards(cache)) == 3
+    found, got = EmbeddingCache(tmp_path, "k").lookup(digests[:15])
+    assert found.all()
+    np.testing.assert_array_equal(got, vectors[:15])
+
+
+def test_max_age_none_writes_by_size_only(tmp_path):
+    clock = _Clock()
+    cache = EmbeddingCache(tmp_path, "k", shard_size=4, max_age=None, clock=clock)
+    cache.add(_digests(3), _unit(3))
+    clock.now = 1e9
+    cache.add([], _unit(0))
+    assert _shards(cache) == []
+    cache.add(_digests(1, "e"), _unit(1, seed=1))
+    assert len(_shards(cache)) == 1
+    with pytest.raises(ValueError, match="max_age"):
+        EmbeddingCache(tmp_path, "k", max_age=-1)
+
+
 def test_key_collision_is_refused(tmp_path):
     cache = EmbeddingCache(tmp_path, "k1")
     cache.add(["a"], _unit(1))
@@ -211,7 +262,7 @@ def encode_then_die(model, x):
 pipeline._encode = encode_then_die
 model = load_clip(TINY_MODEL, "random")
 cfg = EmbedConfig(model=TINY_MODEL, weights="random", device="cpu", num_workers=0, batch_size=4)
-cache = EmbeddingCache(root, cfg.cache_key(model), shard_size=8)
+cache = EmbeddingCache(root, cfg.cache_key(model), shard_size=8, max_age=None)  # by size only: exact counts
 embed_images(paths, cfg, cache=cache, model=model)
 print("not killed")
 """

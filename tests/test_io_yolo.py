@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from _io_helpers import assert_same_dataset, make_image, write_text
 
-from vecexplore.errors import ConfigError, InputError
+from vecexplore.errors import ConfigError, InputError, OutsideRootError
 from vecexplore.io import (
     DatasetSource,
     LoadReport,
@@ -166,7 +166,10 @@ def test_write_round_trip(tmp_path, link):
         assert not (out / "images").exists()
         return
     assert (out / "images/sub/b.png").is_symlink() == (link == "symlink")
-    again = load_yolo(images=out / "images", names=NAMES, pred=out / "predictions")
+    if link == "symlink":  # the links point out of the export's images folder: refused unless allowed
+        with pytest.raises(OutsideRootError):
+            load_yolo(images=out / "images", names=NAMES, pred=out / "predictions")
+    again = load_yolo(images=out / "images", names=NAMES, pred=out / "predictions", allow_outside_root=link == "symlink")
     assert_same_dataset(ds, again, atol=1e-9)
 
 

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
+import time
 
 import numpy as np
 import pandas as pd
 import pytest
 
+from vecexplore.buildlock import GRACE_SECONDS
 from vecexplore.errors import RunStoreError
 from vecexplore.store import MANIFEST, SCHEMA_VERSION, Run, atomic_write_json, json_safe, write_run
 
@@ -87,14 +90,21 @@ def test_interrupted_build_leaves_nothing_that_looks_finished(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_stale_partial_from_a_killed_build_is_cleaned(tmp_path):
+def test_stale_partial_without_a_lock_is_cleaned_once_old(tmp_path):
+    """A leftover with no lock file (an older vecexplore's, or a build killed before it
+    locked) goes once it has not changed for the grace period; a young one stays."""
     out = tmp_path / "run"
     stale = tmp_path / "run.partial-abc"
-    stale.mkdir()
-    (stale / "images.parquet").write_bytes(b"half")
+    young = tmp_path / "run.partial-new"
+    for d in (stale, young):
+        d.mkdir()
+        (d / "images.parquet").write_bytes(b"half")
+    old = time.time() - GRACE_SECONDS - 60
+    os.utime(stale, (old, old))
     with write_run(out) as w:
         _write_minimal(w)
     assert not stale.exists()
+    assert young.exists()
     Run(out)
 
 

@@ -34,7 +34,7 @@ from vecexplore.embed.pipeline import EmbedConfig
 from vecexplore.errors import ConfigError
 from vecexplore.io.source import DatasetSource
 from vecexplore.mapping.config import MapConfig
-from vecexplore.store import MANIFEST, SCHEMA_VERSION, write_run
+from vecexplore.store import MANIFEST, SCHEMA_VERSION, estimate_run_bytes, write_run
 
 log = logging.getLogger(__name__)
 
@@ -109,14 +109,16 @@ def build_run(config: BuildConfig, *, progress: bool = False) -> BuildResult:
             without ``force``. Nothing is written at ``config.out`` on failure.
     """
     from vecexplore.eval.evaluate import evaluate
+    from vecexplore.io import LoadReport
     from vecexplore.io.paths import image_paths
     from vecexplore.io.source import load_dataset
 
     timer = _Timer()
     out = Path(config.out)
     _refuse_early(out, config.force)
+    report = LoadReport()
     with timer.stage("load"):
-        dataset = load_dataset(config.source, check_images=True, progress=progress)
+        dataset = load_dataset(config.source, check_images=True, progress=progress, report=report)
     paths = [str(p) for p in image_paths(dataset.images, dataset.images_root)]
     with timer.stage("evaluate"):
         ev = evaluate(dataset, iou=config.iou, confidence=config.confidence)
@@ -124,7 +126,11 @@ def build_run(config: BuildConfig, *, progress: bool = False) -> BuildResult:
         metrics = ev.to_json_dict()
     with timer.stage("embed"):
         emb, fallback = _embed(paths, config, progress)
-    with write_run(out, force=config.force) as writer:
+    size_hint = estimate_run_bytes(
+        n_images=dataset.num_images, dim=emb.vectors.shape[1], n_classes=len(dataset.categories),
+        n_objects=len(dataset.gt) + len(dataset.pred) if dataset.task == "detection" else 0,
+    )
+    with write_run(out, force=config.force, size_hint=size_hint) as writer:
         with timer.stage("scan"):
             from vecexplore.thumbs import scan_images
 
@@ -162,7 +168,7 @@ def build_run(config: BuildConfig, *, progress: bool = False) -> BuildResult:
             {"id": int(i), "name": str(n)} for i, n in zip(dataset.categories.ids, dataset.categories.names, strict=True)
         ])
         writer.write_json("metrics.json", _metrics_json(ev, metrics))
-        manifest = _manifest(config, dataset, emb, fallback, map_info, timer.timings, readable)
+        manifest = _manifest(config, dataset, emb, fallback, map_info, timer.timings, readable, report)
         writer.write_json(MANIFEST, manifest)
     return BuildResult(
         out=out,
@@ -183,10 +189,19 @@ def _refuse_early(out: Path, force: bool) -> None:
         raise RunStoreError(f"{out}: already exists; pass --force to replace it")
 
 
+#: Bytes per cached vector besides its floats: the ``<U40`` digest (160) and zip overhead.
+_CACHE_ROW_BYTES = 200
+
+
 def _embed(paths: list[str], config: BuildConfig, progress: bool):
+    """Embed through the cache. A full cache disk stops the build (DiskFullError naming
+    the cache): going on would embed everything again next time, and when the run
+    is on the same disk its write would fail after all the embedding anyway. The
+    shards written before the failure are kept, so a rerun resumes from them."""
     from vecexplore.embed.cache import default_root
     from vecexplore.embed.clip import load_clip, load_clip_with_fallback
     from vecexplore.embed.pipeline import embed_images
+    from vecexplore.errors import DiskFullError
 
     cfg = config.embed
     fallback = None
@@ -194,7 +209,13 @@ def _embed(paths: list[str], config: BuildConfig, progress: bool):
         model, fallback = load_clip_with_fallback(cfg.model, cfg.weights, device=cfg.device, seed=cfg.seed)
     else:
         model = load_clip(cfg.model, cfg.weights, device=cfg.device, seed=cfg.seed)
-    result = embed_images(paths, cfg, cache=config.cache_dir or default_root(), progress=progress, model=model)
+    root = Path(config.cache_dir or default_root())
+    try:
+        result = embed_images(paths, cfg, cache=root, progress=progress, model=model)
+    except DiskFullError as exc:
+        log.error("the embedding cache %s is full; vectors cached so far are kept: free space (or pass "
+                  "--cache-dir on another disk) and rerun to go on from them", root)
+        raise exc.with_needed(len(paths) * (model.dim * 4 + _CACHE_ROW_BYTES), path=root) from exc
     return result, fallback
 
 
@@ -268,7 +289,7 @@ def _versions() -> dict[str, str]:
     return out
 
 
-def _manifest(config, dataset, emb, fallback, map_info, timings, readable) -> dict:
+def _manifest(config, dataset, emb, fallback, map_info, timings, readable, report) -> dict:
     src = config.source.resolved() if hasattr(config.source, "resolved") else config.source
     root = Path(dataset.images_root).resolve() if dataset.images_root else None
 
@@ -281,6 +302,9 @@ def _manifest(config, dataset, emb, fallback, map_info, timings, readable) -> di
         "format": getattr(src, "format", None),
         **(files(src) if parts is None else {"parts": [files(p) for p in parts]}),
         "images_root": str(root) if root else None,
+        # The app serves only files under images_root unless this is true.
+        "allow_outside_root": bool(getattr(src, "allow_outside_root", False)),
+        "images_outside_root": len(report.outside_root),
     }
     return {
         "schema_version": SCHEMA_VERSION,
@@ -297,6 +321,7 @@ def _manifest(config, dataset, emb, fallback, map_info, timings, readable) -> di
             "embedded_now": emb.stats.n_embedded,
             "from_cache": emb.stats.n_cached,
             "failed_embeddings": int((~emb.ok).sum()),
+            "shared_files": len(report.shared_files),
         },
         "config": {
             "iou": config.iou,

@@ -14,14 +14,15 @@ Formats:
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
 
+from vecexplore.atomic import disk_full_error, make_unique_dir
 from vecexplore.errors import ConfigError, InputError
 from vecexplore.store import Run, atomic_write_bytes, atomic_write_text, json_safe
 
@@ -49,12 +50,12 @@ def select_clusters(run: Run, clusters) -> np.ndarray:
 def select_from_file(run: Run, path: str | Path) -> np.ndarray:
     """Images listed in a text file, one per line: an image id, a file name as in the
     annotations, or an absolute path. Blank lines and ``#`` comments are skipped.
-    Every unknown line is reported."""
+    Every unknown line is reported. The file must be a regular file within the input
+    size limit (:mod:`vecexplore.io.files`)."""
+    from vecexplore.io._read import read_text
+
     path = Path(path)
-    try:
-        lines = path.read_text().splitlines()
-    except OSError as exc:
-        raise InputError(f"cannot read: {exc.strerror or exc}", path=path) from None
+    lines = read_text(path).splitlines()
     images = run.images
     by_id = {int(v): i for i, v in enumerate(images["image_id"].to_numpy())}
     by_name = {str(v): i for i, v in enumerate(images["file_name"].to_numpy())}
@@ -64,7 +65,7 @@ def select_from_file(run: Run, path: str | Path) -> np.ndarray:
         item = raw.strip()
         if not item or item.startswith("#"):
             continue
-        if re.fullmatch(r"-?\d+", item) and int(item) in by_id:
+        if re.fullmatch(r"-?\d{1,19}", item) and int(item) in by_id:  # longer is no int64 (nor int()-able)
             picked.append(by_id[int(item)])
         elif item in by_name:
             picked.append(by_name[item])
@@ -122,8 +123,11 @@ def export_selection(
 ) -> Path:
     """Write the selected images in ``fmt`` to ``out`` (a file; a directory for yolo).
 
+    Files and the yolo folder are written atomically, with the user's umask.
+
     Raises:
         ConfigError: unknown format, empty selection, or ``out`` exists without ``force``.
+        DiskFullError: no space (or quota) left; nothing is left at ``out``.
     """
     out = Path(out)
     if fmt not in FORMATS:
@@ -157,16 +161,30 @@ def _write_yolo_dir(run: Run, image_idx: np.ndarray, out: Path, *, force: bool) 
 
     if out.exists() and not out.is_dir():
         raise ConfigError(f"{out}: exists and is not a directory")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    with disk_full_error(out, _yolo_bytes(run, image_idx)):
+        out.parent.mkdir(parents=True, exist_ok=True)
+        tmp = make_unique_dir(out.parent, f".{out.name}.")
+    mode = tmp.stat().st_mode & 0o7777  # what mkdir gives under the user's umask
     try:
-        write_yolo(run.dataset(), tmp, image_idx=image_idx)
-        if out.exists():
-            shutil.rmtree(out)
-        tmp.rename(out)
+        with disk_full_error(out, _yolo_bytes(run, image_idx)):
+            write_yolo(run.dataset(), tmp, image_idx=image_idx)
+            os.chmod(tmp, mode)  # write_yolo's folder comes from mkdtemp (0700): give it the umask's mode
+            if out.exists():
+                shutil.rmtree(out)
+            tmp.rename(out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def _yolo_bytes(run: Run, image_idx: np.ndarray) -> int:
+    """About what a YOLO folder of the selection takes: a 4 kB block per file (per image a
+    label file and an image symlink, per image with predictions one more, the folders)
+    and ~80 bytes per box line."""
+    objects = run.objects
+    rows = np.isin(objects["image_idx"].to_numpy(), image_idx)
+    with_pred = np.unique(objects["image_idx"].to_numpy()[rows & (objects["kind"] == "pred").to_numpy()])
+    return int((2 * len(image_idx) + len(with_pred) + 4) * 4096 + rows.sum() * 80)
 
 
 def describe_selection(how: str, n: int) -> str:

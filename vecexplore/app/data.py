@@ -130,18 +130,15 @@ class RunData:
 
     def __init__(self, path: str | Path, *, key: str | None = None):
         from vecexplore.eval.evaluate import evaluate
-        from vecexplore.store import Run
+        from vecexplore.runcheck import open_run
         from vecexplore.thumbs import ThumbStore
 
         self.path = Path(path).resolve()
-        self.run = Run(self.path)
+        self.run = open_run(self.path)  # every file checked: a damaged run fails here, not in a session
         self.key = key or slugify(self.path.name)
         self.task = self.run.task
         self.dataset = self.run.dataset()
-        try:
-            self.thumbs = ThumbStore(self.path)
-        except OSError as exc:
-            raise RunStoreError(f"{self.path}: missing thumbnails ({exc.filename}); rebuild the run") from None
+        self.thumbs = ThumbStore(self.path, num_images=self.dataset.num_images)  # damaged: placeholders
         self.class_names = tuple(str(n) for n in self.dataset.categories.names)
         self.clusters = self.run.clusters
         config = self.run.manifest.get("config", {})

@@ -20,8 +20,9 @@ Three routes per run, under ``url_base = f"/vx/{key}"``:
     attachment (``application/json``, ``text/csv``, ``text/plain`` or
     ``application/zip``).
 
-Unreadable images (undecodable at build time, or missing/corrupt now) get a
-generated grey placeholder PNG with a cross and the word "unreadable", HTTP 200
+Unreadable images (undecodable at build time, or missing/corrupt now, or, for a
+run built without ``--allow-outside-root``, resolving outside the run's images
+root now: a symlink changed since the build) get a generated grey placeholder PNG with a cross and the word "unreadable", HTTP 200
 and the header ``X-Vecexplore-Unreadable: 1`` (never cached), so an ``<img>``
 always shows something and a script can still tell.
 
@@ -155,10 +156,13 @@ class Rendered:
 
 
 def _is_png(path: Path) -> bool:
+    from vecexplore.errors import InputError
+    from vecexplore.io.files import open_regular
+
     try:
-        with open(path, "rb") as f:
+        with open_regular(path) as f:  # never blocks on a FIFO swapped in after the decode
             return f.read(8) == _PNG_MAGIC
-    except OSError:
+    except (OSError, InputError):
         return False
 
 
@@ -243,6 +247,20 @@ class RunFiles:
         run_tag = hashlib.sha1(str(data.run.manifest.get("created", "")).encode()).hexdigest()[:8]
         self.digests = np.array([d if d else f"run-{run_tag}-{i}" for i, d in enumerate(digests)], dtype=object)
         self.exports_dir = Path(data.run.path) / EXPORTS_DIR
+        # Defence in depth: the build refused images outside the root; check again at serve time.
+        inputs = data.run.manifest.get("inputs", {})
+        self.allow_outside_root = bool(inputs.get("allow_outside_root", False))
+        root = inputs.get("images_root")
+        self.real_root = os.path.realpath(root) if root else None
+
+    def servable(self, path: Path) -> bool:
+        """Whether the full image at ``path`` may be served: under the images root (real
+        paths), or anywhere for a run built with ``--allow-outside-root``."""
+        from vecexplore.io.paths import is_inside
+
+        if self.allow_outside_root:
+            return True
+        return self.real_root is not None and is_inside(os.path.realpath(path), self.real_root)
 
     def table_size(self, idx: int) -> tuple[int, int]:
         return int(self.width[idx]), int(self.height[idx])
@@ -342,7 +360,9 @@ def _handler_classes():
                 stamp = f"{st.st_mtime_ns}-{st.st_size}"
             except OSError:
                 stamp = None
-            if stamp is None or not files.readable[idx]:
+            if stamp is None or not files.readable[idx] or not files.servable(path):
+                if stamp is not None and files.readable[idx]:
+                    log.warning("not serving %s: outside the run's images root %s", path, files.real_root)
                 self._send(placeholder_image(files.table_size(idx)), None)
                 return
             key = f"{files.digests[idx]}|{stamp}|{MAX_SIDE}|{JPEG_QUALITY}".encode()

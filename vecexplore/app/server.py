@@ -154,9 +154,9 @@ class ServedRun:
     def summary(self) -> dict:
         """What the chooser shows, read from the manifest and metrics.json only (cheap)."""
         from vecexplore.info import headline_metrics
-        from vecexplore.store import Run
+        from vecexplore.runcheck import open_run
 
-        run = Run(self.path)
+        run = open_run(self.path)  # every file checked: serve refuses a damaged run before listening
         manifest = run.manifest
         model = manifest.get("model", {})
         try:

@@ -2,15 +2,15 @@
 
 Usage in a command module::
 
-    from vecexplore.cli._inputs import (FormatChoice, FormatOpt, GtOpt, ImagesOpt, NamesOpt,
-                                        NoClipOpt, PredOpt, source_from_options)
+    from vecexplore.cli._inputs import (AllowOutsideRootOpt, FormatChoice, FormatOpt, GtOpt, ImagesOpt,
+                                        NamesOpt, NoClipOpt, PredOpt, source_from_options)
 
     @app.command("evaluate")
     def evaluate(gt: GtOpt = None, pred: PredOpt = None, images: ImagesOpt = None,
                  format: FormatOpt = FormatChoice.auto, names: NamesOpt = None,
-                 no_clip: NoClipOpt = False):
+                 no_clip: NoClipOpt = False, allow_outside_root: AllowOutsideRootOpt = False):
         source = source_from_options(gt=gt, pred=pred, images=images, format=format,
-                                     names=names, no_clip=no_clip)
+                                     names=names, no_clip=no_clip, allow_outside_root=allow_outside_root)
 """
 
 from __future__ import annotations
@@ -53,7 +53,8 @@ ImagesOpt = Annotated[
     Path | None,
     typer.Option(
         "--images",
-        help="Folder image paths resolve against (default: the GT file's folder; for YOLO, the images folder).",
+        help="Folder image paths resolve against, the images root (default: the GT file's folder; for YOLO, "
+        "the images folder). Images outside it are refused unless --allow-outside-root.",
         rich_help_panel=_PANEL,
     ),
 ]
@@ -80,6 +81,17 @@ NoClipOpt = Annotated[
 ]
 
 
+AllowOutsideRootOpt = Annotated[
+    bool,
+    typer.Option(
+        "--allow-outside-root",
+        help="Read images whose path resolves outside the images root (../x.jpg, absolute paths elsewhere, "
+        "symlinks pointing out) instead of refusing them. The run records it; its app then serves them.",
+        rich_help_panel=_PANEL,
+    ),
+]
+
+
 def source_from_options(
     *,
     gt: Path | list[Path] | None,
@@ -88,6 +100,7 @@ def source_from_options(
     format: str | FormatChoice = "auto",
     names: str | None = None,
     no_clip: bool = False,
+    allow_outside_root: bool = False,
 ) -> DatasetSource | SplitSource:
     """The source the common input options describe (validated; inconsistent
     options raise ConfigError, which the CLI prints as ``error: …``).
@@ -107,4 +120,5 @@ def source_from_options(
         format=None if fmt == "auto" else fmt,
         names=names,
         clip=not no_clip,
+        allow_outside_root=allow_outside_root,
     )

@@ -10,6 +10,7 @@ import typer
 
 from vecexplore.cli._app import app
 from vecexplore.cli._inputs import (
+    AllowOutsideRootOpt,
     FormatChoice,
     FormatOpt,
     GtOpt,
@@ -29,6 +30,7 @@ def evaluate_command(
     format: FormatOpt = FormatChoice.auto,
     names: NamesOpt = None,
     no_clip: NoClipOpt = False,
+    allow_outside_root: AllowOutsideRootOpt = False,
     iou: Annotated[float, typer.Option("--iou", min=0.0, max=1.0,
                                        help="IoU threshold of the operating point (detection).")] = 0.5,
     conf: Annotated[float | None, typer.Option(
@@ -45,6 +47,8 @@ def evaluate_command(
 
     COCO and CSV inputs need only the annotation files: the images do not have
     to be on disk (YOLO and ImageFolder inputs are found by listing the images).
+    Images whose headers are read (CSV, YOLO, ImageFolder, COCO images without a
+    size) must lie under the images root unless --allow-outside-root.
     """
     from rich.console import Console
 
@@ -53,7 +57,8 @@ def evaluate_command(
     from vecexplore.eval.report import build_report
     from vecexplore.io import load_dataset
 
-    source = source_from_options(gt=gt, pred=pred, images=images, format=format, names=names, no_clip=no_clip)
+    source = source_from_options(gt=gt, pred=pred, images=images, format=format, names=names, no_clip=no_clip,
+                                 allow_outside_root=allow_outside_root)
     dataset = load_dataset(source, check_images=False, progress=sys.stderr.isatty())
     if dataset.task == "classification" and iou != 0.5:
         raise ConfigError("--iou applies to detection only; this is a classification dataset")

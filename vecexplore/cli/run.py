@@ -12,6 +12,7 @@ import typer
 
 from vecexplore.cli._app import app
 from vecexplore.cli._inputs import (
+    AllowOutsideRootOpt,
     FormatChoice,
     FormatOpt,
     GtOpt,
@@ -45,6 +46,7 @@ def build_command(
     format: FormatOpt = FormatChoice.auto,
     names: NamesOpt = None,
     no_clip: NoClipOpt = False,
+    allow_outside_root: AllowOutsideRootOpt = False,
     model: Annotated[str, typer.Option("--model", help="open_clip architecture.", rich_help_panel=_MODEL)] = "ViT-B-32",
     weights: Annotated[str, typer.Option(
         "--weights", rich_help_panel=_MODEL,
@@ -74,7 +76,8 @@ def build_command(
     from vecexplore.mapping.config import MapConfig
 
     show_build_logs(verbose)
-    source = source_from_options(gt=gt, pred=pred, images=images, format=format, names=names, no_clip=no_clip)
+    source = source_from_options(gt=gt, pred=pred, images=images, format=format, names=names, no_clip=no_clip,
+                                 allow_outside_root=allow_outside_root)
     config = BuildConfig(
         source=source,
         out=out,
@@ -108,9 +111,9 @@ def info_command(
 ) -> None:
     """Headline metrics, weights, unreadable images and the ranked failure clusters of a run."""
     from vecexplore.info import run_summary
-    from vecexplore.store import Run
+    from vecexplore.runcheck import open_run
 
-    summary = run_summary(Run(run_dir))
+    summary = run_summary(open_run(run_dir))
     if as_json:
         typer.echo(json.dumps(summary, indent=2))
         return
@@ -138,9 +141,9 @@ def export_command(
 
     from vecexplore.errors import ConfigError
     from vecexplore.export import export_selection, select_clusters, select_from_file, select_where
-    from vecexplore.store import Run
+    from vecexplore.runcheck import open_run
 
-    run = Run(run_dir)
+    run = open_run(run_dir)
     chosen = []
     if cluster:
         chosen.append(select_clusters(run, cluster))

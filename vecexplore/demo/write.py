@@ -18,7 +18,6 @@ import json
 import logging
 import os
 import shutil
-import tempfile
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -27,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from vecexplore.atomic import as_disk_full, make_unique_dir
 from vecexplore.demo.model import (
     CLASSIFICATION_OUTCOMES,
     DETECTION_OUTCOMES,
@@ -192,6 +192,10 @@ def _readme(task: str, n: int, seed: int) -> str:
     )
 
 
+#: About what one demo image takes on disk with its share of the JSON files (for the full-disk message).
+_BYTES_PER_IMAGE = 30_000
+
+
 def generate_demo(
     out_dir: str | Path,
     *,
@@ -227,7 +231,7 @@ def generate_demo(
     master_ss, images_ss = np.random.SeedSequence(seed).spawn(2)
     modes, splits, crowd = _assign(n, task, np.random.default_rng(master_ss))
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    tmp = make_unique_dir(out.parent, f".{out.name}.partial-")  # mkdtemp would make it 0700 whatever the umask
     try:
         (tmp / "images").mkdir()
         scenes, sims = [], []
@@ -264,8 +268,11 @@ def generate_demo(
         (tmp / PLANTED_FILE).write_text(_dumps(planted, indent=2), encoding="utf-8")
         (tmp / "README.txt").write_text(_readme(task, n, seed), encoding="utf-8")
         _swap_in(tmp, out)
-    except BaseException:
+    except BaseException as exc:
         shutil.rmtree(tmp, ignore_errors=True)
+        full = as_disk_full(exc, out, n * _BYTES_PER_IMAGE + 1_000_000)
+        if full is not None:
+            raise full from exc
         raise
     mode_counts = Counter(modes)
     split_counts = Counter(splits)
@@ -290,7 +297,7 @@ def _swap_in(tmp: Path, out: Path) -> None:
     if not out.exists():
         os.replace(tmp, out)
         return
-    old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
+    old = make_unique_dir(out.parent, f".{out.name}.old-")
     os.replace(out, old / "data")
     os.replace(tmp, out)
     shutil.rmtree(old, ignore_errors=True)

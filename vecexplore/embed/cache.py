@@ -11,7 +11,14 @@ One directory per ``model_key`` (model, weights identity, preprocessing, precisi
 see :meth:`vecexplore.embed.pipeline.EmbedConfig.cache_key`). Shards are append-only and each is
 written whole to a temporary file, fsynced and renamed into place, so a build
 killed at any moment loses at most the shard it had not yet written; concurrent
-writers never collide (names carry time, pid and a counter). The index (digest →
+writers never collide (names carry time, pid and a counter).
+
+A shard is written when :data:`DEFAULT_SHARD_SIZE` vectors are pending *or* the
+oldest pending vector has waited :data:`DEFAULT_MAX_AGE` seconds (checked as each
+batch is added), whichever comes first. So a SIGKILL loses at most the vectors of
+the last ``max_age`` seconds plus one batch, however slow the model; a fast GPU
+fills shards by size long before the age matters, and a slow run writes at most
+one short shard per ``max_age`` (720 an hour at 5 s). The index (digest →
 shard, row) is rebuilt in memory from the shards' digest arrays on first use; a
 shard that cannot be read (torn by a crash of the file system, truncated by a
 copy, another dimension) is skipped with a warning, never trusted.
@@ -25,7 +32,7 @@ import logging
 import os
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +44,8 @@ log = logging.getLogger(__name__)
 
 FORMAT = 1
 DEFAULT_SHARD_SIZE = 512
+#: Seconds a buffered vector may wait before its shard is written (see the module doc).
+DEFAULT_MAX_AGE = 5.0
 
 
 def default_root() -> Path:
@@ -57,19 +66,28 @@ class EmbeddingCache:
         model_key: everything that determines an image's vector besides its bytes.
         shard_size: buffered vectors are written as a shard whenever this many
             have accumulated (and on :meth:`flush`).
+        max_age: seconds; :meth:`add` also writes everything buffered once the
+            oldest buffered vector is this old. None: by size only.
+        clock: monotonic seconds (injectable for tests).
 
     Use ``lookup`` before embedding, ``add`` as batches come out of the model and
     ``flush`` at the end (or use the cache as a context manager).
     """
 
-    def __init__(self, root: str | Path | None, model_key: str, *, shard_size: int = DEFAULT_SHARD_SIZE):
+    def __init__(self, root: str | Path | None, model_key: str, *, shard_size: int = DEFAULT_SHARD_SIZE,
+                 max_age: float | None = DEFAULT_MAX_AGE, clock: Callable[[], float] = time.monotonic):
         if shard_size < 1:
             raise ValueError(f"shard_size must be >= 1, got {shard_size}")
+        if max_age is not None and not max_age >= 0:
+            raise ValueError(f"max_age must be >= 0 seconds or None, got {max_age}")
         if not model_key:
             raise ValueError("model_key must be a non-empty string")
         self.root = Path(root).expanduser() if root is not None else default_root()
         self.model_key = model_key
         self.shard_size = shard_size
+        self.max_age = max_age
+        self._clock = clock
+        self._pending_since: float | None = None  # clock() when the oldest pending vector came
         slug = re.sub(r"[^A-Za-z0-9._-]+", "_", model_key.split("|", 1)[0])[:48]
         digest = hashlib.blake2b(model_key.encode(), digest_size=8).hexdigest()
         self.directory = self.root / f"{slug}-{digest}"
@@ -183,7 +201,8 @@ class EmbeddingCache:
     # -- writing --------------------------------------------------------------
 
     def add(self, digests: Sequence[str], vectors: np.ndarray) -> None:
-        """Buffer vectors for these digests; a shard is written every ``shard_size``.
+        """Buffer vectors for these digests; a shard is written every ``shard_size``
+        vectors, and all that is buffered once the oldest has waited ``max_age``.
 
         Args:
             digests: ``(n,)`` content digests (:func:`vecexplore.io.images.file_digest`).
@@ -199,10 +218,16 @@ class EmbeddingCache:
             self._dim = vectors.shape[1]
         elif vectors.shape[1] != self._dim:
             raise ValueError(f"vectors have dimension {vectors.shape[1]}; this cache holds {self._dim}")
+        now = self._clock()
+        if not self._pending_digests:
+            self._pending_since = now
         self._pending_digests.extend(str(d) for d in digests)
         self._pending_vectors.extend(vectors)
         while len(self._pending_digests) >= self.shard_size:
             self._write_shard(self.shard_size)
+            self._pending_since = now  # what is left came with this call
+        if self._pending_digests and self.max_age is not None and now - self._pending_since >= self.max_age:
+            self.flush()
 
     def flush(self) -> None:
         """Write whatever is buffered as one (possibly short) shard."""
@@ -228,6 +253,8 @@ class EmbeddingCache:
             self._index.setdefault(d, (number, row))
         del self._pending_digests[:n]
         del self._pending_vectors[:n]
+        if not self._pending_digests:
+            self._pending_since = None
         log.debug("embedding cache: wrote %d vectors to %s", n, path.name)
 
     def __enter__(self) -> EmbeddingCache:

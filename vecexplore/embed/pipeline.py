@@ -231,9 +231,26 @@ def _collate(items):
 
 
 def _worker_init(_worker_id: int) -> None:
+    import sys
+
     import torch
 
     torch.set_num_threads(1)  # this worker process only: leave the cores to the model
+    sys.excepthook = _quiet_disconnects(sys.excepthook)
+
+
+def _quiet_disconnects(hook):
+    """A worker's ``sys.excepthook`` that drops connection errors: when the main process
+    stops (Ctrl-C, SIGTERM) while fetching a batch's shared tensors, the worker's
+    multiprocessing resource-sharer thread would print a ConnectionResetError
+    traceback for a reader that is simply gone."""
+
+    def excepthook(kind, value, tb):
+        if issubclass(kind, (ConnectionError, EOFError)):
+            return
+        hook(kind, value, tb)
+
+    return excepthook
 
 
 def _encode(model, x):
@@ -260,9 +277,10 @@ def _hash_all(paths: _PathTable, progress: bool) -> tuple[np.ndarray, np.ndarray
 
     def one(i: int):
         try:
-            return i, file_digest(paths[i]), None
+            return i, file_digest(paths[i], what="an image file"), None
         except InputError as exc:
-            return i, None, "file not found" if not Path(paths[i]).exists() else exc.detail
+            # the short reason, as open_rgb gives it ("not a regular file (a FIFO)")
+            return i, None, "file not found" if not Path(paths[i]).exists() else exc.detail.removeprefix("cannot read file: ")
 
     workers = min(8, (os.cpu_count() or 1) * 2)
     with progress_bar("hashing", total=n, unit="img", enabled=progress) as bar, ThreadPoolExecutor(workers) as pool:
@@ -301,17 +319,20 @@ def _run_model(loaded: LoadedModel, dataset: _DecodeDataset, *, batch_size: int,
 
     bar_cm = progress_bar(desc, total=len(dataset), unit="img", enabled=progress)
     with bar_cm as bar, torch.inference_mode(), _autocast(device, precision):
-        for index, batch, failed in loader:
-            on_failed(failed)
-            bar.advance(len(failed))
-            if batch is None:
-                continue
-            feats = _encode(loaded.model, batch.to(device, non_blocking=True))
-            if pending is not None:  # one batch behind: the device computes while we copy
+        try:
+            for index, batch, failed in loader:
+                on_failed(failed)
+                bar.advance(len(failed))
+                if batch is None:
+                    continue
+                feats = _encode(loaded.model, batch.to(device, non_blocking=True))
+                if pending is not None:  # one batch behind: the device computes while we copy
+                    done, pending = pending, None
+                    finish(bar, *done)
+                pending = (index, feats)
+        finally:  # also on Ctrl-C / SIGTERM: a batch the device has computed is kept
+            if pending is not None:
                 finish(bar, *pending)
-            pending = (index, feats)
-        if pending is not None:
-            finish(bar, *pending)
 
 
 def embed_images(

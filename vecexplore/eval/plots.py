@@ -16,8 +16,6 @@ the set for a detection or classification evaluation:
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -80,15 +78,10 @@ def _figure(width: float, height: float):
 
 
 def _save(fig, path: Path) -> Path:
+    from vecexplore.atomic import atomic_write
+
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            fig.savefig(f, format="png")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, lambda f: fig.savefig(f, format="png"))
     return path
 
 
@@ -176,10 +169,17 @@ def draw_class_bars(data: dict, path: Path) -> Path:
     return _save(fig, path)
 
 
+#: About what the set of PNGs takes (each is 50-300 kB), for the full-disk message of the folder.
+_PLOTS_BYTES = 1_000_000
+
+
 def write_plots(evaluation: Evaluation, out_dir: str | Path) -> list[Path]:
     """Write the task's PNGs into ``out_dir`` (created); returns their paths."""
+    from vecexplore.atomic import disk_full_error
+
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    with disk_full_error(out, _PLOTS_BYTES):
+        out.mkdir(parents=True, exist_ok=True)
     ev = evaluation
     best_c, _ = ev.optimal
     paths = [draw_confusion(confusion_data(ev.confusion), out / "confusion_matrix.png")]

@@ -1,7 +1,10 @@
 """COCO JSON records → validated columns (the parsing half of :mod:`vecexplore.io.coco`).
 
 Every record is checked for shape, keys and types; a bad one raises InputError
-naming the file, the list and index (and id), and the problem. The common case
+naming the file, the list and index (and id), and the problem. Integer fields
+(ids, ``image_id``, ``category_id``, ``width``, ``height``) must fit in a signed
+64-bit integer; numbers (``bbox``, ``score``, ``area``) must fit in a float64 and a
+box's corners and area must stay finite. The common case
 (well-formed input) is checked column-wise at C speed; only when that finds
 something unexpected does a record-by-record pass run to name the culprit.
 """
@@ -17,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from vecexplore.errors import InputError
-from vecexplore.io._common import first_duplicate
+from vecexplore.io._common import first_duplicate, fits_int64, out_of_range
 from vecexplore.types import Categories, ImageTable
 
 _NUM = (int, float)
@@ -82,6 +85,16 @@ def _is_int(value: Any) -> bool:
     return type(value) is int or (type(value) is float and value.is_integer())
 
 
+def _is_id(value: Any) -> bool:
+    """An integer that fits in int64 (what a record label may show as its id)."""
+    return _is_int(value) and fits_int64(value)
+
+
+def _too_big_for_float(value: Any) -> bool:
+    """An int beyond float64 (JSON ``1e400`` is already ``inf``; ``10**400`` is an int)."""
+    return type(value) is int and not -1.7976931348623157e308 <= value <= 1.7976931348623157e308
+
+
 def _record_id(r: Any, where: str, required: tuple[str, ...], path: str) -> int:
     """Check that a record is an object with the ``required`` keys and an integer ``id``; return the id."""
     if type(r) is not dict:
@@ -91,6 +104,8 @@ def _record_id(r: Any, where: str, required: tuple[str, ...], path: str) -> int:
             raise InputError(f"missing required key '{key}'", path=path, record=where)
     if not _is_int(r["id"]):
         raise InputError(f"id must be an integer, got {r['id']!r}", path=path, record=where)
+    if not fits_int64(r["id"]):
+        raise InputError(out_of_range("id", r["id"]), path=path, record=where)
     return int(r["id"])
 
 
@@ -119,6 +134,8 @@ def _parse_images(recs: Any, path: str) -> tuple[ImageTable, np.ndarray]:
             for key, v in (("width", w), ("height", h)):
                 if not _is_int(v) or v < 0:
                     raise InputError(f"{key} must be a non-negative integer, got {v!r}", path=path, record=where)
+                if not fits_int64(v):
+                    raise InputError(out_of_range(key, v), path=path, record=where)
             width[i], height[i] = int(w), int(h)
         s = r.get("split")
         if s is not None and type(s) is not str:
@@ -131,10 +148,22 @@ def _parse_images(recs: Any, path: str) -> tuple[ImageTable, np.ndarray]:
     if dup is not None:
         a, b = dup
         raise InputError(f"duplicate image id (also images[{a}])", path=path, record=f"images[{b}] (id {ids[b]})")
-    metadata = {k: v for k, v in extra.items() if all(type(x) in _SCALAR for x in v)}
+    metadata = {k: _metadata_column(v) for k, v in extra.items() if all(type(x) in _SCALAR for x in v)}
     table = ImageTable(image_id=ids, file_name=np.array(names, dtype=object), width=width, height=height,
                        split=None if all(s is None for s in split) else split, metadata=metadata)
     return table, size_missing
+
+
+def _metadata_column(values: list) -> list:
+    """An extra image key's values as one column type the run store can write: kept
+    when they are all text, all booleans, or all numbers whose integers fit int64
+    (None anywhere); otherwise (mixed kinds, a bigger integer) as text."""
+    kinds = {bool if type(x) is bool else str if type(x) is str else float
+             for x in values if x is not None}
+    big = any(type(x) is int and not fits_int64(x) for x in values)
+    if len(kinds) <= 1 and not big:
+        return values
+    return [None if x is None else str(x) for x in values]
 
 
 def _parse_categories(recs: Any, path: str) -> Categories:
@@ -166,36 +195,46 @@ def _parse_objects(recs: Any, *, path: str, list_name: str, predictions: bool,
     def label(i: int) -> str:
         r = recs[i]
         oid = r.get("id") if type(r) is dict else None
-        return f"{list_name}[{i}]" + (f" (id {oid})" if _is_int(oid) else "")
+        return f"{list_name}[{i}]" + (f" (id {oid})" if _is_id(oid) else "")
 
     def fail(i: int, message: str):
         raise InputError(message, path=path, record=label(i))
 
     cols = _columns_fast(recs, predictions)
-    if cols is None:
+    arrays = None if cols is None else _arrays(cols, n, predictions)
+    if arrays is None:  # a surprise, or a number too big for its column: name the record
         cols = _columns_checked(recs, predictions, fail)
-    image_id = np.array(cols["image_id"], np.int64).reshape(n)
-    category_id = np.array(cols["category_id"], np.int64).reshape(n)
-    xywh = np.array(cols["bbox"], np.float64).reshape(n, 4)
+        arrays = _arrays(cols, n, predictions)
+        assert arrays is not None, "the checked pass refuses every value that overflows"
+    image_id, category_id, xywh, score = arrays
     bad = ~np.isfinite(xywh).all(axis=1)
     if bad.any():
         i = int(np.argmax(bad))
         fail(i, f"bbox has a non-finite value {recs[i]['bbox']!r}")
+    with np.errstate(over="ignore"):
+        extent = np.stack([xywh[:, 0] + xywh[:, 2], xywh[:, 1] + xywh[:, 3], xywh[:, 2] * xywh[:, 3]], axis=1)
+    bad = ~np.isfinite(extent).all(axis=1)
+    if bad.any():
+        i = int(np.argmax(bad))
+        fail(i, f"bbox {recs[i]['bbox']!r} is too large (x + w, y + h or w * h overflows a float)")
     bad = (xywh[:, 2] <= 0) | (xywh[:, 3] <= 0)
     if bad.any():
         i = int(np.argmax(bad))
         axis, value = ("width", float(xywh[i, 2])) if xywh[i, 2] <= 0 else ("height", float(xywh[i, 3]))
         fail(i, f"bbox has non-positive {axis} ({axis[0]}={value!r})")
-    score = iscrowd = area = None
+    iscrowd = area = None
     if predictions:
-        score = np.array(cols["score"], np.float64).reshape(n)
         bad = ~np.isfinite(score) | (score < 0) | (score > 1)
         if bad.any():
             i = int(np.argmax(bad))
             fail(i, f"score must be in [0, 1], got {float(score[i])!r}")
     else:
         iscrowd = np.array(cols["iscrowd"], bool).reshape(n)
-        area = np.array([np.nan if a is None else a for a in cols["area"]], np.float64).reshape(n)
+        try:
+            area = np.array([np.nan if a is None else a for a in cols["area"]], np.float64).reshape(n)
+        except OverflowError:  # an int area beyond float64 (the fast pass does not look)
+            i = next(k for k, a in enumerate(cols["area"]) if _too_big_for_float(a))
+            fail(i, f"area must be a finite number >= 0, got {cols['area'][i]!r}")
         given = np.array([a is not None for a in cols["area"]], bool).reshape(n)
         bad = given & (~np.isfinite(area) | (area < 0))
         if bad.any():
@@ -213,12 +252,27 @@ def _parse_objects(recs: Any, *, path: str, list_name: str, predictions: bool,
     if predictions and (n == 0 or any(v is None for v in ids)):
         object_id = np.arange(1, n + 1, dtype=np.int64)  # loadRes numbering
     else:
-        object_id = np.array(ids, np.int64).reshape(n)
+        object_id = np.array(ids, np.int64).reshape(n)  # _arrays checked that they fit
     dup = first_duplicate(object_id)
     if dup is not None:
         a, b = dup
         fail(b, f"duplicate annotation id {object_id[b]} (also {list_name}[{a}])")
     return _Objects(path, label, image_idx, class_idx, xywh, object_id, score, iscrowd, area)
+
+
+def _arrays(cols: dict, n: int, predictions: bool):
+    """``(image_id, category_id, xywh, score)`` arrays of the columns, or None when a
+    value does not fit its dtype (an id beyond int64, a number beyond float64)."""
+    try:
+        ids = [v for v in cols["id"] if v is not None]
+        np.array(ids, np.int64)  # only checked here; converted where they are used
+        image_id = np.array(cols["image_id"], np.int64).reshape(n)
+        category_id = np.array(cols["category_id"], np.int64).reshape(n)
+        xywh = np.array(cols["bbox"], np.float64).reshape(n, 4)
+        score = np.array(cols["score"], np.float64).reshape(n) if predictions else None
+    except OverflowError:
+        return None
+    return image_id, category_id, xywh, score
 
 
 def _types(values) -> set:
@@ -273,15 +327,21 @@ def _columns_checked(recs: list, predictions: bool, fail: Callable[[int, str], N
             v = r.get(key)
             if v is not None and not _is_int(v):
                 fail(i, f"{key} must be an integer, got {v!r}")
+            if v is not None and not fits_int64(v):
+                fail(i, out_of_range(key, v))
             cols[key].append(None if v is None else int(v))
         bb = r["bbox"]
         if type(bb) is not list or len(bb) != 4 or not all(type(v) in _NUM for v in bb):
             fail(i, f"bbox must be a list of 4 numbers [x, y, w, h], got {bb!r}")
+        if any(map(_too_big_for_float, bb)):
+            fail(i, f"bbox has a non-finite value {bb!r}")
         cols["bbox"].append(bb)
         if predictions:
             s = r["score"]
             if type(s) not in _NUM:
                 fail(i, f"score must be a number, got {s!r}")
+            if _too_big_for_float(s):
+                fail(i, f"score must be in [0, 1], got {s!r}")
             cols["score"].append(s)
         else:
             crowd = r.get("iscrowd", 0)
@@ -289,7 +349,7 @@ def _columns_checked(recs: list, predictions: bool, fail: Callable[[int, str], N
                 fail(i, f"iscrowd must be 0 or 1, got {crowd!r}")
             cols["iscrowd"].append(bool(crowd))
             a = r.get("area")
-            if a is not None and type(a) not in _NUM:
+            if a is not None and (type(a) not in _NUM or _too_big_for_float(a)):
                 fail(i, f"area must be a finite number >= 0, got {a!r}")
             cols["area"].append(a)
     return cols

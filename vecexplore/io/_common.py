@@ -1,4 +1,5 @@
-"""Helpers shared by the loaders: the load report, border clipping, duplicate ids."""
+"""Helpers shared by the loaders: the load report, border clipping, duplicate ids,
+the signed 64-bit range every id column must fit."""
 
 from __future__ import annotations
 
@@ -16,6 +17,20 @@ from vecexplore.types import ImageTable
 
 log = logging.getLogger("vecexplore.io")
 
+#: The range of every integer that becomes an int64 column (ids, sizes, class ids).
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+
+
+def fits_int64(value: int | float) -> bool:
+    """Whether an integral ``value`` (int, or float with an integer value) fits in int64."""
+    return INT64_MIN <= value <= INT64_MAX
+
+
+def out_of_range(key: str, value) -> str:
+    """The message for an integer field that does not fit in int64."""
+    return f"{key} {value!r} is out of range (must fit in a signed 64-bit integer)"
+
+
 CLIP_NOTE = (
     "metrics use the clipped boxes; --no-clip keeps them as given, which is what pycocotools evaluates"
 )
@@ -28,11 +43,17 @@ class LoadReport:
     Attributes:
         clipped: input file → number of its boxes clipped to the image border.
         unreadable: file names of images whose header could not be read (size 0).
+        outside_root: file names of images accepted outside the images root
+            (``allow_outside_root``).
+        shared_files: one ``(resolved path, image ids)`` per file that several image
+            records name.
         notes: other things the user should know, one sentence each.
     """
 
     clipped: dict[str, int] = field(default_factory=dict)
     unreadable: list[str] = field(default_factory=list)
+    outside_root: list[str] = field(default_factory=list)
+    shared_files: list[tuple[str, list[int]]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
     def note(self, message: str) -> None:

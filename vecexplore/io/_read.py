@@ -1,12 +1,15 @@
 """Shared file readers for the loaders: JSON, text, CSV, class names, image headers.
 
 Every failure is an :class:`~vecexplore.errors.InputError` naming the file (and the
-line, where there is one). PIL and PyYAML are imported inside the functions.
+line, where there is one). Only regular files are read, and text files only up to
+the input size limit (:mod:`vecexplore.io.files`), both checked before reading. PIL
+and PyYAML are imported inside the functions.
 """
 
 from __future__ import annotations
 
 import csv
+import io
 import json
 import logging
 from collections.abc import Sequence
@@ -16,6 +19,8 @@ from typing import Any
 import numpy as np
 
 from vecexplore.errors import InputError
+from vecexplore.io._common import fits_int64, out_of_range
+from vecexplore.io.files import check_regular, max_input_bytes, open_regular
 
 log = logging.getLogger(__name__)
 
@@ -24,15 +29,19 @@ _SWAPPING_ORIENTATIONS = frozenset({5, 6, 7, 8})
 _EXIF_ORIENTATION = 0x0112
 _NAMES_FILE_SUFFIXES = frozenset({".yaml", ".yml", ".txt", ".names"})
 _EXIF_FORMATS = frozenset({"JPEG", "MPO", "WEBP", "TIFF"})  # EXIF is in the header: no decode
+#: Most classes ``nc`` may declare without names (``class_0 …`` are made for each).
+MAX_CLASSES = 1_000_000
 
 
 def require_file(path: str | Path, *, what: str = "file") -> Path:
-    """``path`` as a Path, or InputError if it does not exist or is not a regular file."""
+    """``path`` as a Path, or InputError if it does not exist or is not a regular
+    file (a directory, FIFO, socket or device); never opens it."""
     path = Path(path)
     if not path.exists():
         raise InputError(f"{what} not found", path=path)
     if path.is_dir():
         raise InputError(f"expected a {what}, got a directory", path=path)
+    check_regular(path)
     return path
 
 
@@ -47,10 +56,17 @@ def require_dir(path: str | Path, *, what: str = "directory") -> Path:
 
 
 def read_text(path: str | Path) -> str:
-    """The UTF-8 text of a file (a leading BOM is dropped)."""
+    """The UTF-8 text of a file (a leading BOM is dropped, newlines translated).
+
+    Raises:
+        InputError: missing, not a regular file, above the input size limit
+            (:func:`vecexplore.io.files.max_input_bytes`; checked before reading),
+            unreadable, or not UTF-8.
+    """
     path = require_file(path)
     try:
-        return path.read_text(encoding="utf-8-sig")
+        with io.TextIOWrapper(open_regular(path, max_bytes=max_input_bytes()), encoding="utf-8-sig") as f:
+            return f.read()  # universal newlines, as Path.read_text
     except UnicodeDecodeError as exc:
         raise InputError(f"not UTF-8 text (byte {exc.start})", path=path) from None
     except OSError as exc:
@@ -70,6 +86,8 @@ def read_json(path: str | Path) -> Any:
         raise InputError(f"invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}", path=path) from None
     except RecursionError:
         raise InputError("invalid JSON: nested too deeply", path=path) from None
+    except ValueError as exc:  # an integer literal of more than 4300 digits
+        raise InputError(f"invalid JSON: {exc}", path=path) from None
 
 
 def read_csv(path: str | Path) -> tuple[list[str], list[tuple[int, list[str]]]]:
@@ -153,6 +171,8 @@ def _names_from_yaml(data: Any, path: Path) -> dict[int, str]:
     names = data.get("names")
     if names is None:
         nc = data.get("nc")
+        if type(nc) is int and nc > MAX_CLASSES:
+            raise InputError(f"nc is {nc}; at most {MAX_CLASSES:,} classes are supported", path=path)
         if type(nc) is int and nc > 0:
             return {i: f"class_{i}" for i in range(nc)}
         raise InputError("missing required key 'names' (or 'nc')", path=path)
@@ -163,6 +183,8 @@ def _names_from_yaml(data: Any, path: Path) -> dict[int, str]:
         for key, name in names.items():
             if type(key) is not int or key < 0:
                 raise InputError(f"names: class id must be a non-negative integer, got {key!r}", path=path)
+            if not fits_int64(key):
+                raise InputError(f"names: {out_of_range('class id', key)}", path=path)
             out[key] = name
     else:
         raise InputError(f"names: expected a list or a mapping, got {type(names).__name__}", path=path)
@@ -193,7 +215,8 @@ def _check_names(names: dict[int, str], path: Path | None) -> dict[int, str]:
 
 
 def image_size(path: str | Path) -> tuple[int, int] | None:
-    """``(width, height)`` as displayed, from the header only; None if unreadable.
+    """``(width, height)`` as displayed, from the header only; None if unreadable
+    (a FIFO, socket, device or directory is unreadable and never opened).
 
     Opens lazily (no pixel decode) and applies the EXIF orientation as
     Ultralytics' ``exif_size`` does: orientations 5-8 swap width and height.
@@ -201,7 +224,11 @@ def image_size(path: str | Path) -> tuple[int, int] | None:
     from PIL import Image, UnidentifiedImageError
 
     try:
-        with Image.open(path) as img:
+        f = open_regular(path, what="an image file")
+    except InputError:
+        return None
+    try:
+        with f, Image.open(f) as img:
             width, height = img.size
             if img.format in _EXIF_FORMATS:
                 try:

@@ -30,7 +30,7 @@ import numpy as np
 from vecexplore.errors import ConfigError, InputError
 from vecexplore.io._common import LoadReport
 from vecexplore.io._read import image_sizes, read_csv, require_dir, warn_unreadable
-from vecexplore.io.paths import IMAGE_EXTENSIONS, check_images_exist, image_paths
+from vecexplore.io.paths import IMAGE_EXTENSIONS, check_image_paths, check_images_exist, image_paths
 from vecexplore.types import Categories, Dataset, ImageTable, Labels
 
 SCORE_PREFIX = "score_"
@@ -70,15 +70,20 @@ def load_classification_csv(
     images_root: str | Path | None = None,
     names: Sequence[str] | None = None,
     check_images: bool = True,
+    allow_outside_root: bool = False,
     progress: bool = False,
     report: LoadReport | None = None,
 ) -> Dataset:
     """Read a GT CSV and a predictions CSV (or one CSV carrying both; ``pred=None``).
 
+    Every image header is read (sizes), so images outside ``images_root`` are
+    refused whatever ``check_images`` says, unless ``allow_outside_root``.
+
     Raises:
         InputError: missing columns; bad or missing values (file and line named);
             a prediction label that is not a known class; a prediction for a file
             without GT; duplicate files. MissingImagesError: images not on disk.
+            OutsideRootError: images outside ``images_root`` (all listed).
     """
     header, rows = read_csv(gt)
     gt_rows = parse_gt_csv(header, rows, path=str(gt))
@@ -91,6 +96,7 @@ def load_classification_csv(
         pred_rows = parse_pred_csv(pheader, prows, path=str(pred))
     if check_images:
         check_images_exist(gt_rows.file_names, images_root)
+    check_image_paths(gt_rows.file_names, images_root, allow_outside_root=allow_outside_root, report=report)
     sources = (str(gt),) if pred is None else (str(gt), str(pred))
     return _with_sizes(gt_rows, pred_rows, names, images_root, progress, report, sources)
 
@@ -100,11 +106,14 @@ def load_imagefolder(
     pred: str | Path,
     *,
     names: Sequence[str] | None = None,
+    allow_outside_root: bool = False,
     progress: bool = False,
     report: LoadReport | None = None,
 ) -> Dataset:
     """Read ImageFolder ground truth (``root/<class>/**/<image>``) and a predictions
-    CSV whose ``file_name`` is relative to ``root``. ``images_root`` is ``root``."""
+    CSV whose ``file_name`` is relative to ``root``. ``images_root`` is ``root``; images
+    reached through symlinks that point out of it are refused unless
+    ``allow_outside_root`` (:class:`OutsideRootError`)."""
     root = require_dir(root, what="ImageFolder root")
     classes = sorted(e.name for e in os.scandir(root) if e.is_dir() and not e.name.startswith("."))
     if not classes:
@@ -120,6 +129,7 @@ def load_imagefolder(
     if not files:
         raise InputError("no images in the class sub-folders (empty dataset)", path=root)
     gt_rows = GtRows(path=str(root), file_names=files, labels=labels, lines=[0] * len(files))
+    check_image_paths(files, root, allow_outside_root=allow_outside_root, report=report)
     pheader, prows = read_csv(pred)
     pred_rows = parse_pred_csv(pheader, prows, path=str(pred))
     names = sorted(set(classes) | set(names or ()))  # empty class folders are classes too

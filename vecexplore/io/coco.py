@@ -11,7 +11,8 @@ out); :func:`load_coco` is the thin file reader around it. Conventions:
 * Predictions keep their ``id`` when every one has one; otherwise they are
   numbered 1, 2, … in file order, as pycocotools ``loadRes`` does.
 * Unknown scalar image keys (``license``, ``coco_url`` …) become
-  ``ImageTable.metadata``; an image ``split`` key becomes ``ImageTable.split``;
+  ``ImageTable.metadata`` (as text when one key mixes kinds, e.g. numbers and
+  strings, or holds an integer beyond int64); an image ``split`` key becomes ``ImageTable.split``;
   ``segmentation`` and other non-scalar fields are ignored.
 """
 
@@ -27,7 +28,7 @@ from vecexplore.errors import ConfigError
 from vecexplore.io._coco_records import _parse, _Parsed
 from vecexplore.io._common import LoadReport, clip_to_images, no_gc
 from vecexplore.io._read import image_sizes, read_json, warn_unreadable
-from vecexplore.io.paths import check_images_exist, image_paths
+from vecexplore.io.paths import check_image_paths, check_images_exist, image_paths
 from vecexplore.types import Boxes, Dataset, ImageTable
 
 
@@ -38,6 +39,7 @@ def load_coco(
     images_root: str | Path | None = None,
     clip: bool = True,
     check_images: bool = True,
+    allow_outside_root: bool = False,
     progress: bool = False,
     report: LoadReport | None = None,
 ) -> Dataset:
@@ -51,8 +53,12 @@ def load_coco(
         images_root: directory that relative ``file_name``\\s resolve against.
         clip: clip boxes crossing the image border (see :func:`clip_to_images`).
         check_images: raise :class:`MissingImagesError` (listing all) if images are
-            not on disk. Images without ``width``/``height`` read them from the header.
-        report: filled with clip counts and unreadable images, if given.
+            not on disk, and :class:`OutsideRootError` (listing all) for images
+            outside ``images_root`` (see :mod:`vecexplore.io.paths`). Images without
+            ``width``/``height`` read them from the header (and are checked so even
+            when ``check_images`` is False).
+        allow_outside_root: accept images outside ``images_root`` instead.
+        report: filled with clip counts, unreadable, outside-root and shared images.
     """
     with no_gc():
         gt_obj = read_json(gt)
@@ -61,7 +67,12 @@ def load_coco(
         del gt_obj, pred_obj
     if check_images:
         check_images_exist(parsed.images, images_root)
+        check_image_paths(parsed.images, images_root, allow_outside_root=allow_outside_root, report=report)
     if parsed.size_missing.any():
+        if not check_images:  # only the headers about to be read
+            idx = np.flatnonzero(parsed.size_missing)
+            check_image_paths(parsed.images.file_name[idx].tolist(), images_root, allow_outside_root=allow_outside_root,
+                              image_ids=parsed.images.image_id[idx].tolist(), report=report)
         parsed.images = _fill_sizes(parsed.images, parsed.size_missing, images_root, progress, report)
     sources = (str(gt),) if pred is None else (str(gt), str(pred))
     return _assemble(parsed, clip=clip, images_root=images_root, sources=sources, report=report)

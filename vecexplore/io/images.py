@@ -33,6 +33,10 @@ Size policy (decompression bombs and legitimately huge images):
 
 Truncated files are errors: every decode is forced to completion and
 ``ImageFile.LOAD_TRUNCATED_IMAGES`` is never touched.
+
+Only regular files are opened: a directory, FIFO, socket or device is a
+``DecodeError`` ("not a regular file (a FIFO)") decided by ``stat``
+alone, so a FIFO among the images never blocks a build (:mod:`vecexplore.io.files`).
 """
 
 from __future__ import annotations
@@ -41,14 +45,16 @@ import hashlib
 import io
 import logging
 import math
+import os
 import warnings
 from pathlib import Path
-from typing import Literal
+from typing import BinaryIO, Literal
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from vecexplore.errors import InputError
+from vecexplore.io.files import open_regular
 
 log = logging.getLogger(__name__)
 
@@ -99,11 +105,11 @@ _SIGNATURES = (
 )
 
 
-def _sniff(path: Path) -> str | None:
+def _sniff(f: BinaryIO) -> str | None:
     """The image format a file's first bytes claim, if any (to tell truncated from foreign)."""
     try:
-        with open(path, "rb") as f:
-            head = f.read(12)
+        f.seek(0)
+        head = f.read(12)
     except OSError:
         return None
     if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
@@ -111,27 +117,34 @@ def _sniff(path: Path) -> str | None:
     return next((name for magic, name in _SIGNATURES if head.startswith(magic)), None)
 
 
-def _open(path: Path) -> Image.Image:
+def open_image_file(path: str | Path) -> BinaryIO:
+    """Open an image file for reading, refusing what is not a regular file unopened.
+
+    Raises:
+        DecodeError: missing, a directory, FIFO, socket or device, or unreadable.
+    """
     try:
-        if path.stat().st_size == 0:
+        return open_regular(path, what="an image file")
+    except InputError as exc:
+        raise DecodeError(exc.detail, path=path) from None
+
+
+def _open(f: BinaryIO, path: Path) -> Image.Image:
+    """Pillow's lazy open of the already opened file ``f`` (``path`` names it in errors)."""
+    try:
+        if os.fstat(f.fileno()).st_size == 0:
             raise DecodeError("zero-byte file", path=path)
         with warnings.catch_warnings():
             # Between MAX_IMAGE_PIXELS and twice that Pillow only warns; our own
             # size policy below decides what to do with such images.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            return Image.open(path)
+            return Image.open(f)
     except DecodeError:
         raise
-    except FileNotFoundError:
-        raise DecodeError("file not found", path=path) from None
-    except IsADirectoryError:
-        raise DecodeError("is a directory, not an image file", path=path) from None
-    except PermissionError:
-        raise DecodeError("permission denied", path=path) from None
     except Image.DecompressionBombError as exc:
         raise DecodeError(f"decompression bomb: {exc}", path=path) from None
     except UnidentifiedImageError:
-        kind = _sniff(path)
+        kind = _sniff(f)
         if kind:
             raise DecodeError(f"truncated or corrupt {kind} header", path=path) from None
         raise DecodeError("not an image (format not recognised)", path=path) from None
@@ -238,7 +251,13 @@ def open_rgb(path: str | Path, *, size_hint: int | None = None) -> Image.Image:
             corrupt, or over the size policy (see the module docstring).
     """
     path = Path(path)
-    im = _open(path)
+    with open_image_file(path) as f:
+        return _decode(f, path, size_hint)
+
+
+def _decode(f: BinaryIO, path: Path, size_hint: int | None) -> Image.Image:
+    """:func:`open_rgb` on the open file ``f``; the result does not need ``f``."""
+    im = _open(f, path)
     try:
         stored = im.size
         _load(im, path, size_hint)
@@ -262,17 +281,21 @@ def open_rgb(path: str | Path, *, size_hint: int | None = None) -> Image.Image:
     return rgb
 
 
-def file_digest(path: str | Path, *, chunk_size: int = 1 << 20) -> str:
+def file_digest(path: str | Path, *, chunk_size: int = 1 << 20, what: str = "a file") -> str:
     """Content hash of a file: BLAKE2b-160 of its bytes, hex (40 characters), streamed.
 
+    ``what`` names the expected file in the refusal of a directory ("an image file").
+
     Raises:
-        InputError: the file is missing or unreadable.
+        InputError: the file is missing, not a regular file, or unreadable.
     """
     h = hashlib.blake2b(digest_size=20)
     try:
-        with open(path, "rb") as f:
+        with open_regular(path, what=what) as f:  # a FIFO is refused, never waited on
             while chunk := f.read(chunk_size):
                 h.update(chunk)
+    except InputError as exc:
+        raise InputError(f"cannot read file: {exc.detail}", path=path) from None
     except OSError as exc:
         raise InputError(f"cannot read file: {exc.strerror or exc}", path=path) from None
     return h.hexdigest()

@@ -14,6 +14,10 @@ file's folder for ``coco``/``csv``, the GT folder for ``imagefolder``, and for
 ``yolo`` the ``labels`` → ``images`` sibling of ``gt`` or ``path``/``val`` of a
 ``data.yaml`` given as names. YOLO names default to ``classes.txt`` in the labels
 folder.
+
+That folder is *the images root*: images whose real path (symlinks followed) lies
+outside it are refused before any is opened, unless ``allow_outside_root`` (see
+:mod:`vecexplore.io.paths`).
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from typing import Literal, get_args
 
 from vecexplore.errors import ConfigError, InputError
 from vecexplore.io._common import LoadReport
+from vecexplore.io.files import check_regular
 from vecexplore.types import Dataset
 
 InputFormat = Literal["coco", "yolo", "csv", "imagefolder"]
@@ -50,6 +55,9 @@ class DatasetSource:
             and ImageFolder they add classes; COCO refuses them.
         clip: clip boxes crossing the image border (False keeps them as given,
             which is what pycocotools evaluates).
+        allow_outside_root: read images whose real path lies outside ``images``
+            (``../x.jpg``, absolute paths elsewhere, symlinks pointing out) instead
+            of refusing them.
     """
 
     gt: Path | None = None
@@ -58,6 +66,7 @@ class DatasetSource:
     format: InputFormat | None = None
     names: str | tuple[str, ...] | None = None
     clip: bool = True
+    allow_outside_root: bool = False
 
     def __post_init__(self):
         for key in ("gt", "pred", "images"):
@@ -72,8 +81,9 @@ class DatasetSource:
             object.__setattr__(self, "names", os.fspath(self.names))
         elif self.names is not None and not isinstance(self.names, str):
             object.__setattr__(self, "names", tuple(str(n) for n in self.names))
-        if not isinstance(self.clip, bool):
-            raise ConfigError(f"clip: expected a bool, got {self.clip!r}")
+        for key in ("clip", "allow_outside_root"):
+            if not isinstance(getattr(self, key), bool):
+                raise ConfigError(f"{key}: expected a bool, got {getattr(self, key)!r}")
         if self.gt is None and self.images is None and not _is_yaml(self.names):
             raise ConfigError("no ground truth given: pass --gt (or, for YOLO, --images or a data.yaml as --names)")
         if self.format is not None:
@@ -110,6 +120,8 @@ def detect_format(source: DatasetSource) -> InputFormat:
         return "yolo"
     if not gt.exists():
         raise InputError("ground truth not found", path=gt)
+    if not gt.is_dir():
+        check_regular(gt)  # a FIFO or device is refused here, never read
     if gt.is_file():
         suffix = gt.suffix.lower()
         if suffix == ".json":
@@ -188,7 +200,10 @@ def load_dataset(source, *, check_images: bool = True, progress: bool = False,
 
     Args:
         check_images: report every image the annotations name that is not on disk
-            (:class:`MissingImagesError`) before reading any image header.
+            (:class:`MissingImagesError`), then every image outside the images root
+            (:class:`OutsideRootError`, unless ``source.allow_outside_root``), before
+            reading any image header. Images whose headers are read are checked
+            against the root even when this is False.
         progress: show a progress bar while reading image headers.
         report: filled with what the load changed (clipped boxes, unreadable images).
 
@@ -201,7 +216,7 @@ def load_dataset(source, *, check_images: bool = True, progress: bool = False,
 
         return load_split_dataset(source, check_images=check_images, progress=progress, report=report)
     src = source.resolved()
-    common = {"progress": progress, "report": report}
+    common = {"progress": progress, "report": report, "allow_outside_root": src.allow_outside_root}
     if src.format == "coco":
         from vecexplore.io.coco import load_coco
 

@@ -38,12 +38,14 @@ from pathlib import Path
 import numpy as np
 
 from vecexplore.errors import ConfigError, InputError
+from vecexplore.io._common import INT64_MAX
 from vecexplore.io.source import DatasetSource
 from vecexplore.types import Boxes, Categories, Dataset, ImageTable, Labels
 
 log = logging.getLogger(__name__)
 
 SPLIT_FORMATS = ("coco", "csv")
+_ID_KIND = {"gt": "annotation", "pred": "prediction"}  # for messages
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -63,6 +65,11 @@ class SplitSource:
     @property
     def format(self) -> str | None:
         return self.parts[0].format
+
+    @property
+    def allow_outside_root(self) -> bool:
+        """Whether images outside their part's root are read (the same for every part)."""
+        return self.parts[0].allow_outside_root
 
     def resolved(self) -> SplitSource:
         """Every part resolved; all in one format, COCO or CSV."""
@@ -140,7 +147,7 @@ def merge_datasets(parts: Sequence[Dataset], *, splits: Sequence[str], files: Se
             return _labels(items, image_idx, class_idx, parts, files)
         return Boxes(
             image_idx=image_idx, class_idx=class_idx, xywh=np.concatenate([o.xywh for o in items]),
-            object_id=_unique_ids([o.object_id for o in items]),
+            object_id=_unique_ids([o.object_id for o in items], files, _ID_KIND[name]),
             score=None if items[0].score is None else np.concatenate([o.score for o in items]),
             iscrowd=np.concatenate([o.iscrowd for o in items]), area=np.concatenate([o.area for o in items]),
         )
@@ -172,18 +179,27 @@ def _difference(a: Categories, b: Categories) -> str:
     return "the lists differ"
 
 
-def _unique_ids(ids: list[np.ndarray]) -> np.ndarray:
-    """Concatenated ids, each part shifted above the previous ones when any id repeats."""
+def _unique_ids(ids: list[np.ndarray], files: Sequence[str], what: str) -> np.ndarray:
+    """Concatenated ids, each part shifted above the previous ones when any id repeats.
+
+    Raises:
+        InputError: a shifted id would not fit in int64 (``what`` names the ids,
+            ``files[k]`` the file of part k).
+    """
     flat = np.concatenate(ids) if ids else np.zeros(0, np.int64)
     if np.unique(flat).size == flat.size:
         return flat
     out, top = [], None
-    for part in ids:
-        shift = 0 if top is None or part.size == 0 else max(0, int(top) + 1 - int(part.min()))
+    for part, file in zip(ids, files, strict=True):
+        shift = 0 if top is None or part.size == 0 else max(0, top + 1 - int(part.min()))
+        if part.size and int(part.max()) + shift > INT64_MAX:  # Python ints: no silent wrap
+            raise InputError(f"{what} ids repeat across files, and shifting this file's ids above those "
+                             f"before it (by {shift}) would pass {INT64_MAX}, the largest int64; "
+                             f"renumber the {what} ids of one file", path=file)
         shifted = part + shift
         out.append(shifted)
         if shifted.size:
-            top = shifted.max() if top is None else max(top, shifted.max())
+            top = int(shifted.max()) if top is None else max(top, int(shifted.max()))
     return np.concatenate(out)
 
 
@@ -219,7 +235,7 @@ def _images(parts, splits, files) -> tuple[ImageTable, str | None]:
             col += [None] * ds.num_images if values is None else values.tolist()
         metadata[key] = np.array(col, dtype=object)
     table = ImageTable(
-        image_id=_unique_ids([ds.images.image_id for ds in parts]), file_name=file_name,
+        image_id=_unique_ids([ds.images.image_id for ds in parts], files, "image"), file_name=file_name,
         width=np.concatenate([ds.images.width for ds in parts]),
         height=np.concatenate([ds.images.height for ds in parts]), split=split, metadata=metadata,
     )

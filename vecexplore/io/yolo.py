@@ -31,9 +31,9 @@ from typing import Literal
 import numpy as np
 
 from vecexplore.errors import ConfigError, InputError
-from vecexplore.io._common import LoadReport, clip_to_images
+from vecexplore.io._common import LoadReport, clip_to_images, fits_int64, out_of_range
 from vecexplore.io._read import image_sizes, read_text, require_dir, warn_unreadable
-from vecexplore.io.paths import list_images, resolve_image_path
+from vecexplore.io.paths import check_image_paths, list_images, resolve_image_path
 from vecexplore.types import Boxes, Categories, Dataset, ImageTable
 
 log = logging.getLogger(__name__)
@@ -48,6 +48,7 @@ def load_yolo(
     gt: str | Path | None = None,
     pred: str | Path | None = None,
     clip: bool = True,
+    allow_outside_root: bool = False,
     progress: bool = False,
     report: LoadReport | None = None,
 ) -> Dataset:
@@ -59,6 +60,8 @@ def load_yolo(
         gt: the labels folder; None = Ultralytics' ``images/`` → ``labels/`` rule.
         pred: the predictions folder (6 fields per line); None = no predictions.
         clip: clip boxes crossing the image border.
+        allow_outside_root: accept images reached through symlinks that point out
+            of ``images`` (refused by default: :class:`OutsideRootError`).
 
     Raises:
         InputError: no images; a malformed line, an unknown class (file and line
@@ -68,6 +71,7 @@ def load_yolo(
     rel = list_images(root)
     if not rel:
         raise InputError("no images found (empty dataset)", path=root)
+    check_image_paths(rel, root, allow_outside_root=allow_outside_root, report=report)
     gt_files = _match(rel, root, gt, what="labels", strict=False, report=report)
     pred_files = [None] * len(rel) if pred is None else _match(rel, root, pred, what="predictions", strict=True, report=report)
     width, height, unreadable = image_sizes([root / r for r in rel], progress=progress)
@@ -99,7 +103,7 @@ def parse_yolo_labels(text: str, *, path: str | Path, predictions: bool, class_i
 
     Raises:
         InputError naming the file and line: wrong field count, a non-number, a
-        non-integer or unknown class, a non-finite value, ``w``/``h`` <= 0, a
+        non-integer, unknown or out-of-range (beyond int64) class, a non-finite value, ``w``/``h`` <= 0, a
         confidence outside [0, 1].
     """
     width = 6 if predictions else 5
@@ -128,6 +132,8 @@ def parse_yolo_labels(text: str, *, path: str | Path, predictions: bool, class_i
         cls = values[0]
         if not cls.is_integer() or cls < 0:
             raise InputError(f"class must be a non-negative integer, got {fields[0]!r}", path=path, record=where)
+        if not fits_int64(cls):
+            raise InputError(out_of_range("class", fields[0]), path=path, record=where)
         if class_ids is not None and int(cls) not in class_ids:
             raise InputError(f"class {int(cls)} is not in the class names ({_id_range(class_ids)})", path=path, record=where)
         if values[3] <= 0 or values[4] <= 0:
@@ -330,7 +336,7 @@ def _match(rel: list[str], root: Path, folder: str | Path | None, *, what: str, 
             if labels is None:
                 raise ConfigError(f"{root}: no labels folder given and the images are not under an 'images' folder; pass --gt LABELS_DIR")
             f = labels.with_suffix(".txt")
-            out.append(f if f.is_file() else None)
+            out.append(f if f.exists() else None)  # a FIFO or folder named so is refused when read, not skipped
         return out
     folder = require_dir(folder, what=f"{what} folder")
     files: dict[str, Path] = {}

@@ -1,0 +1,331 @@
+"""Checking a whole run when it is opened, so that nothing fails later.
+
+:func:`validate_run` looks at every file of a run — parquet schemas and row
+counts (metadata, not the tables), ``.npy`` headers, the JSON documents, the
+thumbnail index — and raises :class:`~vecexplore.errors.RunStoreError` for the
+first one at fault: ``<file>: <what is wrong>; rebuild with --force``.
+``info``, ``export`` and ``serve`` open runs with :func:`open_run`.
+
+Thumbnails are the exception: they are a cache of the image files, so a
+damaged thumbnail store is a warning (logged, and returned) and the app shows
+the "unreadable" placeholder in their place. Optional files
+(``analysis.json``, ``recommendations.json``, ``class_scores.npy``) may be
+absent; when present they must be sound.
+"""
+
+from __future__ import annotations
+
+import logging
+from numbers import Real
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from vecexplore.store import MANIFEST, REBUILD_HINT, Run, broken_file, json_kind
+
+log = logging.getLogger(__name__)
+
+#: Manifest blocks every consumer reads, and the counts the tables must agree with.
+MANIFEST_BLOCKS = ("counts", "inputs", "config", "model")
+COUNTS = ("images", "categories", "gt", "pred")
+
+# Column kinds: "int", "float" (an int column is accepted), "bool", "str".
+IMAGE_COLUMNS = {
+    "image_idx": "int", "image_id": "int", "file_name": "str", "width": "int", "height": "int",
+    "x": "float", "y": "float", "cluster": "int", "readable": "bool", "unreadable_reason": "str",
+}
+CLASSIFICATION_COLUMNS = {"gt_class_idx": "int", "pred_class_idx": "int", "pred_score": "float"}
+OBJECT_COLUMNS = {
+    "object_id": "int", "kind": "str", "image_idx": "int", "class_idx": "int", "score": "float",
+    "outcome": "str", "x": "float", "y": "float", "w": "float", "h": "float", "area": "float", "iscrowd": "bool",
+}
+CLUSTER_COLUMNS = {
+    "cluster": "int", "rank": "int", "size": "int", "error_rate": "float", "ci_low": "float",
+    "ci_high": "float", "lift": "float", "dominant_error": "str", "top_classes": "str",
+}
+#: Top-level blocks of metrics.json per task, and their JSON types.
+METRICS_BLOCKS = {
+    "detection": {"coco": dict, "operating_point": dict, "per_class": list},
+    "classification": {"macro": dict, "weighted": dict, "per_class": list},
+}
+
+
+def open_run(path: str | Path) -> Run:
+    """Open ``path`` as a :class:`Run` and :func:`validate_run` it.
+
+    Raises:
+        RunStoreError: not a run, or a file of it is missing or damaged.
+    """
+    run = Run(path)
+    validate_run(run)
+    return run
+
+
+def validate_run(run: Run) -> list[str]:
+    """Check every file of ``run``; return the warnings (damaged thumbnails), also logged.
+
+    Parsed JSON documents stay cached in ``run``, so checking costs a consumer
+    that reads them anyway only the parquet metadata, three small columns and
+    the thumbnail index.
+
+    Raises:
+        RunStoreError: the first missing or damaged file, named, with what is wrong.
+    """
+    n, k = _check_manifest(run)
+    _check_categories(run, k)
+    clusters_of_images = _check_images(run, n, k)
+    if run.task == "detection":
+        counts = run.manifest["counts"]
+        _check_table(run, "objects", OBJECT_COLUMNS, rows=counts["gt"] + counts["pred"],
+                     rows_say=f"counts.gt + counts.pred = {counts['gt']} + {counts['pred']}")
+        _check_range(run, "objects", "image_idx", 0, n)
+        _check_range(run, "objects", "class_idx", 0, k)
+    _check_table(run, "clusters", CLUSTER_COLUMNS)
+    clusters = set(_column(run, "clusters", "cluster").tolist())
+    if clusters != clusters_of_images:
+        raise broken_file(run.path / "clusters.parquet",
+                          f"lists clusters {_few(clusters - clusters_of_images) or 'none'} that images.parquet has not, "
+                          f"and lacks {_few(clusters_of_images - clusters) or 'none'} that it has")
+    _check_metrics(run)
+    _check_analysis(run)
+    _check_recommendations(run, n)
+    _check_array(run, "embeddings.npy", rows=n, dim=_int_or_none(run.manifest["model"].get("dim")))
+    if (run.path / "class_scores.npy").exists():
+        _check_array(run, "class_scores.npy", rows=n, dim=k, floating=True)
+    from vecexplore.thumbs import check_thumbs
+
+    warnings = []
+    problem = check_thumbs(run.path, n)
+    if problem is not None:
+        warnings.append(f"{problem}: thumbnails show as placeholders; {REBUILD_HINT} to restore them")
+    for message in warnings:
+        log.warning("%s", message)
+    return warnings
+
+
+# ---------------------------------------------------------------- the manifest
+
+
+def _check_manifest(run: Run) -> tuple[int, int]:
+    """(image count, category count) after checking the blocks every consumer reads."""
+    path = run.path / MANIFEST
+    manifest = run.manifest
+    for block in MANIFEST_BLOCKS:
+        if not isinstance(manifest.get(block), dict):
+            raise broken_file(path, f'"{block}" is {_what(manifest.get(block))}, expected an object')
+    counts = manifest["counts"]
+    for key in COUNTS:
+        if _int_or_none(counts.get(key)) is None or counts[key] < 0:
+            raise broken_file(path, f'"counts.{key}" is {_what(counts.get(key))}, expected a count')
+    config = manifest["config"]
+    iou = config.get("iou")
+    if iou is not None and not (_is_number(iou) and 0 < iou <= 1):
+        raise broken_file(path, f'"config.iou" is {_what(iou)}, expected a number in (0, 1]')
+    conf = config.get("confidence")
+    if conf is not None and not (_is_number(conf) and 0 <= conf <= 1):
+        raise broken_file(path, f'"config.confidence" is {_what(conf)}, expected null or a number in [0, 1]')
+    root = manifest["inputs"].get("images_root")
+    if root is not None and not isinstance(root, str):
+        raise broken_file(path, f'"inputs.images_root" is {_what(root)}, expected a path')
+    if manifest.get("status", "complete") != "complete":
+        raise broken_file(path, f"status is {manifest.get('status')!r}: the build did not finish")
+    return counts["images"], counts["categories"]
+
+
+# ---------------------------------------------------------------- tables
+
+
+def _parquet(run: Run, name: str):
+    """(schema, row count) of ``name.parquet`` from its footer."""
+    import pyarrow.parquet as pq
+
+    path = run.path / f"{name}.parquet"
+    if not path.exists():
+        raise broken_file(path, "missing")
+    try:
+        meta = pq.read_metadata(path)
+        return meta.schema.to_arrow_schema(), meta.num_rows
+    except Exception as exc:  # pyarrow raises several types for a file that is not parquet
+        raise broken_file(path, f"not a readable parquet file ({type(exc).__name__}: {exc})") from None
+
+
+def _check_table(run: Run, name: str, columns: dict[str, str], *, rows: int | None = None, rows_say: str = "") -> int:
+    schema, num_rows = _parquet(run, name)
+    path = run.path / f"{name}.parquet"
+    missing = [c for c in columns if c not in schema.names]
+    if missing:
+        raise broken_file(path, f"missing column(s) {', '.join(missing)}")
+    if num_rows:  # an empty table's text columns have no type to check
+        for column, kind in columns.items():
+            arrow_type = schema.field(column).type
+            if not _is_kind(arrow_type, kind):
+                raise broken_file(path, f"column {column} is {arrow_type}, expected {_KIND_NAMES[kind]}")
+    if rows is not None and num_rows != rows:
+        raise broken_file(path, f"{num_rows} rows, but {MANIFEST} says {rows} ({rows_say})")
+    return num_rows
+
+
+def _check_images(run: Run, n: int, k: int) -> set[int]:
+    """Check images.parquet; returns the cluster ids its images are in (noise left out)."""
+    columns = dict(IMAGE_COLUMNS, **(CLASSIFICATION_COLUMNS if run.task == "classification" else {}))
+    _check_table(run, "images", columns, rows=n, rows_say="counts.images")
+    if not np.array_equal(_column(run, "images", "image_idx"), np.arange(n)):
+        raise broken_file(run.path / "images.parquet", "image_idx is not 0, 1, …, N-1 in row order")
+    if run.task == "classification":
+        for column in ("gt_class_idx", "pred_class_idx"):
+            _check_range(run, "images", column, -1, k)
+    labels = _column(run, "images", "cluster")
+    return set(np.unique(labels[labels >= 0]).tolist())
+
+
+def _column(run: Run, name: str, column: str) -> np.ndarray:
+    """One column of ``name.parquet`` (its schema already checked) as a NumPy array."""
+    import pyarrow.parquet as pq
+
+    path = run.path / f"{name}.parquet"
+    try:
+        return pq.read_table(path, columns=[column]).column(0).to_numpy()
+    except Exception as exc:  # a damaged data page behind a sound footer
+        raise broken_file(path, f"unreadable column {column} ({type(exc).__name__}: {exc})") from None
+
+
+def _check_range(run: Run, name: str, column: str, low: int, high: int) -> None:
+    values = _column(run, name, column)
+    bad = (values < low) | (values >= high)
+    if bad.any():
+        raise broken_file(run.path / f"{name}.parquet",
+                          f"{int(bad.sum())} value(s) of {column} outside [{low}, {high}), e.g. {int(values[bad][0])}")
+
+
+def _few(values: set[int], shown: int = 5) -> str:
+    items = sorted(values)
+    return ", ".join(map(str, items[:shown])) + (" …" if len(items) > shown else "")
+
+
+_KIND_NAMES = {"int": "integers", "float": "numbers", "bool": "booleans", "str": "text"}
+
+
+def _is_kind(arrow_type, kind: str) -> bool:
+    import pyarrow as pa
+
+    if pa.types.is_dictionary(arrow_type):
+        arrow_type = arrow_type.value_type
+    if pa.types.is_null(arrow_type):  # every value missing: nothing to misread
+        return True
+    if kind == "int":
+        return pa.types.is_integer(arrow_type)
+    if kind == "float":
+        return pa.types.is_floating(arrow_type) or pa.types.is_integer(arrow_type)
+    if kind == "bool":
+        return pa.types.is_boolean(arrow_type)
+    return pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type)
+
+
+# ---------------------------------------------------------------- arrays
+
+
+def _check_array(run: Run, name: str, *, rows: int, dim: int | None = None, floating: bool = True) -> None:
+    array = run.array(name, mmap=True)
+    path = run.path / name
+    if array.ndim != 2 or len(array) != rows or (dim is not None and array.shape[1] != dim):
+        want = f"({rows}, {dim if dim is not None else 'D'})"
+        raise broken_file(path, f"shape {array.shape}, expected {want}")
+    if floating and not np.issubdtype(array.dtype, np.floating):
+        raise broken_file(path, f"dtype {array.dtype}, expected floating point")
+
+
+# ---------------------------------------------------------------- JSON documents
+
+
+def _check_categories(run: Run, k: int) -> None:
+    path = run.path / "categories.json"
+    cats = run.json("categories.json")
+    if not isinstance(cats, list):
+        raise broken_file(path, f"a JSON {json_kind(cats)}, expected a list of {{\"id\", \"name\"}}")
+    for i, c in enumerate(cats):
+        if not (isinstance(c, dict) and _int_or_none(c.get("id")) is not None and isinstance(c.get("name"), str)):
+            raise broken_file(path, f"entry {i} is {_what(c)}, expected {{\"id\": integer, \"name\": text}}")
+    if len(cats) != k:
+        raise broken_file(path, f"{len(cats)} categories, but {MANIFEST} says {k} (counts.categories)")
+    if len({c["id"] for c in cats}) != len(cats):
+        raise broken_file(path, "category ids are not unique")
+
+
+def _check_metrics(run: Run) -> None:
+    path = run.path / "metrics.json"
+    metrics = _document(run, "metrics.json", dict)
+    if metrics.get("task") != run.task:
+        raise broken_file(path, f'"task" is {_what(metrics.get("task"))}, the run is {run.task}')
+    for key, kind in METRICS_BLOCKS[run.task].items():
+        value = metrics.get(key)
+        if value is not None and not isinstance(value, kind):
+            raise broken_file(path, f'"{key}" is {_what(value)}, expected {_JSON_NAMES[kind]}')
+    if run.task == "classification":
+        acc = metrics.get("accuracy")
+        if acc is not None and not _is_number(acc):
+            raise broken_file(path, f'"accuracy" is {_what(acc)}, expected a number')
+
+
+def _check_analysis(run: Run) -> None:
+    if not (run.path / "analysis.json").exists():
+        return
+    path = run.path / "analysis.json"
+    analysis = _document(run, "analysis.json", dict)
+    op = analysis.get("operating_point")
+    if op is not None and not isinstance(op, dict):
+        raise broken_file(path, f'"operating_point" is {_what(op)}, expected an object')
+    importance = analysis.get("importance", [])
+    if not isinstance(importance, list) or not all(isinstance(r, dict) and isinstance(r.get("prop"), str)
+                                                   for r in importance):
+        raise broken_file(path, '"importance" is not a list of {"prop": name, ...}')
+
+
+def _check_recommendations(run: Run, n: int) -> None:
+    if not (run.path / "recommendations.json").exists():
+        return
+    path = run.path / "recommendations.json"
+    recs = _document(run, "recommendations.json", list)
+    for i, rec in enumerate(recs):
+        if not isinstance(rec, dict):
+            raise broken_file(path, f"entry {i} is {_what(rec)}, expected an object")
+        selection = rec.get("selection", {})
+        idx = selection.get("image_idx", []) if isinstance(selection, dict) else None
+        if not isinstance(idx, list) or not all(_int_or_none(v) is not None and 0 <= v < n for v in idx):
+            raise broken_file(path, f'entry {i}: "selection.image_idx" is not a list of image indices 0…{n - 1}')
+
+
+_JSON_NAMES = {dict: "an object", list: "a list"}
+
+
+def _document(run: Run, name: str, kind: type) -> Any:
+    doc = run.json(name)
+    if not isinstance(doc, kind):
+        raise broken_file(run.path / name, f"a JSON {json_kind(doc)}, expected {_JSON_NAMES[kind]}")
+    return doc
+
+
+def _what(value: Any) -> str:
+    """A short description of a JSON value for a message: ``a list``, ``null``, ``the string 'x'``."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return f"the boolean {str(value).lower()}"
+    if isinstance(value, dict):
+        return "an object"
+    if isinstance(value, list):
+        return "a list"
+    if isinstance(value, str):
+        return f"the text {value[:40]!r}"
+    return f"the number {value}"
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, Real) and not isinstance(value, bool)
+
+
+def _int_or_none(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+__all__ = ["open_run", "validate_run"]
