@@ -581,3 +581,55 @@ def test_dispatcher_runs_one_job_at_a_time_and_keeps_only_the_latest_of_a_kind()
     for cb in doc.ticks:
         cb()
     assert ran[3:] == ["apply s0", "apply s5", "apply p"]
+
+
+# ---------------------------------------------------------------- query, save, tag
+
+
+def test_query_save_and_tag_from_the_page(demo_run, tmp_path):
+    import shutil
+
+    from vecexplore.selections import load_selection, load_tags
+
+    run = tmp_path / "run"
+    shutil.copytree(demo_run[0], run, ignore=shutil.ignore_patterns("exports"))
+    data = load_run_data(run)
+    doc, s, v = page(data)
+    doc.get_model_by_name("tabs").active = [t.name for t in s.tab_views].index("query")
+    q = v.query
+    # a query is a selection; outcome columns follow the session's operating point
+    s.set_confidence(0.9)
+    q.input.value = "fn >= 2 and split == 'test'"
+    per_image = s.derived.evaluation.per_image
+    want = np.flatnonzero((per_image["fn"].to_numpy() >= 2) & (data.images.split == "test"))
+    np.testing.assert_array_equal(s.selection, want)
+    assert f"{len(want):,} images match" in q.message.text and "query fn &gt;= 2" in v.export.status.text
+    # a bad query says why, and leaves the selection alone
+    q.input.value = "nope > 1"
+    assert "Query failed" in q.message.text and "unknown column 'nope'" in q.message.text
+    np.testing.assert_array_equal(s.selection, want)
+    # save it, select something else, select it again from the list
+    q.save_name.value = "test misses"
+    click(q.save)
+    np.testing.assert_array_equal(load_selection(data.run, "test misses"), want)
+    assert q.saved.data["name"] == ["test misses"]
+    s.select([1, 2])
+    q.saved.selected.indices = [0]
+    np.testing.assert_array_equal(s.selection, want)
+    # tag the selection; the tag is a query term and a list entry that selects
+    q.tag_name.value = "hard"
+    click(q.tag)
+    np.testing.assert_array_equal(load_tags(data.run)["hard"], want)
+    assert q.tags.data["tag"] == ["hard"] and q.tags.data["images"] == [len(want)]
+    s.clear()
+    q.input.value = "'hard' in tags"
+    np.testing.assert_array_equal(s.selection, want)
+    q.tags.selected.indices = [0]
+    np.testing.assert_array_equal(s.selection, want)
+    s.select(want[:1])
+    click(q.untag)
+    assert len(load_tags(data.run)["hard"]) == len(want) - 1
+    # nothing selected: saving and tagging say so instead of writing empty files
+    s.clear()
+    click(q.save)
+    assert "Nothing is selected" in q.message.text

@@ -403,16 +403,16 @@ def test_badges_and_tiles():
 
 @pytest.mark.parametrize(("w", "h"), [(605, 210), (925, 350), (1400, 700), (300, 120), (None, None)])
 def test_gallery_shape_fits_the_frame_with_two_rows_when_it_can(w, h):
-    from vecexplore.app.views.gallery import MIN_TILE_PX, PITCH
+    from vecexplore.app.views.gallery import LAST, MIN_TILE_PX, PITCH
 
     cols, rows = shape_for(w, h)
     if w is None:
         assert (cols, rows) == (8, 3)
         return
-    tile = w / cols
+    tile = min(w / cols, h / ((rows - 1) * PITCH + LAST))  # the tile as drawn (square, everything fits)
     assert tile >= MIN_TILE_PX * 0.99 or cols == 3
-    assert rows * PITCH * min(tile, h / (rows * PITCH)) <= h + 1e-9
-    if h >= 2 * PITCH * MIN_TILE_PX:
+    assert cols * tile <= w + 1e-9 and ((rows - 1) * PITCH + LAST) * tile <= h + 1e-9
+    if h >= (LAST + PITCH) * MIN_TILE_PX:
         assert rows >= 2
 
 

@@ -79,19 +79,29 @@ def select_from_file(run: Run, path: str | Path) -> np.ndarray:
     return np.unique(np.asarray(picked, dtype=np.int64))
 
 
-def select_where(run: Run, expression: str) -> np.ndarray:
-    """Images whose row in ``images.parquet`` satisfies a pandas query expression,
-    e.g. ``"error_rate > 0.5 and split == 'val'"``."""
+def query_columns(run: Run) -> dict[str, np.ndarray]:
+    """The columns a ``--where`` condition can use: the run's image table (outcomes at the build's
+    operating point, properties, ids, split, cluster, ...), without internal plumbing."""
     images = run.images
-    try:
-        mask = images.eval(expression)
-    except Exception as exc:  # pandas raises many types for a bad expression
-        columns = ", ".join(c for c in images.columns if c not in _HIDDEN_COLUMNS)
-        raise ConfigError(f"--where {expression!r}: {exc}. Columns: {columns}") from None
-    mask = np.asarray(mask)
-    if mask.dtype != bool or mask.shape != (len(images),):
-        raise ConfigError(f"--where {expression!r} must be a true/false condition on image rows")
+    return {c: images[c].to_numpy() for c in images.columns if c not in _HIDDEN_COLUMNS}
+
+
+def select_where(run: Run, expression: str) -> np.ndarray:
+    """Images for which a condition holds, e.g. ``"error_rate > 0.5 and split == 'val'"`` or
+    ``"'hard' in tags"`` (the language of :mod:`vecexplore.query`)."""
+    from vecexplore.query import evaluate
+    from vecexplore.selections import load_tags
+
+    mask = evaluate(expression, query_columns(run), n=len(run.images), tags=load_tags(run), what="--where")
     return np.flatnonzero(mask).astype(np.int64)
+
+
+def select_saved(run: Run, names) -> np.ndarray:
+    """Images of the saved selections ``names`` (their union)."""
+    from vecexplore.selections import load_selection
+
+    parts = [load_selection(run, n) for n in names]
+    return np.unique(np.concatenate(parts)).astype(np.int64) if parts else np.zeros(0, np.int64)
 
 
 # ---------------------------------------------------------------- writers
@@ -199,7 +209,9 @@ __all__ = [
     "export_selection",
     "image_paths",
     "image_rows",
+    "query_columns",
     "select_clusters",
     "select_from_file",
+    "select_saved",
     "select_where",
 ]

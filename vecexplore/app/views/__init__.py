@@ -19,6 +19,7 @@ from vecexplore.app.views.gallery import GalleryView
 from vecexplore.app.views.header import HeaderView
 from vecexplore.app.views.pr_curves import PRCurvesView
 from vecexplore.app.views.properties import PropertyView
+from vecexplore.app.views.query import QueryView
 from vecexplore.app.views.recommendations import RecommendationsView
 from vecexplore.app.views.roc import ROCView
 from vecexplore.app.views.scatter import ScatterView
@@ -39,6 +40,7 @@ REGISTRY = (
     ClassBarsView,
     PropertyView,
     RecommendationsView,
+    QueryView,
     GalleryView,
     ExportView,
     DetailView,

@@ -26,9 +26,10 @@ from vecexplore.eval.outcomes import GtOutcome as G
 from vecexplore.eval.outcomes import PredOutcome as P
 
 PITCH = 1.32  # vertical distance between tile rows, in tile widths (tile 1.0 + badge)
+LAST = 1.3  # height of the last row: its tile and badge
 TILE_PX = 112  # target tile width in screen pixels
-MIN_TILE_PX = 66  # smallest tile (a thumbnail still reads at this size)
-_BADGE_NAME = 7  # characters of a class name in a classification badge
+MIN_TILE_PX = 60  # smallest tile (a thumbnail still reads at this size)
+_BADGE_NAME = 6  # characters of a class name in a classification badge
 
 #: (legend label, colour) of each drawn outcome: GT codes first, then prediction codes.
 GT_STYLE = {int(G.FN): ("missed GT", ui.MISSED_COLOUR), int(G.CONFUSED): ("GT taken for another class", "#d62728"),
@@ -89,8 +90,9 @@ def explaining_boxes(data, evaluation, image_idx: np.ndarray, tiles: dict, focus
     solid, predictions dashed (``dash`` = 1).
     """
     out: dict[str, list] = {k: [] for k in ("left", "right", "top", "bottom", "colour", "label", "dash")}
+    types = {"left": np.float64, "right": np.float64, "top": np.float64, "bottom": np.float64, "dash": np.int8}
     if data.task != "detection" or not (focus.gt or focus.pred):
-        return {k: np.asarray(v) for k, v in out.items()}
+        return {k: np.asarray(v, dtype=types.get(k, object)) for k, v in out.items()}
     ds, oc = data.dataset, evaluation.outcomes
     names = data.class_names
     for t, i in enumerate(np.asarray(image_idx, np.int64)):
@@ -124,7 +126,6 @@ def explaining_boxes(data, evaluation, image_idx: np.ndarray, tiles: dict, focus
                 out["colour"].append(colour)
                 out["label"].append(f"{names[boxes.class_idx[r]]} · {label}")
                 out["dash"].append(dash)
-    types = {"left": np.float64, "right": np.float64, "top": np.float64, "bottom": np.float64, "dash": np.int8}
     return {k: np.asarray(v, dtype=types.get(k, object)) for k, v in out.items()}
 
 
@@ -149,9 +150,9 @@ def shape_for(width_px: float | None, height_px: float | None) -> tuple[int, int
     wide, smaller (down to :data:`MIN_TILE_PX`) when that is what it takes to show two rows."""
     if not width_px or not height_px:
         return 8, 3
-    tile = max(MIN_TILE_PX, min(TILE_PX, height_px / (2 * PITCH)))
+    tile = max(MIN_TILE_PX, min(TILE_PX, height_px / (LAST + PITCH)))
     cols = int(max(3, min(16, width_px // tile)))
-    rows = int(max(1, min(8, height_px // (tile * PITCH))))
+    rows = int(max(1, min(8, (height_px / tile - LAST) // PITCH + 1)))
     return cols, rows
 
 
@@ -215,6 +216,7 @@ class GalleryView(View):
         self.bar = Row(self.sort, self.prev, self.page, self.next, css_classes=["vx-toolbar"])
         self.root = Column(self.legend, self.figure, sizing_mode="stretch_both", css_classes=["vx-gallery-body"])
         self._rows = np.zeros(0, np.int64)
+        self._longest = 10
 
     @staticmethod
     def _empty() -> dict:
@@ -249,6 +251,7 @@ class GalleryView(View):
         page, tiles = p["page"], p["tiles"]
         cols, rows = p["shape"]
         self._rows = page.image_idx
+        self._longest = max((len(str(b)) for b in tiles["badge"]), default=10)
         self._fit(cols, rows)
         self._font(cols)
         self.images.data = {k: tiles[k] for k in ("x", "y", "w", "h", "url")}
@@ -259,6 +262,7 @@ class GalleryView(View):
             self.source.selected.indices = rows_sel
         self.caption.text = p["caption"]
         self.legend.text = p["legend"]
+        self.legend.visible = bool(p["legend"])
         self.page.text = f"{page.page + 1} / {page.pages}" if page.total else ""
         self.prev.disabled = page.page <= 0
         self.next.disabled = page.page >= page.pages - 1
@@ -269,19 +273,20 @@ class GalleryView(View):
         """Ranges that fit ``cols × rows`` tiles with as many pixels per data unit across as down
         (square tiles; spare room goes right and below)."""
         w, h = ui.frame_size(self.figure)
+        height = (rows - 1) * PITCH + LAST + 0.02
         if not w or not h:
             self.figure.x_range.update(start=0, end=cols)
-            self.figure.y_range.update(start=-rows * PITCH, end=0.02)
+            self.figure.y_range.update(start=0.02 - height, end=0.02)
             return
-        ppu = min(w / cols, h / (rows * PITCH + 0.02))
+        ppu = min(w / cols, h / height)
         self.figure.x_range.update(start=0, end=w / ppu)
         self.figure.y_range.update(start=0.02 - h / ppu, end=0.02)
 
     def _font(self, cols: int) -> None:
-        """Badge text sized to the tile (about 9 characters of it fit one tile's width)."""
+        """Badge text sized so the page's longest badge fits its tile (a character is ~0.58 em wide)."""
         w, _ = ui.frame_size(self.figure)
         tile = (w or cols * TILE_PX) / max(cols, 1)
-        size = f"{max(8.0, min(11.0, tile / 8.5)):.1f}px"
+        size = f"{max(7.0, min(11.0, 0.92 * tile / (0.58 * max(self._longest, 1)))):.1f}px"
         if self.badge_text.glyph.text_font_size != size:
             self.badge_text.glyph.text_font_size = size
 
