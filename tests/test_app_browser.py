@@ -290,9 +290,17 @@ def test_export_downloads_a_coco_file_that_loads(browser, detection, tmp_path):
     download = info.value
     path = tmp_path / download.suggested_filename
     download.save_as(path)
-    assert download.suggested_filename.endswith(".json")
-    coco = COCO(str(path))
+    assert download.suggested_filename.endswith(".zip")  # the GT subset and the predictions on it
+    import json
+    import zipfile
+
+    with zipfile.ZipFile(path) as z:
+        z.extractall(tmp_path / "x")
+    coco = COCO(str(tmp_path / "x" / "annotations.json"))
     assert sorted(coco.getImgIds()) == sorted(data.images.image_id[images].tolist())
+    results = json.loads((tmp_path / "x" / "predictions.json").read_text())
+    assert results and {r["image_id"] for r in results} <= set(coco.getImgIds())
+    assert len(coco.loadRes(results).getAnnIds()) == len(results)
     written = Path(data.path) / "exports" / download.suggested_filename
     assert written.read_bytes() == path.read_bytes()
     app.wait_for("(f) => Bokeh.documents[0].get_model_by_name('export-status').text.includes(f)",

@@ -25,7 +25,7 @@ from vecexplore.errors import ConfigError, VecexploreError
 log = logging.getLogger(__name__)
 
 #: Page formats: (value, label, extension); coco is for detection runs only.
-FORMATS = (("coco", "COCO subset", "json"), ("csv", "CSV table", "csv"),
+FORMATS = (("coco", "COCO subset", "zip"), ("csv", "CSV table", "csv"),
            ("json", "JSON records", "json"), ("txt", "List of paths", "txt"))
 
 
@@ -68,11 +68,31 @@ def write_export(run, image_idx: np.ndarray, *, fmt: str, how: str) -> Path:
         except FileExistsError:
             continue
         try:
+            if fmt == "coco":  # one download: the GT subset and the predictions on it
+                return _write_coco_zip(run, image_idx, out)
             return export_selection(run, image_idx, fmt=fmt, out=out, force=True)
         except BaseException:
             out.unlink(missing_ok=True)
             raise
     raise ConfigError(f"{folder}: too many exports named {stem}.*; remove some")
+
+
+def _write_coco_zip(run, image_idx: np.ndarray, out: Path) -> Path:
+    """``out`` (a .zip, atomically): ``annotations.json`` (the COCO GT subset) and
+    ``predictions.json`` (the predictions on those images, as a COCO results list)."""
+    import zipfile
+
+    from vecexplore.atomic import atomic_write
+    from vecexplore.export import coco_files
+
+    gt, results = coco_files(run, image_idx)
+
+    def write(fh) -> None:
+        with zipfile.ZipFile(fh, "w", compression=zipfile.ZIP_DEFLATED) as z:
+            z.writestr("annotations.json", gt)
+            z.writestr("predictions.json", results)
+    atomic_write(out, write)
+    return out
 
 
 def _reason(exc: Exception) -> str:
