@@ -163,7 +163,14 @@ def server_side(run_dir: Path, repeat: int) -> list[tuple[str, float]]:
                  1000 * statistics.median(click_cell() for _ in range(repeat))))
     biggest = int(np.bincount(data.images.cluster[data.images.cluster >= 0]).argmax())
     members = np.flatnonzero(data.images.cluster == biggest)
-    rows.append(("click a cluster row", _median_ms(lambda: s.select(members, f"cluster {biggest}"), repeat)))
+
+    def click_cluster():
+        s.clear()
+        t = time.perf_counter()
+        s.select(members, f"cluster {biggest}")
+        return time.perf_counter() - t
+
+    rows.append(("click a cluster row", 1000 * statistics.median(click_cluster() for _ in range(repeat))))
     s.clear()
     confs = iter(np.linspace(0.2, 0.8, repeat * 2))
     rows.append(("slider move, nothing selected", _median_ms(lambda: s.set_confidence(next(confs)), repeat)))
@@ -222,6 +229,7 @@ def browser_side(run_dir: Path, n: int, repeat: int) -> list[tuple[str, float]]:
             # the same without drawing the scatter: what is left is the server and the other views
             page.evaluate("() => { Bokeh.documents[0].get_model_by_name('scatter-points').visible = false }")
             hidden, _ = _selection_storm(page, n, thumb_url, repeat, seed=3)
+            detail = _thumbnail_to_detail(page, repeat)
             browser.close()
     finally:
         server.stop()
@@ -230,6 +238,7 @@ def browser_side(run_dir: Path, n: int, repeat: int) -> list[tuple[str, float]]:
         ("browser: websocket bytes until rendered", statistics.median(received) / 2**20, "MiB"),
         (f"browser: select {min(50_000, n // 2):,} points → gallery updated", selection, "ms"),
         ("  the same with the scatter not drawn", hidden, "ms"),
+        ("browser: thumbnail click → detail view with its boxes", detail, "ms"),
         ("thumbnail GET, server idle: median", 1000 * statistics.median(idle), "ms"),
         ("thumbnail GET while a session selects: median", 1000 * statistics.median(busy), "ms"),
         ("thumbnail GET while a session selects: max", 1000 * max(busy), "ms"),
@@ -248,6 +257,33 @@ def _thumb_latencies(url: str, *, seconds: float, stop=None) -> list[float]:
             resp.read()
         out.append(time.perf_counter() - t)
     return out
+
+
+_TILE_XY = """(k) => {
+  const r = Bokeh.documents[0].get_model_by_name('gallery-tiles');
+  const rv = Bokeh.index.find_one(r);
+  const box = rv.plot_view.canvas_view.el.getBoundingClientRect();
+  return [box.x + rv.glyph.sx[k], box.y + rv.glyph.sy[k]];
+}"""
+
+
+def _thumbnail_to_detail(page, repeat: int) -> float:
+    """Median ms from a mouse click on a gallery tile until the detail view shows that image with its
+    boxes (its info names the file and the box sources hold its objects)."""
+    times = []
+    n_tiles = page.evaluate("() => Bokeh.documents[0].get_model_by_name('gallery-source').get_length()")
+    for k in range(min(max(repeat, 3), n_tiles)):
+        name = page.evaluate("(k) => Bokeh.documents[0].get_model_by_name('gallery-source').data.file_name[k]", k)
+        x, y = page.evaluate(_TILE_XY, k)
+        t0 = page.evaluate("() => performance.now()")
+        page.mouse.click(x, y)
+        page.wait_for_function("""(name) => {
+          const d = Bokeh.documents[0];
+          return d.get_model_by_name('detail-info').text.includes(name)
+            && d.get_model_by_name('detail-gt').get_length() + d.get_model_by_name('detail-pred').get_length() > 0;
+        }""", arg=str(name).replace("&", "&amp;").replace("<", "&lt;"), timeout=60_000, polling=5)
+        times.append(page.evaluate("() => performance.now()") - t0)
+    return statistics.median(times)
 
 
 def _selection_storm(page, n: int, thumb_url: str, repeat: int, seed: int = 2) -> tuple[float, list[float]]:

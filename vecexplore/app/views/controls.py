@@ -64,9 +64,11 @@ class ControlsView(View):
     def apply(self, p) -> None:
         self._optimal = p["optimal"]
         self.confidence.title = p["title"]
-        if abs(self.confidence.value - p["confidence"]) > 1e-12:
+        # A newer value is already on its way (the user is still dragging): never pull the slider back.
+        latest = self.ctx.session.state
+        if abs(self.confidence.value - p["confidence"]) > 1e-12 and latest.confidence == p["confidence"]:
             self.confidence.value = p["confidence"]
-        if self.task == "detection":
+        if self.task == "detection" and latest.iou == p["iou"]:
             value = p["iou"] if self.iou_is_grid else f"{p['iou']:.2f}"
             if self.iou.value != value:
                 self.iou.value = value

@@ -214,7 +214,8 @@ class GalleryView(View):
         self.caption = ui.text_div(text="", name="gallery-caption", css_classes=["vx-caption"])
         self.legend = Div(text="", name="gallery-legend", sizing_mode="stretch_width", css_classes=["vx-legend-div"])
         self.bar = Row(self.sort, self.prev, self.page, self.next, css_classes=["vx-toolbar"])
-        self.root = Column(self.legend, self.figure, sizing_mode="stretch_both", css_classes=["vx-gallery-body"])
+        self.root = Column(Row(self.caption, self.legend, sizing_mode="stretch_width", css_classes=["vx-toolbar"]),
+                           self.figure, sizing_mode="stretch_both", css_classes=["vx-gallery-body"])
         self._rows = np.zeros(0, np.int64)
         self._longest = 10
 
@@ -262,7 +263,6 @@ class GalleryView(View):
             self.source.selected.indices = rows_sel
         self.caption.text = p["caption"]
         self.legend.text = p["legend"]
-        self.legend.visible = bool(p["legend"])
         self.page.text = f"{page.page + 1} / {page.pages}" if page.total else ""
         self.prev.disabled = page.page <= 0
         self.next.disabled = page.page >= page.pages - 1
