@@ -25,7 +25,7 @@ from vecexplore.app import state as st
 from vecexplore.app.data import load_run_data
 from vecexplore.app.dispatch import Dispatcher
 from vecexplore.app.document import build_document
-from vecexplore.app.events import SetFilters
+from vecexplore.app.events import SetFilters, SetOperatingPoint
 from vecexplore.eval.evaluate import evaluate
 
 NAMES = ["header", "toolbar", "scatter", "scatter-source", "confusion", "confusion-source", "matrix-mode",
@@ -637,3 +637,34 @@ def test_query_save_and_tag_from_the_page(demo_run, tmp_path):
     s.clear()
     click(q.save)
     assert "Nothing is selected" in q.message.text
+
+
+def test_a_late_update_never_pulls_the_slider_back(det):
+    """A drag sends a burst of values; the update of an older one, applied after a newer one arrived,
+    must not write the older value back into the slider (the browser would keep it)."""
+    from vecexplore.app import ui
+    from vecexplore.app.session import Session
+    from vecexplore.app.views import REGISTRY
+
+    doc = RecordingDoc()
+    s = Session(doc, det, url_base="/vx/t", sheet=ui.stylesheet(), registry=REGISTRY, sync=False)
+    slider = s.view("controls").confidence
+
+    def ticks(n):
+        deadline = time.time() + 30
+        while len(doc.ticks) < n and time.time() < deadline:
+            time.sleep(0.01)
+        assert len(doc.ticks) >= n
+
+    slider.value = 0.30  # the browser's first value: computed off the lock, applied on a later tick
+    ticks(1)
+    slider.value = 0.31  # the next value arrives before that apply runs
+    ticks(2)
+    for cb in list(doc.ticks):
+        cb()
+        assert slider.value == 0.31  # never back to 0.30
+    assert s.state.confidence == 0.31
+    s.emit(lambda d: SetOperatingPoint(confidence=d.optimal))
+    ticks(3)
+    doc.ticks[-1]()
+    assert slider.value == pytest.approx(det.optimal_confidence(det.build_iou))  # the server's own change moves it

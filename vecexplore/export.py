@@ -174,8 +174,12 @@ def export_selection(
         atomic_write_text(out, json.dumps(json_safe(records), indent=1) + "\n")
     elif fmt == "coco":
         gt, results = coco_files(run, image_idx)
-        atomic_write_text(predictions_path(out), results)
         atomic_write_text(out, gt)
+        try:
+            atomic_write_text(predictions_path(out), results)
+        except BaseException:  # never a GT subset without the predictions the export promised
+            out.unlink(missing_ok=True)
+            raise
     else:
         _write_yolo_dir(run, image_idx, out, force=force)
     return out

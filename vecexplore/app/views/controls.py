@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import collections
+
 from vecexplore.app import client, ui
 from vecexplore.app import events as ev
 from vecexplore.app.colouring import modes
@@ -51,6 +53,9 @@ class ControlsView(View):
                                   placeholder="all splits", visible=len(splits) > 1, css_classes=["vx-filter"])
         self.row = Row(self.confidence, self.best, self.iou, self.colour, self.classes, self.splits,
                        name="toolbar", css_classes=["vx-toolbar-bar"], sizing_mode="stretch_width")
+        # The last values each slider sent (a drag sends a burst); see apply.
+        self._sent: dict[str, collections.deque] = {"confidence": collections.deque(maxlen=64),
+                                                     "iou": collections.deque(maxlen=16)}
 
     def layout(self):
         return self.row
@@ -64,11 +69,12 @@ class ControlsView(View):
     def apply(self, p) -> None:
         self._optimal = p["optimal"]
         self.confidence.title = p["title"]
-        # A newer value is already on its way (the user is still dragging): never pull the slider back.
-        latest = self.ctx.session.state
-        if abs(self.confidence.value - p["confidence"]) > 1e-12 and latest.confidence == p["confidence"]:
+        # A value the browser sent is never written back: while the user drags, an older value applied
+        # late would pull the handle back (and the browser keeps it while the server already moved on).
+        # Only the server's own changes (F1-optimal, a click on a curve, the history) move the widgets.
+        if p["confidence"] not in self._sent["confidence"] and abs(self.confidence.value - p["confidence"]) > 1e-12:
             self.confidence.value = p["confidence"]
-        if self.task == "detection" and latest.iou == p["iou"]:
+        if self.task == "detection" and p["iou"] not in self._sent["iou"]:
             value = p["iou"] if self.iou_is_grid else f"{p['iou']:.2f}"
             if self.iou.value != value:
                 self.iou.value = value
@@ -96,10 +102,14 @@ class ControlsView(View):
                 session.emit(event)
             widget.on_change(attr, callback)
 
+        def sent(kind: str, value):
+            self._sent[kind].append(value)
+            return value
+
         on(self.confidence, "value", lambda v: None if (c := client.unit_float(v)) is None
-           else ev.SetOperatingPoint(confidence=c))
+           else ev.SetOperatingPoint(confidence=sent("confidence", c)))
         on(self.iou, "value", lambda v: None if (t := client.iou_value(v, iou_choices)) is None
-           else ev.SetOperatingPoint(iou=t))
+           else ev.SetOperatingPoint(iou=sent("iou", t)))
         on(self.colour, "value", lambda v: None if client.choice(v, colours) is None else ev.SetView.of(colour=v))
         on(self.classes, "value", lambda v: None if (c := client.class_values(v, n_classes)) is None
            else ev.SetFilters(classes=c))
