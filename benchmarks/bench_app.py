@@ -11,7 +11,7 @@ files do not exist (the image route serves its placeholder). Then times:
 
 * loading the run for the app (``load_run_data``, once per process) and
   building one session's document (every new browser tab pays it);
-* the session controller on a bare Document (synchronous, what a server
+* the session on a bare Document (synchronous, what a server
   session computes after each event): a selection of 1k / 10k / 50k random
   images, a confusion cell, a cluster, a slider move with and without a
   selection, an IoU change the first time (matching, shared by all sessions)
@@ -136,7 +136,7 @@ def server_side(run_dir: Path, repeat: int) -> list[tuple[str, float]]:
     rows.append(("load the run (once per process)", 1000 * (time.perf_counter() - t)))
     rows.append(("build one session's document", _median_ms(
         lambda: build_document(Document(), data, url_base="/vx/bench"), max(1, repeat // 2))))
-    ctl = build_document(Document(), data, url_base="/vx/bench")
+    s = build_document(Document(), data, url_base="/vx/bench")
     rng = np.random.default_rng(1)
     n = data.num_images
     for size in (1_000, 10_000, 50_000):
@@ -144,33 +144,45 @@ def server_side(run_dir: Path, repeat: int) -> list[tuple[str, float]]:
             continue
         picks = [np.sort(rng.choice(n, size, replace=False)) for _ in range(repeat)]
         it = iter(picks)
-        rows.append((f"select {size:,} images", _median_ms(lambda it=it: ctl.set_selection(next(it)), repeat)))
-        ctl.set_selection(None)
-    m = ctl.matrix.counts
+        rows.append((f"select {size:,} images", _median_ms(lambda it=it: s.select(next(it)), repeat)))
+        s.clear()
+    m = s.derived.evaluation.confusion.counts
     off = [(int(i), int(j)) for i, j in zip(*np.nonzero(m), strict=True) if i != j]
     cell = max(off, key=lambda c: m[c])
+    confusion = s.view("confusion").figure
+
     def click_cell():
-        ctl.set_selection(None)
+        from bokeh.events import Tap
+
+        s.clear()
         t = time.perf_counter()
-        ctl.select_cell(*cell)
+        confusion._trigger_event(Tap(confusion, sx=0, sy=0, x=float(cell[1]), y=float(cell[0]), modifiers=None))
         return time.perf_counter() - t
 
     rows.append((f"click the largest off-diagonal cell ({m[cell]:,} objects)",
                  1000 * statistics.median(click_cell() for _ in range(repeat))))
     biggest = int(np.bincount(data.images.cluster[data.images.cluster >= 0]).argmax())
-    rows.append(("click a cluster row", _median_ms(lambda: ctl.select_cluster(biggest), repeat)))
-    ctl.set_selection(None)
+    members = np.flatnonzero(data.images.cluster == biggest)
+
+    def click_cluster():
+        s.clear()
+        t = time.perf_counter()
+        s.select(members, f"cluster {biggest}")
+        return time.perf_counter() - t
+
+    rows.append(("click a cluster row", 1000 * statistics.median(click_cluster() for _ in range(repeat))))
+    s.clear()
     confs = iter(np.linspace(0.2, 0.8, repeat * 2))
-    rows.append(("slider move, nothing selected", _median_ms(lambda: ctl.set_confidence(next(confs)), repeat)))
+    rows.append(("slider move, nothing selected", _median_ms(lambda: s.set_confidence(next(confs)), repeat)))
     big = min(50_000, n // 2)
-    ctl.set_selection(np.sort(rng.choice(n, big, replace=False)))
-    rows.append((f"slider move, {big:,} selected", _median_ms(lambda: ctl.set_confidence(next(confs)), repeat)))
-    ctl.set_selection(None)
+    s.select(np.sort(rng.choice(n, big, replace=False)))
+    rows.append((f"slider move, {big:,} selected", _median_ms(lambda: s.set_confidence(next(confs)), repeat)))
+    s.clear()
     t = time.perf_counter()
-    ctl.set_iou(0.75)
+    s.set_iou(0.75)
     rows.append(("IoU change, first time (matches once for all sessions)", 1000 * (time.perf_counter() - t)))
-    ctl.set_iou(0.5)
-    rows.append(("IoU change, cached", _median_ms(lambda: (ctl.set_iou(0.75), ctl.set_iou(0.5)), repeat) / 2))
+    s.set_iou(0.5)
+    rows.append(("IoU change, cached", _median_ms(lambda: (s.set_iou(0.75), s.set_iou(0.5)), repeat) / 2))
     return rows
 
 
@@ -217,6 +229,7 @@ def browser_side(run_dir: Path, n: int, repeat: int) -> list[tuple[str, float]]:
             # the same without drawing the scatter: what is left is the server and the other views
             page.evaluate("() => { Bokeh.documents[0].get_model_by_name('scatter-points').visible = false }")
             hidden, _ = _selection_storm(page, n, thumb_url, repeat, seed=3)
+            detail = _thumbnail_to_detail(page, repeat)
             browser.close()
     finally:
         server.stop()
@@ -225,6 +238,7 @@ def browser_side(run_dir: Path, n: int, repeat: int) -> list[tuple[str, float]]:
         ("browser: websocket bytes until rendered", statistics.median(received) / 2**20, "MiB"),
         (f"browser: select {min(50_000, n // 2):,} points → gallery updated", selection, "ms"),
         ("  the same with the scatter not drawn", hidden, "ms"),
+        ("browser: thumbnail click → detail view with its boxes", detail, "ms"),
         ("thumbnail GET, server idle: median", 1000 * statistics.median(idle), "ms"),
         ("thumbnail GET while a session selects: median", 1000 * statistics.median(busy), "ms"),
         ("thumbnail GET while a session selects: max", 1000 * max(busy), "ms"),
@@ -243,6 +257,33 @@ def _thumb_latencies(url: str, *, seconds: float, stop=None) -> list[float]:
             resp.read()
         out.append(time.perf_counter() - t)
     return out
+
+
+_TILE_XY = """(k) => {
+  const r = Bokeh.documents[0].get_model_by_name('gallery-tiles');
+  const rv = Bokeh.index.find_one(r);
+  const box = rv.plot_view.canvas_view.el.getBoundingClientRect();
+  return [box.x + rv.glyph.sx[k], box.y + rv.glyph.sy[k]];
+}"""
+
+
+def _thumbnail_to_detail(page, repeat: int) -> float:
+    """Median ms from a mouse click on a gallery tile until the detail view shows that image with its
+    boxes (its info names the file and the box sources hold its objects)."""
+    times = []
+    n_tiles = page.evaluate("() => Bokeh.documents[0].get_model_by_name('gallery-source').get_length()")
+    for k in range(min(max(repeat, 3), n_tiles)):
+        name = page.evaluate("(k) => Bokeh.documents[0].get_model_by_name('gallery-source').data.file_name[k]", k)
+        x, y = page.evaluate(_TILE_XY, k)
+        t0 = page.evaluate("() => performance.now()")
+        page.mouse.click(x, y)
+        page.wait_for_function("""(name) => {
+          const d = Bokeh.documents[0];
+          return d.get_model_by_name('detail-info').text.includes(name)
+            && d.get_model_by_name('detail-gt').get_length() + d.get_model_by_name('detail-pred').get_length() > 0;
+        }""", arg=str(name).replace("&", "&amp;").replace("<", "&lt;"), timeout=60_000, polling=5)
+        times.append(page.evaluate("() => performance.now()") - t0)
+    return statistics.median(times)
 
 
 def _selection_storm(page, n: int, thumb_url: str, repeat: int, seed: int = 2) -> tuple[float, list[float]]:

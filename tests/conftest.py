@@ -11,8 +11,13 @@ import pytest
 # Tests never touch the network: make Hugging Face and open_clip fail fast offline.
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-# Tests never write the user's embedding cache (~/.cache/vecexplore).
-os.environ.setdefault("VECEXPLORE_CACHE", tempfile.mkdtemp(prefix="vecexplore-test-cache-"))
+# Tests never write the user's embedding cache (~/.cache/vecexplore); the session's own is removed at exit.
+if "VECEXPLORE_CACHE" not in os.environ:
+    import atexit
+    import shutil
+
+    os.environ["VECEXPLORE_CACHE"] = tempfile.mkdtemp(prefix="vecexplore-test-cache-")
+    atexit.register(shutil.rmtree, os.environ["VECEXPLORE_CACHE"], ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -262,16 +262,19 @@ def test_confidence_slider_recomputes_the_matrix_like_the_engine(browser, detect
     app.page.mouse.move(x - 60, y, steps=6)
     app.page.mouse.up()
     app.page.wait_for_timeout(500)
-    after = app.page.evaluate("() => Bokeh.documents[0].get_model_by_name('confidence').value")
+    # The drag sends a burst of values; the session computes the last. Wait until the matrix is the
+    # engine's at the slider's value, re-reading the value in case the burst was still arriving.
+    import time
+
+    deadline, got, after = time.monotonic() + TIMEOUT_MS / 1000, None, None
+    while time.monotonic() < deadline:
+        app.settle()
+        after = app.page.evaluate("() => Bokeh.documents[0].get_model_by_name('confidence').value")
+        expected = data.evaluation(confidence=after).confusion.counts
+        got = _matrix(app, size)
+        if np.array_equal(got, expected):
+            break
     assert after < before
-    expected = data.evaluation(confidence=after).confusion.counts
-    app.wait_for(
-        """([want]) => { const c = Bokeh.documents[0].get_model_by_name('confusion-source').data.count;
-             return Array.from(c).reduce((a, b) => a + b, 0) == want }""",
-        [int(expected.sum())],
-    )
-    app.settle()
-    got = _matrix(app, size)
     assert not np.array_equal(got, m_before)
     assert np.array_equal(got, expected)
     app.screenshot("slider")
@@ -290,9 +293,17 @@ def test_export_downloads_a_coco_file_that_loads(browser, detection, tmp_path):
     download = info.value
     path = tmp_path / download.suggested_filename
     download.save_as(path)
-    assert download.suggested_filename.endswith(".json")
-    coco = COCO(str(path))
+    assert download.suggested_filename.endswith(".zip")  # the GT subset and the predictions on it
+    import json
+    import zipfile
+
+    with zipfile.ZipFile(path) as z:
+        z.extractall(tmp_path / "x")
+    coco = COCO(str(tmp_path / "x" / "annotations.json"))
     assert sorted(coco.getImgIds()) == sorted(data.images.image_id[images].tolist())
+    results = json.loads((tmp_path / "x" / "predictions.json").read_text())
+    assert results and {r["image_id"] for r in results} <= set(coco.getImgIds())
+    assert len(coco.loadRes(results).getAnnIds()) == len(results)
     written = Path(data.path) / "exports" / download.suggested_filename
     assert written.read_bytes() == path.read_bytes()
     app.wait_for("(f) => Bokeh.documents[0].get_model_by_name('export-status').text.includes(f)",
@@ -357,3 +368,70 @@ def test_classification_page_shows_correct_and_incorrect_badges(browser, classif
     app.screenshot("classification")
     assert app.close() == []
 
+
+
+# ---------------------------------------------------------------- interactions
+
+
+def test_a_tap_among_overlapping_points_opens_the_nearest_one(browser, detection):
+    server, data = detection
+    x, y = data.images.x.astype(float), data.images.y.astype(float)
+    ok = np.flatnonzero(np.isfinite(x))
+    # a point in the densest spot: its neighbours overlap it on screen
+    d = np.hypot(x[ok][:, None] - x[ok][None, :], y[ok][:, None] - y[ok][None, :])
+    k = int(ok[np.argmax((d < np.percentile(d, 2)).sum(axis=1))])
+    app = AppPage(browser, server.url)
+    app.click_glyph("scatter-points", k)
+    app.wait_for("([k]) => { const s = Bokeh.documents[0].get_model_by_name('scatter-source').selected.indices;"
+                 " return s.length == 1 && s[0] == k; }", [k])
+    app.wait_for("(n) => Bokeh.documents[0].get_model_by_name('detail-info').text.includes(n)",
+                 str(data.images.file_name[k]))
+    # shift-tap another point: it is added, and opened
+    j = int(ok[np.argmax(np.hypot(x[ok] - x[k], y[ok] - y[k]))])  # the farthest point: no overlap with k
+    pos = app.page.evaluate(_GLYPH_XY, ["scatter-points", j])
+    app.page.keyboard.down("Shift")
+    app.page.mouse.click(*pos)
+    app.page.keyboard.up("Shift")
+    app.wait_for("() => Bokeh.documents[0].get_model_by_name('scatter-source').selected.indices.length == 2")
+    assert sorted(app.selected("scatter-source")) == sorted([k, j])
+    app.settle()
+    assert str(data.images.file_name[j]) in app.text("detail-info")
+    app.screenshot("tap")
+    assert app.close() == []
+
+
+def test_shift_click_modes_and_history_in_the_browser(browser, detection):
+    server, data = detection
+    ev = data.evaluation()
+    cm = ev.confusion
+    size = len(cm.labels)
+    i, j, a = _pick_cell(ev)
+    app = AppPage(browser, server.url)
+    _click_cell(app, i, j, size, len(a))
+    # shift-click a second cell: its images are added
+    r, c = (j, i) if (j, i) != (i, j) and len(cm.cell_images(j, i)) else (i, i)
+    b = cm.cell_images(r, c)
+    union = np.union1d(a, b)
+    pos = app.page.evaluate(_GLYPH_XY, ["confusion-cells", r * size + c])
+    app.page.keyboard.down("Shift")
+    app.page.mouse.click(*pos)
+    app.page.keyboard.up("Shift")
+    app.wait_for("([n]) => Bokeh.documents[0].get_model_by_name('scatter-source').selected.indices.length == n",
+                 [len(union)])
+    assert app.selected("scatter-source") == union.tolist()
+    assert len(app.selected("confusion-source")) == 2  # both cells stay outlined
+    # intersect mode: a third click keeps what both have
+    app.click_widget("select-mode", ".bk-btn:nth-child(3)")
+    app.wait_for("() => Bokeh.documents[0].get_model_by_name('select-mode').active == 2")
+    _click_cell(app, i, i, size, len(np.intersect1d(union, cm.cell_images(i, i))))
+    assert app.selected("scatter-source") == np.intersect1d(union, cm.cell_images(i, i)).tolist()
+    # back twice: the union, then the first cell
+    app.click_widget("selection-back", "button")
+    app.wait_for("([n]) => Bokeh.documents[0].get_model_by_name('scatter-source').selected.indices.length == n",
+                 [len(union)])
+    app.click_widget("selection-back", "button")
+    app.wait_for("([n]) => Bokeh.documents[0].get_model_by_name('scatter-source').selected.indices.length == n",
+                 [len(a)])
+    assert app.selected("scatter-source") == a.tolist()
+    app.screenshot("modes")
+    assert app.close() == []

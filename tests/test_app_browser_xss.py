@@ -163,12 +163,12 @@ def test_hostile_names_are_shown_as_text_and_never_run(browser, hostile):
     app.page.wait_for_timeout(600)
     assert f"images/{FILE_NAMES[0]}" in app.assert_clean("hover")
 
-    # click a confusion cell: the header names the cell's classes literally
+    # click a confusion cell: the selection's description names the cell's classes literally
     ev = data.evaluation()
     i, j, images = _shared._pick_cell(ev)
     _shared._click_cell(app, i, j, len(ev.confusion.labels), len(images))
-    header = app.text("header")
-    assert "&lt;" in header and "<img" not in header and "<script" not in header
+    status = app.text("export-status")
+    assert "&lt;" in status and "<img" not in status and "<script" not in status
     assert ev.confusion.labels[i] in app.assert_clean("cell clicked")
 
     # open each payload file in the detail view (selected by the server, drawn by the page)

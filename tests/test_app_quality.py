@@ -1,7 +1,7 @@
 """The model-quality tabs (metrics vs confidence, by class, by property, recommendations) on a bare Document.
 
-On a bare Document every update runs synchronously, so after a widget change or
-a controller call the sources can be compared with the analysis engine
+On a bare Document every update runs synchronously, so after a widget change, a
+click (a Tap event) or a session call the sources can be compared with the analysis engine
 (:mod:`vecexplore.analysis.quality`) and, where it is cheap, with brute force
 over the evaluation at another operating point.
 """
@@ -30,17 +30,20 @@ from vecexplore.analysis.quality import (
 from vecexplore.app import state as st
 from vecexplore.app.dispatch import Dispatcher
 from vecexplore.app.document import build_document
-from vecexplore.app.metrics_panel import GRID, curve_columns
-from vecexplore.app.quality_views import (
-    TAB_CLASSES,
-    TAB_CURVE,
-    TAB_PROPERTY,
-    TAB_RECS,
-    TITLES,
-    snap_confidence,
-)
+from vecexplore.app.views.curve import GRID, curve_columns, snap_confidence
 
 TASKS = ["detection", "classification"]
+#: The tabs these tests show, by view name.
+TAB_CURVE, TAB_CLASSES, TAB_PROPERTY, TAB_RECS = "curve", "class-bars", "property-bins", "recommendations"
+TITLES = {"detection": ["Confusion", "Per class", "Clusters", "PR curves", "Threshold", "Class errors", "Properties",
+                        "Findings"],
+          "classification": ["Confusion", "Per class", "Clusters", "Calibration", "Threshold", "Class errors",
+                             "Properties", "Findings"]}
+
+
+def show_tab(doc, s, name: str) -> None:
+    """Show the tab of view ``name`` (what a click on its title does)."""
+    doc.get_model_by_name("tabs").active = [v.name for v in s.tab_views].index(name)
 NAMES = ["curve", "curve-source", "curve-operating-point", "curve-optimal", "curve-scope", "curve-class",
          "curve-caption", "class-bars", "class-bars-source", "class-bars-segments", "class-bars-classes",
          "class-bars-caption", "property-bins", "property-source", "property-select", "property-caption",
@@ -53,12 +56,31 @@ def data(request, det, cls):
     return det if request.param == "detection" else cls
 
 
-def page(data, tab: int | None = None):
+class Views:
+    def __init__(self, session):
+        self._s = session
+
+    def __getattr__(self, name):
+        return self._s.view(name.replace("_", "-"))
+
+
+def page(data, tab: str | None = None):
     doc = Document()
-    ctl = build_document(doc, data, url_base="/vx/test")
+    s = build_document(doc, data, url_base="/vx/test")
     if tab is not None:
-        ctl.tabs.active = tab
-    return doc, ctl
+        show_tab(doc, s, tab)
+    return doc, s, Views(s)
+
+
+def tap(figure, x: float, y: float, shift: bool = False) -> None:
+    figure._trigger_event(Tap(figure, sx=0, sy=0, x=float(x), y=float(y),
+                              modifiers={"shift": shift, "ctrl": False, "alt": False}))
+
+
+def tap_segment(v, row: int) -> None:
+    """Click the middle of class-bar segment ``row`` (a row of its source)."""
+    _c, _k, lo, hi, yi = v.class_bars._rows[row]
+    tap(v.class_bars.figure, (lo + hi) / 2, yi + 0.5)
 
 
 def some_images(data, share=0.4, seed=0) -> np.ndarray:
@@ -70,21 +92,21 @@ def click(button) -> None:
     button._trigger_event(ButtonClick(button))
 
 
-def bar_counts(ctl) -> dict[tuple[int, str], int]:
-    src = ctl.quality.classes.source.data
+def bar_counts(v) -> dict[tuple[int, str], int]:
+    src = v.class_bars.source.data
     return {(int(k), str(kind)): int(c) for k, kind, c in zip(src["class_idx"], src["kind"], src["count"], strict=True)}
 
 
 def expected_bars(cp, task) -> dict[tuple[int, str], int]:
-    from vecexplore.app.class_panel import segments_of
+    from vecexplore.app.views.class_bars import segments_of
 
     t = cp.table
     return {(k, kind): int(t[kind][k]) for k in range(len(t)) for kind, _, _ in segments_of(task) if t[kind][k] > 0}
 
 
-def first_page(ctl, images) -> list[int]:
-    page = st.gallery_page(np.asarray(images, np.int64), sort=ctl.state.sort, page=0,
-                           error_rate=ctl.outcomes.error_rate, score=ctl._scores())
+def first_page(s, images) -> list[int]:
+    page = st.gallery_page(np.asarray(images, np.int64), sort=s.state.sort, page=0,
+                           error_rate=s.derived.outcomes.error_rate, score=s.derived.scores, per_page=s.state.per_page)
     return page.image_idx.tolist()
 
 
@@ -93,8 +115,8 @@ def first_page(ctl, images) -> list[int]:
 
 @pytest.mark.parametrize("data", TASKS, indirect=True)
 def test_quality_tabs_and_their_named_models(data):
-    doc, ctl = page(data)
-    assert [t.title for t in ctl.tabs.tabs] == ["Confusion matrix", "Failure clusters", *TITLES]
+    doc, _s, _v = page(data)
+    assert [t.title for t in doc.get_model_by_name("tabs").tabs] == [*TITLES[data.task], "Query"]
     rates = ["property-precision", "property-fn-rate"] if data.task == "detection" else ["property-accuracy"]
     for name in [*NAMES, *rates]:
         assert doc.get_model_by_name(name) is not None, name
@@ -124,12 +146,12 @@ def _reference_grid(cp_at, grid_points, class_idx, task) -> dict[str, np.ndarray
 @pytest.mark.parametrize("scope", ["selection", "run"])
 @pytest.mark.parametrize("class_idx", [None, 1])
 def test_curve_is_the_sweep_of_the_chosen_scope(data, scope, class_idx):
-    doc, ctl = page(data, TAB_CURVE)
+    doc, s, v = page(data, TAB_CURVE)
     sel = some_images(data)
-    ctl.set_selection(sel)
-    ctl.quality.metrics.scope.active = 0 if scope == "selection" else 1
-    ctl.quality.metrics.klass.value = str(-1 if class_idx is None else class_idx)
-    ev = ctl.evaluation
+    s.select(sel)
+    v.curve.scope.active = 0 if scope == "selection" else 1
+    v.curve.klass.value = str(-1 if class_idx is None else class_idx)
+    ev = s.derived.evaluation
     if scope == "run":
         curve = ev.sweep.overall if class_idx is None else ev.sweep.per_class[class_idx]
     else:
@@ -141,45 +163,47 @@ def test_curve_is_the_sweep_of_the_chosen_scope(data, scope, class_idx):
     # differential: the same numbers from evaluating the run again at a few thresholds
     picks = [100, 300, 500, 700, 900]
     images = sel if scope == "selection" else None
-    ref = _reference_grid(lambda c: class_performance(data.evaluation(iou=ctl.state.iou, confidence=c), images),
+    ref = _reference_grid(lambda c: class_performance(data.evaluation(iou=s.state.iou, confidence=c), images),
                           GRID[picks], class_idx, data.task)
     for key in ("precision", "recall", "f1"):
         np.testing.assert_allclose(np.asarray(src[key])[picks], ref[key], rtol=1e-6, equal_nan=True, err_msg=key)
     best, best_f1 = curve.optimal()
     opt = doc.get_model_by_name("curve-optimal").data
     assert list(opt["confidence"]) == [best] and list(opt["f1"]) == [best_f1]
-    assert f"{best:.3f}" in ctl.quality.metrics.caption.text
+    assert f"{best:.3f}" in v.curve.caption.text
 
 
 @pytest.mark.parametrize("data", TASKS, indirect=True)
 def test_slider_moves_the_operating_line_and_keeps_the_curve(data):
-    doc, ctl = page(data, TAB_CURVE)
-    before = {k: np.array(v) for k, v in ctl.quality.metrics.source.data.items()}
+    doc, s, v = page(data, TAB_CURVE)
+    before = {k: np.array(x) for k, x in v.curve.source.data.items()}
     events = []
     doc.callbacks.on_change(lambda e: events.append(e))
     for c in (0.2, 0.45, 0.7):
         events.clear()
-        ctl.set_confidence(c)
+        s.set_confidence(c)
         assert doc.get_model_by_name("curve-operating-point").location == c
-        assert f"≥ <b>{c:.3f}</b>" in ctl.quality.metrics.caption.text
+        assert f"≥ {c:.3f}" in v.curve.caption.text
         touched = {getattr(getattr(e, "model", None), "name", None) for e in events}
         assert "curve-source" not in touched  # same IoU: the curve is not re-sent
-    for k, v in ctl.quality.metrics.source.data.items():
-        np.testing.assert_array_equal(v, before[k])
+    for k, x in v.curve.source.data.items():
+        np.testing.assert_array_equal(x, before[k])
 
 
 @pytest.mark.parametrize("data", TASKS, indirect=True)
 def test_a_tap_on_the_curve_sets_the_confidence_everywhere(data):
-    _, ctl = page(data, TAB_CURVE)
-    fig = ctl.quality.metrics.figure
-    fig._trigger_event(Tap(fig, x=0.3012, y=0.4))
-    assert ctl.state.confidence == 0.3
-    assert ctl.controls.confidence.value == 0.3
-    assert ctl.quality.metrics.operating.location == 0.3
-    np.testing.assert_array_equal(ctl.matrix.counts, data.evaluation(iou=ctl.state.iou, confidence=0.3).confusion.counts)
-    best = ctl.quality.metrics.optimal.data["confidence"][0]
-    fig._trigger_event(Tap(fig, x=best + 0.004, y=0.4))  # close to the optimum: exactly the optimum
-    assert ctl.state.confidence == best and ctl.controls.confidence.value == best
+    doc, s, v = page(data, TAB_CURVE)
+    tap(v.curve.figure, 0.3012, 0.4)
+    assert s.state.confidence == 0.3
+    assert v.controls.confidence.value == 0.3
+    assert v.curve.operating.location == 0.3
+    show_tab(doc, s, "confusion")
+    want = data.evaluation(iou=s.state.iou, confidence=0.3).confusion.counts
+    np.testing.assert_array_equal(v.confusion.source.data["count"], want.ravel())
+    show_tab(doc, s, TAB_CURVE)
+    best = v.curve.optimal.data["confidence"][0]
+    tap(v.curve.figure, best + 0.004, 0.4)  # close to the optimum: exactly the optimum
+    assert s.state.confidence == best and v.controls.confidence.value == best
 
 
 @pytest.mark.parametrize(("x", "optimal", "want"), [
@@ -194,21 +218,21 @@ def test_snap_confidence(x, optimal, want):
 
 @pytest.mark.parametrize("data", TASKS, indirect=True)
 def test_class_bars_follow_slider_and_selection(data):
-    _, ctl = page(data, TAB_CLASSES)
-    assert bar_counts(ctl) == expected_bars(class_performance(ctl.evaluation), data.task)
+    _, s, v = page(data, TAB_CLASSES)
+    assert bar_counts(v) == expected_bars(class_performance(s.derived.evaluation), data.task)
     for c in (0.25, 0.6):
-        ctl.set_confidence(c)
-        ev = data.evaluation(iou=ctl.state.iou, confidence=c)
-        assert bar_counts(ctl) == expected_bars(class_performance(ev), data.task)
+        s.set_confidence(c)
+        ev = data.evaluation(iou=s.state.iou, confidence=c)
+        assert bar_counts(v) == expected_bars(class_performance(ev), data.task)
     sel = some_images(data, 0.3, seed=1)
-    ctl.set_selection(sel)
-    assert bar_counts(ctl) == expected_bars(class_performance(ctl.evaluation, sel), data.task)
+    s.select(sel)
+    assert bar_counts(v) == expected_bars(class_performance(s.derived.evaluation, sel), data.task)
     if data.task == "detection":
-        ctl.set_iou(0.75)
+        s.set_iou(0.75)
         ev = data.evaluation(iou=0.75, confidence=0.6)
-        assert bar_counts(ctl) == expected_bars(class_performance(ev, sel), data.task)
+        assert bar_counts(v) == expected_bars(class_performance(ev, sel), data.task)
     # segments stack left to right without gaps, in the displayed class order
-    src = ctl.quality.classes.source.data
+    src = v.class_bars.source.data
     for k in set(src["class_idx"].tolist()):
         rows = np.flatnonzero(src["class_idx"] == k)
         assert src["left"][rows[0]] == 0 and np.array_equal(src["left"][rows[1:]], src["right"][rows[:-1]])
@@ -236,44 +260,49 @@ def _brute_images(ev, class_idx: int, kind: str) -> np.ndarray:
 
 @pytest.mark.parametrize("data", TASKS, indirect=True)
 @pytest.mark.parametrize("with_selection", [False, True])
-def test_clicking_a_segment_selects_exactly_its_images(data, with_selection):
-    _, ctl = page(data, TAB_CLASSES)
+def test_clicking_a_segment_selects_its_images_over_the_whole_run(data, with_selection):
+    _, s, v = page(data, TAB_CLASSES)
     sel = some_images(data, 0.5, seed=2) if with_selection else None
-    ctl.set_selection(sel)
-    src = ctl.quality.classes.source.data
-    kinds = list(dict.fromkeys(src["kind"].tolist()))
+    if sel is not None:
+        s.select(sel)
+    src = v.class_bars.source.data
+    kinds = list(dict.fromkeys(src["kind"].tolist()))  # the segments drawn for the selection
     assert len(kinds) >= 3
     for kind in kinds:
-        ctl.set_selection(sel)
-        src = ctl.quality.classes.source.data
+        if sel is None:
+            s.clear()
+        else:
+            s.select(sel)
+        src = v.class_bars.source.data
         row = int(np.flatnonzero(src["kind"] == kind)[0])
         k = int(src["class_idx"][row])
-        want = _brute_images(ctl.evaluation, k, kind)
-        if sel is not None:
-            want = np.intersect1d(want, sel)
-        assert len(want) == len(class_performance(ctl.evaluation, sel).images_for(k, kind))
-        ctl.quality.classes.source.selected.indices = [row]
-        np.testing.assert_array_equal(ctl.selection, want)
-        assert ctl.gallery.source.data["image_idx"].tolist() == first_page(ctl, want)
-        # the bars now show the new selection, and no segment stays highlighted
-        assert bar_counts(ctl) == expected_bars(class_performance(ctl.evaluation, want), data.task)
-        assert list(ctl.quality.classes.source.selected.indices) == []
+        want = _brute_images(s.derived.evaluation, k, kind)  # the whole run's, whatever was selected
+        tap_segment(v, row)
+        np.testing.assert_array_equal(s.selection, want)
+        assert v.gallery.source.data["image_idx"].tolist() == first_page(s, want)
+        # the bars now show the new selection, and the clicked segment stays outlined
+        assert bar_counts(v) == expected_bars(class_performance(s.derived.evaluation, want), data.task)
+        src = v.class_bars.source.data
+        marked = [int(r) for r in v.class_bars.source.selected.indices]
+        assert [(int(src["class_idx"][r]), str(src["kind"][r])) for r in marked] == [(k, kind)]
+    tap(v.class_bars.figure, -100.0, 0.5)  # off every bar: nothing happens
+    np.testing.assert_array_equal(s.selection, want)
 
 
 @pytest.mark.parametrize("data", TASKS, indirect=True)
 def test_class_multiselect_limits_the_bars(data):
-    _, ctl = page(data, TAB_CLASSES)
-    ctl.quality.classes.classes.value = ["2", "0"]
-    assert ctl.state.bar_classes == (0, 2)
-    assert set(ctl.quality.classes.source.data["class_idx"].tolist()) == {0, 2}
-    cp = class_performance(ctl.evaluation)
-    from vecexplore.app.class_panel import error_counts
+    _, s, v = page(data, TAB_CLASSES)
+    v.class_bars.classes.value = ["2", "0"]
+    assert s.state.bar_classes == (0, 2)
+    assert set(v.class_bars.source.data["class_idx"].tolist()) == {0, 2}
+    cp = class_performance(s.derived.evaluation)
+    from vecexplore.app.views.class_bars import error_counts
 
     errors = error_counts(cp.table, data.task)
     top = 0 if errors[0] >= errors[2] else 2
-    assert ctl.quality.classes.figure.y_range.factors[-1] == data.class_names[top]  # most errors on top
-    ctl.quality.classes.classes.value = []
-    assert set(ctl.quality.classes.source.data["class_idx"].tolist()) == set(range(len(data.class_names)))
+    assert v.class_bars.figure.y_range.factors[-1] == data.class_names[top]  # most errors on top
+    v.class_bars.classes.value = []
+    assert set(v.class_bars.source.data["class_idx"].tolist()) == set(range(len(data.class_names)))
 
 
 # ---------------------------------------------------------------- performance by property
@@ -284,46 +313,59 @@ def test_class_multiselect_limits_the_bars(data):
 @pytest.mark.parametrize("with_selection", [False, True])
 def test_property_bins_match_the_engine_and_a_click_selects_a_bin(det, cls, task, prop, with_selection):
     data = det if task == "detection" else cls
-    _, ctl = page(data, TAB_PROPERTY)
+    _, s, v = page(data, TAB_PROPERTY)
     sel = some_images(data, 0.5, seed=3) if with_selection else None
-    ctl.set_selection(sel)
-    ctl.quality.props.select.value = prop
-    assert (ctl.state.prop or ctl.quality.default_prop) == prop
-    bt = property_performance(data.run, ctl.evaluation, prop, image_idx=sel)
-    src = ctl.quality.props.source.data
+    if sel is not None:
+        s.select(sel)
+    v.property_bins.select.value = prop
+    assert (s.state.prop or v.property_bins.default) == prop
+    bt = property_performance(data.run, s.derived.evaluation, prop, image_idx=sel)
+    src = v.property_bins.source.data
     assert src["label"].tolist() == bt.labels()
+    assert all("e-" not in str(label) and "e+" not in str(label) for label in src["label"])  # no scientific notation
     np.testing.assert_array_equal(src["count"], bt.count)
+    assert [str(x) for x in src["shown"]] == ["n/a" if c == 0 else "" for c in bt.count]
     for name, rate in bt.rate.items():
         np.testing.assert_array_equal(src[name], rate)
-        assert ctl.quality.props.overall[name].location == pytest.approx(bt.overall[name])
+        assert v.property_bins.overall[name].location == pytest.approx(bt.overall[name])
     k = int(np.argmax(bt.count))
-    ctl.quality.props.source.selected.indices = [k]
-    np.testing.assert_array_equal(ctl.selection, bt.image_idx[k])
-    assert ctl.gallery.source.data["image_idx"].tolist() == first_page(ctl, bt.image_idx[k])
+    tap(v.property_bins.figure, k + 0.1, 0.5)
+    # the bin's value range over the whole run (its images there), not only the selection's
+    want = property_performance(data.run, s.derived.evaluation, prop, edges=bt.edges).image_idx[k]
+    np.testing.assert_array_equal(s.selection, want)
+    if sel is None:
+        np.testing.assert_array_equal(want, bt.image_idx[k])
+    else:
+        assert set(bt.image_idx[k].tolist()) <= set(want.tolist())
+    assert v.gallery.source.data["image_idx"].tolist() == first_page(s, want)
     # bins of the new selection
-    again = property_performance(data.run, ctl.evaluation, prop, image_idx=bt.image_idx[k])
-    np.testing.assert_array_equal(ctl.quality.props.source.data["count"], again.count)
+    again = property_performance(data.run, s.derived.evaluation, prop, image_idx=want)
+    np.testing.assert_array_equal(v.property_bins.source.data["count"], again.count)
 
 
 @pytest.mark.parametrize("data", TASKS, indirect=True)
 def test_importance_is_the_engines_ranking_and_a_row_shows_its_property(data):
-    _, ctl = page(data, TAB_PROPERTY)
-    imp = property_importance(data.run, ctl.evaluation)
-    src = ctl.quality.props.importance_source.data
+    _, s, v = page(data, TAB_PROPERTY)
+    imp = property_importance(data.run, s.derived.evaluation)
+    src = v.property_bins.importance_source.data
     assert src["prop"].tolist() == [i.prop for i in imp]
     np.testing.assert_array_equal(src["mi"], [i.mutual_information for i in imp])
     np.testing.assert_array_equal(src["spearman"], [i.spearman for i in imp])
+    for i, row in zip(imp, src["direction"], strict=True):  # no information, no direction
+        assert (row == "no clear direction") == (i.direction == "none")
+        if not i.mutual_information > 0:
+            assert row == "no clear direction"
     sel = some_images(data, 0.5, seed=4)
-    ctl.set_selection(sel)
-    imp = property_importance(data.run, ctl.evaluation, image_idx=sel)
-    assert ctl.quality.props.importance_source.data["prop"].tolist() == [i.prop for i in imp]
-    shown = ctl.quality.props.select.value
-    assert ctl.quality.props.importance_source.selected.indices == [[i.prop for i in imp].index(shown)]
+    s.select(sel)
+    imp = property_importance(data.run, s.derived.evaluation, image_idx=sel)
+    assert v.property_bins.importance_source.data["prop"].tolist() == [i.prop for i in imp]
+    shown = v.property_bins.select.value
+    assert v.property_bins.importance_source.selected.indices == [[i.prop for i in imp].index(shown)]
     row = next(r for r in range(1, len(imp)) if imp[r].prop != shown)
-    ctl.quality.props.importance_source.selected.indices = [row]
-    assert ctl.state.prop == imp[row].prop == ctl.quality.props.select.value
-    bt = property_performance(data.run, ctl.evaluation, imp[row].prop, image_idx=sel)
-    np.testing.assert_array_equal(ctl.quality.props.source.data["count"], bt.count)
+    v.property_bins.importance_source.selected.indices = [row]
+    assert s.state.prop == imp[row].prop == v.property_bins.select.value
+    bt = property_performance(data.run, s.derived.evaluation, imp[row].prop, image_idx=sel)
+    np.testing.assert_array_equal(v.property_bins.source.data["count"], bt.count)
 
 
 # ---------------------------------------------------------------- recommendations
@@ -331,7 +373,7 @@ def test_importance_is_the_engines_ranking_and_a_row_shows_its_property(data):
 
 @pytest.mark.parametrize("data", TASKS, indirect=True)
 def test_a_recommendation_button_selects_its_images(data):
-    doc, ctl = page(data, TAB_RECS)
+    doc, s, v = page(data, TAB_RECS)
     recs = data.run.json("recommendations.json")
     assert recs, "the demo run has recommendations"
     for i, rec in enumerate(recs[:12]):
@@ -341,11 +383,12 @@ def test_a_recommendation_button_selects_its_images(data):
     for i in range(min(3, len(recs))):
         click(doc.get_model_by_name(f"rec-select-{i}"))
         want = np.asarray(recs[i]["selection"]["image_idx"], np.int64)
-        np.testing.assert_array_equal(ctl.selection, want)
-        assert ctl.gallery.source.data["image_idx"].tolist() == first_page(ctl, want)
+        np.testing.assert_array_equal(s.selection, want)
+        assert v.gallery.source.data["image_idx"].tolist() == first_page(s, want)
+        assert doc.get_model_by_name(f"rec-select-{i}").label == "Selected"
         if recs[i]["kind"] == "cluster":
-            assert ctl.state.pick_how == f"cluster {recs[i]['selection']['cluster']}"
-    assert "current operating point" in ctl.quality.recs.caption.text and ctl.quality.recs.refresh.disabled
+            assert s.state.pick_how == f"cluster {recs[i]['selection']['cluster']}"
+    assert "current operating point" in v.recommendations.caption.text and v.recommendations.refresh.disabled
 
 
 @pytest.mark.parametrize("data", TASKS, indirect=True)
@@ -353,18 +396,18 @@ def test_recommendations_recompute_at_another_operating_point(data):
     from vecexplore.analysis.recommend import recommend
     from vecexplore.mapping.slices import slice_table
 
-    doc, ctl = page(data, TAB_RECS)
-    ctl.set_confidence(0.3)
-    assert "may differ" in ctl.quality.recs.caption.text and not ctl.quality.recs.refresh.disabled
-    click(ctl.quality.recs.refresh)
-    ev = data.evaluation(iou=ctl.state.iou, confidence=0.3)
+    doc, s, v = page(data, TAB_RECS)
+    s.set_confidence(0.3)
+    assert "may differ" in v.recommendations.caption.text and not v.recommendations.refresh.disabled
+    click(v.recommendations.refresh)
+    ev = data.evaluation(iou=s.state.iou, confidence=0.3)
     clusters = slice_table(ev.per_image, data.images.cluster, task=data.task, class_names=list(data.class_names))
     want = recommend(data.run, ev, clusters=clusters)
     shown = [doc.get_model_by_name(f"rec-{i}") for i in range(len(want))]
     assert [html.escape(r.title) in d.text for r, d in zip(want, shown, strict=True)] == [True] * len(want)
-    assert "current operating point" in ctl.quality.recs.caption.text and ctl.quality.recs.refresh.disabled
+    assert "current operating point" in v.recommendations.caption.text and v.recommendations.refresh.disabled
     click(doc.get_model_by_name("rec-select-0"))
-    np.testing.assert_array_equal(ctl.selection, want[0].image_idx)
+    np.testing.assert_array_equal(s.selection, want[0].image_idx)
 
 
 # ---------------------------------------------------------------- filters, tabs, threading
@@ -373,47 +416,49 @@ def test_recommendations_recompute_at_another_operating_point(data):
 @pytest.mark.parametrize("data", TASKS, indirect=True)
 @pytest.mark.parametrize("how", ["split", "class"])
 def test_every_panel_respects_the_filters(data, how):
-    doc, ctl = page(data)
+    from vecexplore.app.events import SetFilters
+
+    doc, s, v = page(data)
     if how == "split":
         assert "test" in data.images.splits
-        ctl.set_filters(splits=["test"])
+        s.emit(SetFilters(splits=("test",)))
         universe = np.flatnonzero(data.images.split == "test")
     else:
-        ctl.set_filters(classes=[1])
-        universe = np.flatnonzero(st.class_mask([1], data.num_images, *ctl._class_pairs()))
-    np.testing.assert_array_equal(ctl.selection, universe)
-    ev = ctl.evaluation
-    ctl.tabs.active = TAB_CURVE
-    np.testing.assert_array_equal(ctl.quality.metrics.source.data["f1"], curve_columns(sweep_for(ev, universe))["f1"])
-    ctl.tabs.active = TAB_CLASSES
-    assert bar_counts(ctl) == expected_bars(class_performance(ev, universe), data.task)
-    ctl.tabs.active = TAB_PROPERTY
-    prop = ctl.quality.props.select.value
+        s.emit(SetFilters(classes=(1,)))
+        universe = np.flatnonzero(st.class_mask([1], data.num_images, *s.derived.class_pairs()))
+    np.testing.assert_array_equal(s.selection, universe)
+    ev = s.derived.evaluation
+    show_tab(doc, s, TAB_CURVE)
+    np.testing.assert_array_equal(v.curve.source.data["f1"], curve_columns(sweep_for(ev, universe))["f1"])
+    show_tab(doc, s, TAB_CLASSES)
+    assert bar_counts(v) == expected_bars(class_performance(ev, universe), data.task)
+    show_tab(doc, s, TAB_PROPERTY)
+    prop = v.property_bins.select.value
     bt = property_performance(data.run, ev, prop, image_idx=universe)
-    np.testing.assert_array_equal(ctl.quality.props.source.data["count"], bt.count)
+    np.testing.assert_array_equal(v.property_bins.source.data["count"], bt.count)
     imp = property_importance(data.run, ev, image_idx=universe)
-    assert ctl.quality.props.importance_source.data["prop"].tolist() == [i.prop for i in imp]
-    ctl.tabs.active = TAB_RECS
+    assert v.property_bins.importance_source.data["prop"].tolist() == [i.prop for i in imp]
+    show_tab(doc, s, TAB_RECS)
     click(doc.get_model_by_name("rec-select-0"))
     rec = data.run.json("recommendations.json")[0]
-    np.testing.assert_array_equal(ctl.selection, np.intersect1d(rec["selection"]["image_idx"], universe))
+    np.testing.assert_array_equal(s.selection, np.intersect1d(rec["selection"]["image_idx"], universe))
 
 
 @pytest.mark.parametrize("data", TASKS, indirect=True)
 def test_hidden_tabs_are_not_computed_until_shown(data):
-    doc, ctl = page(data)
+    doc, s, v = page(data)
     events = []
     doc.callbacks.on_change(lambda e: events.append(e))
     sel = some_images(data, 0.3, seed=5)
-    ctl.set_confidence(0.35)
-    ctl.set_selection(sel)
+    s.set_confidence(0.35)
+    s.select(sel)
     touched = {getattr(getattr(e, "model", None), "name", None) for e in events}
     assert not touched & {"class-bars-source", "property-source", "importance-source", "curve-source"}
-    assert doc.get_model_by_name("curve-operating-point").location == 0.35  # the line always moves
-    ctl.tabs.active = TAB_CLASSES
-    assert bar_counts(ctl) == expected_bars(class_performance(ctl.evaluation, sel), data.task)
-    ctl.tabs.active = TAB_CURVE
-    np.testing.assert_array_equal(ctl.quality.metrics.source.data["f1"], curve_columns(sweep_for(ctl.evaluation, sel))["f1"])
+    show_tab(doc, s, TAB_CLASSES)
+    assert bar_counts(v) == expected_bars(class_performance(s.derived.evaluation, sel), data.task)
+    show_tab(doc, s, TAB_CURVE)
+    assert doc.get_model_by_name("curve-operating-point").location == 0.35
+    np.testing.assert_array_equal(v.curve.source.data["f1"], curve_columns(sweep_for(s.derived.evaluation, sel))["f1"])
 
 
 def test_low_priority_jobs_wait_for_every_ordinary_one():
@@ -445,15 +490,17 @@ def test_low_priority_jobs_wait_for_every_ordinary_one():
 
 @pytest.mark.parametrize("data", TASKS, indirect=True)
 def test_an_empty_selection_leaves_every_tab_empty_not_broken(data):
-    _, ctl = page(data)
-    ctl.set_filters(splits=["no-such-split"])
-    assert ctl.selection is not None and len(ctl.selection) == 0
+    from vecexplore.app.events import SetFilters
+
+    doc, s, v = page(data)
+    s.emit(SetFilters(splits=("no-such-split",)))
+    assert s.selection is not None and len(s.selection) == 0
     for tab in (TAB_CURVE, TAB_CLASSES, TAB_PROPERTY, TAB_RECS):
-        ctl.tabs.active = tab
-    assert np.isnan(ctl.quality.metrics.source.data["precision"]).all()
-    assert ctl.quality.metrics.optimal.data["confidence"] == []
-    assert len(ctl.quality.classes.source.data["count"]) == 0
-    assert len(ctl.quality.props.source.data["count"]) == 0
-    assert "Selection (0 images)" in ctl.quality.props.caption.text
-    assert len(ctl.quality.props.importance_source.data["prop"]) > 0  # every property, with no relation found
-    assert set(ctl.quality.props.importance_source.data["mi"]) == {0.0}
+        show_tab(doc, s, tab)
+    assert np.isnan(v.curve.source.data["precision"]).all()
+    assert v.curve.optimal.data["confidence"] == []
+    assert len(v.class_bars.source.data["count"]) == 0
+    assert len(v.property_bins.source.data["count"]) == 0
+    assert "Selection (0 images)" in v.property_bins.caption.text
+    assert len(v.property_bins.importance_source.data["prop"]) > 0  # every property, with no relation found
+    assert set(v.property_bins.importance_source.data["mi"]) == {0.0}

@@ -12,10 +12,10 @@ import pytest
 
 from vecexplore.app import colouring
 from vecexplore.app import state as st
-from vecexplore.app.clusters import cluster_rows, most_confused
-from vecexplore.app.detail import fit_ranges
-from vecexplore.app.gallery import badges, tile_layout
-from vecexplore.app.header import header_html, metric_rows
+from vecexplore.app.views.clusters import cluster_rows, most_confused
+from vecexplore.app.views.detail import fit_ranges, place_labels
+from vecexplore.app.views.gallery import badges, shape_for, tile_layout
+from vecexplore.app.views.header import header_html, metric_rows
 from vecexplore.eval.classification import classification_metrics
 from vecexplore.eval.evaluate import evaluate
 from vecexplore.eval.outcomes import count_columns, rate_columns
@@ -85,14 +85,15 @@ def test_selection_is_pick_within_universe(pick, uni, want):
         assert got.dtype == np.int64 and got.tolist() == want
 
 
-@pytest.mark.parametrize(("pick", "want"), [([5, 2, 2, 9], [2, 5, 9]), ([], None), (None, None), (np.array([7]), [7])])
+@pytest.mark.parametrize(("pick", "want"), [([5, 2, 2, 9], [2, 5, 9]), ([], []), (None, None), (np.array([7]), [7])])
 def test_with_pick_sorts_dedups_and_resets_page(pick, want):
     s = st.SessionState(iou=0.5, confidence=0.3, page=4).with_pick(pick, "lasso")
     assert s.page == 0
     if want is None:
         assert s.pick is None and s.pick_how == ""
-    else:
+    else:  # an empty pick is a real, empty selection: never "the whole run"
         assert s.pick.tolist() == want and s.pick_how == "lasso"
+        assert st.selection_of(s.pick, None).tolist() == want
 
 
 @pytest.mark.parametrize(("classes", "splits", "want"), [
@@ -203,14 +204,25 @@ def test_classification_summary_equals_sklearn_on_subsets(seed, confidence):
     out = st.image_outcomes(ev.per_image)
     subset = np.flatnonzero(np.random.default_rng(seed).random(ds.num_images) < 0.5)
     label, pred = ev.arrays["label"][subset], ev.accepted[subset]
-    use = (label >= 0) & (pred >= 0)
+    labelled = label >= 0
+    label, pred = label[labelled], pred[labelled]
+    # A rejected prediction (below the threshold) is a prediction of no class: wrong, never a FP of a class.
+    none = 4
+    y_pred = np.where(pred >= 0, pred, none)
+    present = sorted(set(label.tolist()) | set(pred[pred >= 0].tolist()))
     got = st.classification_summary(out, 4, subset)
-    assert got["accepted"] == int(use.sum())
-    assert got["accuracy"] == pytest.approx(accuracy_score(label[use], pred[use]), abs=1e-12)
-    assert got["macro_f1"] == pytest.approx(f1_score(label[use], pred[use], average="macro", zero_division=0), abs=1e-12)
+    assert got["labelled"] == labelled.sum() and got["accepted"] == int((pred >= 0).sum())
+    assert got["accuracy"] == pytest.approx(accuracy_score(label, y_pred), abs=1e-12)
+    assert got["coverage"] == pytest.approx((pred >= 0).mean(), abs=1e-12)
+    assert got["macro_f1"] == pytest.approx(f1_score(label, y_pred, labels=present, average="macro", zero_division=0),
+                                            abs=1e-12)
     whole = st.classification_summary(out, 4)
-    assert whole["accuracy"] == ev.metrics.accuracy
     assert whole["correct"] == int(ev.per_image["correct"].sum())
+    assert whole["accuracy"] == pytest.approx(whole["correct"] / whole["labelled"])
+    if whole["accepted"] == whole["labelled"]:  # nothing rejected: the header says what scikit-learn says
+        assert whole["accuracy"] == pytest.approx(ev.metrics.accuracy, abs=1e-12)
+    else:  # a rejection counts as wrong: never above the accuracy of the accepted images
+        assert whole["accuracy"] <= ev.metrics.accuracy + 1e-12
 
 
 def test_classification_summary_of_empty_selection():
@@ -224,12 +236,17 @@ def test_classification_summary_of_empty_selection():
 @pytest.mark.parametrize("task", ["detection", "classification"])
 def test_metric_rows_and_header(task):
     rows = metric_rows(task, {"precision": 0.5, "tp": 3, "accuracy": float("nan")}, None, {"AP": 0.25})
-    assert all(r[2] in ("–", "whole run only", "") for r in rows)
+    assert all(r[2] in ("–", "whole run", "") for r in rows)
     html = header_html(key="r<1>", task=task, model={"model": "m", "weights": "random", "random": True,
                                                      "fallback_reason": "offline"},
                        num_images=5, unreadable=2, iou=0.5, confidence=0.3, optimal=0.31, run={}, selection={},
-                       selection_text="x", coco={})
+                       coco={})
     assert "vx-banner" in html and "offline" in html and "r&lt;1&gt;" in html and "2 unreadable" in html
+    # every metric's definition is one hover away
+    from vecexplore.app.views.header import DEFINITIONS
+
+    for title, _, _ in rows:
+        assert f"title='{DEFINITIONS[title]}'" in html.replace("&#x27;", "'")
 
 
 # ---------------------------------------------------------------- confusion matrix
@@ -367,7 +384,7 @@ def test_badges_and_tiles():
     ds = random_detection(0)
     out = st.image_outcomes(evaluate(ds, confidence=0.5).per_image)
     texts, frames = badges(out, np.array([0, 1]), ds.categories.names)
-    assert texts[0] == f"TP {out.tp[0]} · FP {out.fp[0]} · FN {out.fn[0]}" and len(frames) == 2
+    assert texts[0] == f"TP {out.tp[0]} FP {out.fp[0]} FN {out.fn[0]}" and len(frames) == 2
     cls = st.image_outcomes(evaluate(random_classification(0)).per_image)
     texts, _ = badges(cls, np.arange(60), [f"k{k}" for k in range(4)])
     for i, t in enumerate(texts):
@@ -377,9 +394,48 @@ def test_badges_and_tiles():
     wrong = [t for t in texts if t.startswith("✗")]
     assert wrong and all(len(t) <= 2 + 7 + 1 + 7 for t in wrong)  # "✗ " + name→name, each cut to 7
     assert any("…" in t for t in wrong)
-    lay = tile_layout(np.array([200, 100, 0]), np.array([100, 100, 0]))
+    lay = tile_layout(np.array([200, 100, 0]), np.array([100, 100, 0]), 2)
     np.testing.assert_allclose(lay["w"] / lay["h"], [2.0, 1.0, 1.0])
     assert (lay["w"] <= 0.9).all() and (lay["h"] <= 0.9).all()
+    np.testing.assert_allclose(lay["x"], [0.5, 1.5, 0.5])  # two columns: the third tile starts row 2
+    assert lay["y"][2] < lay["y"][0] == lay["y"][1]
+
+
+@pytest.mark.parametrize(("w", "h"), [(605, 210), (925, 350), (1400, 700), (300, 120), (None, None)])
+def test_gallery_shape_fits_the_frame_with_two_rows_when_it_can(w, h):
+    from vecexplore.app.views.gallery import LAST, MIN_TILE_PX, PITCH
+
+    cols, rows = shape_for(w, h)
+    if w is None:
+        assert (cols, rows) == (8, 3)
+        return
+    tile = min(w / cols, h / ((rows - 1) * PITCH + LAST))  # the tile as drawn (square, everything fits)
+    assert tile >= MIN_TILE_PX * 0.99 or cols == 3
+    assert cols * tile <= w + 1e-9 and ((rows - 1) * PITCH + LAST) * tile <= h + 1e-9
+    if h >= (LAST + PITCH) * MIN_TILE_PX:
+        assert rows >= 2
+
+
+def test_detail_labels_never_overlap():
+    rng = np.random.default_rng(0)
+    boxes = []
+    for _ in range(40):
+        x, y = rng.uniform(0, 500, 2)
+        w, h = rng.uniform(5, 120, 2)
+        boxes.append({"left": x, "right": x + w, "top": y, "bottom": y + h, "label": "cat 0.87 · FP loc"[:rng.integers(3, 18)]})
+    for ppu in (0.5, 1.0, 3.0):
+        spots = place_labels(boxes, ppu)
+        rects = []
+        for b, sp in zip(boxes, spots, strict=True):
+            if not sp["shown"]:
+                continue
+            w, h = (6.0 * len(b["label"]) + 4) / ppu, 13.0 / ppu
+            top = sp["y"] - h if sp["baseline"] == "bottom" else sp["y"]
+            rects.append((sp["x"], top, sp["x"] + w, top + h))
+        for i, a in enumerate(rects):
+            for b in rects[i + 1:]:
+                assert a[2] <= b[0] or b[2] <= a[0] or a[3] <= b[1] or b[3] <= a[1], (a, b)
+        assert sum(sp["shown"] for sp in spots) >= 1
 
 
 @pytest.mark.parametrize(("w", "h", "fw", "fh"), [(640, 480, 700, 360), (100, 400, 700, 360), (0, 0, 300, 300),

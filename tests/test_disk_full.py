@@ -172,6 +172,23 @@ def test_export_on_a_full_disk(shim, export_run, tmp_path, fmt, budget):
     assert _leftovers(full) == []  # no half file, no temp file, no partial folder
 
 
+def test_coco_export_leaves_no_gt_subset_without_its_predictions(shim, export_run, tmp_path):
+    """Room for the GT subset but not for the predictions beside it: neither is left behind."""
+    from vecexplore.cli import main
+
+    room, full = tmp_path / "room", tmp_path / "full"
+    full.mkdir()
+    argv = ["export", str(export_run), "--where", "image_idx >= 0", "--format", "coco"]
+    with pytest.raises(SystemExit):
+        main([*argv, "--out", str(room / "sel.json")])
+    gt_size = (room / "sel.json").stat().st_size
+    assert (room / "sel.predictions.json").stat().st_size > 100
+    out = full / "sel.json"
+    res = _vecexplore([*argv, "--out", out], shim=shim, full=full, budget=gt_size + 50)
+    _assert_disk_full(res, full / "sel.predictions.json")
+    assert _leftovers(full) == []
+
+
 # ---------------------------------------------------------------- evaluate
 
 

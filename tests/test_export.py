@@ -45,7 +45,7 @@ def test_select_clusters_where_and_file(run, tmp_path):
     ("call", "error", "message"),
     [
         (lambda r, p: select_clusters(r, [9999]), ConfigError, "unknown cluster"),
-        (lambda r, p: select_where(r, "no_such_column > 1"), ConfigError, "Columns:"),
+        (lambda r, p: select_where(r, "no_such_column > 1"), ConfigError, "unknown column .no_such_column.*columns: "),
         (lambda r, p: select_where(r, "error_rate + 1"), ConfigError, "true/false"),
         (lambda r, p: select_from_file(r, p / "missing.txt"), InputError, "missing.txt"),
     ],
@@ -78,9 +78,36 @@ def test_coco_subset_loads_in_pycocotools_and_equals_the_selected_gt(run, demo_r
                  for a in coco.dataset["annotations"])
     assert got == expected
     assert {c["id"] for c in coco.dataset["categories"]} == {c["id"] for c in original["categories"]}
-    # and our own loader reads it back with the same images
-    sub = load_dataset(DatasetSource(gt=out, pred=_empty_predictions(tmp_path)), check_images=False)
-    assert set(sub.images.image_id.tolist()) == wanted
+    # the model's predictions on those images lie beside it, as a COCO results list that loads with it
+    preds = out.with_name("subset.predictions.json")
+    results = json.loads(preds.read_text())
+    original_preds = json.loads((demo_run[1] / "predictions.json").read_text())
+    want_preds = sorted((p["image_id"], p["category_id"], tuple(p["bbox"]), p["score"])
+                        for p in original_preds if p["image_id"] in wanted)
+    assert sorted((p["image_id"], p["category_id"], tuple(p["bbox"]), p["score"]) for p in results) == want_preds
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert len(coco.loadRes(str(preds)).getAnnIds()) == len(want_preds)
+    # and our own loader reads the pair back with the same images
+    sub = load_dataset(DatasetSource(gt=out, pred=preds), check_images=False)
+    assert set(sub.images.image_id.tolist()) == wanted and len(sub.pred) == len(want_preds)
+
+
+def test_classification_tables_name_the_classes(demo_run_classification, tmp_path):
+    from vecexplore.store import Run
+
+    run = Run(demo_run_classification[0])
+    names = [c["name"] for c in run.categories]
+    sel = np.arange(0, len(run.images), 7)
+    table = pd.read_csv(export_selection(run, sel, fmt="csv", out=tmp_path / "c.csv"), keep_default_na=False)
+    stored = run.images.iloc[sel]
+    assert table["label"].tolist() == [names[k] if k >= 0 else "" for k in stored["label"]]
+    assert table["prediction"].tolist() == [names[k] if k >= 0 else "" for k in stored["prediction"]]
+    records = json.loads(export_selection(run, sel, fmt="json", out=tmp_path / "c.json").read_text())
+    assert {r["label"] for r in records} <= set(names) | {""}
+    # and the query language speaks names too
+    k = int(stored["label"].iloc[0])
+    got = select_where(run, f"label == {names[k]!r}")
+    np.testing.assert_array_equal(got, np.flatnonzero(run.images["label"].to_numpy() == k))
 
 
 def _empty_predictions(tmp_path):

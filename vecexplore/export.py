@@ -5,9 +5,12 @@ Selections are sets of ``image_idx``; every export lists images in
 
 Formats:
     csv / json  one row per image with its ids, path, split, outcomes, cluster, x/y
+                (classification: ``label`` and ``prediction`` as class names)
     txt         one absolute image path per line (for data-collection scripts)
     coco        a COCO ground-truth subset: the images, their GT annotations
-                (crowd included) and all categories; loads in pycocotools/FiftyOne
+                (crowd included) and all categories; loads in pycocotools/FiftyOne;
+                beside it, ``<stem>.predictions.json``: the model's predictions on
+                those images as a COCO results list (every score, no threshold)
     yolo        the same subset as a YOLO folder (labels/*.txt, data.yaml, images.txt)
 """
 
@@ -79,19 +82,42 @@ def select_from_file(run: Run, path: str | Path) -> np.ndarray:
     return np.unique(np.asarray(picked, dtype=np.int64))
 
 
+def _class_names(run: Run, images):
+    """``images`` with classification's ``label`` / ``prediction`` as class names ("" = none)."""
+    if run.task != "classification":
+        return images
+    names = np.asarray([str(c["name"]) for c in run.categories] + [""], dtype=object)
+    out = images.copy()
+    for col in ("label", "prediction"):
+        if col in out:
+            out[col] = names[out[col].to_numpy(np.int64)]  # -1 (none) picks the trailing ""
+    return out
+
+
+def query_columns(run: Run) -> dict[str, np.ndarray]:
+    """The columns a ``--where`` condition can use: the run's image table (outcomes at the build's
+    operating point, properties, ids, split, cluster, ...; classification's ``label`` and
+    ``prediction`` as class names), without internal plumbing."""
+    images = _class_names(run, run.images)
+    return {c: images[c].to_numpy() for c in images.columns if c not in _HIDDEN_COLUMNS}
+
+
 def select_where(run: Run, expression: str) -> np.ndarray:
-    """Images whose row in ``images.parquet`` satisfies a pandas query expression,
-    e.g. ``"error_rate > 0.5 and split == 'val'"``."""
-    images = run.images
-    try:
-        mask = images.eval(expression)
-    except Exception as exc:  # pandas raises many types for a bad expression
-        columns = ", ".join(c for c in images.columns if c not in _HIDDEN_COLUMNS)
-        raise ConfigError(f"--where {expression!r}: {exc}. Columns: {columns}") from None
-    mask = np.asarray(mask)
-    if mask.dtype != bool or mask.shape != (len(images),):
-        raise ConfigError(f"--where {expression!r} must be a true/false condition on image rows")
+    """Images for which a condition holds, e.g. ``"error_rate > 0.5 and split == 'val'"`` or
+    ``"'hard' in tags"`` (the language of :mod:`vecexplore.query`)."""
+    from vecexplore.query import evaluate
+    from vecexplore.selections import load_tags
+
+    mask = evaluate(expression, query_columns(run), n=len(run.images), tags=load_tags(run), what="--where")
     return np.flatnonzero(mask).astype(np.int64)
+
+
+def select_saved(run: Run, names) -> np.ndarray:
+    """Images of the saved selections ``names`` (their union)."""
+    from vecexplore.selections import load_selection
+
+    parts = [load_selection(run, n) for n in names]
+    return np.unique(np.concatenate(parts)).astype(np.int64) if parts else np.zeros(0, np.int64)
 
 
 # ---------------------------------------------------------------- writers
@@ -111,8 +137,7 @@ def image_paths(run: Run) -> list[str]:
 
 def image_rows(run: Run, image_idx: np.ndarray):
     """The export table: one row per selected image, image_idx order, with an absolute path."""
-    images = run.images
-    rows = images.iloc[np.sort(image_idx)].copy()
+    rows = _class_names(run, run.images.iloc[np.sort(image_idx)])
     paths = image_paths(run)
     rows.insert(rows.columns.get_loc("file_name") + 1, "path", [paths[i] for i in rows["image_idx"]])
     return rows.drop(columns=[c for c in _HIDDEN_COLUMNS if c in rows.columns])
@@ -148,12 +173,30 @@ def export_selection(
         records = image_rows(run, image_idx).to_dict(orient="records")
         atomic_write_text(out, json.dumps(json_safe(records), indent=1) + "\n")
     elif fmt == "coco":
-        from vecexplore.io.coco import to_coco_gt
-
-        atomic_write_text(out, json.dumps(to_coco_gt(run.dataset(), image_idx)) + "\n")
+        gt, results = coco_files(run, image_idx)
+        atomic_write_text(out, gt)
+        try:
+            atomic_write_text(predictions_path(out), results)
+        except BaseException:  # never a GT subset without the predictions the export promised
+            out.unlink(missing_ok=True)
+            raise
     else:
         _write_yolo_dir(run, image_idx, out, force=force)
     return out
+
+
+def predictions_path(out: str | Path) -> Path:
+    """Where a COCO export puts the predictions: ``relabel.json`` → ``relabel.predictions.json``."""
+    out = Path(out)
+    return out.with_name(f"{out.stem}.predictions{out.suffix or '.json'}")
+
+
+def coco_files(run: Run, image_idx: np.ndarray) -> tuple[str, str]:
+    """(GT subset, predictions results list) of ``image_idx`` as COCO JSON texts."""
+    from vecexplore.io.coco import to_coco_gt, to_coco_results
+
+    ds = run.dataset()
+    return json.dumps(to_coco_gt(ds, image_idx)) + "\n", json.dumps(to_coco_results(ds, image_idx)) + "\n"
 
 
 def _write_yolo_dir(run: Run, image_idx: np.ndarray, out: Path, *, force: bool) -> None:
@@ -195,11 +238,15 @@ def describe_selection(how: str, n: int) -> str:
 
 __all__ = [
     "FORMATS",
+    "coco_files",
     "describe_selection",
     "export_selection",
     "image_paths",
     "image_rows",
+    "predictions_path",
+    "query_columns",
     "select_clusters",
     "select_from_file",
+    "select_saved",
     "select_where",
 ]

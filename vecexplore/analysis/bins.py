@@ -95,9 +95,13 @@ class BinTable:
 
 
 def _fmt(x: float) -> str:
-    if x == 0 or 0.01 <= abs(x) < 1e4:
-        return f"{x:.3g}"
-    return f"{x:.2e}"
+    """A bin edge for people: 3 significant digits, never scientific notation (0.0000143, 12,345)."""
+    x = float(x)
+    if not np.isfinite(x):
+        return str(x)
+    if abs(x) >= 1e4:
+        return f"{x:,.0f}"
+    return np.format_float_positional(x, precision=3, unique=False, fractional=False, trim="-")
 
 
 def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
@@ -120,15 +124,17 @@ def _members(m: int, *pairs: tuple[np.ndarray, np.ndarray]) -> list[np.ndarray]:
     return [np.flatnonzero(row).astype(np.int64) for row in hits]
 
 
-def image_property_bins(values: np.ndarray, per_image, *, task: str, prop: str, n_bins: int = 10) -> BinTable:
+def image_property_bins(values: np.ndarray, per_image, *, task: str, prop: str, n_bins: int = 10,
+                        edges: np.ndarray | None = None) -> BinTable:
     """Bin images by an image property.
 
     Args:
         values: (N,) property per image (NaN = unknown, left out).
         per_image: the evaluation's per-image table (columns per the outcome contract).
         task: "detection" or "classification".
+        edges: bin edges to use (default: ``n_bins`` quantiles of ``values``).
     """
-    edges = quantile_edges(values, n_bins)
+    edges = quantile_edges(values, n_bins) if edges is None else np.asarray(edges, np.float64)
     bins = assign_bins(values, edges)
     m = max(edges.size - 1, 0)
     count = _grouped(bins, m, np.ones(len(bins))).astype(np.int64)

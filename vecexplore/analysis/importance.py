@@ -110,7 +110,8 @@ def score_property(values, error, *, prop: str, level: str, seed: int = 0) -> Im
         return Importance(prop, level, 0.0, float("nan"), "none", int(x.size))
     mi = binned_mutual_information(x, y)
     rho = _spearman(x, y)
-    direction = "none" if not np.isfinite(rho) or abs(rho) < 0.05 else ("higher" if rho > 0 else "lower")
+    # No information (the estimator clips at 0) means no direction, whatever the rank correlation says.
+    direction = "none" if not np.isfinite(rho) or abs(rho) < 0.05 or not mi > 0 else ("higher" if rho > 0 else "lower")
     return Importance(prop, level, mi, rho, direction, int(x.size))
 
 

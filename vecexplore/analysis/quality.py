@@ -285,7 +285,8 @@ def object_arrays(ev) -> ObjectArrays:
                         pred_code == PredOutcome.TP, pred_code < COUNTED)
 
 
-def property_performance(run, ev, prop: str, *, image_idx=None, n_bins: int = 10) -> BinTable:
+def property_performance(run, ev, prop: str, *, image_idx=None, n_bins: int = 10,
+                         edges: np.ndarray | None = None) -> BinTable:
     """Precision and FN rate (detection) or accuracy (classification) per quantile bin of ``prop``.
 
     An image property (:data:`~vecexplore.properties.IMAGE_PROPERTIES`, or any
@@ -294,25 +295,26 @@ def property_performance(run, ev, prop: str, *, image_idx=None, n_bins: int = 10
     objects (FN rate) and counted predictions (precision) on edges that are
     quantiles of the GT values, and each bin selects the images of its objects. With a selection, the bins are quantiles of the
     selection's values; ``overall`` is always the whole run's rate (the reference
-    line). ``image_idx`` of each bin is in the run's image_idx.
+    line). ``image_idx`` of each bin is in the run's image_idx. ``edges`` fixes the
+    bins instead (e.g. the whole run's members of bins that a selection's quantiles drew).
     """
     n = ev.dataset.num_images
     mask = selection_mask(image_idx, n)
     if prop in OBJECT_PROPERTIES:
         if ev.task != "detection":
             raise ConfigError(f"{prop!r} is an object property; this is a classification run")
-        return _object_bins(run, ev, prop, mask, n_bins)
+        return _object_bins(run, ev, prop, mask, n_bins, edges)
     values = image_values(_images(run, ev), prop)
     per_image = ev.per_image
     rows = None if mask is None else np.flatnonzero(mask)
     if rows is not None:
         values, per_image = values[rows], per_image.iloc[rows]
-    bt = image_property_bins(values, per_image, task=ev.task, prop=prop, n_bins=n_bins)
+    bt = image_property_bins(values, per_image, task=ev.task, prop=prop, n_bins=n_bins, edges=edges)
     members = bt.image_idx if rows is None else [rows[m] for m in bt.image_idx]
     return BinTable(bt.prop, bt.edges, bt.count, bt.rate, overall_rates(ev), members)
 
 
-def _object_bins(run, ev, prop: str, mask, n_bins: int) -> BinTable:
+def _object_bins(run, ev, prop: str, mask, n_bins: int, fixed: np.ndarray | None = None) -> BinTable:
     objects = _objects(run, ev)
     m = len(ev.dataset.gt)
     values = objects[prop].to_numpy(np.float64)
@@ -324,7 +326,9 @@ def _object_bins(run, ev, prop: str, mask, n_bins: int) -> BinTable:
         p_sel = p_sel & mask[pred.image_idx]
     g_rows, p_rows = np.flatnonzero(g_sel), np.flatnonzero(p_sel)
     # Edges: quantiles of the (selected) non-crowd GT, which no confidence move changes.
-    if mask is None:
+    if fixed is not None:
+        edges = np.asarray(fixed, np.float64)
+    elif mask is None:
         edges = cached(objects, ("gt_edges", prop, n_bins), lambda: quantile_edges(values[:m][oa.gt_keep], n_bins))
     else:
         edges = quantile_edges(values[:m][g_rows], n_bins)

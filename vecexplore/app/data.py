@@ -151,6 +151,7 @@ class RunData:
         self.iou_choices = tuple(sorted({*IOU_CHOICES, round(self.build_iou, 4)}))
         self._root = self.run.manifest.get("inputs", {}).get("images_root")
         self._lock = threading.Lock()
+        self._coco = None
         self._by_iou: dict[float, Any] = {self.build_iou: self.base}
         n = self.dataset.num_images
         ids = self.dataset.images.image_id
@@ -183,6 +184,16 @@ class RunData:
     def coco(self) -> dict:
         """COCO AP/AR of the whole run from metrics.json (detection; independent of the operating point)."""
         return dict(self.run.metrics.get("coco") or {})
+
+    def coco_metrics(self):
+        """The whole run's :class:`~vecexplore.eval.coco.CocoMetrics` (precision / recall arrays as
+        pycocotools'), computed once per process on first use (detection only; thread-safe)."""
+        with self._lock:
+            if self._coco is None:
+                from vecexplore.eval.coco import coco_metrics_of
+
+                self._coco = coco_metrics_of(self.dataset)
+        return self._coco
 
     def image_path(self, image_idx: int) -> Path:
         """The image file of ``image_idx`` (resolved against the run's images root)."""

@@ -1,81 +1,83 @@
 """``build_document``: one browser session's page for a run.
 
-Layout (1600 px wide; more panels go in as tabs of ``controller.tabs``)::
+The page fills the window and never scrolls as a whole::
 
     header: run, model / weights (red banner for random weights), metrics whole run | selection
-    controls + export | scatter (WebGL)          | tabs: confusion matrix, failure clusters, metrics vs
-                                                 |   confidence, by class, by property, recommendations
-    gallery (24 thumbnails a page)               | detail view of one image
+    toolbar: confidence · F1-optimal · IoU · colour by · class filter · split filter
+    ┌ map: selection bar + scatter (WebGL) ┐ ┌ analysis tabs (one per tab view) ┐
+    └ gallery: sort, pages, export + tiles ┘ └ detail: the opened image         ┘
 
-Every view answers to one selection per session (see :mod:`vecexplore.app.state`).
+The four panels share the space below the toolbar as a 2 × 2 grid that follows
+the window (every figure stretches; the gallery picks its columns and rows from
+its size), so at 1280 × 800 and larger the map, the active tab, the gallery and
+the detail view are all on screen: a click and its effect are seen together.
+What goes where is each view's ``slot`` (:mod:`vecexplore.app.view`); a view's
+``<slot>.bar`` part joins the panel's one-line bar beside its title. The tabs are
+the ``tab`` views in :data:`vecexplore.app.views.REGISTRY` order.
 
 Image URLs in the page are ``{url_base}/thumb/{image_id}`` (JPEG) and
 ``{url_base}/image/{image_id}``; page exports are written directly under
 ``RUN/exports/`` and downloaded from ``{url_base}/export/{file_name}``.
 
-Stable model names (``name=``, also CSS classes ``vx-<name>`` on the panels),
-for browser tests:
+Stable model names (``name=``; panels also carry the CSS class ``vx-<name>``):
 
 ========================  =====================================================
 ``header``                Div: run, model, metrics (whole run / selection)
-``scatter``               the scatter figure; ``scatter-source`` its source
-                          (one row per image, image_idx order; ``selected.indices``
-                          = the selection), ``scatter-points`` the renderer
+``toolbar``               Row: ``confidence`` Slider, ``best-f1`` Button, ``iou``
+                          Slider (a Select for a build off COCO's IoU grid),
+                          ``colour-by`` Select, ``class-filter`` / ``split-filter``
+                          MultiChoice (values = str(class_idx) / split names)
+``selection-bar``         ``select-mode`` RadioButtonGroup (replace / add /
+                          intersect / subtract), ``selection-back`` /
+                          ``selection-forward`` / ``clear-selection`` /
+                          ``select-unreadable`` Buttons
+``scatter``               the map figure; ``scatter-source`` (one row per image,
+                          image_idx order; ``selected.indices`` = the selection),
+                          ``scatter-points`` the renderer
+``tabs``                  Tabs of the analysis views, in registry order
 ``confusion``             the matrix figure; ``confusion-source`` (row-major
-                          cells, index = row * L + col); ``confusion-cells``
-``matrix-mode``           RadioButtonGroup Counts / Row-normalised
-``matrix-scope``          RadioButtonGroup Selection / Whole run
-``confusion-caption``     Div under the matrix toggles
+                          cells, index = row * L + col; ``selected.indices`` =
+                          the cells that made the selection); ``confusion-cells``;
+                          ``matrix-mode`` / ``matrix-scope`` RadioButtonGroups;
+                          ``confusion-caption``
 ``clusters``              DataTable; ``clusters-source`` (column ``cluster``)
-``gallery``               the gallery figure; ``gallery-source`` (columns
-                          ``image_idx``, ``image_id``, ``url``, ``badge``);
-                          ``gallery-tiles`` the tap target renderer
-``gallery-sort``          Select; ``gallery-prev`` / ``gallery-next`` Buttons;
-                          ``gallery-page`` / ``gallery-caption`` Divs
-``detail``                the detail figure; ``detail-image`` (url),
-                          ``detail-gt`` / ``detail-pred`` box sources,
-                          ``detail-toggles`` CheckboxGroup, ``detail-info`` Div,
-                          ``detail-scores`` / ``detail-scores-figure`` (classification top-5 source / figure, shown once an image is open)
-``confidence``            Slider; ``best-f1`` Button
-``iou``                   Select (detection; hidden for classification)
-``class-filter``          MultiChoice (values = str(class_idx))
-``split-filter``          MultiChoice (shown when the run has ≥ 2 splits)
-``colour-by``             Select
-``clear-selection``       Button; ``select-unreadable`` Button (if any)
-``export-format``         Select; ``export-button`` Button; ``export-status`` Div;
-                          ``export-url`` hidden Div whose text change downloads
-``tabs``                  Tabs (``Confusion matrix``, ``Failure clusters``,
-                          ``Metrics vs confidence``, ``By class``, ``By property``,
-                          ``Recommendations``: indices 0-5)
-``curve``                 P/R/F1 vs confidence figure; ``curve-source`` (1,001
-                          rows: ``confidence, precision, recall, f1, coverage``),
-                          ``curve-operating-point`` Span, ``curve-optimal`` source,
-                          ``curve-scope`` RadioButtonGroup (0 selection, 1 whole
-                          run), ``curve-class`` Select (``-1`` = all), ``curve-caption``
-``class-bars``            stacked bars; ``class-bars-source`` (one row per segment:
-                          ``class_idx, kind, factor, left, right, count``),
-                          ``class-bars-segments`` renderer, ``class-bars-classes``
-                          MultiChoice, ``class-bars-caption`` / ``-legend`` Divs
-``property-bins``         bins figure; ``property-source`` (one row per bin: ``x,
-                          label, count, images`` and the rates), renderers
-                          ``property-precision`` / ``property-fn-rate`` /
-                          ``property-accuracy``, ``property-select``,
+``curve``                 P/R/F1 vs confidence; ``curve-source``, ``curve-operating-point``
+                          Span, ``curve-optimal``, ``curve-scope``, ``curve-class``, ``curve-caption``
+``class-bars``            stacked bars; ``class-bars-source`` (``class_idx, kind,
+                          factor, left, right, count``), ``class-bars-segments``,
+                          ``class-bars-classes`` MultiChoice, ``class-bars-caption`` / ``-legend``
+``property-bins``         bins figure; ``property-source``, ``property-select``,
                           ``property-caption``; ``property-importance`` DataTable,
-                          ``importance-source`` (``rank, prop, level, mi, spearman``)
+                          ``importance-source``
 ``recommendations``       Column of rows ``rec-{i}`` (Div) + ``rec-select-{i}``
-                          (Button); ``recommendations-caption``,
-                          ``recommendations-refresh``
+                          (Button); ``recommendations-caption``, ``recommendations-refresh``
+``gallery``               the gallery figure; ``gallery-source`` (``image_idx``,
+                          ``image_id``, ``url``, ``badge``), ``gallery-tiles``,
+                          ``gallery-boxes`` (the boxes drawn), ``gallery-legend``;
+                          ``gallery-sort``, ``gallery-prev`` / ``gallery-next``,
+                          ``gallery-page`` / ``gallery-caption``
+``export-bar``            ``export-format`` Select, ``export-button``,
+                          ``export-status`` Div, ``export-url`` (hidden: a new
+                          text downloads)
+``detail``                the detail figure; ``detail-image`` / ``detail-thumb``
+                          (urls), ``detail-gt`` / ``detail-pred`` box sources,
+                          ``detail-labels``, ``detail-toggles``, ``detail-info``,
+                          ``detail-scores`` / ``detail-scores-figure`` (classification)
 ========================  =====================================================
 """
 
 from __future__ import annotations
 
-from vecexplore.app.controller import SessionController
+from vecexplore.app.session import Session
 
-__all__ = ["SessionController", "build_document"]
+__all__ = ["Session", "build_document"]
+
+#: Panels of the grid: (slot, card title, CSS name), in reading order.
+PANELS = (("map", "Map of images", "map"), ("tab", "", "tabs"), ("gallery", "Gallery", "gallery"),
+          ("detail", "Detail", "detail"))
 
 
-def build_document(doc, data, *, url_base: str) -> SessionController:
+def build_document(doc, data, *, url_base: str, registry=None) -> Session:
     """Build one session's page into ``doc`` (a ``bokeh.document.Document``).
 
     Args:
@@ -83,50 +85,57 @@ def build_document(doc, data, *, url_base: str) -> SessionController:
             run synchronously, which is what the tests and benchmarks use).
         data: the shared, read-only :class:`~vecexplore.app.data.RunData`.
         url_base: prefix of the run's routes, e.g. ``"/vx/myrun"``.
+        registry: the view classes (default :data:`vecexplore.app.views.REGISTRY`).
 
     Returns:
-        The session's :class:`~vecexplore.app.controller.SessionController`
-        (servers can ignore it).
+        The session's :class:`~vecexplore.app.session.Session` (servers can ignore it).
     """
-    from bokeh.models import Column, GlobalInlineStyleSheet, Row, TabPanel, Tabs
+    from bokeh.models import Column, GlobalInlineStyleSheet, GridBox, Row, TabPanel, Tabs
 
     from vecexplore.app import ui
-    from vecexplore.app.wiring import wire_tabs
+    from vecexplore.app.events import ShowTab
+    from vecexplore.app.views import REGISTRY
 
-    ctl = SessionController(doc, data, url_base=url_base)
-    sheet = ctl.sheet
-    c, ex = ctl.controls, ctl.export
-    controls = ui.card("Controls", *c.widgets, ui.divider(sheet), *ex.widgets, name="controls", sheet=sheet,
-                       width=266)
-    scatter = ui.card("Map of images <span class='vx-muted'>(UMAP of the embeddings)</span>", ctl.scatter.figure,
-                      name="map", sheet=sheet)
-    cf = ctl.confusion
-    matrix = Column(Row(cf.mode, cf.scope, css_classes=["vx-toolbar"]), cf.caption, cf.figure, stylesheets=[sheet])
-    table = Column(ctl.clusters.caption, ctl.clusters.table, stylesheets=[sheet])
-    quality = [TabPanel(child=child, title=title) for title, child in ctl.quality.tabs(sheet)]
-    ctl.tabs = Tabs(tabs=[TabPanel(child=matrix, title="Confusion matrix"),
-                          TabPanel(child=table, title="Failure clusters"), *quality],
-                    name="tabs", css_classes=["vx-card", "vx-tabs"], stylesheets=[sheet], width=650)
-    wire_tabs(ctl)
-    g = ctl.gallery
-    gallery = ui.card("Gallery", Row(g.sort, g.prev, g.page, g.next, css_classes=["vx-toolbar"]), g.caption,
-                      g.figure, name="gallery", sheet=sheet)
-    d = ctl.detail
-    detail_children = [d.toggles, d.info, d.figure]
-    if d.score_figure is not None:
-        detail_children = [d.toggles, d.info, Row(d.figure, d.score_figure)]  # toggles stay hidden
-    detail = ui.card("Detail", *detail_children, name="detail", sheet=sheet)
-    root = Column(
-        ctl.header.div,
-        Row(controls, scatter, ctl.tabs, css_classes=["vx-row"]),
-        Row(gallery, detail, css_classes=["vx-row"]),
-        name="vecexplore-root", css_classes=["vx-root"],
-        stylesheets=[sheet, GlobalInlineStyleSheet(css=ui.css("page"))],
-    )
+    sheet = ui.stylesheet()
+    session = Session(doc, data, url_base=url_base, sheet=sheet, registry=registry or REGISTRY)
+    by_slot: dict[str, list] = {}
+    for view in session.views:
+        for slot, model in view.layouts().items():
+            by_slot.setdefault(slot, []).append(model)
+    tabs = Tabs(tabs=[TabPanel(child=v.layouts()["tab"], title=v.title) for v in session.tab_views], name="tabs",
+                css_classes=["vx-card", "vx-tabs"], sizing_mode="stretch_both")
+    session.tabs = tabs
+
+    def on_tab(_attr, _old, new):
+        if session.applying:
+            return
+        if not (isinstance(new, int) and 0 <= new < len(session.tab_views)):
+            ui.refused("tabs", new)
+            return
+        session.emit(ShowTab(int(new)))
+
+    tabs.on_change("active", on_tab)
+    cells = []
+    for k, (slot, title, name) in enumerate(PANELS):
+        if slot == "tab":
+            panel = tabs
+        else:  # one bar (the title and every view's ``<slot>.bar`` part), then the bodies
+            bar = Row(ui.title_div(title, name=f"{name}-title"), *by_slot.get(f"{slot}.bar", []),
+                      css_classes=["vx-card-bar"], sizing_mode="stretch_width", name=f"{name}-bar")
+            panel = Column(bar, *by_slot.get(slot, []), name=f"{name}-card", css_classes=["vx-card", f"vx-{name}"],
+                           sizing_mode="stretch_both")
+        cells.append((panel, k // 2, k % 2))
+    grid = GridBox(children=cells, rows=["minmax(0, 1fr)", "minmax(0, 1fr)"],
+                   cols=["minmax(0, 1fr)", "minmax(0, 1fr)"], spacing=10, sizing_mode="stretch_both",
+                   name="panels", css_classes=["vx-grid"])
+    header = Row(*by_slot.get("header", []), name="header-bar", css_classes=["vx-header-bar"],
+                 sizing_mode="stretch_width")
+    root = Column(header, *by_slot.get("toolbar", []), grid, name="vecexplore-root", css_classes=["vx-root"], sizing_mode="stretch_both",
+                  stylesheets=[sheet, GlobalInlineStyleSheet(css=ui.css("page"))])
     _style_everything(root, sheet)
     doc.add_root(root)
     doc.title = f"vecexplore · {data.key}"
-    return ctl
+    return session
 
 
 def _style_everything(root, sheet) -> None:

@@ -24,14 +24,17 @@ from typing import Literal
 
 import numpy as np
 
-from vecexplore.eval.classification import classification_metrics
-from vecexplore.eval.outcomes import rate_columns
+from vecexplore.eval.outcomes import FP_TYPES, GtOutcome, rate_columns
 
 SortKey = Literal["error", "confidence_desc", "confidence_asc"]
 SORT_KEYS: tuple[str, ...] = ("error", "confidence_desc", "confidence_asc")
 MatrixMode = Literal["raw", "row"]
 MatrixScope = Literal["selection", "run"]
+SelectMode = Literal["replace", "add", "intersect", "subtract"]
+SELECT_MODES: tuple[str, ...] = ("replace", "add", "intersect", "subtract")
 PER_PAGE = 24
+#: Selections remembered for back / forward.
+HISTORY = 50
 
 #: Detection error types per image (dominant one colours the scatter), ties → first.
 ERROR_TYPE_COLUMNS: tuple[str, ...] = (
@@ -40,35 +43,93 @@ ERROR_TYPE_COLUMNS: tuple[str, ...] = (
 ERROR_TYPE_NAMES: tuple[str, ...] = ("duplicate", "class", "localization", "both", "background", "missed")
 
 
+@dataclass(frozen=True)
+class Focus:
+    """Which objects explain why an image is in the selection (the gallery draws those boxes).
+
+    Codes are :class:`~vecexplore.eval.outcomes.GtOutcome` / ``PredOutcome`` values;
+    a class of None means any class.
+    """
+
+    gt: frozenset[int] = frozenset()
+    pred: frozenset[int] = frozenset()
+    gt_class: int | None = None
+    pred_class: int | None = None
+
+
+#: Every error: missed and confused GT, every false-positive type.
+ALL_ERRORS = Focus(gt=frozenset({int(GtOutcome.FN), int(GtOutcome.CONFUSED)}), pred=frozenset(int(t) for t in FP_TYPES))
+
+
+@dataclass(frozen=True, eq=False)
+class Entry:
+    """One selection of the history: the pick (None = nothing picked), how it was made, its focus,
+    and the marks of the elements that made it."""
+
+    pick: np.ndarray | None
+    how: str = ""
+    focus: Focus = ALL_ERRORS
+    marks: tuple[tuple[str, object], ...] = ()
+
+
+@dataclass(frozen=True, eq=False)
+class Export:
+    """What the last export did: ``text`` (plain) and, on success, the written ``path`` and the
+    ``url`` it downloads from. ``images`` is the selection it exported: once the selection
+    differs, the page says the new selection is not exported yet."""
+
+    text: str
+    images: np.ndarray | None
+    error: bool = False
+    path: str = ""
+    url: str = ""
+    serial: int = 0
+
+
 @dataclass(frozen=True, eq=False)
 class SessionState:
     """Everything one browser session has chosen. Immutable; use :func:`dataclasses.replace`.
 
     Attributes:
+        num_images: N, the run's image count (constant; a subtraction from "everything" needs it).
         iou, confidence: the operating point.
-        pick: sorted unique int64 image_idx the user picked; None = nothing picked.
+        pick: sorted unique int64 image_idx the user picked; None = nothing picked. An empty
+            array is a real, empty selection (an intersection that left nothing), never "all".
         pick_how: what made the pick ("lasso", "cluster 3", "cell cat → dog", ...).
+        focus: the objects that explain the pick (:class:`Focus`).
+        marks: ``(view name, element)`` of what made the pick (a matrix cell index, a cluster id,
+            a class-bar segment), so that view keeps it outlined; several after an add.
+        select_mode: how a new pick combines with the current one (a shift-click always adds).
+        history, history_pos: the selections made so far (:class:`Entry`), and which is current.
         classes: class_idx filter (empty = every class).
         splits: split filter (empty = every split).
         colour: the scatter's colour-by mode (see :mod:`vecexplore.app.colouring`).
         matrix_mode: "raw" counts or "row"-normalised.
         matrix_scope: "selection" (the matrix of the selection) or "run" (the whole run's).
-        sort: gallery order; page: gallery page (0-based).
+        sort: gallery order; page: gallery page (0-based; clamped where it is shown).
+        gallery_shape: (columns, rows) of thumbnails a gallery page shows (it follows the panel's size).
         detail: image_idx in the detail view, -1 = none.
-        tab: index of the visible analysis tab (``controller.tabs``); panels of hidden tabs
-            are brought up to date when their tab is shown.
+        tab: index of the visible analysis tab; views of hidden tabs catch up when shown.
         curve_scope: the P/R/F1 curve of the "selection" (the whole run when nothing is
             selected) or of the whole "run".
         curve_class: class_idx of the curve, -1 = every class.
         bar_classes: class_idx shown in the performance-by-class chart; empty = the classes
             with the most errors.
-        prop: the property of the performance-by-property chart; "" = the panel's default.
+        pr_classes: class_idx of the PR curves; empty = the classes with the most ground truth.
+        prop: the property of the performance-by-property chart; "" = the view's default.
+        export: the last export (:class:`Export`), or None.
     """
 
     iou: float
     confidence: float
+    num_images: int = 0
     pick: np.ndarray | None = None
     pick_how: str = ""
+    focus: Focus = ALL_ERRORS
+    marks: tuple[tuple[str, object], ...] = ()
+    select_mode: SelectMode = "replace"
+    history: tuple[Entry, ...] = (Entry(None),)
+    history_pos: int = 0
     classes: tuple[int, ...] = ()
     splits: tuple[str, ...] = ()
     colour: str = "error_rate"
@@ -76,19 +137,36 @@ class SessionState:
     matrix_scope: MatrixScope = "selection"
     sort: SortKey = "error"
     page: int = 0
+    gallery_shape: tuple[int, int] = (8, 3)
     detail: int = -1
     tab: int = 0
     curve_scope: MatrixScope = "selection"
     curve_class: int = -1
     bar_classes: tuple[int, ...] = ()
+    pr_classes: tuple[int, ...] = ()
     prop: str = ""
+    export: Export | None = None
 
-    def with_pick(self, image_idx: np.ndarray | Sequence[int] | None, how: str = "") -> SessionState:
-        """A new pick (sorted, unique; None or empty = clear); the gallery returns to page 0."""
+    def with_pick(self, image_idx: np.ndarray | Sequence[int] | None, how: str = "",
+                  focus: Focus = ALL_ERRORS, marks: tuple = ()) -> SessionState:
+        """A new pick (sorted, unique; None = nothing picked, empty = an empty selection), recorded
+        in the history (forward entries are dropped); the gallery returns to page 0."""
         pick = None if image_idx is None else np.unique(np.asarray(image_idx, dtype=np.int64))
-        if pick is not None and pick.size == 0:
-            pick, how = None, ""
-        return replace(self, pick=pick, pick_how=how if pick is not None else "", page=0)
+        how, marks = (how, tuple(marks)) if pick is not None else ("", ())
+        entry = Entry(pick, how, focus, marks)
+        history = (*self.history[: self.history_pos + 1], entry)[-HISTORY:]
+        return replace(self, pick=pick, pick_how=how, focus=focus, marks=marks, page=0, history=history,
+                       history_pos=len(history) - 1)
+
+    def marked(self, view: str) -> list:
+        """The elements of ``view`` that made the current pick."""
+        return [m for v, m in self.marks if v == view]
+
+    def at_history(self, pos: int) -> SessionState:
+        """The state with history entry ``pos`` (clamped) as the current selection."""
+        pos = min(max(int(pos), 0), len(self.history) - 1)
+        e = self.history[pos]
+        return replace(self, pick=e.pick, pick_how=e.how, focus=e.focus, marks=e.marks, page=0, history_pos=pos)
 
     def with_filters(self, *, classes: Sequence[int] | None = None, splits: Sequence[str] | None = None) -> SessionState:
         """New class and/or split filters (None keeps the current one); the gallery returns to page 0."""
@@ -100,8 +178,28 @@ class SessionState:
         )
 
     @property
+    def per_page(self) -> int:
+        return max(1, self.gallery_shape[0] * self.gallery_shape[1])
+
+    @property
     def filtered(self) -> bool:
         return bool(self.classes or self.splits)
+
+
+def combine(current: np.ndarray | None, images: np.ndarray, mode: str, num_images: int) -> np.ndarray:
+    """The pick that ``images`` makes under ``mode`` given the ``current`` pick (None = nothing picked,
+    i.e. every image for intersect and subtract). Sorted unique int64."""
+    images = np.unique(np.asarray(images, np.int64))
+    if mode == "replace" or (current is None and mode in ("add", "intersect")):
+        return images
+    if mode == "add":
+        return np.union1d(current, images)
+    if mode == "intersect":
+        return np.intersect1d(current, images, assume_unique=True)
+    if mode == "subtract":
+        base = np.arange(num_images, dtype=np.int64) if current is None else current
+        return np.setdiff1d(base, images, assume_unique=True)
+    raise ValueError(f"unknown selection mode {mode!r}; choose one of {SELECT_MODES}")
 
 
 # ---------------------------------------------------------------- selection
@@ -142,7 +240,8 @@ def universe(state: SessionState, *, num_images: int, split: np.ndarray | None,
 
 
 def selection_of(pick: np.ndarray | None, universe_mask: np.ndarray | None) -> np.ndarray | None:
-    """The selection ``pick ∩ universe`` (sorted int64 image_idx), None = no selection (see module doc)."""
+    """The selection ``pick ∩ universe`` (sorted int64 image_idx), None = no selection (see module doc).
+    An empty pick gives an empty selection: nothing is selected, which is not the whole run."""
     if pick is None:
         return None if universe_mask is None else np.flatnonzero(universe_mask).astype(np.int64)
     if universe_mask is None:
@@ -284,21 +383,55 @@ def detection_summary(outcomes: ImageOutcomes, images: np.ndarray | None = None)
             "f1": float(rates["f1"][0]), "error_rate": float(er.mean()) if er.size else float("nan")}
 
 
+def classification_per_class(outcomes: ImageOutcomes, num_classes: int,
+                             images: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """Per class (K,) over the labelled images of ``images`` (None = all), a rejected prediction
+    (below the confidence threshold) counting as a prediction of no class: ``support`` (labelled),
+    ``predicted`` (accepted predictions of the class), ``correct``, ``precision`` = correct /
+    predicted, ``recall`` = correct / support, ``f1`` (0 where undefined, as scikit-learn's
+    ``zero_division=0``), ``present`` (labelled or predicted)."""
+    sel = np.arange(len(outcomes.label)) if images is None else np.asarray(images, np.int64)
+    label, pred, correct = outcomes.label[sel], outcomes.prediction[sel], outcomes.correct[sel]
+    labelled = label >= 0
+    label, pred, correct = label[labelled], pred[labelled], correct[labelled]
+    k = max(int(num_classes), 1)
+    tp = np.bincount(label[correct], minlength=k)
+    support = np.bincount(label, minlength=k)
+    predicted = np.bincount(pred[pred >= 0], minlength=k)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        precision = np.where(predicted > 0, tp / np.maximum(predicted, 1), 0.0)
+        recall = np.where(support > 0, tp / np.maximum(support, 1), 0.0)
+        f1 = np.where(precision + recall > 0, 2 * precision * recall / np.maximum(precision + recall, 1e-300), 0.0)
+    return {"support": support, "predicted": predicted, "correct": tp, "precision": precision, "recall": recall,
+            "f1": f1, "present": (support > 0) | (predicted > 0)}
+
+
 def classification_summary(outcomes: ImageOutcomes, num_classes: int,
                            images: np.ndarray | None = None) -> dict[str, float]:
-    """scikit-learn-equal metrics over the labelled images of ``images`` with an accepted prediction.
+    """Metrics over the labelled images of ``images`` (None = all), a rejected prediction (below the
+    confidence threshold) counting as wrong, as a detector's missed object does.
 
-    Keys: ``images, labelled, accepted, correct, incorrect, accuracy, macro_f1, macro_precision,
-    macro_recall``; NaN accuracy when nothing is accepted.
+    Keys: ``images, labelled, accepted, correct, incorrect``; ``accuracy`` = correct / labelled;
+    ``coverage`` = accepted / labelled; ``macro_precision / macro_recall / macro_f1``: the means of
+    :func:`classification_per_class` over the classes that are labelled or predicted
+    (scikit-learn's ``macro`` with a rejection as a prediction of no class). NaN where the
+    denominator is 0.
     """
     sel = np.arange(len(outcomes.label)) if images is None else np.asarray(images, np.int64)
-    label, pred = outcomes.label[sel], outcomes.prediction[sel]
-    use = (label >= 0) & (pred >= 0)
-    m = classification_metrics(y_true=label[use], y_pred=pred[use], num_classes=num_classes)
-    correct = int(outcomes.correct[sel].sum())
-    return {"images": int(sel.size), "labelled": int((label >= 0).sum()), "accepted": int(use.sum()),
-            "correct": correct, "incorrect": int((label >= 0).sum()) - correct, "accuracy": m.accuracy,
-            "macro_f1": m.macro["f1"], "macro_precision": m.macro["precision"], "macro_recall": m.macro["recall"]}
+    pc = classification_per_class(outcomes, num_classes, sel)
+    n = int(pc["support"].sum())
+    accepted = int(pc["predicted"].sum())
+    n_correct = int(pc["correct"].sum())
+    nan = float("nan")
+    present = pc["present"]
+
+    def macro(v):
+        return float(v[present].mean()) if present.any() else nan
+
+    return {"images": int(sel.size), "labelled": n, "accepted": accepted, "correct": n_correct,
+            "incorrect": n - n_correct, "accuracy": n_correct / n if n else nan,
+            "coverage": accepted / n if n else nan, "macro_f1": macro(pc["f1"]),
+            "macro_precision": macro(pc["precision"]), "macro_recall": macro(pc["recall"])}
 
 
 # ---------------------------------------------------------------- confusion matrix
@@ -352,8 +485,10 @@ def matrix_cells(cm, mode: MatrixMode) -> dict[str, np.ndarray]:
 
 
 __all__ = [
-    "ERROR_TYPE_COLUMNS", "ERROR_TYPE_NAMES", "PER_PAGE", "SORT_KEYS", "GalleryPage", "ImageOutcomes",
-    "SessionState", "class_mask", "classification_summary", "describe", "detection_summary",
+    "ALL_ERRORS", "ERROR_TYPE_COLUMNS", "ERROR_TYPE_NAMES", "PER_PAGE", "SELECT_MODES", "SORT_KEYS", "Entry", "Focus",
+    "GalleryPage", "ImageOutcomes", "SessionState", "class_mask", "classification_per_class", "classification_summary",
+    "combine", "describe",
+    "detection_summary",
     "displayed_matrix", "gallery_order", "gallery_page", "image_outcomes", "matrix_cells",
     "selection_of", "universe",
 ]  # fmt: skip

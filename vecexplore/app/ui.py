@@ -23,6 +23,7 @@ ERROR_TYPE_COLOURS = {
     "background": "#e377c2",
     "missed": "#e6ab02",
 }
+MISSED_COLOUR = ERROR_TYPE_COLOURS["missed"]
 CORRECT_COLOURS = ("#2ca02c", "#d62728", "#e6ab02", "#b0b0b0")  # correct, incorrect, no prediction, unlabelled
 READABLE_COLOURS = ("#4c78a8", "#d62728")
 NAN_COLOUR = "#cfcfcf"
@@ -66,6 +67,11 @@ def text_div(**kwargs):
     return Div(render_as_text=True, **kwargs)
 
 
+def title_div(title: str, *, name: str):
+    """A panel's title, as plain text."""
+    return text_div(text=title, name=name, css_classes=["vx-title"])
+
+
 def card(title: str, *children, name: str, width: int | None = None, sheet=None, **kwargs):
     """A titled white panel (a Column with the ``vx-card`` class) around ``children``."""
     from bokeh.models import Column, Div
@@ -101,3 +107,42 @@ def divider(sheet=None):
     from bokeh.models import Div
 
     return Div(text="<hr class='vx-hr'>", stylesheets=[sheet] if sheet else [], sizing_mode="stretch_width")
+
+
+def refused(widget: str, value) -> None:
+    """Log a value from the browser that the page could not legitimately have sent (it is ignored)."""
+    import logging
+
+    logging.getLogger("vecexplore.app").warning("ignored an invalid %s value from the browser: %.200r", widget, value)
+
+
+def on_tap(figure, session, handler) -> None:
+    """Call ``handler(x, y, shift)`` (data coordinates; on a categorical axis the factor at index k
+    spans [k, k + 1)) for each click on ``figure``. Clicks are hit-tested on the server from the
+    tap position, so a shift-click is known exactly (BokehJS sends the key modifiers with the tap).
+    Non-finite positions (a crafted message) are refused."""
+    import math
+
+    from bokeh.events import Tap
+
+    def callback(event) -> None:
+        if session.applying:
+            return
+        x, y = event.x, event.y
+        if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in (x, y)):
+            refused(f"{figure.name} tap", (x, y))
+            return
+        handler(float(x), float(y), bool((event.modifiers or {}).get("shift")))
+
+    figure.on_event(Tap, callback)
+
+
+def frame_size(figure) -> tuple[int | None, int | None]:
+    """The plotting frame's size in screen pixels as BokehJS last reported it ((None, None) before
+    the page rendered it, e.g. on a bare Document)."""
+    from bokeh.core.property.descriptors import UnsetValueError
+
+    try:
+        return figure.inner_width, figure.inner_height
+    except UnsetValueError:
+        return None, None

@@ -129,7 +129,8 @@ def export_command(
     fmt: Annotated[str, typer.Option("--format", "-f", help="csv | json | coco | yolo | txt.")] = "csv",
     cluster: Annotated[list[int] | None, typer.Option("--cluster", help="Select a cluster (repeatable).")] = None,
     images_file: Annotated[Path | None, typer.Option("--images-file", help="Select images listed in a file (ids, file names or paths).")] = None,
-    where: Annotated[str | None, typer.Option("--where", help="Select images by a condition, e.g. \"error_rate > 0.5 and split == 'val'\".")] = None,
+    where: Annotated[str | None, typer.Option("--where", help="Select images by a condition, e.g. \"error_rate > 0.5 and split == 'val'\" or \"'hard' in tags\".")] = None,
+    saved: Annotated[list[str] | None, typer.Option("--selection", help="Select a selection saved in the app (repeatable).")] = None,
     force: Annotated[bool, typer.Option("--force", help="Overwrite --out.")] = False,
 ) -> None:
     """Export a selection of a run's images: a COCO or YOLO subset for relabeling, a list
@@ -140,7 +141,13 @@ def export_command(
     import numpy as np
 
     from vecexplore.errors import ConfigError
-    from vecexplore.export import export_selection, select_clusters, select_from_file, select_where
+    from vecexplore.export import (
+        export_selection,
+        select_clusters,
+        select_from_file,
+        select_saved,
+        select_where,
+    )
     from vecexplore.runcheck import open_run
 
     run = open_run(run_dir)
@@ -151,8 +158,10 @@ def export_command(
         chosen.append(select_from_file(run, images_file))
     if where:
         chosen.append(select_where(run, where))
+    if saved:
+        chosen.append(select_saved(run, saved))
     if not chosen:
-        raise ConfigError("choose images with --cluster, --images-file or --where")
+        raise ConfigError("choose images with --cluster, --images-file, --where or --selection")
     selection = chosen[0]
     for other in chosen[1:]:
         selection = np.intersect1d(selection, other)

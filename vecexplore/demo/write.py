@@ -120,6 +120,7 @@ class DemoSummary:
             f"  planted modes: {join(self.images_per_mode)} (images)",
             f"  files:         images/*.jpg, {files}, {PLANTED_FILE}, README.txt",
             f"  generated in {self.elapsed_s:.1f} s",
+            f"next: {next_command(self.out_dir, self.task)}",
         ])
 
 
@@ -174,6 +175,18 @@ def _csv_text(rows: list[list]) -> str:
     return buf.getvalue()
 
 
+def next_command(data_dir, task: str) -> str:
+    """The build command for a demo dataset (file names already start with ``images/``, and the images
+    root is the annotation file's folder, so no ``--images`` is needed)."""
+    import shlex
+
+    d = Path(data_dir)
+    gt, pred = ("annotations.json", "predictions.json") if task == "detection" else ("labels.csv", "predictions.csv")
+    run = shlex.quote(str(d.parent / "runs" / d.name)) if d.is_absolute() else f"runs/{d.name}"
+    return (f"vecexplore build --gt {shlex.quote(str(d / gt))} --pred {shlex.quote(str(d / pred))} --out {run}"
+            f"   (then: vecexplore serve {run})")
+
+
 def _readme(task: str, n: int, seed: int) -> str:
     files = (
         "annotations.json (COCO ground truth, with a 'split' key per image and a few iscrowd regions) and "
@@ -188,7 +201,9 @@ def _readme(task: str, n: int, seed: int) -> str:
         "simulated model that is good on clean scenes but has planted failure modes: it misses small "
         "objects in dark night scenes, confuses circles and hexagons in blurred, foggy scenes, and fires false "
         "positives on one striped background. planted.json names the images of each mode, so you can "
-        "check that vecexplore finds them. Regenerating with the same seed gives byte-identical files.\n"
+        "check that vecexplore finds them. Regenerating with the same seed gives byte-identical files.\n\n"
+        f"Build and browse it from the folder above this one:\n  {next_command(Path('.') / 'DATA', task)}\n"
+        "(DATA is this folder's name; the file names start with images/, so no --images is needed).\n"
     )
 
 

@@ -135,6 +135,59 @@ def binary_roc_auc(positive: np.ndarray, score: np.ndarray) -> float:
     return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
 
 
+def roc_curve(positive: np.ndarray, score: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(fpr, tpr, thresholds)`` of a binary score, as scikit-learn's
+    ``roc_curve(..., drop_intermediate=False)``: one point per distinct score, highest first,
+    after a first point (0, 0) at threshold +inf. Empty arrays when one class is missing."""
+    positive = np.asarray(positive, bool)
+    score = np.asarray(score, np.float64)
+    n_pos = int(positive.sum())
+    n_neg = len(positive) - n_pos
+    if n_pos == 0 or n_neg == 0:
+        return np.zeros(0), np.zeros(0), np.zeros(0)
+    order = np.argsort(-score, kind="mergesort")
+    s, y = score[order], positive[order]
+    last = np.r_[np.flatnonzero(s[1:] != s[:-1]), len(s) - 1]  # the last index of each distinct score
+    tps = np.cumsum(y)[last]
+    fps = (last + 1) - tps
+    return (np.r_[0.0, fps / n_neg], np.r_[0.0, tps / n_pos], np.r_[np.inf, s[last]])
+
+
+def reliability(confidence: np.ndarray, correct: np.ndarray, *, n_bins: int = 10) -> dict[str, np.ndarray | float]:
+    """A reliability diagram of top-label confidences and the expected calibration error.
+
+    Bins are ``n_bins`` equal-width intervals of [0, 1], assigned as scikit-learn's
+    ``calibration_curve(strategy="uniform")`` does (so its ``prob_true`` / ``prob_pred`` are
+    this ``accuracy`` / ``confidence`` on the non-empty bins).
+
+    Returns:
+        ``edges`` (n_bins + 1,), and per bin ``count`` int64, ``accuracy`` and ``confidence``
+        (mean; NaN in an empty bin); ``ece`` = Σ count / n · |accuracy − confidence| and ``mce``
+        (the largest gap) over the non-empty bins (NaN without data).
+    """
+    conf = np.asarray(confidence, np.float64)
+    ok = np.asarray(correct, bool)
+    if conf.shape != ok.shape:
+        raise ValidationError(f"reliability: confidence {conf.shape} and correct {ok.shape} differ")
+    if n_bins < 1:
+        raise ValidationError(f"reliability: n_bins must be >= 1, got {n_bins}")
+    edges = np.linspace(0.0, 1.0 + 1e-8, n_bins + 1)
+    ids = np.searchsorted(edges[1:-1], conf)
+    count = np.bincount(ids, minlength=n_bins)
+    total_conf = np.bincount(ids, weights=conf, minlength=n_bins)
+    total_ok = np.bincount(ids, weights=ok.astype(np.float64), minlength=n_bins)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        acc = np.where(count > 0, total_ok / np.maximum(count, 1), np.nan)
+        mean_conf = np.where(count > 0, total_conf / np.maximum(count, 1), np.nan)
+    gap = np.abs(acc - mean_conf)
+    n = int(count.sum())
+    nonempty = count > 0
+    ece = float((count[nonempty] * gap[nonempty]).sum() / n) if n else float("nan")
+    mce = float(gap[nonempty].max()) if n else float("nan")
+    return {"edges": np.linspace(0.0, 1.0, n_bins + 1), "count": count.astype(np.int64), "accuracy": acc,
+            "confidence": mean_conf, "ece": ece, "mce": mce}
+
+
 def image_arrays(*, num_images: int, gt: Labels, pred: Labels) -> dict[str, np.ndarray]:
     """Dense per-image arrays: ``label``, ``prediction`` (before any threshold), ``score``, ``margin``.
 

@@ -177,6 +177,19 @@ class CocoMetrics:
         return rec, block[:, have].mean(axis=1)
 
 
+def per_class_columns(m: CocoMetrics) -> dict[str, np.ndarray]:
+    """Per class (K,) float64, as pycocotools summarizes one class: ``AP`` (IoU 0.50:0.95), ``AP50``,
+    ``AP75`` (NaN when that IoU is not evaluated), ``AR100`` (recall at the largest max_dets, mean
+    over IoU); area "all", NaN for a class without ground truth."""
+    n_k = m.precision.shape[2]
+    out = {"AP": m.per_class_ap, "AP50": m.per_class_ap50}
+    iou = np.asarray(m.params.iou_thresholds)
+    t75 = np.flatnonzero(np.isclose(iou, 0.75))
+    out["AP75"] = _mean_defined(m.precision[t75[0], :, :, 0, -1]) if t75.size else np.full(n_k, np.nan)
+    out["AR100"] = _mean_defined(m.recall[:, :, 0, -1])
+    return out
+
+
 def _rank_of_images(num_images: int, image_ids) -> np.ndarray:
     """(N,) int64 position of each image in ascending-id order (pycocotools' imgIds)."""
     if image_ids is None:

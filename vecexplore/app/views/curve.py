@@ -10,18 +10,24 @@ The figure draws precision, recall and F1 (classification: the selective
 classifier's precision = accuracy of the accepted images, recall = correct /
 labelled, and the coverage = accepted / labelled, dashed), the operating point
 as a vertical line at the session's confidence, and the curve's F1-optimal point.
-A tap on the figure sets the app's confidence (see
-:mod:`vecexplore.app.quality_views`), so the line, the slider and every view move
-together.
+A tap on the figure sets the app's confidence (within :data:`SNAP` of the
+curve's optimum it takes exactly that), so the line, the slider and every view
+move together.
 """
 
 from __future__ import annotations
 
-import html
-
 import numpy as np
 
+from vecexplore.app import client, ui
+from vecexplore.app import events as ev
+from vecexplore.app.view import View
+
 GRID = np.round(np.linspace(0.0, 1.0, 1001), 3)
+#: A tap this close to the curve's F1-optimal confidence takes exactly that confidence.
+SNAP = 0.01
+#: The slider's step (a tap elsewhere lands on it).
+STEP = 0.005
 _COLOURS = {"precision": "#2f6db5", "recall": "#f58518", "f1": "#2ca02c", "coverage": "#7b8794"}
 
 
@@ -52,7 +58,7 @@ def curve_columns(curve, grid: np.ndarray = GRID) -> dict[str, np.ndarray]:
 
 
 def curve_caption(*, what: str, curve, confidence: float, task: str) -> str:
-    """The numbers at the operating point and the curve's F1-optimal point, as HTML."""
+    """The numbers at the operating point and the curve's F1-optimal point (plain text)."""
     tp, fp, fn = curve.at(confidence)
     p = tp / (tp + fp) if tp + fp else float("nan")
     r = tp / curve.n_pos if curve.n_pos else float("nan")
@@ -61,8 +67,8 @@ def curve_caption(*, what: str, curve, confidence: float, task: str) -> str:
     counts = f"TP {tp:,} · FP {fp:,} · FN {fn:,}" if task == "detection" else \
         f"correct {tp:,} · wrong {fp:,} · not correct {fn:,}"
     opt = ("no predictions" if np.isnan(best) else
-           f"F1-optimal confidence <b>{best:.3f}</b> (F1 {best_f1:.3f})")
-    return (f"{html.escape(what)}. At confidence ≥ <b>{confidence:.3f}</b>: precision {_f(p)} · recall {_f(r)} · "
+           f"F1-optimal confidence {best:.3f} (F1 {best_f1:.3f})")
+    return (f"{what}. At confidence ≥ {confidence:.3f}: precision {_f(p)} · recall {_f(r)} · "
             f"F1 {_f(f1)} ({counts}); {opt}. Click the chart to move the operating point.")
 
 
@@ -70,31 +76,47 @@ def _f(v: float) -> str:
     return "–" if np.isnan(v) else f"{v:.3f}"
 
 
-class MetricsPanel:
-    """The figure, its scope and class controls and caption. Build once; update with ``show_*``."""
+def snap_confidence(x: float, *, step: float = STEP, optimal: float = float("nan")) -> float:
+    """The confidence a tap at ``x`` sets: the curve's optimum within :data:`SNAP`, else ``x`` on the slider's step."""
+    if np.isfinite(optimal) and abs(x - optimal) <= SNAP:
+        return float(optimal)
+    return float(min(max(round(round(x / step) * step, 6), 0.0), 1.0))
 
-    def __init__(self, *, task: str, class_names, confidence: float, width: int = 630, height: int = 480):
+
+def _same(a: tuple, b: tuple | None) -> bool:
+    return b is not None and len(a) == len(b) and all(x is y for x, y in zip(a, b, strict=True))
+
+
+class CurveView(View):
+    name = "curve"
+    slot = "tab"
+    title = "Threshold"
+    depends = frozenset({"op", "selection", "curve"})
+
+    def __init__(self, ctx):
+        super().__init__(ctx)
         from bokeh.models import (
+            Column,
             ColumnDataSource,
             CrosshairTool,
-            Div,
             HoverTool,
             Legend,
             LegendItem,
             RadioButtonGroup,
             Range1d,
+            Row,
             Select,
             Span,
         )  # fmt: skip
         from bokeh.plotting import figure
 
-        self.task = task
+        task = self.task
         nan = np.full(len(GRID), np.nan, np.float32)
         # The grid is sent once; updates re-send the rate columns (4 × 1,001 float32).
         self.source = ColumnDataSource(data={"confidence": GRID.astype(np.float32), "precision": nan,
                                              "recall": nan, "f1": nan, "coverage": nan}, name="curve-source")
         self.optimal = ColumnDataSource(data={"confidence": [], "f1": [], "text": []}, name="curve-optimal")
-        self.figure = figure(width=width, height=height, name="curve", css_classes=["vx-curve"], tools="",
+        self.figure = figure(sizing_mode="stretch_both", name="curve", css_classes=["vx-curve"], tools="",
                              toolbar_location=None, x_range=Range1d(0, 1), y_range=Range1d(0, 1.04),
                              x_axis_label="confidence threshold", min_border_right=14)
         lines = [("precision", "precision" if task == "detection" else "precision (accuracy of accepted)"),
@@ -108,8 +130,8 @@ class MetricsPanel:
                                  name=f"curve-{key}")
             self.lines[key] = r
             items.append(LegendItem(label=label, renderers=[r]))
-        self.operating = Span(location=float(confidence), dimension="height", line_color="#111111", line_width=1.5,
-                              line_dash="dashed", name="curve-operating-point")
+        self.operating = Span(location=float(ctx.session.state.confidence), dimension="height", line_color="#111111",
+                              line_width=1.5, line_dash="dashed", name="curve-operating-point")
         self.figure.add_layout(self.operating)
         self.figure.scatter("confidence", "f1", source=self.optimal, size=12, marker="diamond",
                             fill_color="#c0392b", line_color="#ffffff", name="curve-optimal-point")
@@ -129,30 +151,80 @@ class MetricsPanel:
         self.scope = RadioButtonGroup(labels=["Selection", "Whole run"], active=0, name="curve-scope",
                                       css_classes=["vx-curve-scope"])
         self.klass = Select(value="-1", name="curve-class", width=200,
-                            options=[("-1", "All classes"), *((str(k), str(n)) for k, n in enumerate(class_names))])
-        self.caption = Div(text="", name="curve-caption", css_classes=["vx-caption"], width=width)
+                            options=[("-1", "All classes"), *((str(k), str(n)) for k, n in
+                                                              enumerate(self.data.class_names))])
+        self.caption = ui.text_div(text="", name="curve-caption", css_classes=["vx-caption"],
+                                   sizing_mode="stretch_width")
+        self.root = Column(Row(self.scope, self.klass, css_classes=["vx-toolbar"]), self.caption, self.figure,
+                           sizing_mode="stretch_both", css_classes=["vx-tab-body"])
+        self._curve: tuple | None = None  # (key, Curve)
+        self._optimum = float("nan")
 
-    def layout(self, sheet):
-        from bokeh.models import Column, Row
+    def layout(self):
+        return self.root
 
-        return Column(Row(self.scope, self.klass, css_classes=["vx-toolbar"]), self.caption, self.figure,
-                      stylesheets=[sheet])
+    def compute(self, d):
+        from vecexplore.analysis.quality import sweep_for
 
-    def show_curve(self, columns: dict[str, np.ndarray], optimal: tuple[float, float], caption: str) -> None:
-        """New curve columns (:func:`curve_columns`), F1-optimal ``(confidence, f1)`` (NaN = none) and caption."""
-        self.source.data.update({k: columns[k] for k in ("precision", "recall", "f1", "coverage")})
-        c, f1 = optimal
+        s, evaluation = d.state, d.evaluation
+        sel = d.selection if s.curve_scope == "selection" else None
+        k = None if s.curve_class < 0 else int(s.curve_class)
+        key = (evaluation.sweep, sel, k)
+        columns = None
+        if self._curve is not None and _same(key, self._curve[0]):
+            curve = self._curve[1]
+        else:
+            if sel is None:
+                curve = evaluation.sweep.overall if k is None else evaluation.sweep.per_class[k]
+            else:
+                curve = sweep_for(evaluation, sel, class_idx=k)
+            columns = curve_columns(curve)
+            self._curve = (key, curve)
+        what = "Whole run" if sel is None else f"Selection ({len(sel):,} images)"
+        if s.curve_scope == "selection" and sel is None:
+            what += " (nothing selected)"
+        what += " · all classes" if k is None else f" · class {self.data.class_names[k]}"
+        return {"columns": columns, "optimal": curve.optimal(), "confidence": s.confidence,
+                "caption": curve_caption(what=what, curve=curve, confidence=s.confidence, task=self.task),
+                "scope": 0 if s.curve_scope == "selection" else 1, "class": str(s.curve_class)}
+
+    def apply(self, p) -> None:
+        if p["columns"] is not None:
+            self.source.data.update({k: p["columns"][k] for k in ("precision", "recall", "f1", "coverage")})
+        c, f1 = p["optimal"]
+        self._optimum = c
         self.optimal.data = ({"confidence": [], "f1": [], "text": []} if np.isnan(c) else
                              {"confidence": [c], "f1": [f1], "text": [f"F1-optimal {c:.3f}"]})
-        self.caption.text = caption
+        self.caption.text = p["caption"]
+        if self.operating.location != p["confidence"]:
+            self.operating.location = float(p["confidence"])
+        if self.scope.active != p["scope"]:
+            self.scope.active = p["scope"]
+        if self.klass.value != p["class"]:
+            self.klass.value = p["class"]
 
-    def show_operating_point(self, confidence: float) -> None:
-        if self.operating.location != confidence:
-            self.operating.location = float(confidence)
+    def wire(self, session) -> None:
+        def scope(_attr, _old, new):
+            if session.applying:
+                return
+            if client.choice(new, (0, 1)) is None:
+                ui.refused("curve-scope", new)
+                return
+            session.emit(ev.SetView.of(curve_scope="selection" if new == 0 else "run"))
 
-    def show_controls(self, *, scope: str, class_idx: int) -> None:
-        active = 0 if scope == "selection" else 1
-        if self.scope.active != active:
-            self.scope.active = active
-        if self.klass.value != str(class_idx):
-            self.klass.value = str(class_idx)
+        def klass(_attr, _old, new):
+            if session.applying:
+                return
+            if client.choice(new, {o[0] for o in self.klass.options}) is None:
+                ui.refused("curve-class", new)
+                return
+            session.emit(ev.SetView.of(curve_class=int(new)))
+
+        self.scope.on_change("active", scope)
+        self.klass.on_change("value", klass)
+
+        def tap(x: float, _y: float, _shift: bool) -> None:
+            if 0.0 <= x <= 1.0:
+                session.emit(ev.SetOperatingPoint(confidence=snap_confidence(x, optimal=self._optimum)))
+
+        ui.on_tap(self.figure, session, tap)

@@ -8,9 +8,10 @@ the threshold), and other classes' images predicted as this class.
 
 :func:`shown_classes` and :func:`bar_segments` (pure) turn a
 :class:`~vecexplore.analysis.quality.ClassPerformance` into one source row per
-non-empty segment; a tap on a segment puts its row in ``selected.indices`` and
-the controller selects exactly ``images_for(class_idx, kind)`` (replacing the
-selection, as a matrix-cell click does).
+non-empty segment. The bars show the selection (or the whole run); a click on a
+segment selects exactly ``images_for(class_idx, kind)`` over the whole run, at
+the current filters, replacing the selection as a matrix-cell click does
+(shift-click adds); the gallery then draws that segment's objects.
 """
 
 from __future__ import annotations
@@ -20,7 +21,12 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from vecexplore.app import ui
+from vecexplore.app import client, ui
+from vecexplore.app import events as ev
+from vecexplore.app import state as st
+from vecexplore.app.view import View
+from vecexplore.eval.outcomes import GtOutcome as G
+from vecexplore.eval.outcomes import PredOutcome as P
 
 #: (kind, legend label, colour) per segment, left to right.
 DETECTION_SEGMENTS: tuple[tuple[str, str, str], ...] = (
@@ -152,27 +158,50 @@ def _f(v) -> str:
     return "–" if np.isnan(v) else f"{v:.2f}"
 
 
-class ClassPanel:
-    """The stacked bar chart, its class multi-select and caption."""
+def segment_focus(class_idx: int, kind: str) -> st.Focus:
+    """The objects a segment counts (what the gallery draws for its images)."""
+    gt = {"tp": G.TP, "misclassified": G.CONFUSED, "missed": G.FN}
+    pred = {"tp": P.TP, "fp_duplicate": P.FP_DUPLICATE, "fp_class": P.FP_CLASS, "fp_localization": P.FP_LOCALIZATION,
+            "fp_both": P.FP_BOTH, "fp_background": P.FP_BACKGROUND}
+    if kind in ("misclassified", "missed"):
+        return st.Focus(gt=frozenset({int(gt[kind])}), gt_class=class_idx)
+    if kind == "tp":
+        return st.Focus(gt=frozenset({int(G.TP)}), pred=frozenset({int(P.TP)}), gt_class=class_idx,
+                        pred_class=class_idx)
+    if kind in pred:
+        return st.Focus(pred=frozenset({int(pred[kind])}), pred_class=class_idx)
+    return st.ALL_ERRORS
 
-    def __init__(self, *, task: str, class_names: Sequence[str], width: int = 630, height: int = 470):
+
+def _same(a: tuple, b: tuple | None) -> bool:
+    return b is not None and len(a) == len(b) and all(x is y for x, y in zip(a, b, strict=True))
+
+
+class ClassBarsView(View):
+    name = "class-bars"
+    slot = "tab"
+    title = "Class errors"
+    depends = frozenset({"op", "selection", "bars"})
+
+    def __init__(self, ctx):
+        super().__init__(ctx)
         from bokeh.models import (
+            Column,
             ColumnDataSource,
             Div,
             FactorRange,
             HoverTool,
             MultiChoice,
             Range1d,
-            TapTool,
         )
         from bokeh.plotting import figure
 
-        self.task = task
+        task = self.task
         self.source = ColumnDataSource(data={k: [] for k in ("class_idx", "kind", "factor", "label", "colour",
                                                              "left", "right", "count", "share", "detail")},
                                        name="class-bars-source")
         self.totals = ColumnDataSource(data={"factor": [], "x": [], "text": []}, name="class-bars-totals")
-        self.figure = figure(width=width, height=height, name="class-bars", css_classes=["vx-class-bars"],
+        self.figure = figure(sizing_mode="stretch_both", name="class-bars", css_classes=["vx-class-bars"],
                              tools="", toolbar_location=None, y_range=FactorRange(factors=[]),
                              x_range=Range1d(0, 1), min_border_left=10, min_border_right=10,
                              x_axis_label="objects" if task == "detection" else "images")
@@ -182,7 +211,7 @@ class ClassPanel:
                                          nonselection_fill_alpha=1.0, name="class-bars-segments")
         self.figure.text("x", "factor", text="text", source=self.totals, x_offset=5, text_baseline="middle",
                          text_font_size="10.5px", text_color="#52606d")
-        self.figure.add_tools(TapTool(renderers=[self.renderer]), HoverTool(renderers=[self.renderer], tooltips=[
+        self.figure.add_tools(HoverTool(renderers=[self.renderer], tooltips=[
             ("class", "@factor"), ("outcome", "@label"), ("count", "@count"), ("share", "@share{0.0%}"),
             ("", "@detail")]))
         self.figure.ygrid.visible = False
@@ -190,33 +219,101 @@ class ClassPanel:
         self.figure.outline_line_color = None
         self.figure.yaxis.major_label_text_font_size = "11px"
         self.classes = MultiChoice(value=[], name="class-bars-classes", width=330, placeholder="classes with most errors",
-                                   options=ui.choice_options(enumerate(class_names)))
-        self.legend = Div(text=legend_html(task), name="class-bars-legend", width=width)
-        self.caption = ui.text_div(text="", name="class-bars-caption", css_classes=["vx-caption"], width=width)
-        self._rows: list[tuple[int, str]] = []
+                                   options=ui.choice_options(enumerate(self.data.class_names)))
+        self.legend = Div(text=legend_html(task), name="class-bars-legend", sizing_mode="stretch_width")
+        self.caption = ui.text_div(text="", name="class-bars-caption", css_classes=["vx-caption"],
+                                   sizing_mode="stretch_width")
+        self.root = Column(self.classes, self.caption, self.legend, self.figure, sizing_mode="stretch_both",
+                           css_classes=["vx-tab-body"])
+        self._rows: list[tuple[int, str, float, float, int]] = []  # (class_idx, kind, left, right, y index)
+        self._cp: tuple | None = None
 
-    def layout(self, sheet):
-        from bokeh.models import Column
+    def layout(self):
+        return self.root
 
-        return Column(self.classes, self.caption, self.legend, self.figure, stylesheets=[sheet])
+    def _class_perf(self, evaluation, sel):
+        from vecexplore.analysis.quality import class_performance
 
-    def show(self, segments: dict[str, np.ndarray], totals: dict[str, np.ndarray], caption: str) -> None:
-        """Show :func:`bar_segments` / :func:`bar_totals` (top row first) and clear any segment highlight."""
-        self._rows = list(zip(segments["class_idx"].tolist(), segments["kind"].tolist(), strict=True))
-        self.figure.y_range.factors = list(totals["factor"])[::-1]  # the first class on top
+        key = (evaluation, sel)
+        if self._cp is None or not _same(key, self._cp[0]):
+            self._cp = (key, class_performance(evaluation, sel))
+        return self._cp[1]
+
+    def compute(self, d):
+        s, names = d.state, self.data.class_names
+        cp = self._class_perf(d.evaluation, d.selection)
+        classes = shown_classes(cp.table, self.task, s.bar_classes)
+        segments = bar_segments(cp, classes, task=self.task, class_names=names)
+        totals = bar_totals(cp, classes, task=self.task, class_names=names)
+        if s.bar_classes:
+            which = f"{len(classes)} chosen classes"
+        else:
+            with_any = len(shown_classes(cp.table, self.task, limit=len(names)))
+            which = (f"the {len(classes)} classes with the most errors (of {with_any}); choose classes above to "
+                     "see others" if with_any > DEFAULT_LIMIT else f"{len(classes)} classes")
+        what = "Whole run" if d.selection is None else f"Selection ({len(d.selection):,} images)"
+        iou = f", IoU {s.iou:.2f}" if self.task == "detection" else ""
+        caption = (f"{what} at confidence ≥ {s.confidence:.3f}{iou}: {which}, most errors first; "
+                   f"{'P / R = precision / recall' if self.task == 'detection' else 'acc = accuracy'}. "
+                   "A click on a segment selects its images over the whole run (shift-click adds).")
+        marked = s.marked(self.name)
+        rows = [i for i, (c, k) in enumerate(zip(segments["class_idx"].tolist(), segments["kind"].tolist(),
+                                                 strict=True)) if (c, k) in marked]
+        return {"segments": segments, "totals": totals, "caption": caption, "marked": rows,
+                "chosen": [str(c) for c in s.bar_classes]}
+
+    def apply(self, p) -> None:
+        segments, totals = p["segments"], p["totals"]
+        factors = list(totals["factor"])[::-1]  # the first class on top
+        self.figure.y_range.factors = factors
+        y_of = {f: i for i, f in enumerate(factors)}
+        self._rows = [(int(c), str(k), float(lo), float(hi), y_of[f]) for c, k, lo, hi, f in zip(
+            segments["class_idx"], segments["kind"], segments["left"], segments["right"], segments["factor"],
+            strict=True)]
         end = float(totals["x"].max()) if len(totals["x"]) else 1.0
         self.figure.x_range.end = max(end, 1.0) * 1.2  # room for the P / R text
         self.source.data = segments
         self.totals.data = totals
-        if len(self.source.selected.indices):
-            self.source.selected.indices = []
-        self.caption.text = caption
+        if list(self.source.selected.indices) != p["marked"]:
+            self.source.selected.indices = p["marked"]
+        self.caption.text = p["caption"]
+        if list(self.classes.value) != p["chosen"]:
+            self.classes.value = p["chosen"]
 
-    def show_chosen(self, classes: Sequence[int]) -> None:
-        value = [str(c) for c in classes]
-        if list(self.classes.value) != value:
-            self.classes.value = value
+    def segment_at(self, x: float, y: float) -> tuple[int, str] | None:
+        """(class_idx, kind) of the segment drawn at data position (x, y), or None."""
+        row = int(np.floor(y))
+        if abs(y - (row + 0.5)) > 0.36:  # the bar's height is 0.72 of its factor's band
+            return None
+        for c, k, lo, hi, yi in self._rows:
+            if yi == row and lo <= x <= hi:
+                return c, k
+        return None
 
-    def segment_at(self, row: int) -> tuple[int, str]:
-        """(class_idx, kind) of a source row."""
-        return self._rows[int(row)]
+    def wire(self, session) -> None:
+        n_classes = len(self.data.class_names)
+
+        def chosen(_attr, _old, new):
+            if session.applying:
+                return
+            classes = client.class_values(new, n_classes)
+            if classes is None:
+                ui.refused("class-bars-classes", new)
+                return
+            session.emit(ev.SetView.of(bar_classes=classes))
+
+        self.classes.on_change("value", chosen)
+
+        def tap(x: float, y: float, shift: bool) -> None:
+            hit = self.segment_at(x, y)
+            if hit is None:
+                return
+            class_idx, kind = hit
+            label = dict((k, lab) for k, lab, _ in segments_of(self.task)).get(kind, kind)
+            how = f"class {self.data.class_names[class_idx]}: {label.split(' (')[0]}"
+            session.emit(lambda d: ev.Select(
+                self._class_perf(d.evaluation, None).images_for(class_idx, kind), how,
+                focus=segment_focus(class_idx, kind), mode="add" if shift else None,
+                marks=((self.name, (class_idx, kind)),)))
+
+        ui.on_tap(self.figure, session, tap)

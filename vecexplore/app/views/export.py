@@ -1,0 +1,190 @@
+"""Export the selection from the page: write it under ``RUN/exports/`` and download it in the browser.
+
+The status line says what the last export wrote, or why it failed; it follows
+the selection: once the selection changes, it says the selection is not exported yet.
+
+:func:`write_export` names the file after the selection
+(:func:`vecexplore.export.describe_selection`) and never overwrites one: the
+name is reserved with an exclusive create (safe across sessions and
+processes) and a counter is added when it is taken.
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+
+from vecexplore.app import client, ui
+from vecexplore.app.view import View
+from vecexplore.errors import ConfigError, VecexploreError
+
+log = logging.getLogger(__name__)
+
+#: Page formats: (value, label, extension); coco is for detection runs only.
+FORMATS = (("coco", "COCO subset", "zip"), ("csv", "CSV table", "csv"),
+           ("json", "JSON records", "json"), ("txt", "List of paths", "txt"))
+
+
+def formats(task: str) -> list[tuple[str, str]]:
+    return [(v, label) for v, label, _ in FORMATS if task == "detection" or v != "coco"]
+
+
+def export_status(text: str, *, code: str | None = None, error: bool = False) -> str:
+    """The status line's HTML: ``text`` and an optional ``code`` part (a path), both escaped;
+    an error is styled as one (``vx-error``) so a failure never reads like the last success."""
+    import html
+
+    body = html.escape(text) + (f"<code>{html.escape(code)}</code>" if code is not None else "")
+    return f"<span class='vx-error'>{body}</span>" if error else body
+
+
+def write_export(run, image_idx: np.ndarray, *, fmt: str, how: str) -> Path:
+    """Write ``image_idx`` of ``run`` in ``fmt`` to a new file directly under ``RUN/exports/``.
+
+    Raises:
+        ConfigError: empty selection or a format this run cannot export.
+    """
+    from vecexplore.export import describe_selection, export_selection
+
+    ext = {v: e for v, _, e in FORMATS}.get(fmt)
+    if ext is None:
+        raise ConfigError(f"unknown export format {fmt!r}; choose one of {', '.join(v for v, _, _ in FORMATS)}")
+    image_idx = np.unique(np.asarray(image_idx, np.int64))
+    if image_idx.size == 0:
+        raise ConfigError("the selection is empty; nothing to export")
+    if fmt == "coco" and run.task != "detection":
+        raise ConfigError("coco export is for detection runs; use csv, json or txt")
+    folder = Path(run.path) / "exports"
+    folder.mkdir(parents=True, exist_ok=True)
+    stem = describe_selection(f"{how}-{fmt}" if fmt == "coco" else how, int(image_idx.size))
+    for n in range(1, 10_000):
+        out = folder / (f"{stem}.{ext}" if n == 1 else f"{stem}-{n}.{ext}")
+        try:
+            os.close(os.open(out, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644))
+        except FileExistsError:
+            continue
+        try:
+            if fmt == "coco":  # one download: the GT subset and the predictions on it
+                return _write_coco_zip(run, image_idx, out)
+            return export_selection(run, image_idx, fmt=fmt, out=out, force=True)
+        except BaseException:
+            out.unlink(missing_ok=True)
+            raise
+    raise ConfigError(f"{folder}: too many exports named {stem}.*; remove some")
+
+
+def _write_coco_zip(run, image_idx: np.ndarray, out: Path) -> Path:
+    """``out`` (a .zip, atomically): ``annotations.json`` (the COCO GT subset) and
+    ``predictions.json`` (the predictions on those images, as a COCO results list)."""
+    import zipfile
+
+    from vecexplore.atomic import atomic_write
+    from vecexplore.export import coco_files
+
+    gt, results = coco_files(run, image_idx)
+
+    def write(fh) -> None:
+        with zipfile.ZipFile(fh, "w", compression=zipfile.ZIP_DEFLATED) as z:
+            z.writestr("annotations.json", gt)
+            z.writestr("predictions.json", results)
+    atomic_write(out, write)
+    return out
+
+
+def _reason(exc: Exception) -> str:
+    """What went wrong, for a person: our errors carry their message; an OSError its path and strerror."""
+    if isinstance(exc, OSError) and exc.strerror:
+        return f"{exc.filename}: {exc.strerror}" if exc.filename else exc.strerror
+    return str(exc) or type(exc).__name__
+
+
+class ExportView(View):
+    """Format and button (in the gallery's bar), and the status beside the header: the selection in
+    words, and what its last export wrote or why it failed (while the selection is the one exported)."""
+
+    name = "export"
+    slot = "gallery"
+    depends = frozenset({"export", "selection"})
+
+    def __init__(self, ctx):
+        super().__init__(ctx)
+        from bokeh.models import Button, CustomJS, Div, Row, Select
+
+        opts = formats(self.task)
+        self.format = Select(value=opts[0][0], options=opts, name="export-format", width=124,
+                             html_attributes={"title": "Export the selection as"})
+        self.button = Button(label="Export", name="export-button", button_type="primary", width=76,
+                             html_attributes={"title": "Write the selection under RUN/exports/ and download it"})
+        self.trigger = ui.text_div(text="", name="export-url", visible=False)
+        self.trigger.js_on_change("text", CustomJS(code=ui.js("download")))
+        self.row = Row(self.format, self.button, self.trigger, name="export-bar", css_classes=["vx-export-bar"])
+        self.status = Div(text="", name="export-status", css_classes=["vx-export-status"], width=260)
+        self._serial = 0
+
+    def layout(self):
+        return self.row
+
+    def layouts(self) -> dict:
+        return {"gallery.bar": self.row, "header": self.status}
+
+    def compute(self, d):
+        from vecexplore.app.views.header import selection_text
+
+        e, sel = d.state.export, d.selection
+        if e is not None and same_selection(e.images, sel):
+            note = export_status(e.text, error=e.error)
+        elif sel is None:
+            note = ""
+        else:
+            note = export_status("Not exported yet.")
+        text = f"<div class='vx-seltext'>{html.escape(selection_text(d))}</div><div class='vx-note'>{note}</div>"
+        return {"serial": 0 if e is None else e.serial, "url": "" if e is None else e.url, "status": text}
+
+    def apply(self, p) -> None:
+        if p["serial"] != self._serial and p["url"]:
+            self.trigger.text = p["url"]  # a new text downloads (download.js)
+        self._serial = p["serial"]
+        self.status.text = p["status"]
+
+    def wire(self, session) -> None:
+        values = {v for v, _ in formats(self.task)}
+
+        def click():
+            fmt = client.choice(self.format.value, values)
+            if fmt is None:
+                ui.refused("export-format", self.format.value)
+                return
+            session.run(lambda: self._export(session, fmt))
+
+        self.button.on_click(click)
+
+    def _export(self, session, fmt: str) -> None:
+        """Write the selection (a job of its own); the result comes back as an Exported event."""
+        from vecexplore.app.events import Exported
+
+        d = session.derived
+        sel = d.selection
+        if sel is None:
+            session.emit(Exported("Nothing is selected: lasso points, click a matrix cell or a cluster row first.",
+                                  images=None, error=True))
+            return
+        try:
+            path = write_export(self.data.run, sel, fmt=fmt, how=d.describe())
+        except Exception as exc:  # a failure must never leave the last success on screen
+            if not isinstance(exc, (VecexploreError, OSError)):
+                log.exception("export of %d images failed", len(sel))
+            session.emit(Exported(f"Export failed: {_reason(exc)}", images=sel, error=True))
+            return
+        log.info("exported %d images to %s", len(sel), path)
+        session.emit(Exported(f"Wrote {len(sel):,} images to {path}", images=sel, path=str(path),
+                              url=f"{self.ctx.url_base}/export/{path.name}|{path.name}"))
+
+
+def same_selection(a, b) -> bool:
+    if a is None or b is None:
+        return a is b
+    return a is b or (a.shape == b.shape and np.array_equal(a, b))

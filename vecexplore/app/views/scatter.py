@@ -1,0 +1,257 @@
+"""The map: every image at its UMAP position (WebGL), coloured by one mode, selectable.
+
+Lasso and box select images (the tools combine with the selection in the
+session's selection mode; shift always adds). A tap selects the one point
+nearest to it on the screen and opens it in the detail view (shift-tap adds it);
+a tap far from every point does nothing.
+
+The source has one row per image in image_idx order, so ``selected.indices``
+*are* image_idx. Images that are not mapped (unreadable: NaN x/y) sit in the
+source but are not drawn. Columns (all NumPy, sent as binary except
+``file_name``, which is sent once with the page):
+
+* ``x``, ``y`` float32 — never re-sent;
+* ``c`` float32 — the colour value (:mod:`vecexplore.app.colouring`), re-sent on
+  a colour-mode change or a slider move;
+* ``o`` uint32 — outcomes packed for the hover (``colouring.pack_outcomes``),
+  re-sent on a slider move;
+* ``image_id`` float64, ``cluster`` int32, ``file_name`` str — static.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from vecexplore.app import client, colouring, ui
+from vecexplore.app import events as ev
+from vecexplore.app import state as st
+from vecexplore.app.colouring import Colouring
+from vecexplore.app.view import View
+from vecexplore.eval.outcomes import COUNTED
+
+_TOOLTIP = """
+<div style="display:flex;gap:8px;align-items:center;max-width:330px">
+  <img src="{url_base}/thumb/@image_id{{custom}}" alt="" style="max-width:84px;max-height:84px;border-radius:3px">
+  <div style="font-size:11.5px;line-height:1.35">
+    <div style="font-weight:600;word-break:break-all">@file_name</div>
+    <div>@o{{custom}}</div>
+    <div style="color:#7b8794">id @image_id{{custom}} · cluster @cluster</div>
+  </div>
+</div>
+"""
+
+
+def _palette(col: Colouring) -> list[str]:
+    from bokeh.palettes import RdYlBu11, Viridis256
+
+    if col.palette == "error":
+        return list(RdYlBu11)  # blue (no errors) → red
+    if col.palette == "sequential":
+        return list(Viridis256)
+    if col.palette == "error_type":
+        return list(ui.ERROR_TYPE_COLOURS.values())
+    if col.palette == "correct":
+        return list(ui.CORRECT_COLOURS)
+    if col.palette == "readable":
+        return list(ui.READABLE_COLOURS)
+    return ui.categorical_palette(len(col.factors))
+
+
+#: A tap opens the nearest point within this many screen pixels of it.
+TAP_RADIUS_PX = 14.0
+#: Bokeh's selection-tool mode for each selection mode.
+TOOL_MODES = {"replace": "replace", "add": "append", "intersect": "intersect", "subtract": "subtract"}
+
+
+def nearest_point(x: np.ndarray, y: np.ndarray, at: tuple[float, float], *, px_per_x: float, px_per_y: float,
+                  radius_px: float = TAP_RADIUS_PX) -> int:
+    """Index of the point nearest to ``at`` in screen pixels (``px_per_*`` = pixels per data unit),
+    or -1 when none is within ``radius_px``. NaN points never match; ties: the lower index."""
+    dx = (np.asarray(x, np.float64) - at[0]) * px_per_x
+    dy = (np.asarray(y, np.float64) - at[1]) * px_per_y
+    d2 = dx * dx + dy * dy
+    d2[~np.isfinite(d2)] = np.inf
+    if d2.size == 0:
+        return -1
+    i = int(np.argmin(d2))
+    return i if d2[i] <= radius_px * radius_px else -1
+
+
+def _span(start, end, values: np.ndarray) -> tuple[float, float]:
+    """The axis range shown (the synced range, or the data's extent before the page reported one)."""
+    if start is not None and end is not None and np.isfinite(start) and np.isfinite(end) and end > start:
+        return float(start), float(end)
+    finite = values[np.isfinite(values)]
+    if finite.size == 0:
+        return 0.0, 1.0
+    lo, hi = float(finite.min()), float(finite.max())
+    return (lo, hi) if hi > lo else (lo - 0.5, hi + 0.5)
+
+
+class ScatterView(View):
+    name = "scatter"
+    slot = "map"
+    depends = frozenset({"op", "selection", "colour", "history"})
+
+    def __init__(self, ctx):
+        super().__init__(ctx)
+        from bokeh.models import (
+            BoxSelectTool,
+            ColorBar,
+            ColumnDataSource,
+            CustomJSHover,
+            FixedTicker,
+            HoverTool,
+            LassoSelectTool,
+            LinearColorMapper,
+            ResetTool,
+            WheelZoomTool,
+        )  # fmt: skip
+        from bokeh.plotting import figure
+
+        info = self.data.images
+        n = len(info)
+        self.source = ColumnDataSource(data={
+            "x": info.x, "y": info.y, "c": np.zeros(n, np.float32), "o": np.zeros(n, np.uint32),
+            "image_id": info.image_id.astype(np.float64), "cluster": info.cluster.astype(np.int32),
+            "file_name": info.file_name,
+        }, name="scatter-source")
+        self.mapper = LinearColorMapper(palette=["#cccccc"], low=0, high=1, nan_color=ui.NAN_COLOUR)
+        self.figure = figure(
+            sizing_mode="stretch_both", output_backend="webgl", name="scatter", css_classes=["vx-scatter"],
+            tools="pan", toolbar_location="left", match_aspect=True, min_border_left=6, min_border_right=6,
+        )
+        self.figure.toolbar.autohide = False
+        self.figure.axis.visible = False
+        self.figure.grid.visible = False
+        self.figure.outline_line_color = None
+        size = float(np.clip(11 - 1.6 * math.log10(max(n, 10)), 2.5, 8))
+        self.renderer = self.figure.scatter(
+            "x", "y", source=self.source, size=size, line_color=None,
+            fill_color={"field": "c", "transform": self.mapper}, fill_alpha=0.85,
+            nonselection_fill_alpha=0.12, nonselection_fill_color={"field": "c", "transform": self.mapper},
+            selection_fill_alpha=1.0, name="scatter-points",
+        )
+        hover = HoverTool(
+            renderers=[self.renderer], tooltips=_TOOLTIP.format(url_base=ctx.url_base),
+            formatters={
+                "@image_id": CustomJSHover(code=ui.js("hover_id")),
+                "@o": CustomJSHover(code=ui.js("hover_outcome"),
+                                    args={"task": self.task, "names": list(self.data.class_names)}),
+            },
+        )
+        wheel = WheelZoomTool()
+        self.lasso = LassoSelectTool(renderers=[self.renderer])
+        self.box = BoxSelectTool(renderers=[self.renderer])
+        self.figure.add_tools(self.lasso, self.box, wheel, hover, ResetTool())
+        self.figure.toolbar.active_drag = self.lasso
+        self.figure.toolbar.active_scroll = wheel
+        self.ticker = FixedTicker(ticks=[])
+        self.colour_bar = ColorBar(color_mapper=self.mapper, ticker=self.ticker, width=10, title="",
+                                   title_text_font_size="11px", major_label_text_font_size="10px",
+                                   label_standoff=4, padding=4)
+        self.figure.add_layout(self.colour_bar, "right")
+        self._pred_class: tuple | None = None  # (evaluation, dominant predicted class per image)
+        self._sent: tuple | None = None  # (evaluation, colour mode) of the columns last computed
+
+    def layout(self):
+        return self.figure
+
+    # ------------------------------------------------------------- compute / apply
+
+    def compute(self, d):
+        s = d.state
+        pred_class = None
+        if s.colour == "pred_class" and self.task == "detection":
+            if self._pred_class is None or self._pred_class[0] is not d.evaluation:
+                ds = self.data.dataset
+                counted = d.evaluation.outcomes.pred_code < COUNTED
+                self._pred_class = (d.evaluation, colouring.dominant_pred_class(
+                    ds.pred.image_idx, ds.pred.class_idx, counted, ds.num_images, len(ds.categories)))
+            pred_class = self._pred_class[1]
+        info = self.data.images
+        # The colour and outcome columns are re-sent only when they change (a selection moves neither).
+        key = (d.evaluation, s.colour)
+        col = packed = None
+        if self._sent is None or not (self._sent[0] is key[0] and self._sent[1] == key[1]):
+            col = colouring.colour_values(s.colour, outcomes=d.outcomes, cluster=info.cluster,
+                                          gt_class=info.gt_class, readable=info.readable, score=d.scores,
+                                          class_names=self.data.class_names, pred_class=pred_class)
+            if self._sent is None or self._sent[0] is not key[0]:
+                packed = colouring.pack_outcomes(d.outcomes)
+            self._sent = key
+        return {"colour": col, "outcomes": packed, "selection": d.selection, "tool_mode": TOOL_MODES[s.select_mode]}
+
+    def apply(self, p) -> None:
+        if p["colour"] is not None:
+            self._show_colouring(p["colour"])
+        if p["outcomes"] is not None:
+            self.source.data["o"] = p["outcomes"]
+        sel = p["selection"]
+        new = np.zeros(0, np.int64) if sel is None else np.asarray(sel, np.int64)
+        old = np.asarray(self.source.selected.indices, np.int64)
+        if old.shape != new.shape or not np.array_equal(old, new):
+            self.source.selected.indices = new
+        for tool in (self.lasso, self.box):
+            if tool.mode != p["tool_mode"]:
+                tool.mode = p["tool_mode"]
+
+    def _show_colouring(self, col: Colouring) -> None:
+        """Send the colour column and restyle the map and its bar (no other column moves)."""
+        self.source.data["c"] = col.values
+        self.mapper.update(palette=_palette(col), low=col.low, high=col.high)
+        self.colour_bar.title = col.title
+        if col.categorical:
+            f = len(col.factors)
+            step = max(1, math.ceil(f / 24))
+            ticks = list(range(0, f, step))
+            self.ticker.ticks = ticks
+            self.colour_bar.major_label_overrides = {t: col.factors[t] for t in ticks}
+        else:
+            self.ticker.ticks = [round(col.low + (col.high - col.low) * i / 4, 3) for i in range(5)]
+            self.colour_bar.major_label_overrides = {}
+
+    # ------------------------------------------------------------- events
+
+    def wire(self, session) -> None:
+        from bokeh.events import Tap
+
+        n = self.data.num_images
+
+        def lasso(_attr, old, new):
+            if session.applying:
+                return
+            picked = client.rows(new, n)
+            if picked is None:
+                ui.refused("scatter selection", new)
+                return
+
+            # The tools already combined the lasso with the displayed selection in the session's mode.
+            session.emit(lambda d: ev.Select(picked, ev.combined_how(d.state, "points"), mode="replace"))
+
+        self.source.selected.on_change("indices", lasso)
+        self.figure.on_event(Tap, lambda event: self._tap(session, event))
+
+    def _tap(self, session, event) -> None:
+        if session.applying:
+            return
+        x, y = event.x, event.y
+        if not all(isinstance(v, (int, float)) and math.isfinite(v) for v in (x, y)):
+            ui.refused("scatter tap", (x, y))
+            return
+        info = self.data.images
+        f = self.figure
+        x0, x1 = _span(f.x_range.start, f.x_range.end, info.x)
+        y0, y1 = _span(f.y_range.start, f.y_range.end, info.y)
+        w, h = ui.frame_size(f)
+        w, h = w or 600, h or 400
+        k = nearest_point(info.x, info.y, (float(x), float(y)), px_per_x=w / (x1 - x0), px_per_y=h / (y1 - y0))
+        if k < 0:
+            return
+        add = bool((event.modifiers or {}).get("shift"))
+        name = str(info.file_name[k])
+        session.emit(ev.Select(np.array([k], np.int64), f"image {name}", focus=st.ALL_ERRORS,
+                               mode="add" if add else None))
+        session.emit(ev.OpenImage(k))
