@@ -17,7 +17,7 @@ from vecexplore.analysis.recommend import KINDS, Recommendation, RecommendConfig
 from vecexplore.demo import read_planted
 from vecexplore.errors import ConfigError
 from vecexplore.eval.evaluate import evaluate
-from vecexplore.info import SLICE_KINDS
+from vecexplore.info import SLICE_KINDS, failure_slices
 from vecexplore.store import Run
 from vecexplore.types import Boxes, Dataset
 
@@ -188,7 +188,11 @@ def test_info_prints_recommendations(demo_run):
     assert recs[0]["title"].split(" — ")[0] in " ".join(out.stdout.split())
     js = subprocess.run([sys.executable, "-m", "vecexplore", "info", str(run_dir), "--json"],
                         capture_output=True, text=True)
-    assert json.loads(js.stdout)["recommendations"] == recs
+    summary = json.loads(js.stdout)
+    assert summary["recommendations"] == recs
+    # The ranked slices are the failure findings, in order, each naming the findings it explains.
+    assert summary["slices"] == json.loads(json.dumps(failure_slices(recs)))
+    assert [s["title"] for s in summary["slices"]] == [r["title"] for r in recs if r["kind"] in SLICE_KINDS]
 
 
 def _skewed_classification(n: int, rare: int, seed: int = 0) -> Dataset:

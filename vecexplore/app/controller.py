@@ -100,7 +100,9 @@ class SessionController:
         self._run(self._cell_job(row, col))
 
     def select_cluster(self, cluster: int) -> None:
-        self._run(self._pick_job(np.flatnonzero(self.data.images.cluster == cluster), f"cluster {cluster}"))
+        """Pick the slice (as the table shows it) that holds HDBSCAN cluster ``cluster``."""
+        sid, members = self.clusters.slice_of(cluster)
+        self._run(self._pick_job(np.flatnonzero(np.isin(self.data.images.cluster, members)), f"cluster {sid}"))
 
     def set_confidence(self, confidence: float) -> None:
         self._run(self._op_job(confidence=float(confidence)))
@@ -243,8 +245,9 @@ class SessionController:
         if "clusters" in parts:
             from vecexplore.app.clusters import cluster_rows
 
-            frame["clusters"] = (cluster_rows(self.evaluation, data.images.cluster, stored=data.clusters,
-                                              class_names=data.class_names), self._clusters_caption())
+            tab = cluster_rows(self.evaluation, data.images.cluster, run=data.run, tree=data.tree,
+                               class_names=data.class_names)
+            frame["clusters"] = (tab, self._clusters_caption(tab))
         if "cluster_pick" in parts or "clusters" in parts:
             how = new.pick_how
             frame["cluster_pick"] = int(how.split()[1]) if how.startswith("cluster ") else None
@@ -384,8 +387,10 @@ class SessionController:
         bg = "; last row / column = background" if self.matrix.has_background else ""
         return f"Showing the {scope}. Rows = ground truth, columns = prediction{bg}. Click a cell to select its images."
 
-    def _clusters_caption(self) -> str:
-        return (f"{len(self.data.clusters)} clusters, worst first at confidence ≥ {self.state.confidence:.3f} "
+    def _clusters_caption(self, tab) -> str:
+        merged = sum(len(m) > 1 for m in tab["members"])
+        note = (f"; {merged} of them join sibling clusters that fail alike (e.g. 4+9)" if merged else "")
+        return (f"{len(tab)} slices{note}, worst first at confidence ≥ {self.state.confidence:.3f} "
                 "(ranked by the lower end of the 95% interval of their error rate). Click a row to select it.")
 
     def _gallery_caption(self, page: st.GalleryPage) -> str:

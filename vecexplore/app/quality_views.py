@@ -244,11 +244,12 @@ class QualityViews:
         """Recompute the recommendations on the whole run at the session's operating point."""
         def job():
             from vecexplore.analysis.recommend import recommend
-            from vecexplore.mapping.slices import slice_table
+            from vecexplore.analysis.slicing import failure_slice_table
 
             ev, s = ctl.evaluation, ctl.state
-            clusters = slice_table(ev.per_image, self.data.images.cluster, task=self.task,
-                                   class_names=list(self.data.class_names))
+            clusters = failure_slice_table(self.data.run, ev, self.data.images.cluster, self.data.tree,
+                                           objects=ev.objects if self.task == "detection" else None,
+                                           class_names=list(self.data.class_names))
             recs = [r.to_json() for r in recommend(self.data.run, ev, clusters=clusters)]
             self.recommendations = recs
             self.recommendations_op = {"confidence": float(ev.confidence)}

@@ -7,7 +7,9 @@ the current one (:func:`vecexplore.analysis.recommend.recommend` on the whole
 run, in the session's worker thread). A finding's button picks exactly its
 ``selection["image_idx"]`` (replacing the selection; the class and split filters
 still apply, as to every pick); a cluster finding picks as a click on that
-cluster's row does.
+slice's row does. A finding that explains others (``merged``, see
+:mod:`vecexplore.analysis.findings`) is one row that names them and the kinds
+of evidence (cluster, property, class) it carries.
 """
 
 from __future__ import annotations
@@ -52,12 +54,21 @@ def image_idx_of(rec: dict) -> np.ndarray:
     return np.asarray(rec.get("selection", {}).get("image_idx", []), np.int64)
 
 
-def recommendation_html(rec: dict, rank: int) -> str:
+def recommendation_html(rec: dict, rank: int, *, max_merged: int = 3) -> str:
+    """One finding; a merged one (``rec["merged"]``) lists the kinds of evidence it carries and the findings it explains."""
     e = html.escape
     kind = _KIND_NAMES.get(str(rec.get("kind")), str(rec.get("kind")))
+    merged = list(rec.get("merged") or [])
+    also = ""
+    if merged:
+        kinds = " · ".join(e(str(k)) for k in rec.get("evidence_kinds") or [])
+        items = "".join(f"<li>{e(str(m.get('title', '')))}</li>" for m in merged[:max_merged])
+        more = f"<li>… and {len(merged) - max_merged} more</li>" if len(merged) > max_merged else ""
+        also = (f"<div class='vx-rec-also'>One failure, {len(merged) + 1} findings (evidence: {kinds}); "
+                f"this one also explains:<ul>{items}{more}</ul></div>")
     return (f"<div class='vx-rec'><div class='vx-rec-title'><span class='vx-rank'>{rank}</span>"
             f"<span class='vx-chip'>{e(kind)}</span> {e(str(rec.get('title', '')))}</div>"
-            f"<div class='vx-rec-evidence'>{e(str(rec.get('evidence', '')))}</div>"
+            f"<div class='vx-rec-evidence'>{e(str(rec.get('evidence', '')))}</div>{also}"
             f"<div class='vx-rec-action'>→ {e(str(rec.get('action', '')))}</div></div>")
 
 

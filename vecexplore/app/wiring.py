@@ -62,8 +62,8 @@ def wire(ctl) -> None:
         return factory
 
     def cluster_pick(row):
-        cluster = ctl.clusters.cluster_at(row)
-        return ctl._pick_job(np.flatnonzero(data.images.cluster == cluster), f"cluster {cluster}")
+        cluster, members = ctl.clusters.cluster_at(row), ctl.clusters.members_at(row)
+        return ctl._pick_job(np.flatnonzero(np.isin(data.images.cluster, members)), f"cluster {cluster}")
 
     def gallery_pick(row):
         image = ctl.gallery.image_at(row)
