@@ -134,6 +134,11 @@ def property_candidates(ctx: Context, readable: np.ndarray, importance) -> list[
     return out
 
 
+def _agrees(imp, side: str) -> bool:
+    """Whether the property's importance (its overall direction) speaks for this side's tail."""
+    return imp is not None and imp.direction == {"low": "lower", "high": "higher"}[side]
+
+
 def _where(prop: str, side: str, lo: float, hi: float) -> str:
     return f"{prop} ≤ {hi:.3g}" if side == "low" else f"{prop} ≥ {lo:.3g}"
 
@@ -157,7 +162,7 @@ def _image_tail(ctx: Context, prop, side, error, pop, values, chosen, excess, im
     traits = "; ".join(t.phrase() for t in d.image_traits() if t.prop != prop)
     if traits:
         evidence += f"; {traits}"
-    if imp is not None:
+    if _agrees(imp, side):
         evidence += f"; {imp.sentence()}"
     aug = augmentation(prop, side)
     action = f"Collect and label more {word} images" + (f"; until then, train with {aug}." if aug else ".")
@@ -183,7 +188,7 @@ def _object_tail(ctx: Context, prop, side, values, chosen, excess, imp) -> Candi
     low, high = ctx.interval(missed, n)
     evidence = (f"{n} GT objects with {where} in {len(images)} images: {missed} not found, "
                 f"FN rate {missed / n:.2f} [{low:.2f}, {high:.2f}] vs {ctx.fn_rate:.2f} overall")
-    if imp is not None:
+    if _agrees(imp, side):
         evidence += f"; {imp.sentence()}"
     aug = augmentation(prop, side)
     action = f"Collect and label more images with {word} objects" + (f"; until then, train with {aug}." if aug else ".")
