@@ -170,7 +170,10 @@ def failure_slice_table(run, ev, labels: np.ndarray, tree: ClusterTree | None, *
     table = slice_table(ev.per_image, slice_labels(labels, slice_of), task=ev.task, objects=objects,
                         class_names=class_names)
     members = slice_members(slice_of)
-    table["members"] = [members[int(c)] for c in table["cluster"]]
+    import pandas as pd
+
+    # An object Series of int lists (stored as list<int64>), also when there is no slice at all.
+    table["members"] = pd.Series([members[int(c)] for c in table["cluster"]], index=table.index, dtype=object)
     return table
 
 
