@@ -371,13 +371,18 @@ def test_cluster_rows_rescore_at_the_operating_point(task):
     ds = random_detection(2) if task == "detection" else random_classification(2)
     labels = np.arange(ds.num_images) % 3 - (np.arange(ds.num_images) % 7 == 0)
     ev = evaluate(ds, confidence=0.6)
-    stored = slice_table(ev.per_image, labels, task=task, class_names=list(ds.categories.names))
-    stored["top_classes"] = "x"
-    tab = cluster_rows(ev, labels, stored=stored, class_names=list(ds.categories.names))
-    want = slice_table(ev.per_image, labels, task=task, class_names=list(ds.categories.names))
+    names = list(ds.categories.names)
+    # Without a hierarchy every cluster is its own slice: the rows are slice_table's.
+    tab = cluster_rows(ev, labels, run=None, tree=None, class_names=names)
+    want = slice_table(ev.per_image, labels, task=task, objects=ev.objects if task == "detection" else None,
+                       class_names=names)
     np.testing.assert_array_equal(tab["cluster"], want["cluster"])
     np.testing.assert_allclose(tab["error_rate"], want["error_rate"])
+    assert [list(m) for m in tab["members"]] == [[c] for c in want["cluster"]]
+    assert tab["label"].tolist() == [str(c) for c in want["cluster"]]
     assert all(t.startswith(f"{e:.2f} [") for t, e in zip(tab["error_text"], tab["error_rate"], strict=True))
+    # The GT class histogram is counted per slice, as slice_table counts it from the objects.
+    assert tab["classes"].tolist() == want["top_classes"].tolist()
 
 
 def test_badges_and_tiles():
@@ -445,3 +450,22 @@ def test_fit_ranges_show_the_whole_image_undistorted(w, h, fw, fh):
     ww, hh = (w, h) if w and h else (1, 1)
     assert x0 <= 0 and x1 >= ww and yt <= 0 and yb >= hh  # y points down: bottom > top
     assert (x1 - x0) / fw == pytest.approx((yb - yt) / fh)  # one data unit = same pixels on both axes
+
+
+def test_cluster_rows_show_merged_siblings_as_one_slice():
+    """With the run's hierarchy, two failing siblings are one row ("0+1") and a pick takes both."""
+    from _quality_helpers import detection_dataset, run_tables
+    from vecexplore.mapping.hierarchy import ClusterTree
+
+    p_find = np.r_[np.full(60, 0.1), np.full(30, 0.97)]
+    ds = detection_dataset(5, n_images=90, p_find=p_find, p_flip=0.0, fp_rate=0.0, crowd=0.0,
+                           min_objects=2, max_objects=4)
+    rng = np.random.default_rng(1)
+    brightness = np.r_[rng.uniform(0.0, 0.05, 60), rng.uniform(0.3, 0.9, 30)]  # both siblings dark
+    labels = np.repeat([0, 1, 2], 30)
+    ev = evaluate(ds)
+    tables, ev, _ = run_tables(ds, ev, props={"brightness": brightness}, labels=labels)
+    tree = ClusterTree(3, np.array([3, 3, 4, 4, -1]), np.ones(5, np.int64), np.zeros(5))
+    tab = cluster_rows(ev, labels, run=tables, tree=tree, class_names=list(ds.categories.names))
+    assert sorted(tab["label"]) == ["0+1", "2"] and tab["label"].iloc[0] == "0+1"  # the failing slice first
+    assert [list(m) for m in tab["members"]] == [[0, 1], [2]]  # a row's pick takes every member cluster

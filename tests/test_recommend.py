@@ -12,11 +12,12 @@ import numpy as np
 import pytest
 from _quality_helpers import classification_dataset, detection_dataset, objects_frame, run_tables
 
-from vecexplore.analysis.quality import property_performance
+from vecexplore.analysis.quality import image_values
 from vecexplore.analysis.recommend import KINDS, Recommendation, RecommendConfig, recommend
 from vecexplore.demo import read_planted
 from vecexplore.errors import ConfigError
 from vecexplore.eval.evaluate import evaluate
+from vecexplore.info import SLICE_KINDS, failure_slices
 from vecexplore.store import Run
 from vecexplore.types import Boxes, Dataset
 
@@ -29,10 +30,18 @@ def expected_images(rec: dict, run, ev) -> np.ndarray:
     n = ev.dataset.num_images
     if sel.get("all"):
         return np.arange(n)
-    if "cluster" in sel:
-        return np.flatnonzero(run.images["cluster"].to_numpy() == sel["cluster"])
+    if "cluster" in sel:  # a slice: its clusters (several when siblings merged)
+        return np.flatnonzero(np.isin(run.images["cluster"].to_numpy(), sel.get("clusters", [sel["cluster"]])))
     if "property" in sel:
-        return property_performance(run, ev, sel["property"], n_bins=sel["n_bins"]).image_idx[sel["bin"]]
+        lo, hi = sel["range"]
+        if sel["level"] == "image":
+            v = image_values(run.images, sel["property"])
+            readable = run.images["readable"].to_numpy(bool)
+            return np.flatnonzero(readable & (v >= lo) & (v <= hi))
+        obj = objects_frame(ev)
+        gt = obj[(obj["kind"] == "gt") & (obj["outcome"] != "crowd")]
+        v = run.objects[sel["property"]].to_numpy(np.float64)[gt.index.to_numpy()]
+        return np.unique(gt["image_idx"].to_numpy()[(v >= lo) & (v <= hi)])
     if ev.task == "classification":
         label, acc = ev.arrays["label"], ev.accepted
         if "cells" in sel:
@@ -78,8 +87,33 @@ def _share(rec, images: set) -> float:
     return len(images.intersection(idx)) / max(len(idx), 1)
 
 
+def _evidence(rec) -> list[dict]:
+    """The finding and every finding it explains (``merged``)."""
+    return [rec, *rec.get("merged", [])]
+
+
 def _traits(rec) -> set:
-    return {(t["prop"], t["side"]) for t in rec["numbers"]["description"]["traits"]}
+    """(prop, side) of every trait and property tail in a finding's evidence."""
+    out = set()
+    for r in _evidence(rec):
+        num = r["numbers"]
+        if "description" in num:
+            out |= {(t["prop"], t["side"]) for t in num["description"]["traits"]}
+        if r["kind"] == "property":
+            out.add((num["prop"], num["side"]))
+    return out
+
+
+def _errors(rec) -> set:
+    """The dominant error types its evidence names (a cluster's, a property tail's error)."""
+    out = set()
+    for r in _evidence(rec):
+        num = r["numbers"]
+        if "description" in num:
+            out.add(num["description"]["dominant_error"])
+        if num.get("error"):
+            out.add(num["error"])
+    return out
 
 
 def test_demo_recommendations_name_the_planted_modes(demo_run):
@@ -87,23 +121,27 @@ def test_demo_recommendations_name_the_planted_modes(demo_run):
     modes = _mode_images(run, planted)
     names = [c["name"] for c in run.categories]
     top = recs[:TOP]
-    clusters = [r for r in top if r["kind"] == "cluster"]
-    # (a) a dark cluster whose objects are missed
-    dark = [r for r in clusters if _share(r, modes["dark_small_missed"]) >= 0.7]
-    assert any(("brightness", "low") in _traits(r) and r["numbers"]["description"]["dominant_error"] == "fn_missed"
-               for r in dark), [r["title"] for r in top]
-    # (b) the blur/fog confusion: the confused pair, or a blurry/foggy cluster
+    # (a) dark images whose objects are missed
+    dark = [r for r in top if _share(r, modes["dark_small_missed"]) >= 0.7]
+    assert any(("brightness", "low") in _traits(r) and "fn_missed" in _errors(r) for r in dark), \
+        [r["title"] for r in top]
+    # (b) the blur/fog confusion: the confused pair, or a blurry/foggy finding
     pair = {names.index(c) for c in planted["modes"]["blur_confusion"]["classes"]}
-    confused = [r for r in top if r["kind"] == "confusion" and {c for cell in r["selection"]["cells"] for c in cell} == pair]
-    foggy = [r for r in clusters if _share(r, modes["blur_confusion"]) >= 0.7
+    confused = [e for r in top for e in _evidence(r) if e["kind"] == "confusion"
+                and {c for cell in e["selection"]["cells"] for c in cell} == pair]
+    foggy = [r for r in top if _share(r, modes["blur_confusion"]) >= 0.7
              and _traits(r) & {("sharpness", "low"), ("contrast", "low"), ("brightness", "high")}]
     assert confused or foggy, [r["title"] for r in top]
-    # (c) false positives of the texture class, or a textured cluster
+    # (c) false positives of the texture class, or a textured finding
     fp_class = names.index(planted["modes"]["texture_false_positives"]["classes"][0])
-    fps = [r for r in top if r["kind"] == "class_fp" and r["selection"]["class_idx"] == fp_class]
-    textured = [r for r in clusters if _share(r, modes["texture_false_positives"]) >= 0.7
+    fps = [e for r in top for e in _evidence(r) if e["kind"] == "class_fp" and e["selection"]["class_idx"] == fp_class]
+    textured = [r for r in top if _share(r, modes["texture_false_positives"]) >= 0.7
                 and _traits(r) & {("sharpness", "high"), ("contrast", "high")}]
     assert fps or textured, [r["title"] for r in top]
+    # One failure mode, one finding: no two top findings are mostly the same planted mode.
+    for mode, images in modes.items():
+        assert sum(_share(r, images) > 0.5 for r in top if r["kind"] in SLICE_KINDS) <= 1, \
+            (mode, [r["title"] for r in top])
     # Actions follow the evidence.
     if confused:
         assert "relabel" in confused[0]["action"] and "merging" in confused[0]["action"]
@@ -117,8 +155,9 @@ def test_every_selection_is_exactly_its_evidence(fixture, request):
     assert recs, "the demo has planted failures: there must be findings"
     for rec in recs:
         assert rec["kind"] in KINDS
-        want = expected_images(rec, run, ev)
-        assert rec["selection"]["image_idx"] == np.asarray(want).tolist(), rec["title"]
+        for finding in _evidence(rec):  # the finding and every finding it carries
+            want = expected_images(finding, run, ev)
+            assert finding["selection"]["image_idx"] == np.asarray(want).tolist(), finding["title"]
     severities = [r["severity"] for r in recs]
     assert severities == sorted(severities, reverse=True)
 
@@ -133,9 +172,11 @@ def test_demo_counts_in_the_evidence_recompute(demo_run):
             mine = pred[pred["class_idx"] == num["class_idx"]]
             assert num["fp"] == mine["outcome"].str.startswith("fp_").sum()
             assert num["n_pred"] == (mine["outcome"].str.startswith("fp_") | (mine["outcome"] == "tp")).sum()
-        if rec["kind"] == "cluster":
-            row = run.clusters.set_index("cluster").loc[num["cluster"]]
-            assert num["size"] == row["size"] and num["error_rate"] == pytest.approx(row["error_rate"])
+        for finding in (e for e in _evidence(rec) if e["kind"] == "cluster"):
+            row = run.clusters.set_index("cluster").loc[finding["numbers"]["cluster"]]
+            assert finding["numbers"]["size"] == row["size"]
+            assert finding["numbers"]["error_rate"] == pytest.approx(row["error_rate"])
+            assert finding["numbers"]["members"] == list(row["members"])
 
 
 def test_info_prints_recommendations(demo_run):
@@ -147,7 +188,11 @@ def test_info_prints_recommendations(demo_run):
     assert recs[0]["title"].split(" — ")[0] in " ".join(out.stdout.split())
     js = subprocess.run([sys.executable, "-m", "vecexplore", "info", str(run_dir), "--json"],
                         capture_output=True, text=True)
-    assert json.loads(js.stdout)["recommendations"] == recs
+    summary = json.loads(js.stdout)
+    assert summary["recommendations"] == recs
+    # The ranked slices are the failure findings, in order, each naming the findings it explains.
+    assert summary["slices"] == json.loads(json.dumps(failure_slices(recs)))
+    assert [s["title"] for s in summary["slices"]] == [r["title"] for r in recs if r["kind"] in SLICE_KINDS]
 
 
 def _skewed_classification(n: int, rare: int, seed: int = 0) -> Dataset:
@@ -223,4 +268,7 @@ def test_max_total_and_json():
     recs = recommend(tables, ev, clusters=clusters, config=RecommendConfig(max_total=1))
     assert len(recs) == 1 and isinstance(recs[0], Recommendation)
     doc = json.loads(json.dumps(recs[0].to_json()))
-    assert set(doc) == {"kind", "title", "evidence", "action", "severity", "selection", "numbers"}
+    base = {"kind", "title", "evidence", "action", "severity", "selection", "numbers", "evidence_kinds"}
+    assert set(doc) - {"merged"} == base  # "merged" only when the finding explains others
+    for merged in doc.get("merged", []):
+        assert set(merged) - {"merged"} == base and "merged" not in merged

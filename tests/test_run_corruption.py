@@ -36,9 +36,9 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 
 JSON_FILES = ("manifest.json", "categories.json", "metrics.json", "analysis.json", "recommendations.json")
-TABLES = ("images.parquet", "objects.parquet", "clusters.parquet")
+TABLES = ("images.parquet", "objects.parquet", "clusters.parquet", "cluster_tree.parquet")
 ARRAYS = ("embeddings.npy", "thumbs.npy")
-OPTIONAL = ("analysis.json", "recommendations.json", "class_scores.npy")
+OPTIONAL = ("analysis.json", "recommendations.json", "class_scores.npy", "cluster_tree.parquet")
 THUMBS = ("thumbs.bin", "thumbs.npy")
 
 
@@ -132,8 +132,10 @@ FIELDS = {
         "image-idx-out-of-range": _rewrite_json(lambda d: d[0]["selection"].update(image_idx=[10**6])),
     },
 }
-COLUMN_OF = {"images.parquet": "readable", "objects.parquet": "iscrowd", "clusters.parquet": "lift"}
-TYPED_COLUMN_OF = {"images.parquet": "readable", "objects.parquet": "class_idx", "clusters.parquet": "cluster"}
+COLUMN_OF = {"images.parquet": "readable", "objects.parquet": "iscrowd", "clusters.parquet": "lift",
+             "cluster_tree.parquet": "parent"}
+TYPED_COLUMN_OF = {"images.parquet": "readable", "objects.parquet": "class_idx", "clusters.parquet": "cluster",
+                   "cluster_tree.parquet": "node"}
 TABLE_DAMAGE = {
     "missing-column": lambda name: _rewrite_table(lambda df: df.drop(columns=[COLUMN_OF[name]])),
     "one-row-less": lambda name: _rewrite_table(lambda df: df.iloc[:-1]),

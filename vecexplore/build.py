@@ -11,7 +11,10 @@ Stages (each timed into the manifest):
 4. **scan**: one reduced-size decode per image for thumbnails and pixel properties.
 5. **map**: kNN once → UMAP 2-D (display) + UMAP ~10-D → HDBSCAN, on the
    decodable images only.
-6. **slices**: per-cluster outcome rates, ranked by how surely they are worse.
+6. **slices**: clusters merged along HDBSCAN's hierarchy where one failure mode
+   was split (:mod:`vecexplore.mapping.hierarchy`), per-slice outcome rates,
+   ranked by how surely they are worse; the hierarchy is kept in the run
+   (``cluster_tree.parquet``) so the app can re-slice at other operating points.
 7. **analyse**: property importance, cluster descriptions and recommendations
    (``analysis.json``, ``recommendations.json``; see :mod:`vecexplore.analysis.stage`).
 8. **write**: the run store, atomically (see :mod:`vecexplore.store`).
@@ -34,6 +37,7 @@ from vecexplore.embed.pipeline import EmbedConfig
 from vecexplore.errors import ConfigError
 from vecexplore.io.source import DatasetSource
 from vecexplore.mapping.config import MapConfig
+from vecexplore.mapping.hierarchy import TREE_FILE
 from vecexplore.store import MANIFEST, SCHEMA_VERSION, estimate_run_bytes, write_run
 
 log = logging.getLogger(__name__)
@@ -137,21 +141,23 @@ def build_run(config: BuildConfig, *, progress: bool = False) -> BuildResult:
             scan = scan_images(paths, writer.tmp_dir, workers=config.scan_workers, progress=progress)
         readable = emb.ok & scan.ok
         with timer.stage("map"):
-            xy, labels, prob, map_info = _map(emb.vectors, readable, config.map)
-        with timer.stage("slices"):
-            from vecexplore.mapping.slices import slice_table
-
-            objects = ev.objects if dataset.task == "detection" else None
-            clusters = slice_table(
-                per_image, labels, task=dataset.task, objects=objects,
-                class_names=list(dataset.categories.names),
-            )
+            xy, labels, prob, tree, map_info = _map(emb.vectors, readable, config.map)
         from vecexplore.runtables import image_table, object_table
 
         reasons = np.where(emb.ok, scan.error, emb.error)
         images = image_table(dataset, per_image, xy, labels, prob, readable, reasons, emb.digests, scan.properties)
         writer.write_table("images", images)
         object_rows = object_table(dataset, ev.objects) if dataset.task == "detection" else None
+        with timer.stage("slices"):
+            from vecexplore.analysis.quality import RunTables
+            from vecexplore.analysis.slicing import failure_slice_table
+
+            objects = ev.objects if dataset.task == "detection" else None
+            clusters = failure_slice_table(
+                RunTables(images, object_rows), ev, labels, tree, objects=objects,
+                class_names=list(dataset.categories.names),
+            )
+        writer.write_table(TREE_FILE, tree.to_frame())
         with timer.stage("analyse"):
             from vecexplore.analysis.stage import write_analysis
 
@@ -220,8 +226,12 @@ def _embed(paths: list[str], config: BuildConfig, progress: bool):
 
 
 def _map(vectors: np.ndarray, readable: np.ndarray, map_config: MapConfig):
-    """UMAP + HDBSCAN on the readable images; others get NaN coordinates and cluster -1."""
+    """UMAP + HDBSCAN on the readable images; others get NaN coordinates and cluster -1.
+
+    Returns ``(xy, labels, probabilities, tree, info)``; ``tree`` is the clusters' hierarchy.
+    """
     from vecexplore.mapping import build_map
+    from vecexplore.mapping.hierarchy import ClusterTree
 
     n = len(readable)
     xy = np.full((n, 2), np.nan, dtype=np.float32)
@@ -231,14 +241,14 @@ def _map(vectors: np.ndarray, readable: np.ndarray, map_config: MapConfig):
     info: dict[str, Any] = {"n_mapped": int(rows.size)}
     if rows.size == 0:
         log.warning("no decodable image: the map is empty")
-        return xy, labels, prob, info
+        return xy, labels, prob, ClusterTree.flat(0), info
     fmap = build_map(vectors[rows], map_config)
     xy[rows] = fmap.xy
     labels[rows] = fmap.labels
     prob[rows] = fmap.clustering.probabilities
     info["config_used"] = _plain(asdict(fmap.config_used))
     info["timings"] = {k: round(v, 3) for k, v in fmap.timings.items()}
-    return xy, labels, prob, info
+    return xy, labels, prob, fmap.clustering.tree, info
 
 
 def _metrics_json(ev, metrics: dict) -> dict:

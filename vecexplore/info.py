@@ -7,7 +7,15 @@
      operating point}, "operating_point": {...}, "unreadable": [{"image_id",
      "file_name", "reason"}], "clusters": [{"cluster", "rank", "size",
      "error_rate", "ci_low", "ci_high", "lift", "dominant_error", ...}] (worst
-     first), "recommendations": [...]}
+     first; a merged slice lists its clusters in "members"), "slices": [...],
+     "recommendations": [...]}
+
+``slices`` is the ranked list of failure slices a user reads: the failure
+findings of ``recommendations.json`` (kinds cluster, class_fn, class_fp,
+confusion, property; see :mod:`vecexplore.analysis.recommend`) in rank order,
+one entry per failure mode, each ``{"rank", "kind", "title", "evidence_kinds",
+"n_images", "severity", "merged": [titles of the findings it explains]}``;
+its images are the recommendation's ``selection.image_idx``.
 """
 
 from __future__ import annotations
@@ -18,6 +26,22 @@ from vecexplore.store import Run, json_safe
 
 #: Cluster columns shown by ``info`` (others stay in ``--json``).
 CLUSTER_COLUMNS = ("cluster", "rank", "size", "error_rate", "ci_low", "ci_high", "lift", "dominant_error")
+#: Recommendation kinds that are failure slices (the others describe the evaluation set).
+SLICE_KINDS = ("cluster", "class_fn", "class_fp", "confusion", "property")
+
+
+def failure_slices(recommendations: list[dict]) -> list[dict]:
+    """The ranked failure slices of a run's recommendations (module docstring)."""
+    out = []
+    for rec in recommendations:
+        if rec.get("kind") not in SLICE_KINDS:
+            continue
+        out.append({"rank": len(out) + 1, "kind": rec["kind"], "title": rec.get("title"),
+                    "evidence_kinds": rec.get("evidence_kinds") or [],
+                    "n_images": len(rec.get("selection", {}).get("image_idx", [])),
+                    "severity": rec.get("severity"),
+                    "merged": [m.get("title") for m in rec.get("merged") or []]})
+    return out
 
 
 def headline_metrics(metrics: dict) -> dict[str, Any]:
@@ -52,6 +76,7 @@ def run_summary(run: Run, *, max_unreadable: int | None = None) -> dict[str, Any
         unreadable = unreadable[:max_unreadable]
     model = manifest.get("model", {})
     metrics = run.metrics
+    recs = run.json("recommendations.json") if (run.path / "recommendations.json").exists() else []
     out = {
         "run": str(run.path),
         "task": run.task,
@@ -69,7 +94,8 @@ def run_summary(run: Run, *, max_unreadable: int | None = None) -> dict[str, Any
         "error_types": metrics.get("error_types"),
         "unreadable": unreadable,
         "clusters": run.clusters.to_dict(orient="records"),
-        "recommendations": run.json("recommendations.json") if (run.path / "recommendations.json").exists() else [],
+        "slices": failure_slices(recs),
+        "recommendations": recs,
         "timings": manifest.get("timings", {}),
     }
     return json_safe(out)

@@ -82,11 +82,12 @@ def validate_run(run: Run) -> list[str]:
         _check_range(run, "objects", "image_idx", 0, n)
         _check_range(run, "objects", "class_idx", 0, k)
     _check_table(run, "clusters", CLUSTER_COLUMNS)
-    clusters = set(_column(run, "clusters", "cluster").tolist())
+    clusters = _slice_members(run)
     if clusters != clusters_of_images:
         raise broken_file(run.path / "clusters.parquet",
                           f"lists clusters {_few(clusters - clusters_of_images) or 'none'} that images.parquet has not, "
                           f"and lacks {_few(clusters_of_images - clusters) or 'none'} that it has")
+    _check_cluster_tree(run, len(clusters_of_images))
     _check_metrics(run)
     _check_analysis(run)
     _check_recommendations(run, n)
@@ -177,6 +178,51 @@ def _check_images(run: Run, n: int, k: int) -> set[int]:
             _check_range(run, "images", column, -1, k)
     labels = _column(run, "images", "cluster")
     return set(np.unique(labels[labels >= 0]).tolist())
+
+
+# ---------------------------------------------------------------- failure slices (issue 11)
+
+
+def _slice_members(run: Run) -> set[int]:
+    """The clusters clusters.parquet covers: each row's ``members`` (a merged slice, 4+9, lists several;
+    runs built before slices merged have one row per cluster and no such column). Each cluster once."""
+    schema, num_rows = _parquet(run, "clusters")
+    path = run.path / "clusters.parquet"
+    if "members" not in schema.names or num_rows == 0:  # an empty table's column has no type to check
+        return set(_column(run, "clusters", "cluster").tolist())
+    import pyarrow as pa
+
+    if not (pa.types.is_list(schema.field("members").type) and pa.types.is_integer(schema.field("members").type.value_type)):
+        raise broken_file(path, f"column members is {schema.field('members').type}, expected lists of integers")
+    rows = [[int(m) for m in ms] for ms in _column(run, "clusters", "members")]
+    ids = _column(run, "clusters", "cluster").tolist()
+    flat = [m for ms in rows for m in ms]
+    if len(flat) != len(set(flat)) or any(not ms or int(c) != min(ms) for c, ms in zip(ids, rows, strict=True)):
+        raise broken_file(path, "members do not partition the clusters (each slice is named by its smallest cluster)")
+    return set(flat)
+
+
+def _check_cluster_tree(run: Run, n_clusters: int) -> None:
+    """cluster_tree.parquet (optional: older runs have none) is a hierarchy over the run's clusters."""
+    from vecexplore.errors import ValidationError
+    from vecexplore.mapping.hierarchy import TREE_COLUMNS, TREE_FILE, ClusterTree
+
+    if not (run.path / f"{TREE_FILE}.parquet").exists():
+        return
+    kinds = {"node": "int", "parent": "int", "size": "int", "lambda_birth": "float"}
+    _check_table(run, TREE_FILE, {c: kinds[c] for c in TREE_COLUMNS})
+    path = run.path / f"{TREE_FILE}.parquet"
+    import pandas as pd
+
+    frame = pd.DataFrame({c: _column(run, TREE_FILE, c) for c in TREE_COLUMNS})
+    try:
+        tree = ClusterTree.from_frame(frame, n_clusters)
+    except ValidationError as exc:
+        raise broken_file(path, str(exc)) from None
+    parents = set(tree.parent[tree.parent >= 0].tolist())
+    leaves = [v for v in range(len(tree.parent)) if v not in parents]
+    if leaves != list(range(n_clusters)):
+        raise broken_file(path, f"its leaves are nodes {_few(set(leaves))}, expected the {n_clusters} clusters 0..K-1")
 
 
 def _column(run: Run, name: str, column: str) -> np.ndarray:

@@ -10,7 +10,11 @@ Layout (schema version :data:`SCHEMA_VERSION`)::
                         per-image outcomes at the build's operating point, x/y,
                         cluster, readability, properties
       objects.parquet   one row per GT and prediction (boxes, score, outcome, match)
-      clusters.parquet  one row per cluster, ranked worst first
+      clusters.parquet  one row per failure slice, ranked worst first (``members``: its
+                        HDBSCAN clusters; several when siblings that fail alike merged)
+      cluster_tree.parquet  the clusters' ancestors in HDBSCAN's condensed tree (node,
+                        parent, size, lambda_birth; nodes 0..K-1 = clusters), so slices can
+                        be re-chosen at any operating point (:mod:`vecexplore.mapping.hierarchy`)
       embeddings.npy    (N, D) float32, L2-normalised, zero rows for unreadable images
       metrics.json      the evaluation (``vecexplore evaluate --json`` schema + sweep)
       analysis.json     property importance and per-cluster descriptions

@@ -7,9 +7,10 @@ Writes two files into the run (the app and ``vecexplore info`` read them):
     {"operating_point": {"iou", "confidence"},
      "importance": [{"prop", "level", "mutual_information", "spearman", "direction", "n",
                      "sentence"}, ...]                      strongest first,
-     "clusters": [{"cluster", "n_images", "error_rate", "traits": [...], "errors": {...},
+     "clusters": [{"cluster", "members", "n_images", "error_rate", "traits": [...], "errors": {...},
                    "dominant_error", "classes", "missed", "false_positives", "confusions",
-                   "summary", ...}, ...]                    in the slice table's rank order}
+                   "summary", ...}, ...]                    one per slice (its clusters: members),
+                                                            in the slice table's rank order}
 
 ``recommendations.json``: ``[Recommendation.to_json(), ...]`` ranked (see
 :mod:`vecexplore.analysis.recommend`).
@@ -20,9 +21,12 @@ from __future__ import annotations
 import logging
 from dataclasses import asdict
 
-from vecexplore.analysis.describe import describe_cluster
+import numpy as np
+
+from vecexplore.analysis.describe import describe_images
 from vecexplore.analysis.quality import RunTables, property_importance
 from vecexplore.analysis.recommend import RecommendConfig, recommend
+from vecexplore.analysis.slicing import members_of
 
 log = logging.getLogger(__name__)
 
@@ -38,13 +42,17 @@ def analyse(ev, images, objects, clusters, *, seed: int = 0,
         ev: the build's evaluation (its operating point).
         images, objects: the run's images and objects tables (objects None for classification),
             aligned with ``ev.dataset``.
-        clusters: the slice table, ranked.
+        clusters: the slice table, ranked (:func:`~vecexplore.analysis.slicing.failure_slice_table`).
         seed: seed of the importance subsampling.
     """
     tables = RunTables(images, objects)
     importance = property_importance(tables, ev, seed=seed)
-    described = [{"cluster": int(c), **describe_cluster(tables, ev, int(c)).to_json()}
-                 for c in clusters["cluster"].to_numpy()]
+    labels = images["cluster"].to_numpy()
+    described = []
+    for row in clusters.itertuples(index=False):
+        members = members_of(row)
+        described.append({"cluster": int(row.cluster), "members": members,
+                          **describe_images(tables, ev, np.isin(labels, members)).to_json()})
     recs = recommend(tables, ev, clusters=clusters, importance=importance, config=config)
     op = {"confidence": ev.confidence}
     if ev.task == "detection":

@@ -121,7 +121,9 @@ class RunData:
         thumbs: the run's :class:`~vecexplore.thumbs.ThumbStore`.
         images: :class:`ImageInfo`.
         class_names: (K,) tuple of str in class_idx order.
-        clusters: the run's clusters table (pandas, ranked worst first at the build's operating point).
+        clusters: the run's slice table (pandas, ranked worst first at the build's operating point).
+        tree: the run's cluster hierarchy (:class:`~vecexplore.mapping.hierarchy.ClusterTree`), None
+            for a run built before it was stored (every cluster is then its own slice).
         base: the evaluation at the build's operating point.
         iou_choices: IoU thresholds the app offers (detection), ascending.
         gt_index, pred_index: :class:`ObjectIndex` of ``dataset.gt`` / ``dataset.pred`` (detection).
@@ -141,6 +143,9 @@ class RunData:
         self.thumbs = ThumbStore(self.path, num_images=self.dataset.num_images)  # damaged: placeholders
         self.class_names = tuple(str(n) for n in self.dataset.categories.names)
         self.clusters = self.run.clusters
+        from vecexplore.analysis.slicing import read_tree
+
+        self.tree = read_tree(self.run)
         config = self.run.manifest.get("config", {})
         self.build_iou = float(config.get("iou") or 0.5)
         build_conf = config.get("confidence")

@@ -43,13 +43,15 @@ def render_info(summary: dict, *, top: int = 10, max_recommendations: int = 6) -
         console.print("errors: " + ", ".join(f"{k} {v}" for k, v in summary["error_types"].items()))
 
     clusters = summary.get("clusters", [])
-    table = Table(title=f"Failure clusters, worst first ({len(clusters)} in all)", title_justify="left")
+    merged = sum(len(c.get("members") or []) > 1 for c in clusters)
+    note = f"; {merged} join sibling clusters that fail alike" if merged else ""
+    table = Table(title=f"Failure clusters, worst first ({len(clusters)} in all{note})", title_justify="left")
     for col in ("rank", "cluster", "size", "error rate [95% CI]", "lift", "dominant error", "top classes"):
         table.add_column(col, justify="right" if col in ("rank", "cluster", "size", "lift") else "left")
     for c in clusters[:top]:
         table.add_row(
             str(c.get("rank")),
-            str(c.get("cluster")),
+            "+".join(str(m) for m in c.get("members") or [c.get("cluster")]),
             str(c.get("size")),
             f"{_f(c.get('error_rate'), 2)} [{_f(c.get('ci_low'), 2)}, {_f(c.get('ci_high'), 2)}]",
             _f(c.get("lift"), 2),
@@ -65,6 +67,14 @@ def render_info(summary: dict, *, top: int = 10, max_recommendations: int = 6) -
             console.print(f"{i}. {rec.get('title')}")
             if rec.get("evidence"):
                 console.print(f"   {rec['evidence']}")
+            merged = rec.get("merged") or []
+            if merged:
+                kinds = ", ".join(rec.get("evidence_kinds") or [])
+                console.print(f"   one failure, {len(merged) + 1} findings (evidence: {kinds}); also explains:")
+                for m in merged[:3]:
+                    console.print(f"     + {m.get('title')}")
+                if len(merged) > 3:
+                    console.print(f"     + … {len(merged) - 3} more (--json lists all)")
             if rec.get("action"):
                 console.print(f"   → {rec['action']}")
         if len(recs) > max_recommendations:

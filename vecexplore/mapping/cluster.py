@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from vecexplore.errors import ValidationError
+from vecexplore.mapping.hierarchy import ClusterTree
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +34,8 @@ class Clustering:
             more outlying); NaN when clustering did not run (too few points).
         min_cluster_size: the value used.
         min_samples: the value used.
+        tree: the clusters' ancestors in HDBSCAN's condensed tree (nodes 0..K-1 are
+            the cluster ids above); flat when HDBSCAN did not run.
     """
 
     labels: np.ndarray
@@ -40,6 +43,7 @@ class Clustering:
     outlier_scores: np.ndarray
     min_cluster_size: int
     min_samples: int
+    tree: ClusterTree | None = None
 
     @property
     def n_clusters(self) -> int:
@@ -112,8 +116,9 @@ def cluster(
         cluster_selection_method="eom",
         core_dist_n_jobs=-1 if parallel else 1,
     )
-    raw = model.fit_predict(x)
-    labels = _renumber_by_size(np.asarray(raw, dtype=np.int64))
+    raw = np.asarray(model.fit_predict(x), dtype=np.int64)
+    labels, new_id = _renumber_by_size(raw)
+    tree = ClusterTree.from_condensed(model.condensed_tree_.to_numpy(), raw, new_id)
     probabilities = np.where(labels >= 0, np.asarray(model.probabilities_, dtype=np.float64), 0.0)
     outliers = np.nan_to_num(np.asarray(model.outlier_scores_, dtype=np.float64), nan=0.0)
     log.info(
@@ -122,27 +127,33 @@ def cluster(
         int(labels.max()) + 1,
         int((labels < 0).sum()),
     )
-    return _result(labels, probabilities, outliers, min_cluster_size, min_samples)
+    return _result(labels, probabilities, outliers, min_cluster_size, min_samples, tree)
 
 
-def _renumber_by_size(labels: np.ndarray) -> np.ndarray:
-    """Relabel clusters 0..K-1 by size descending, ties by first member's row; -1 kept."""
+def _renumber_by_size(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Relabel clusters 0..K-1 by size descending, ties by first member's row; -1 kept.
+
+    Returns the new labels and, for each raw label 0..K-1, its new id.
+    """
     member = labels >= 0
     ids, first, sizes = np.unique(labels[member], return_index=True, return_counts=True)
     out = np.full_like(labels, NOISE)
     if ids.size == 0:
-        return out
+        return out, np.zeros(0, np.int64)
     order = np.lexsort((first, -sizes))
     mapping = np.full(int(ids.max()) + 1, NOISE, np.int64)
     mapping[ids[order]] = np.arange(ids.size)
     out[member] = mapping[labels[member]]
-    return out
+    return out, mapping
 
 
-def _result(labels, probabilities, outliers, min_cluster_size: int, min_samples: int) -> Clustering:
+def _result(labels, probabilities, outliers, min_cluster_size: int, min_samples: int,
+            tree: ClusterTree | None = None) -> Clustering:
     arrays = []
     for a, dtype in ((labels, np.int64), (probabilities, np.float64), (outliers, np.float64)):
         a = np.ascontiguousarray(a, dtype=dtype)
         a.flags.writeable = False
         arrays.append(a)
-    return Clustering(*arrays, min_cluster_size=min_cluster_size, min_samples=min_samples)
+    k = int(arrays[0].max()) + 1 if arrays[0].size else 0
+    return Clustering(*arrays, min_cluster_size=min_cluster_size, min_samples=min_samples,
+                      tree=tree if tree is not None else ClusterTree.flat(max(k, 0)))

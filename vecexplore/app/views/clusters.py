@@ -1,12 +1,12 @@
-"""The failure-clusters table: one row per cluster, worst first; a row click selects the cluster
+"""The failure-slices table: one row per slice, worst first; a row click selects the slice
 (ctrl/shift-clicking more rows adds them).
 
-:func:`cluster_rows` (pure) re-scores the clusters at the session's operating
-point with :func:`vecexplore.mapping.slices.slice_table` (rank, size, error
-rate with its Wilson interval, lift, dominant error); detection takes the GT
-class histogram from the run's clusters table (it does not depend on the
-operating point) and the most confused pair from the FP-class matches at the
-operating point.
+:func:`cluster_rows` (pure) re-slices the run at the session's operating point
+with :func:`vecexplore.analysis.slicing.failure_slice_table` (clusters merged
+along the run's hierarchy where they fail alike; rank, size, error rate with
+its Wilson interval, lift, dominant error). The ``Cluster`` column names a
+slice by its clusters ("4+9" for a merged one); the GT class histogram and the
+most confused pair are counted per slice (the pair at the operating point).
 """
 
 from __future__ import annotations
@@ -53,36 +53,65 @@ def most_confused(cluster_of_pair: np.ndarray, gt_class: np.ndarray, pred_class:
     return out
 
 
-def cluster_rows(evaluation, labels: np.ndarray, *, stored, class_names: Sequence[str]):
-    """The table at ``evaluation``'s operating point (a pandas DataFrame, worst first).
+def cluster_rows(evaluation, labels: np.ndarray, *, run, tree, class_names: Sequence[str]):
+    """The slice table at ``evaluation``'s operating point (a pandas DataFrame, worst first).
 
-    Columns: ``cluster, rank, size, error_rate, ci_low, ci_high, lift`` (as
-    ``slice_table``) and the display strings ``error_text, lift_text, dominant,
-    classes, confused``.
+    Args:
+        evaluation: the session's evaluation.
+        labels: (N,) HDBSCAN cluster per image (-1 noise).
+        run: the run's tables (image properties, for the failure profiles).
+        tree: the run's :class:`~vecexplore.mapping.hierarchy.ClusterTree`, or None.
+        class_names: name per class_idx.
+
+    Columns: ``cluster`` (slice id), ``members`` (its cluster ids), ``rank, size,
+    error_rate, ci_low, ci_high, lift`` (as ``slice_table``) and the display
+    strings ``label, error_text, lift_text, dominant, classes, confused``.
     """
-    from vecexplore.mapping.slices import slice_table
+    from vecexplore.analysis.slicing import failure_slice_table, table_slice_labels
+    from vecexplore.mapping.hierarchy import members_text
 
     task = evaluation.task
-    per_image = evaluation.per_image
-    tab = slice_table(per_image, labels, task=task, objects=None, class_names=class_names)
+    tab = failure_slice_table(run, evaluation, labels, tree, objects=None, class_names=class_names)
     ids = tab["cluster"].to_numpy(np.int64)
+    slices = table_slice_labels(tab, labels)
     if task == "detection":
         mt, fp = evaluation.matching, evaluation.outcomes.fp_class
         p, g = mt.pair_pred[fp], mt.pair_gt[fp]
-        confused = most_confused(np.asarray(labels)[mt.pred.image_idx[p]], mt.gt.class_idx[g],
-                                 mt.pred.class_idx[p], ids, class_names)
-        classes = dict(zip(stored["cluster"].to_numpy(np.int64), stored["top_classes"].astype(str), strict=True))
-        tab["classes"] = [classes.get(int(c), "") for c in ids]
-        tab["confused"] = confused
+        tab["confused"] = most_confused(slices[mt.pred.image_idx[p]], mt.gt.class_idx[g], mt.pred.class_idx[p],
+                                        ids, class_names)
+        gt = evaluation.dataset.gt
+        keep = ~gt.iscrowd
+        tab["classes"] = top_classes(slices[gt.image_idx[keep]], gt.class_idx[keep], ids, class_names)
     else:
         tab["classes"] = tab["top_classes"].astype(str)
         tab["confused"] = [f"{m} ({c})" if m else "" for m, c in
                            zip(tab["most_confused"], tab["most_confused_count"], strict=True)]
+    tab["label"] = [members_text(m) for m in tab["members"]]
     tab["error_text"] = [f"{e:.2f} [{lo:.2f}, {hi:.2f}]" for e, lo, hi in
                          zip(tab["error_rate"], tab["ci_low"], tab["ci_high"], strict=True)]
     tab["lift_text"] = [f"{v:.2f}×" if np.isfinite(v) else "–" for v in tab["lift"]]
     tab["dominant"] = [_ERROR_NAMES.get(str(d), str(d)) for d in tab["dominant_error"]]
     return tab
+
+
+def top_classes(slice_of_object: np.ndarray, class_idx: np.ndarray, ids: np.ndarray,
+                class_names: Sequence[str], limit: int = 3) -> list[str]:
+    """Per slice in ``ids``: "person: 12, car: 3" of its objects' classes (most first, then lower class), "" if none."""
+    out = [""] * len(ids)
+    keep = slice_of_object >= 0
+    if not keep.any():
+        return out
+    pairs, counts = np.unique(np.stack([slice_of_object[keep], class_idx[keep]], axis=1), axis=0,
+                              return_counts=True)
+    order = np.lexsort((pairs[:, 1], -counts, pairs[:, 0]))
+    pos = {int(c): i for i, c in enumerate(ids)}
+    parts: dict[int, list[str]] = {}
+    for (sl, c), n in zip(pairs[order], counts[order], strict=True):
+        if int(sl) in pos and len(parts.setdefault(int(sl), [])) < limit:
+            parts[int(sl)].append(f"{class_names[int(c)]}: {int(n)}")
+    for sl, items in parts.items():
+        out[pos[sl]] = ", ".join(items)
+    return out
 
 
 #: GT / prediction outcome codes behind each dominant error type (what the gallery draws for a cluster).
@@ -106,7 +135,7 @@ class ClustersView(View):
     slot = "tab"
     title = "Clusters"
     depends = frozenset({"op", "selection"})
-    _COLUMNS = ("rank", "cluster", "size", "error_rate", "error_text", "lift", "lift_text", "dominant",
+    _COLUMNS = ("rank", "cluster", "label", "size", "error_rate", "error_text", "lift", "lift_text", "dominant",
                 "dominant_error", "classes", "confused")
 
     def __init__(self, ctx):
@@ -121,7 +150,7 @@ class ClustersView(View):
             row_height=38, autosize_mode="fit_viewport",
             columns=[
                 TableColumn(field="rank", title="#", width=28, formatter=num),
-                TableColumn(field="cluster", title="Cluster", width=52, formatter=num),
+                TableColumn(field="label", title="Slice", width=64),
                 TableColumn(field="size", title="Images", width=56, formatter=num),
                 TableColumn(field="error_text", title="Error rate [95% CI]", width=130),
                 TableColumn(field="lift_text", title="Lift", width=50),
@@ -135,22 +164,28 @@ class ClustersView(View):
         self.root = Column(self.caption, self.table, sizing_mode="stretch_both", css_classes=["vx-tab-body"])
         self._ids = np.zeros(0, np.int64)
         self._dominant: dict[int, str] = {}
+        self._members: list[list[int]] = []
+        self._labels: list[str] = []
 
     def layout(self):
         return self.root
 
     def compute(self, d):
-        tab = cluster_rows(d.evaluation, self.data.images.cluster, stored=self.data.clusters,
+        tab = cluster_rows(d.evaluation, self.data.images.cluster, run=self.data.run, tree=self.data.tree,
                            class_names=self.data.class_names)
-        caption = (f"{len(tab)} clusters, worst first at confidence ≥ {d.state.confidence:.3f}: ranked by the lower "
-                   "end of the 95% interval of their error rate; lift = error rate / the run's. Click a row to "
-                   "select it (ctrl- or shift-click adds rows).")
+        merged = sum(len(m) > 1 for m in tab["members"])
+        note = f"; {merged} join sibling clusters that fail alike (e.g. 4+9)" if merged else ""
+        caption = (f"{len(tab)} slices{note}, worst first at confidence ≥ {d.state.confidence:.3f}: ranked by the "
+                   "lower end of the 95% interval of their error rate; lift = error rate / the run's. Click a row "
+                   "to select it (ctrl- or shift-click adds rows).")
         return {"tab": tab, "caption": caption, "marked": [int(m) for m in d.state.marked(self.name)]}
 
     def apply(self, p) -> None:
         tab = p["tab"]
         self._ids = tab["cluster"].to_numpy(np.int64)
         self._dominant = dict(zip(self._ids.tolist(), tab["dominant_error"].astype(str), strict=True))
+        self._members = [[int(m) for m in ms] for ms in tab["members"]]
+        self._labels = [str(x) for x in tab["label"]]
         self.source.data = {c: tab[c].to_numpy() for c in self._COLUMNS}
         rows = np.flatnonzero(np.isin(self._ids, p["marked"])).tolist()
         if list(self.source.selected.indices) != rows:
@@ -171,9 +206,10 @@ class ClustersView(View):
             if not added:
                 return
             add = len(new) > 1  # SlickGrid extends the selection on ctrl/shift-click
-            cluster = int(self._ids[added[-1]])
-            session.emit(ev.Select(np.flatnonzero(clusters == cluster), f"cluster {cluster}",
-                                   focus=error_focus(self._dominant.get(cluster, "")), mode="add" if add else None,
-                                   marks=((self.name, cluster),)))
+            row = added[-1]
+            sid, members = int(self._ids[row]), self._members[row]
+            session.emit(ev.Select(np.flatnonzero(np.isin(clusters, members)), f"cluster {self._labels[row]}",
+                                   focus=error_focus(self._dominant.get(sid, "")), mode="add" if add else None,
+                                   marks=((self.name, sid),)))
 
         self.source.selected.on_change("indices", pick)

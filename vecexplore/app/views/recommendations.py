@@ -4,7 +4,10 @@ The list shown first is the build's (``RUN/recommendations.json``, computed at
 the build's operating point, which ``analysis.json`` records); the caption says
 so. When the session's operating point differs, a button recomputes the list at
 the current one (:func:`vecexplore.analysis.recommend.recommend` on the whole
-run, in the session's worker thread). A finding's button picks exactly its
+run, in the session's worker thread). A finding that explains others
+(``merged``, see :mod:`vecexplore.analysis.findings`) is one row that names them
+and the kinds of evidence (cluster, property, class) it carries. A finding's
+button picks exactly its
 ``selection["image_idx"]`` (replacing the selection; the class and split filters
 still apply, as to every pick); a cluster finding picks as a click on that
 cluster's row does.
@@ -55,12 +58,22 @@ def image_idx_of(rec: dict) -> np.ndarray:
     return np.asarray(rec.get("selection", {}).get("image_idx", []), np.int64)
 
 
-def recommendation_html(rec: dict, rank: int) -> str:
+def recommendation_html(rec: dict, rank: int, *, max_merged: int = 3) -> str:
+    """One finding; a merged one (``rec["merged"]``) lists the kinds of evidence it carries and the findings
+    it explains."""
     e = html.escape
     kind = _KIND_NAMES.get(str(rec.get("kind")), str(rec.get("kind")))
+    merged = list(rec.get("merged") or [])
+    also = ""
+    if merged:
+        kinds = " · ".join(e(str(k)) for k in rec.get("evidence_kinds") or [])
+        items = "".join(f"<li>{e(str(m.get('title', '')))}</li>" for m in merged[:max_merged])
+        more = f"<li>… and {len(merged) - max_merged} more</li>" if len(merged) > max_merged else ""
+        also = (f"<div class='vx-rec-also'>One failure, {len(merged) + 1} findings (evidence: {kinds}); "
+                f"this one also explains:<ul>{items}{more}</ul></div>")
     return (f"<div class='vx-rec'><div class='vx-rec-title'><span class='vx-rank'>{rank}</span>"
             f"<span class='vx-chip'>{e(kind)}</span> {e(str(rec.get('title', '')))}</div>"
-            f"<div class='vx-rec-evidence'>{e(str(rec.get('evidence', '')))}</div>"
+            f"<div class='vx-rec-evidence'>{e(str(rec.get('evidence', '')))}</div>{also}"
             f"<div class='vx-rec-action'>→ {e(str(rec.get('action', '')))}</div></div>")
 
 
@@ -158,12 +171,13 @@ class RecommendationsView(View):
     def _recompute(self, session):
         """Recompute the findings on the whole run at the session's operating point (a job of its own)."""
         from vecexplore.analysis.recommend import recommend
-        from vecexplore.mapping.slices import slice_table
+        from vecexplore.analysis.slicing import failure_slice_table
 
         d = session.derived
         evaluation, s = d.evaluation, d.state
-        clusters = slice_table(evaluation.per_image, self.data.images.cluster, task=self.task,
-                               class_names=list(self.data.class_names))
+        clusters = failure_slice_table(self.data.run, evaluation, self.data.images.cluster, self.data.tree,
+                                       objects=evaluation.objects if self.task == "detection" else None,
+                                       class_names=list(self.data.class_names))
         recs = [r.to_json() for r in recommend(self.data.run, evaluation, clusters=clusters)]
         op = {"confidence": float(evaluation.confidence)}
         if self.task == "detection":

@@ -1,0 +1,149 @@
+"""Merging findings (one failure mode, one finding) on hand-built claims.
+
+Images 0..199; the run fails at a base rate of 0.1 per image, except where a case
+plants a mode. Each finding is a claim over a population of units (images, or two
+objects per image) with exact, not random, errors, so every case is decided by
+the rule it checks and nothing else.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from vecexplore.analysis.findings import (
+    Candidate,
+    Population,
+    RateTest,
+    explained_by,
+    merge_findings,
+    merged_recommendation,
+)
+from vecexplore.analysis.recbase import Recommendation, sel
+
+N = 200
+
+
+def rates(**modes) -> np.ndarray:
+    """Per-image error rates: 0.1, and ``rate`` on each planted range ``name=(start, stop, rate)``."""
+    r = np.full(N, 0.1)
+    for start, stop, value in modes.values():
+        r[start:stop] = value
+    return r
+
+
+def mask(*ranges) -> np.ndarray:
+    m = np.zeros(N, bool)
+    for start, stop in ranges:
+        m[start:stop] = True
+    return m
+
+
+def image_claim(rate: np.ndarray, images: np.ndarray) -> RateTest:
+    pop = Population(np.arange(N), rate)
+    return RateTest(pop, np.flatnonzero(images), float(rate.mean()), min_errors=5)
+
+
+def finding(kind: str, title: str, images: np.ndarray, tests, severity: float) -> Candidate:
+    rec = Recommendation(kind, title, "", "", severity, sel(np.flatnonzero(images)))
+    return Candidate(rec, images, list(tests))
+
+
+def titles(out) -> list[tuple[str, list[str]]]:
+    return [(c.rec.title, sorted(a.rec.title for a in c.absorbed)) for c in out]
+
+
+def objects_claim(image_errors: dict[tuple[int, int], float], units_of_class: np.ndarray) -> RateTest:
+    """Two objects per image; objects on the images of each range fail at its rate (the rest: never);
+    the claim is about the objects in ``units_of_class`` (a class)."""
+    image_idx = np.repeat(np.arange(N), 2)
+    errors = np.zeros(2 * N)
+    for (start, stop), value in image_errors.items():
+        on = (image_idx >= start) & (image_idx < stop)
+        errors[on] = (np.arange(2 * N)[on] % 10) < value * 10  # exactly `value` of them, spread evenly
+    pop = Population(image_idx, errors)
+    return RateTest(pop, units_of_class, float(errors.mean()), min_errors=5)
+
+
+def test_rate_test_holds_inside_and_beyond_the_rest():
+    r = rates(dark=(0, 40, 0.8))
+    t = image_claim(r, mask((0, 60)))
+    assert t.holds() and t.holds(mask((0, 40)))
+    assert not t.holds(mask((40, 60)))  # the claim's ordinary images alone are not worse than the run
+    assert not t.beyond_rest(~mask((0, 40)))  # outside the mode it is no worse than the other images there
+    assert t.beyond_rest(mask((0, 200)))
+
+
+def test_disjoint_findings_stay_apart():
+    r = rates(dark=(0, 40, 0.8), blur=(100, 140, 0.8))
+    a = finding("property", "dark", mask((0, 40)), [image_claim(r, mask((0, 40)))], 0.2)
+    b = finding("property", "blurry", mask((100, 140)), [image_claim(r, mask((100, 140)))], 0.1)
+    assert not explained_by(a, b) and not explained_by(b, a)
+    assert titles(merge_findings([a, b], severity=lambda c: c.rec.severity)) == [("dark", []), ("blurry", [])]
+
+
+def test_findings_over_the_same_images_are_one_with_every_kind_of_evidence():
+    r = rates(dark=(0, 40, 0.8))
+    cluster = finding("cluster", "cluster 4", mask((0, 42)), [image_claim(r, mask((0, 42)))], 0.12)
+    tail = finding("property", "dark", mask((0, 40)), [image_claim(r, mask((0, 40)))], 0.10)
+    units = np.arange(0, 2 * N, 2)  # class 0: the first object of every image
+    cls = finding("class_fn", "class 0 missed", mask((0, 40)),
+                  [objects_claim({(0, 40): 0.8}, units)], 0.05)
+    out = merge_findings([cluster, tail, cls], severity=lambda c: c.rec.severity)
+    assert len(out) == 1
+    rec = merged_recommendation(out[0], max(c.rec.severity for c in (cluster, tail, cls)))
+    assert rec.evidence_kinds == ["cluster", "property", "class"] and len(rec.merged) == 2
+    assert rec.severity == pytest.approx(0.12)
+    assert "merged" in rec.to_json() and all("merged" not in m for m in rec.merged)
+
+
+def test_a_small_overlap_does_not_make_two_findings_one():
+    """F shares 5 images with G; G's errors are elsewhere: neither explains the other."""
+    r = rates(dark=(0, 40, 0.8), tint=(60, 120, 0.8))
+    f = finding("property", "dark", mask((0, 40)), [image_claim(r, mask((0, 40)))], 0.2)
+    g = finding("cluster", "tinted", mask((35, 120)), [image_claim(r, mask((35, 120)))], 0.2)
+    assert not explained_by(f, g) and not explained_by(g, f)
+    assert len(merge_findings([f, g], severity=lambda c: c.rec.severity)) == 2
+
+
+def test_a_large_set_with_other_errors_explains_nothing():
+    """G contains F's images but G's claim (objects of class 1) fails only outside them."""
+    r = rates(dark=(0, 40, 0.8))
+    f = finding("property", "dark", mask((0, 40)), [image_claim(r, mask((0, 40)))], 0.2)
+    units = np.arange(1, 2 * N, 2)  # class 1: the second object of every image
+    g = finding("class_fp", "class 1 false positives", mask((0, 160)),
+                [objects_claim({(100, 160): 0.9}, units)], 0.3)
+    assert not explained_by(f, g)
+    assert len(merge_findings([f, g], severity=lambda c: c.rec.severity)) == 2
+
+
+def test_a_mixture_goes_into_its_parts_and_never_takes_them():
+    """M covers two modes that fail differently; it merges into one of them, both stay."""
+    r = rates(dark=(0, 40, 0.8), blur=(100, 140, 0.8))
+    a = finding("property", "dark", mask((0, 40)), [image_claim(r, mask((0, 40)))], 0.10)
+    b = finding("property", "blurry", mask((100, 140)), [image_claim(r, mask((100, 140)))], 0.09)
+    m = finding("property", "low sharpness", mask((0, 40), (100, 140), (150, 160)),
+                [image_claim(r, mask((0, 40), (100, 140), (150, 160)))], 0.15)
+
+    def apart(common, extra):  # a profile check: the dark and the blurry images do not fail alike
+        return not (common[:40].any() and extra[100:140].any()) and not (common[100:140].any() and extra[:40].any())
+
+    out = merge_findings([a, b, m], severity=lambda c: c.rec.severity, same_failure=apart)
+    assert sorted(c.rec.title for c in out) == ["blurry", "dark"]
+    assert sum("low sharpness" in [x.rec.title for x in c.absorbed] for c in out) == 1
+    # Without the profile check the mixture would have taken a part: the check is what keeps them.
+    together = merge_findings([a, b, m], severity=lambda c: c.rec.severity)
+    assert len(together) < 2 or "low sharpness" in [c.rec.title for c in together]
+
+
+def test_the_purer_of_two_descriptions_of_the_same_errors_leads():
+    """A tail of the mode's images and a larger set with the same claim plus ordinary images."""
+    r = rates(dark=(0, 40, 0.8))
+    tail = finding("property", "dark", mask((0, 40)), [image_claim(r, mask((0, 40)))], 0.10)
+    wide = finding("cluster", "cluster 2", mask((0, 70)), [image_claim(r, mask((0, 70)))], 0.12)
+
+    def surely_worse_extra(common, extra):
+        return r[extra].mean() > 0.5
+
+    out = merge_findings([tail, wide], severity=lambda c: c.rec.severity, same_failure=surely_worse_extra)
+    assert titles(out) == [("dark", ["cluster 2"])]
