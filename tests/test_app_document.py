@@ -160,7 +160,6 @@ def test_a_cluster_selection_updates_scatter_gallery_matrix_and_header(det):
     assert len(v.clusters.source.data["cluster"]) == 0  # a hidden tab is computed when it is shown
     doc.get_model_by_name("tabs").active = [t.name for t in s.tab_views].index("clusters")
     row = 0  # the worst slice (a merged one selects every member cluster)
-    worst = int(v.clusters.source.data["cluster"][row])
     members = v.clusters._members[row]
     v.clusters.source.selected.indices = [row]  # what a click on the table row does
     want = np.flatnonzero(np.isin(det.images.cluster, members))

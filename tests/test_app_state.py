@@ -455,6 +455,7 @@ def test_fit_ranges_show_the_whole_image_undistorted(w, h, fw, fh):
 def test_cluster_rows_show_merged_siblings_as_one_slice():
     """With the run's hierarchy, two failing siblings are one row ("0+1") and a pick takes both."""
     from _quality_helpers import detection_dataset, run_tables
+
     from vecexplore.mapping.hierarchy import ClusterTree
 
     p_find = np.r_[np.full(60, 0.1), np.full(30, 0.97)]
