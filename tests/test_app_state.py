@@ -114,8 +114,11 @@ def test_universe_combines_class_and_split_filters(classes, splits, want):
 
 def test_describe_names_pick_and_filters():
     s = st.SessionState(iou=0.5, confidence=0.3).with_pick([1], "cluster 3").with_filters(classes=[1], splits=["val"])
-    assert st.describe(s, ["cat", "dog"]) == "cluster 3 class-dog split-val"
-    assert st.describe(st.SessionState(iou=0.5, confidence=0.3), ["cat"]) == "all"
+    assert st.describe(s, ["cat", "dog"]) == "cluster 3 · class dog · split val"
+    assert st.describe(st.SessionState(iou=0.5, confidence=0.3), ["cat"]) == "all images"
+    only = st.SessionState(iou=0.5, confidence=0.3).with_filters(classes=[0, 1], splits=["a", "b"])
+    assert st.describe(only, ["hexagon", "dog"]) == "classes hexagon, dog · splits a, b"
+    assert st.describe(st.SessionState(iou=0.5, confidence=0.3).with_filters(classes=[0]), ["hexagon"]) == "class hexagon"
 
 
 # ---------------------------------------------------------------- gallery

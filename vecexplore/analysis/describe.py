@@ -69,6 +69,20 @@ ERROR_WORDS = {
     "none": "no errors",
 }
 
+#: The same, for a count of one ("1 poorly placed box", not "1 poorly placed boxes").
+ERROR_WORD_ONE = {
+    "fn_missed": "missed object", "fp_class": "object taken for another class",
+    "fp_background": "false positive on background", "fp_localization": "poorly placed box",
+    "fp_both": "poorly placed box of the wrong class", "fp_duplicate": "duplicate detection",
+    "misclassified": "misclassified image", "no_prediction": "image without a prediction above the threshold",
+}
+
+
+def error_count(n: int, error: str) -> str:
+    """E.g. "1 poorly placed box", "3 poorly placed boxes"."""
+    words = ERROR_WORD_ONE if n == 1 else ERROR_WORDS
+    return f"{n} {words.get(error, error)}"
+
 
 def augmentation(prop: str, side: str) -> str | None:
     return AUGMENT.get((prop, side)) or AUGMENT.get(prop)
@@ -132,6 +146,7 @@ class Description:
             FP other than FP-class; classification: wrong predictions).
         confusions: (gt class_idx, predicted class_idx, count), most first.
         names: class names.
+        task: "detection" or "classification" (the wording of :meth:`summary` follows it).
     """
 
     image_idx: np.ndarray
@@ -147,6 +162,12 @@ class Description:
     false_positives: tuple
     confusions: tuple
     names: tuple[str, ...] = field(default=())
+    task: str = "detection"
+
+    @property
+    def missed_word(self) -> str:
+        """What :attr:`missed` counts, in the task's words."""
+        return "not found" if self.task == "detection" else "wrong"
 
     @property
     def size(self) -> int:
@@ -168,7 +189,7 @@ class Description:
         if self.dominant_error != "none":
             parts.append(f"mostly {ERROR_WORDS.get(self.dominant_error, self.dominant_error)}")
         if self.missed:
-            parts.append(f"not found: {self.counts_text(self.missed)}")
+            parts.append(f"{self.missed_word}: {self.counts_text(self.missed)}")
         if self.confusions:
             a, b, n = self.confusions[0]
             parts.append(f"{self.names[a]} taken for {self.names[b]} {n}×")
@@ -288,6 +309,7 @@ def describe_images(run, ev, image_idx, *, min_lift: float = 2.5, min_share: flo
         ci_low=float(low), ci_high=float(high), traits=tuple(traits), errors=errors, dominant_error=dominant,
         classes=_top(classes, limit), missed=_top(missed, limit), false_positives=_top(fps, limit),
         confusions=tuple((c // k, c % k, cnt) for c, cnt in conf), names=tuple(ev.class_names),
+        task=ev.task,
     )
 
 

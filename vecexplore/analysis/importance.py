@@ -97,6 +97,10 @@ def binned_mutual_information(x: np.ndarray, y: np.ndarray, *, x_bins: int = PRO
     return max(float(mi), 0.0)
 
 
+#: Below this mutual information (nats) a property has no direction: it shows as "0.000".
+MIN_MI = 0.0005
+
+
 def score_property(values, error, *, prop: str, level: str, seed: int = 0) -> Importance:
     """Importance of one property for an error signal (both (n,), NaNs dropped pairwise)."""
     x = np.asarray(values, dtype=np.float64)
@@ -110,8 +114,10 @@ def score_property(values, error, *, prop: str, level: str, seed: int = 0) -> Im
         return Importance(prop, level, 0.0, float("nan"), "none", int(x.size))
     mi = binned_mutual_information(x, y)
     rho = _spearman(x, y)
-    # No information (the estimator clips at 0) means no direction, whatever the rank correlation says.
-    direction = "none" if not np.isfinite(rho) or abs(rho) < 0.05 or not mi > 0 else ("higher" if rho > 0 else "lower")
+    # No information (the estimator clips at 0, and the page shows MI to 3 decimals) means no direction,
+    # whatever the rank correlation says.
+    weak = not np.isfinite(rho) or abs(rho) < 0.05 or not mi >= MIN_MI
+    direction = "none" if weak else ("higher" if rho > 0 else "lower")
     return Importance(prop, level, mi, rho, direction, int(x.size))
 
 

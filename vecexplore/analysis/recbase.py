@@ -10,7 +10,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from vecexplore.analysis.describe import ERROR_WORDS, Description, augmentation, describe_images
+from vecexplore.analysis.describe import (
+    ERROR_WORDS,
+    Description,
+    augmentation,
+    describe_images,
+    error_count,
+)
 from vecexplore.analysis.findings import EVIDENCE_KIND, Population, RateTest
 from vecexplore.analysis.quality import class_performance, object_arrays
 from vecexplore.errors import ConfigError
@@ -225,7 +231,8 @@ def action_for(d: Description, ctx: Context) -> str:
     e = d.dominant_error
     if e in ("fn_missed", "no_prediction", "misclassified"):
         objs = f" with {small[0]} objects" if small else ""
-        who = f" (most missed: {d.counts_text(d.missed, 2)})" if d.missed else ""
+        most = "most missed" if d.task == "detection" else "most often wrong"
+        who = f" ({most}: {d.counts_text(d.missed, 2)})" if d.missed else ""
         return f"Collect and label more {like}{objs}{who}{meanwhile}."
     if e in ("fp_class", "misclassified") and d.confusions and 3 * d.confusions[0][2] >= d.errors[e]:
         a, b, n = d.confusions[0]
@@ -258,11 +265,11 @@ def cluster_title(label: str, d: Description, lift: float) -> str:
 
 def evidence_text(d: Description, head: str) -> str:
     parts = [head, *(t.phrase() for t in d.traits[:2])]
-    errs = ", ".join(f"{n} {ERROR_WORDS.get(k, k)}" for k, n in sorted(d.errors.items(), key=lambda kv: -kv[1])[:2] if n)
+    errs = ", ".join(error_count(n, k) for k, n in sorted(d.errors.items(), key=lambda kv: -kv[1])[:2] if n)
     if errs:
         parts.append(f"errors: {errs}")
     if d.missed:
-        parts.append(f"not found: {d.counts_text(d.missed)}")
+        parts.append(f"{d.missed_word}: {d.counts_text(d.missed)}")
     if d.confusions:
         parts.append("confused: " + ", ".join(f"{d.names[a]} → {d.names[b]} {n}" for a, b, n in d.confusions[:2]))
     return "; ".join(parts)

@@ -97,27 +97,32 @@ def _class_fn(ctx: Context) -> list[Recommendation]:
         k = int(r.class_idx)
         images = ctx.cp.images_for(k, "fn")
         d = ctx.describe(images)
-        unit = "objects" if ctx.det else "images"
         missed = int(r.missed) if ctx.det else int(r.no_prediction)
         miscls = int(r.misclassified)
         other = np.argsort(-ctx.cp.confused_as[k], kind="stable")[:2]
         taken = ", ".join(f"{ctx.names[j]} {ctx.cp.confused_as[k, j]}" for j in other if ctx.cp.confused_as[k, j])
         split = (f"{missed} {'missed' if ctx.det else 'without a prediction'}, "
                  f"{miscls} taken for another class" + (f" ({taken})" if taken else ""))
-        evidence = (f"{fn} of {n} {r.name} {unit} not found: FN rate {fn / n:.2f} [{lo:.2f}, {hi:.2f}] "
-                    f"vs {ctx.fn_rate:.2f} overall ({split})")
+        if ctx.det:
+            evidence = (f"{fn} of {n} {r.name} objects not found: FN rate {fn / n:.2f} [{lo:.2f}, {hi:.2f}] "
+                        f"vs {ctx.fn_rate:.2f} overall ({split})")
+        else:
+            evidence = (f"{fn} of {n} {r.name} images classified wrongly: error rate {fn / n:.2f} "
+                        f"[{lo:.2f}, {hi:.2f}] vs {ctx.fn_rate:.2f} overall ({split})")
         traits = "; ".join(tr.phrase() for tr in d.traits[:2])
         if traits:
             evidence += f"; in their {d.size} images: {traits}"
         adj = adjectives(d)
         like = f" like these ({adj} images)" if adj else ""
         if miscls > missed and taken:
-            action = (f"Most {r.name} not found are taken for {taken.split(' ')[0]}: review the labels of these "
+            lost = "not found" if ctx.det else "classified wrongly"
+            action = (f"Most {r.name} {lost} are taken for {taken.split(' ')[0]}: review the labels of these "
                       f"{d.size} images, then add examples that tell the classes apart.")
         else:
             action = f"Collect and label more {r.name} examples{like}; check that the missed ones are labelled correctly."
         out.append(Recommendation(
-            "class_fn", f"{r.name}: {fn / n:.0%} of its {unit} are not found", evidence, action,
+            "class_fn", (f"{r.name}: {fn / n:.0%} of its objects are not found" if ctx.det
+                         else f"{r.name}: {fn / n:.0%} of its images are classified wrongly"), evidence, action,
             ctx.share((lo - ctx.fn_rate) * n, False), sel(images, class_idx=k, outcome="fn"),
             {"class_idx": k, "n": n, "fn": fn, "missed": missed, "misclassified": miscls, "fn_rate": fn / n,
              "ci_low": lo, "ci_high": hi, "overall_fn_rate": ctx.fn_rate}))

@@ -251,12 +251,15 @@ def selection_of(pick: np.ndarray | None, universe_mask: np.ndarray | None) -> n
 
 def describe(state: SessionState, class_names: Sequence[str]) -> str:
     """A short description of the selection, for export file names and titles."""
-    parts = [state.pick_how or ("picked" if state.pick is not None else "all")]
+    parts = []
+    if state.pick is not None or state.pick_how:
+        parts.append(state.pick_how or "picked")
     if state.classes:
-        parts.append("class-" + "+".join(str(class_names[c]) for c in state.classes))
+        names = ", ".join(str(class_names[c]) for c in state.classes)
+        parts.append(f"class{'es' if len(state.classes) > 1 else ''} {names}")
     if state.splits:
-        parts.append("split-" + "+".join(state.splits))
-    return " ".join(parts)
+        parts.append(f"split{'s' if len(state.splits) > 1 else ''} {', '.join(state.splits)}")
+    return " · ".join(parts) or "all images"
 
 
 # ---------------------------------------------------------------- outcomes at the operating point

@@ -43,12 +43,16 @@ def render_info(summary: dict, *, top: int = 10, max_recommendations: int = 6) -
         console.print("errors: " + ", ".join(f"{k} {v}" for k, v in summary["error_types"].items()))
 
     clusters = summary.get("clusters", [])
-    merged = sum(len(c.get("members") or []) > 1 for c in clusters)
+    # A failure cluster fails more often than the run as a whole; the others are listed by count only.
+    failing = [c for c in clusters if isinstance(c.get("lift"), (int, float)) and c["lift"] > 1]
+    merged = sum(len(c.get("members") or []) > 1 for c in failing)
     note = f"; {merged} join sibling clusters that fail alike" if merged else ""
-    table = Table(title=f"Failure clusters, worst first ({len(clusters)} in all{note})", title_justify="left")
+    title = (f"Failure clusters (error rate above average), worst first: {len(failing)} of {len(clusters)}"
+             f"{note}")
+    table = Table(title=title, title_justify="left")
     for col in ("rank", "cluster", "size", "error rate [95% CI]", "lift", "dominant error", "top classes"):
         table.add_column(col, justify="right" if col in ("rank", "cluster", "size", "lift") else "left")
-    for c in clusters[:top]:
+    for c in failing[:top]:
         table.add_row(
             str(c.get("rank")),
             "+".join(str(m) for m in c.get("members") or [c.get("cluster")]),
@@ -58,7 +62,10 @@ def render_info(summary: dict, *, top: int = 10, max_recommendations: int = 6) -
             str(c.get("dominant_error") or ""),
             str(c.get("top_classes") or ""),
         )
-    console.print(table)
+    if failing:
+        console.print(table)
+    elif clusters:
+        console.print(f"No cluster fails more often than average ({len(clusters)} clusters).")
 
     recs = summary.get("recommendations") or []
     if recs:
