@@ -113,7 +113,10 @@ def build_run(config: BuildConfig, *, progress: bool = False) -> BuildResult:
             without ``force``. Nothing is written at ``config.out`` on failure.
     """
     from vecexplore.eval.evaluate import evaluate
+    from vecexplore.extras import require
     from vecexplore.io import LoadReport
+
+    require("embed", "map", what="build")
     from vecexplore.io.paths import image_paths
     from vecexplore.io.source import load_dataset
 

@@ -272,6 +272,9 @@ def make_server(
     Raises:
         RunStoreError: a path is not a run. ConfigError: the port is taken.
     """
+    from vecexplore.extras import require
+
+    require("app", what="serve")
     from bokeh.application import Application
     from bokeh.application.handlers.function import FunctionHandler
     from bokeh.server.server import BaseServer

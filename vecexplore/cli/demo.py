@@ -35,6 +35,9 @@ def demo_command(
     """
     import sys
 
+    from vecexplore.extras import require
+
+    require("embed", "map", *(("app",) if serve else ()), what="vecexplore demo")
     from vecexplore.build import BuildConfig, build_run
     from vecexplore.cli._render import render_info
     from vecexplore.cli.run import print_summary, show_build_logs
