@@ -10,8 +10,9 @@ import pandas as pd
 import pytest
 
 from vecexplore.errors import ValidationError
+from vecexplore.eval.outcomes import ERROR_TYPES
 from vecexplore.mapping import slice_table, wilson_interval
-from vecexplore.mapping.slices import DETECTION_COUNTS, ERROR_TYPES
+from vecexplore.mapping.slices import DETECTION_COUNTS
 
 
 def wilson_reference(s: float, n: float, z: float = 1.96) -> tuple[float, float]:

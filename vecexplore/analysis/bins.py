@@ -16,6 +16,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from vecexplore.rates import ratio
+
 
 def quantile_edges(values: np.ndarray, n_bins: int = 10) -> np.ndarray:
     """Bin edges for the finite values.
@@ -104,11 +106,6 @@ def _fmt(x: float) -> str:
     return np.format_float_positional(x, precision=3, unique=False, fractional=False, trim="-")
 
 
-def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(den > 0, num / np.where(den > 0, den, 1), np.nan)
-
-
 def _grouped(bins: np.ndarray, m: int, weights: np.ndarray) -> np.ndarray:
     ok = bins >= 0
     return np.bincount(bins[ok], weights=np.asarray(weights, np.float64)[ok], minlength=m)
@@ -143,17 +140,17 @@ def image_property_bins(values: np.ndarray, per_image, *, task: str, prop: str, 
     if task == "detection":
         tp, fp, fn, n_gt = (per_image[c].to_numpy(np.float64) for c in ("tp", "fp", "fn", "n_gt"))
         rate = {
-            "precision": _ratio(_grouped(bins, m, tp), _grouped(bins, m, tp + fp)),
-            "fn_rate": _ratio(_grouped(bins, m, fn), _grouped(bins, m, n_gt)),
+            "precision": ratio(_grouped(bins, m, tp), _grouped(bins, m, tp + fp)),
+            "fn_rate": ratio(_grouped(bins, m, fn), _grouped(bins, m, n_gt)),
         }
         overall = {
-            "precision": float(_ratio(np.array([tp.sum()]), np.array([(tp + fp).sum()]))[0]),
-            "fn_rate": float(_ratio(np.array([fn.sum()]), np.array([n_gt.sum()]))[0]),
+            "precision": float(ratio(np.array([tp.sum()]), np.array([(tp + fp).sum()]))[0]),
+            "fn_rate": float(ratio(np.array([fn.sum()]), np.array([n_gt.sum()]))[0]),
         }
     else:
         labelled = per_image["label"].to_numpy() >= 0
         correct = per_image["correct"].to_numpy(bool) & labelled
-        rate = {"accuracy": _ratio(_grouped(bins, m, correct), _grouped(bins, m, labelled))}
+        rate = {"accuracy": ratio(_grouped(bins, m, correct), _grouped(bins, m, labelled))}
         overall = {"accuracy": float(correct.sum() / labelled.sum()) if labelled.any() else float("nan")}
     return BinTable(prop, edges, count, rate, overall, members)
 
@@ -199,8 +196,8 @@ def object_property_bins(
     missed = np.asarray(gt_missed, bool)
     tp = np.asarray(pred_is_tp, bool) & counted
     rate = {
-        "precision": _ratio(_grouped(pb, m, tp), _grouped(pb, m, counted)),
-        "fn_rate": _ratio(_grouped(gb, m, missed), _grouped(gb, m, np.ones(len(gb)))),
+        "precision": ratio(_grouped(pb, m, tp), _grouped(pb, m, counted)),
+        "fn_rate": ratio(_grouped(gb, m, missed), _grouped(gb, m, np.ones(len(gb)))),
     }
     overall = {
         "precision": float(tp.sum() / counted.sum()) if counted.any() else float("nan"),

@@ -30,9 +30,9 @@ from vecexplore.analysis.quality import (
     object_arrays,
 )
 from vecexplore.errors import ValidationError
-from vecexplore.eval.outcomes import COUNTED, PredOutcome
-from vecexplore.mapping.slices import ERROR_TYPES, wilson_interval
+from vecexplore.eval.outcomes import COUNTED, ERROR_TYPES, PredOutcome
 from vecexplore.properties import OBJECT_PROPERTIES
+from vecexplore.rates import wilson_interval
 from vecexplore.types import selection_mask
 
 #: Plain words for a property side, used in titles and actions.
@@ -137,7 +137,7 @@ class Description:
         ci_low, ci_high: Wilson 95 % interval of ``error_rate`` (n = images, as slices do).
         traits: distinctive property sides, largest excess share first.
         errors: error type → count in the set (detection: TIDE types of
-            :data:`~vecexplore.mapping.slices.ERROR_TYPES`; classification:
+            :data:`~vecexplore.eval.outcomes.ERROR_TYPES`; classification:
             ``misclassified``, ``no_prediction``).
         dominant_error: the largest error type ("none" without errors).
         classes / missed / false_positives: (class_idx, count), most first: GT

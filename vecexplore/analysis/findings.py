@@ -54,7 +54,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from vecexplore.mapping.slices import wilson_interval
+from vecexplore.rates import wilson_interval
 
 log = logging.getLogger(__name__)
 

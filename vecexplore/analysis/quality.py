@@ -36,6 +36,7 @@ from vecexplore.analysis.importance import Importance, rank_properties
 from vecexplore.errors import ConfigError, ValidationError
 from vecexplore.eval.outcomes import COUNTED, FP_TYPES, GtOutcome, PredOutcome
 from vecexplore.properties import IMAGE_PROPERTIES, OBJECT_PROPERTIES
+from vecexplore.rates import ratio
 from vecexplore.types import selection_mask
 
 if TYPE_CHECKING:
@@ -194,7 +195,7 @@ def class_performance(ev, image_idx=None) -> ClassPerformance:
         table = pd.DataFrame({
             "class_idx": np.arange(k), "name": names, "n_gt": n_gt, "tp": tp, "misclassified": miscls,
             "missed": missed, "fn": miscls + missed, "fp": fp, **fp_types,
-            "precision": _ratio(tp, tp + fp), "recall": _ratio(tp, n_gt),
+            "precision": ratio(tp, tp + fp), "recall": ratio(tp, n_gt),
         })
     else:
         label, accepted = ev.arrays["label"], ev.accepted
@@ -209,7 +210,7 @@ def class_performance(ev, image_idx=None) -> ClassPerformance:
         table = pd.DataFrame({
             "class_idx": np.arange(k), "name": names, "n": n, "correct": correct,
             "misclassified": confused.sum(axis=1), "no_prediction": no_pred, "fp": fp,
-            "accuracy": _ratio(correct, n), "precision": _ratio(correct, correct + fp),
+            "accuracy": ratio(correct, n), "precision": ratio(correct, correct + fp),
         })
     return ClassPerformance(table=table, confused_as=confused.astype(np.int64), _ev=ev, _mask=mask)
 
@@ -259,11 +260,6 @@ def _classification_images(ev, class_idx: int, kind: str, other: int | None) -> 
     else:
         raise ConfigError(f"unknown bar kind {kind!r}; choose one of {[*CLASSIFICATION_KINDS, 'fn', 'confused_as']}")
     return np.flatnonzero(sel).astype(np.int64)
-
-
-def _ratio(num, den) -> np.ndarray:
-    num, den = np.asarray(num, np.float64), np.asarray(den, np.float64)
-    return np.divide(num, den, out=np.full(den.shape, np.nan), where=den > 0)
 
 
 # ---------------------------------------------------------------- performance by property

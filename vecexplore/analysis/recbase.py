@@ -20,7 +20,7 @@ from vecexplore.analysis.describe import (
 from vecexplore.analysis.findings import EVIDENCE_KIND, Population, RateTest
 from vecexplore.analysis.quality import class_performance, object_arrays
 from vecexplore.errors import ConfigError
-from vecexplore.mapping.slices import wilson_interval
+from vecexplore.rates import scalar_ratio, wilson_interval
 
 KINDS = ("cluster", "class_fn", "class_fp", "confusion", "property", "few_examples", "small_eval_set")
 TRUST_WEIGHT = 0.25
@@ -200,7 +200,7 @@ class Context:
 
 
 def div(a, b) -> float:
-    return float(a) / float(b) if b else float("nan")
+    return scalar_ratio(a, b)
 
 
 def sel(image_idx, **descriptive) -> dict:

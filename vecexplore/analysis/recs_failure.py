@@ -24,6 +24,7 @@ from vecexplore.analysis.recbase import (
 )
 from vecexplore.analysis.slicing import members_of
 from vecexplore.mapping.hierarchy import members_text
+from vecexplore.rates import scalar_precision_recall_f1
 
 
 def cluster_candidates(ctx: Context, clusters) -> list[Candidate]:
@@ -137,11 +138,8 @@ def _threshold_hint(ctx: Context, k: int) -> tuple[str, dict]:
         return "", {}
     now, then = curve.at(ctx.ev.confidence), curve.at(best_c)
 
-    def prf(tp, fp, fn):
-        return div(tp, tp + fp), div(tp, tp + fn), div(2 * tp, 2 * tp + fp + fn)
-
-    p0, r0, f0 = prf(*now)
-    p1, r1, f1 = prf(*then)
+    p0, r0, f0 = scalar_precision_recall_f1(*now)
+    p1, r1, f1 = scalar_precision_recall_f1(*then)
     if not f1 - f0 >= 0.01:
         return "", {}
     name = ctx.names[k]

@@ -32,8 +32,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from vecexplore.eval.outcomes import ERROR_TYPES
 from vecexplore.mapping.hierarchy import ClusterTree, merge_siblings, slice_labels, slice_members
-from vecexplore.mapping.slices import ERROR_TYPES, slice_table, wilson_interval
+from vecexplore.mapping.slices import slice_table
+from vecexplore.rates import wilson_interval
 
 if TYPE_CHECKING:
     import pandas as pd

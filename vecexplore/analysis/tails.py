@@ -5,7 +5,7 @@ appearance does not separate (blur of an otherwise ordinary scene) lands inside
 ordinary clusters; property findings find it on the images directly.
 
 A claim is about one error type at a time (detection: the TIDE types of
-:data:`~vecexplore.mapping.slices.ERROR_TYPES`, each image counting its share
+:data:`~vecexplore.eval.outcomes.ERROR_TYPES`, each image counting its share
 ``count / (tp + fp + fn)``; classification: misclassified, no prediction),
 because two failure modes often share one side of a property (blur and a
 colour cast both lower sharpness) but rarely the kind of error: one tail of the
@@ -40,8 +40,9 @@ from vecexplore.analysis.describe import ERROR_WORDS, WORDS, augmentation
 from vecexplore.analysis.findings import Candidate, Population
 from vecexplore.analysis.quality import image_properties_of, image_values
 from vecexplore.analysis.recbase import Context, Recommendation, sel
-from vecexplore.mapping.slices import ERROR_TYPES, wilson_interval
+from vecexplore.eval.outcomes import ERROR_TYPES
 from vecexplore.properties import OBJECT_PROPERTIES
+from vecexplore.rates import wilson_interval
 
 #: Image properties not scanned for image-level tails (see the module docstring).
 RATE_DENOMINATOR = ("n_objects",)

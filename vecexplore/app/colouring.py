@@ -14,7 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from vecexplore.app.state import ERROR_TYPE_NAMES, ImageOutcomes
+from vecexplore.app.state import ImageOutcomes
+from vecexplore.eval.outcomes import ERROR_TYPE_NAMES
 
 DETECTION_MODES: tuple[tuple[str, str], ...] = (
     ("error_rate", "Error rate"), ("fp", "False positives"), ("fn", "False negatives"),

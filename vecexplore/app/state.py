@@ -24,7 +24,14 @@ from typing import Literal
 
 import numpy as np
 
-from vecexplore.eval.outcomes import FP_TYPES, GtOutcome, rate_columns
+from vecexplore.eval.outcomes import (
+    ERROR_TYPE_NAMES,
+    ERROR_TYPES,
+    FP_TYPES,
+    GtOutcome,
+    rate_columns,
+)
+from vecexplore.rates import precision_recall_f1
 
 SortKey = Literal["error", "confidence_desc", "confidence_asc"]
 SORT_KEYS: tuple[str, ...] = ("error", "confidence_desc", "confidence_asc")
@@ -37,10 +44,6 @@ PER_PAGE = 24
 HISTORY = 50
 
 #: Detection error types per image (dominant one colours the scatter), ties → first.
-ERROR_TYPE_COLUMNS: tuple[str, ...] = (
-    "fp_duplicate", "fp_class", "fp_localization", "fp_both", "fp_background", "fn_missed",
-)  # fmt: skip
-ERROR_TYPE_NAMES: tuple[str, ...] = ("duplicate", "class", "localization", "both", "background", "missed")
 
 
 @dataclass(frozen=True)
@@ -296,7 +299,7 @@ def image_outcomes(per_image) -> ImageOutcomes:
     """:class:`ImageOutcomes` from an evaluation's ``per_image`` table (either task)."""
     er = per_image["error_rate"].to_numpy(np.float64)
     if "tp" in per_image:
-        types = np.stack([per_image[c].to_numpy(np.int64) for c in ERROR_TYPE_COLUMNS], axis=1)
+        types = np.stack([per_image[c].to_numpy(np.int64) for c in ERROR_TYPES], axis=1)
         dominant = np.where(types.max(axis=1) > 0, types.argmax(axis=1), -1).astype(np.int64)
         return ImageOutcomes(task="detection", error_rate=er, tp=per_image["tp"].to_numpy(np.int64),
                              fp=per_image["fp"].to_numpy(np.int64), fn=per_image["fn"].to_numpy(np.int64),
@@ -401,10 +404,8 @@ def classification_per_class(outcomes: ImageOutcomes, num_classes: int,
     tp = np.bincount(label[correct], minlength=k)
     support = np.bincount(label, minlength=k)
     predicted = np.bincount(pred[pred >= 0], minlength=k)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        precision = np.where(predicted > 0, tp / np.maximum(predicted, 1), 0.0)
-        recall = np.where(support > 0, tp / np.maximum(support, 1), 0.0)
-        f1 = np.where(precision + recall > 0, 2 * precision * recall / np.maximum(precision + recall, 1e-300), 0.0)
+    # scikit-learn's zero_division=0; F1 = 2·tp / (support + predicted) as sklearn computes it
+    precision, recall, f1 = precision_recall_f1(tp, predicted - tp, support - tp, empty=0.0)
     return {"support": support, "predicted": predicted, "correct": tp, "precision": precision, "recall": recall,
             "f1": f1, "present": (support > 0) | (predicted > 0)}
 
@@ -488,7 +489,7 @@ def matrix_cells(cm, mode: MatrixMode) -> dict[str, np.ndarray]:
 
 
 __all__ = [
-    "ALL_ERRORS", "ERROR_TYPE_COLUMNS", "ERROR_TYPE_NAMES", "PER_PAGE", "SELECT_MODES", "SORT_KEYS", "Entry", "Focus",
+    "ALL_ERRORS", "ERROR_TYPES", "ERROR_TYPE_NAMES", "PER_PAGE", "SELECT_MODES", "SORT_KEYS", "Entry", "Focus",
     "GalleryPage", "ImageOutcomes", "SessionState", "class_mask", "classification_per_class", "classification_summary",
     "combine", "describe",
     "detection_summary",

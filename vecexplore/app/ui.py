@@ -8,21 +8,17 @@ from __future__ import annotations
 import functools
 from pathlib import Path
 
+from vecexplore.eval.outcomes import ERROR_TYPE_NAMES
+
 _HERE = Path(__file__).parent
 
 #: Outcome colours, shared by the scatter, the gallery badges and the detail view.
 TP_COLOUR = "#2f6db5"
 GT_COLOUR = "#1a9850"
 IGNORED_COLOUR = "#9e9e9e"
-ERROR_TYPE_COLOURS = {
-    "none": "#8fb8de",
-    "duplicate": "#f58518",
-    "class": "#d62728",
-    "localization": "#9467bd",
-    "both": "#8c564b",
-    "background": "#e377c2",
-    "missed": "#e6ab02",
-}
+ERROR_TYPE_COLOURS = {"none": "#8fb8de", **dict(zip(
+    ERROR_TYPE_NAMES, ("#f58518", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#e6ab02"), strict=True,
+))}  # duplicate, class, localization, both, background, missed
 MISSED_COLOUR = ERROR_TYPE_COLOURS["missed"]
 CORRECT_COLOURS = ("#2ca02c", "#d62728", "#e6ab02", "#b0b0b0")  # correct, incorrect, no prediction, unlabelled
 READABLE_COLOURS = ("#4c78a8", "#d62728")

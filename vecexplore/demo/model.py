@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from vecexplore.demo.scene import CLASSES, CONFUSED_PAIR, TEXTURE_FP_CLASS, Scene
+from vecexplore.eval.iou import pair_iou
 
 #: Simulated outcome of a detection, as the generator intended it (not as evaluated).
 DETECTION_OUTCOMES: tuple[str, ...] = (
@@ -50,13 +51,11 @@ class SimulatedLabel:
     outcome: str  # one of CLASSIFICATION_OUTCOMES
 
 
+_NOT_CROWD = np.zeros(1, bool)
+
+
 def _iou(a, b) -> float:
-    w = min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0])
-    h = min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1])
-    if w <= 0 or h <= 0:
-        return 0.0
-    inter = w * h
-    return inter / (a[2] * a[3] + b[2] * b[3] - inter)
+    return float(pair_iou(np.asarray([a], np.float64), np.asarray([b], np.float64), _NOT_CROWD)[0])
 
 
 def _clip_box(x0, y0, x1, y1, width, height):

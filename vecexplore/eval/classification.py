@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from vecexplore.errors import ValidationError
+from vecexplore.rates import ratio
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -234,4 +235,4 @@ def image_table(arrays: dict[str, np.ndarray], *, confidence: float) -> pd.DataF
 
 
 def _divide(num: np.ndarray, den: np.ndarray) -> np.ndarray:
-    return np.where(den > 0, num / np.where(den > 0, den, 1.0), 0.0)
+    return ratio(num, den, empty=0.0)  # scikit-learn's zero_division=0

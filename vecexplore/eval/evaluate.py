@@ -30,6 +30,7 @@ from vecexplore.eval import classification as cls_mod
 from vecexplore.eval.confusion import ConfusionMatrix
 from vecexplore.eval.matching import Matching, match_detections
 from vecexplore.eval.outcomes import (
+    ERROR_TYPE_NAMES,
     FP_TYPES,
     ObjectOutcomes,
     count_columns,
@@ -49,7 +50,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 #: JSON names of the error types (``error_types`` object), FP types then misses.
-ERROR_TYPE_KEYS = ("duplicate", "class", "localization", "both", "background", "missed")
 
 
 def evaluate(dataset: Dataset, *, iou: float = 0.5, confidence: float | None = None) -> Evaluation:
@@ -214,9 +214,9 @@ class DetectionEvaluation(Evaluation):
 
     @property
     def error_types(self) -> dict[str, int]:
-        """Counts of each FP type and of pure misses (``ERROR_TYPE_KEYS``)."""
+        """Counts of each FP type and of pure misses (``ERROR_TYPE_NAMES``)."""
         t = self.totals
-        counts = {key: t[code.label] for key, code in zip(ERROR_TYPE_KEYS[:-1], FP_TYPES, strict=True)}
+        counts = {key: t[code.label] for key, code in zip(ERROR_TYPE_NAMES[:-1], FP_TYPES, strict=True)}
         return {**counts, "missed": t["fn_missed"]}
 
     def to_json_dict(self) -> dict[str, Any]:

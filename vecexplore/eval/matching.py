@@ -58,6 +58,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from vecexplore.errors import ConfigError, ValidationError
+from vecexplore.eval.iou import pair_iou
 from vecexplore.eval.outcomes import PredOutcome
 from vecexplore.types import Boxes
 
@@ -242,28 +243,6 @@ def match_detections(gt: Boxes, pred: Boxes, *, iou: float, num_images: int,
                     iou=iou, order=order, pred_base=base, pred_match=match, pred_match_iou=match_iou,
                     gt_tp_pred=gt_tp_pred, gt_tp_score=gt_tp_score, pair_pred=o_pred,
                     pair_gt=o_gt, pair_iou=o_iou)
-
-
-def pair_iou(dt: np.ndarray, gt: np.ndarray, gt_iscrowd: np.ndarray) -> np.ndarray:
-    """IoU of row-aligned pairs, bit-identical to :func:`~vecexplore.eval.iou.box_iou`.
-
-    Args:
-        dt, gt: (q, 4) float64 xywh boxes, pair ``i`` is ``(dt[i], gt[i])``.
-        gt_iscrowd: (q,) bool; crowd pairs use the prediction's area as union.
-
-    Returns:
-        (q,) float64.
-    """
-    dx, dy, dw, dh = dt[:, 0], dt[:, 1], dt[:, 2], dt[:, 3]
-    gx, gy, gw, gh = gt[:, 0], gt[:, 1], gt[:, 2], gt[:, 3]
-    w = np.minimum(dw + dx, gw + gx) - np.maximum(dx, gx)
-    h = np.minimum(dh + dy, gh + gy) - np.maximum(dy, gy)
-    overlap = (w > 0) & (h > 0)
-    inter = np.where(overlap, w * h, 0.0)
-    da = dw * dh
-    union = np.where(gt_iscrowd, da, da + gw * gh - inter)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(overlap, inter / union, 0.0)
 
 
 def _candidate_pairs(gt: Boxes, pred: Boxes, order: np.ndarray, t: float, num_images: int):

@@ -66,6 +66,16 @@ FP_TYPES: tuple[PredOutcome, ...] = (
     PredOutcome.FP_DUPLICATE, PredOutcome.FP_CLASS, PredOutcome.FP_LOCALIZATION,
     PredOutcome.FP_BOTH, PredOutcome.FP_BACKGROUND,
 )
+#: The six disjoint detection error types (TIDE's Dupe, Cls, Loc, Both, Bkg, Missed), in
+#: report order: their per-image-table columns (ties of the dominant one go to the first) …
+FP_COLUMNS: tuple[str, ...] = tuple(code.label for code in FP_TYPES)
+ERROR_TYPES: tuple[str, ...] = (*FP_COLUMNS, "fn_missed")
+#: … their short names (the report, ``--json``'s ``error_types`` keys, the app) …
+ERROR_TYPE_NAMES: tuple[str, ...] = ("duplicate", "class", "localization", "both", "background", "missed")
+#: … and their labels in tables and legends.
+ERROR_TYPE_LABELS: tuple[str, ...] = (
+    "FP duplicate", "FP wrong class", "FP localization", "FP class + localization", "FP background", "missed",
+)
 #: Codes below this are counted predictions (TP or an FP type).
 COUNTED = int(PredOutcome.IGNORED)
 _NP, _NG = len(PredOutcome), len(GtOutcome)
@@ -215,23 +225,16 @@ def count_columns(pred_counts: np.ndarray, gt_counts: np.ndarray) -> dict[str, n
 
 def rate_columns(tp: np.ndarray, fp: np.ndarray, fn: np.ndarray) -> dict[str, np.ndarray]:
     """precision, recall, f1, error_rate (float64) with the contract's NaN / 0 rules."""
+    from vecexplore.rates import precision_recall_f1, ratio
+
     tp, fp, fn = (np.asarray(a, np.float64) for a in (tp, fp, fn))
-
-    def ratio(num, den, empty):
-        return np.divide(num, den, out=np.full(den.shape, empty), where=den > 0)
-
-    tp_fp, errors = tp + fp, fp + fn
-    return {
-        "precision": ratio(tp, tp_fp, np.nan),
-        "recall": ratio(tp, tp + fn, np.nan),
-        "f1": ratio(2 * tp, tp + tp_fp + fn, np.nan),
-        "error_rate": ratio(errors, tp + errors, 0.0),
-    }
+    precision, recall, f1 = precision_recall_f1(tp, fp, fn)
+    errors = fp + fn
+    return {"precision": precision, "recall": recall, "f1": f1, "error_rate": ratio(errors, tp + errors, empty=0.0)}
 
 
 #: Integer columns of the detection per-image table, in order (after ``image_idx``).
-IMAGE_INT_COLUMNS = ("n_gt", "n_pred", "n_ignored", "tp", "fp", "fp_duplicate", "fp_class", "fp_localization",
-                     "fp_both", "fp_background", "fn", "fn_missed")
+IMAGE_INT_COLUMNS = ("n_gt", "n_pred", "n_ignored", "tp", "fp", *FP_COLUMNS, "fn", "fn_missed")
 IMAGE_RATE_COLUMNS = ("precision", "recall", "f1", "error_rate")
 
 

@@ -25,7 +25,8 @@ from vecexplore.mapping.config import (
 )
 from vecexplore.mapping.knn import KnnGraph, knn_graph
 from vecexplore.mapping.project import Projection, project
-from vecexplore.mapping.slices import cluster_confusion, slice_table, wilson_interval
+from vecexplore.mapping.slices import cluster_confusion, slice_table
+from vecexplore.rates import wilson_interval
 
 
 @dataclass(frozen=True, eq=False)

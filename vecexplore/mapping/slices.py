@@ -23,6 +23,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from vecexplore.errors import ValidationError
+from vecexplore.eval.outcomes import ERROR_TYPES, FP_COLUMNS
+from vecexplore.rates import ratio, wilson_interval
 from vecexplore.types import TASKS
 
 if TYPE_CHECKING:
@@ -31,13 +33,8 @@ if TYPE_CHECKING:
     from vecexplore.eval.confusion import ConfusionMatrix
 
 DETECTION_COUNTS: tuple[str, ...] = (
-    "n_gt", "n_pred", "tp", "fp", "fp_duplicate", "fp_class", "fp_localization",
-    "fp_both", "fp_background", "fn", "fn_missed",
+    "n_gt", "n_pred", "tp", "fp", *FP_COLUMNS, "fn", "fn_missed",
 )  # fmt: skip
-ERROR_TYPES: tuple[str, ...] = (
-    "fp_duplicate", "fp_class", "fp_localization", "fp_both", "fp_background", "fn_missed",
-)  # fmt: skip
-"""Disjoint detection error types (TIDE's Dupe, Cls, Loc, Both, Bkg, Missed); ties go to the first."""
 CLASSIFICATION_COUNTS: tuple[str, ...] = (
     "n_correct",
     "n_incorrect",
@@ -46,41 +43,6 @@ CLASSIFICATION_COUNTS: tuple[str, ...] = (
 )
 TOP_CLASSES = 3
 """How many classes ``top_classes`` names."""
-
-
-def wilson_interval(successes, n, z: float = 1.96) -> tuple[np.ndarray, np.ndarray]:
-    """Wilson score interval for a binomial proportion, vectorised.
-
-    Args:
-        successes: array-like, 0 ≤ successes ≤ n; may be fractional (``p * n``).
-        n: array-like of trial counts ≥ 0 (broadcast with ``successes``).
-        z: normal quantile (1.96 → 95 %).
-
-    Returns:
-        ``(low, high)`` float64 arrays in [0, 1]. ``n = 0`` gives (0, 1), the
-        formula's limit: nothing is known. p = 0 gives low = 0 and p = 1 high = 1
-        exactly.
-
-    Raises:
-        ValueError: negative n, or successes outside [0, n].
-    """
-    s = np.asarray(successes, dtype=np.float64)
-    n = np.asarray(n, dtype=np.float64)
-    s, n = np.broadcast_arrays(s, n)
-    if (n < 0).any() or (s < 0).any() or (s > n).any() or not np.isfinite(s).all():
-        raise ValueError("wilson_interval: need 0 <= successes <= n")
-    empty = n == 0
-    n_safe = np.where(empty, 1.0, n)
-    p = np.where(empty, 0.0, s / n_safe)
-    z2 = z * z
-    denom = 1.0 + z2 / n_safe
-    centre = (p + z2 / (2 * n_safe)) / denom
-    half = z / denom * np.sqrt(p * (1 - p) / n_safe + z2 / (4 * n_safe * n_safe))
-    low = np.clip(centre - half, 0.0, 1.0)
-    high = np.clip(centre + half, 0.0, 1.0)
-    low = np.where((p == 0) | empty, 0.0, low)
-    high = np.where((p == 1) | empty, 1.0, high)
-    return low, high
 
 
 def slice_table(
@@ -109,7 +71,7 @@ def slice_table(
         :data:`DETECTION_COUNTS` summed over the cluster, ``precision`` and
         ``recall`` (pooled, NaN when undefined); classification: the counts of
         :data:`CLASSIFICATION_COUNTS` and ``accuracy``; then ``dominant_error``
-        (detection: the largest of :data:`ERROR_TYPES`; classification:
+        (detection: the largest of :data:`~vecexplore.eval.outcomes.ERROR_TYPES`; classification:
         "misclassified" or "no_prediction"; "none" without errors),
         ``top_classes`` ("person: 12, car: 3"; GT classes), ``most_missed_class`` /
         ``most_missed_count`` (GT not found: FN incl. confused, or a wrong
@@ -162,8 +124,8 @@ def slice_table(
     if task == "detection":
         sums = {c: _sum(per_image[c], member, code, k) for c in DETECTION_COUNTS}
         cols.update(sums)
-        cols["precision"] = _ratio(sums["tp"], sums["tp"] + sums["fp"])
-        cols["recall"] = _ratio(sums["tp"], sums["tp"] + sums["fn"])
+        cols["precision"] = ratio(sums["tp"], sums["tp"] + sums["fp"])
+        cols["recall"] = ratio(sums["tp"], sums["tp"] + sums["fn"])
         cols["dominant_error"] = _dominant(
             np.stack([sums[c] for c in ERROR_TYPES], axis=1), ERROR_TYPES
         )
@@ -187,11 +149,6 @@ def _require(df, columns, what: str) -> None:
 def _sum(series, member, code, k) -> np.ndarray:
     values = series.to_numpy(dtype=np.float64)[member]
     return np.rint(np.bincount(code, weights=values, minlength=k)).astype(np.int64)
-
-
-def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(den > 0, num / np.maximum(den, 1), np.nan)
 
 
 def _dominant(totals: np.ndarray, types: Sequence[str]) -> list[str]:

@@ -25,6 +25,7 @@ from vecexplore.app import client, ui
 from vecexplore.app import events as ev
 from vecexplore.app import state as st
 from vecexplore.app.view import View
+from vecexplore.eval.outcomes import ERROR_TYPE_LABELS, ERROR_TYPE_NAMES, FP_COLUMNS
 from vecexplore.eval.outcomes import GtOutcome as G
 from vecexplore.eval.outcomes import PredOutcome as P
 
@@ -33,11 +34,8 @@ DETECTION_SEGMENTS: tuple[tuple[str, str, str], ...] = (
     ("tp", "TP", ui.TP_COLOUR),
     ("misclassified", "misclassified (GT taken for another class)", "#d62728"),
     ("missed", "missed", ui.ERROR_TYPE_COLOURS["missed"]),
-    ("fp_duplicate", "FP duplicate", ui.ERROR_TYPE_COLOURS["duplicate"]),
-    ("fp_class", "FP wrong class", "#ff9896"),
-    ("fp_localization", "FP localization", ui.ERROR_TYPE_COLOURS["localization"]),
-    ("fp_both", "FP class + loc.", ui.ERROR_TYPE_COLOURS["both"]),
-    ("fp_background", "FP background", ui.ERROR_TYPE_COLOURS["background"]),
+    *((col, label, "#ff9896" if name == "class" else ui.ERROR_TYPE_COLOURS[name])
+      for col, name, label in zip(FP_COLUMNS, ERROR_TYPE_NAMES, ERROR_TYPE_LABELS, strict=False)),
 )
 CLASSIFICATION_SEGMENTS: tuple[tuple[str, str, str], ...] = (
     ("correct", "correct", ui.CORRECT_COLOURS[0]),

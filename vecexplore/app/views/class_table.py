@@ -17,6 +17,7 @@ from vecexplore.app import client, ui
 from vecexplore.app import events as ev
 from vecexplore.app import state as st
 from vecexplore.app.view import View
+from vecexplore.eval.outcomes import ERROR_TYPE_LABELS, FP_COLUMNS
 
 #: (field, title, hover, format) of the detection columns after the class name.
 DETECTION_COLUMNS = (
@@ -31,11 +32,8 @@ DETECTION_COLUMNS = (
     ("tp", "TP", "", "0,0"),
     ("fn", "FN", "missed or taken for another class", "0,0"),
     ("fp", "FP", "all false positives of the class", "0,0"),
-    ("fp_duplicate", "dup", "FP duplicate", "0,0"),
-    ("fp_class", "cls", "FP wrong class", "0,0"),
-    ("fp_localization", "loc", "FP localization", "0,0"),
-    ("fp_both", "both", "FP class + localization", "0,0"),
-    ("fp_background", "bkg", "FP background", "0,0"),
+    *((col, short, label, "0,0") for col, short, label in
+      zip(FP_COLUMNS, ("dup", "cls", "loc", "both", "bkg"), ERROR_TYPE_LABELS, strict=False)),
 )
 CLASSIFICATION_COLUMNS = (
     ("support", "Support", "labelled images of the class in the selection", "0,0"),
@@ -62,8 +60,7 @@ def class_rows(data, d) -> dict[str, np.ndarray]:
         from vecexplore.eval.outcomes import rate_columns
 
         t = class_performance(d.evaluation, d.selection).table
-        for col in ("n_gt", "tp", "fn", "fp", "fp_duplicate", "fp_class", "fp_localization", "fp_both",
-                    "fp_background"):
+        for col in ("n_gt", "tp", "fn", "fp", *FP_COLUMNS):
             out[col] = t[col].to_numpy(np.int64)
         out.update({key: np.asarray(v, np.float64) for key, v in
                     rate_columns(out["tp"], out["fp"], out["fn"]).items() if key in ("precision", "recall", "f1")})

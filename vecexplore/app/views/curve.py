@@ -22,6 +22,7 @@ import numpy as np
 from vecexplore.app import client, ui
 from vecexplore.app import events as ev
 from vecexplore.app.view import View
+from vecexplore.rates import precision_recall_f1, ratio, scalar_precision_recall_f1
 
 GRID = np.round(np.linspace(0.0, 1.0, 1001), 3)
 #: A tap this close to the curve's F1-optimal confidence takes exactly that confidence.
@@ -47,11 +48,8 @@ def curve_columns(curve, grid: np.ndarray = GRID) -> dict[str, np.ndarray]:
     fp = np.where(has, curve.fp[j], 0) if len(conf) else zero
     n_pos = int(curve.n_pos)
     fn = n_pos - tp
-    with np.errstate(divide="ignore", invalid="ignore"):
-        precision = np.where(tp + fp > 0, tp / np.maximum(tp + fp, 1), np.nan)
-        recall = tp / n_pos if n_pos else np.full(len(grid), np.nan)
-        coverage = (tp + fp) / n_pos if n_pos else np.full(len(grid), np.nan)
-        f1 = np.where(2 * tp + fp + fn > 0, 2 * tp / np.maximum(2 * tp + fp + fn, 1), np.nan)
+    precision, recall, f1 = precision_recall_f1(tp, fp, fn)  # tp + fn = n_pos
+    coverage = ratio(tp + fp, np.full(len(grid), n_pos))
     return {k: np.asarray(v, np.float32) for k, v in
             {"precision": precision, "recall": recall, "f1": f1, "coverage": coverage,
              "tp": tp, "fp": fp, "fn": fn}.items()}
@@ -60,9 +58,7 @@ def curve_columns(curve, grid: np.ndarray = GRID) -> dict[str, np.ndarray]:
 def curve_caption(*, what: str, curve, confidence: float, task: str) -> str:
     """The numbers at the operating point and the curve's F1-optimal point (plain text)."""
     tp, fp, fn = curve.at(confidence)
-    p = tp / (tp + fp) if tp + fp else float("nan")
-    r = tp / curve.n_pos if curve.n_pos else float("nan")
-    f1 = 2 * tp / (2 * tp + fp + fn) if 2 * tp + fp + fn else float("nan")
+    p, r, f1 = scalar_precision_recall_f1(tp, fp, fn)  # tp + fn = n_pos
     best, best_f1 = curve.optimal()
     counts = f"TP {tp:,} · FP {fp:,} · FN {fn:,}" if task == "detection" else \
         f"correct {tp:,} · wrong {fp:,} · not correct {fn:,}"

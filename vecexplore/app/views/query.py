@@ -22,10 +22,10 @@ from vecexplore.app import client, ui
 from vecexplore.app import events as ev
 from vecexplore.app.view import View
 from vecexplore.errors import VecexploreError
+from vecexplore.eval.outcomes import FP_COLUMNS
 
 #: Outcome columns whose values follow the session's operating point (the rest are the stored ones).
-DYNAMIC = ("n_pred", "n_ignored", "tp", "fp", "fp_duplicate", "fp_class", "fp_localization", "fp_both",
-           "fp_background", "fn", "fn_missed", "precision", "recall", "f1", "error_rate", "correct", "prediction")
+DYNAMIC = ("n_pred", "n_ignored", "tp", "fp", *FP_COLUMNS, "fn", "fn_missed", "precision", "recall", "f1", "error_rate", "correct", "prediction")
 
 
 def query_columns(data, d) -> dict[str, np.ndarray]:
