@@ -97,3 +97,11 @@ def test_check_data_classification(tmp_path):
     res = subprocess.run([sys.executable, "-m", "vecexplore", "check-data", "--gt", str(tmp_path / "all.csv"),
                           "--format", "coco"], capture_output=True, text=True)
     assert res.returncode == 2 and res.stderr.startswith("error: the coco format needs --pred")
+
+
+def test_load_dataset_refuses_what_is_not_a_source():
+    from vecexplore.errors import ConfigError
+    from vecexplore.io.source import load_dataset
+
+    with pytest.raises(ConfigError, match="expected a DatasetSource or a SplitSource, got dict"):
+        load_dataset({"gt": "x.json"})

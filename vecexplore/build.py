@@ -303,7 +303,7 @@ def _versions() -> dict[str, str]:
 
 
 def _manifest(config, dataset, emb, fallback, map_info, timings, readable, report) -> dict:
-    src = config.source.resolved() if hasattr(config.source, "resolved") else config.source
+    src = config.source.resolved()  # DatasetSource and SplitSource both resolve
     root = Path(dataset.images_root).resolve() if dataset.images_root else None
 
     def files(part) -> dict:

@@ -211,10 +211,12 @@ def load_dataset(source, *, check_images: bool = True, progress: bool = False,
         InputError (and subclasses) for bad or missing inputs, ConfigError for
         inconsistent options. Never anything else for bad user input.
     """
-    if hasattr(source, "parts"):
-        from vecexplore.io.splits import load_split_dataset
+    from vecexplore.io.splits import SplitSource, load_split_dataset
 
+    if isinstance(source, SplitSource):
         return load_split_dataset(source, check_images=check_images, progress=progress, report=report)
+    if not isinstance(source, DatasetSource):
+        raise ConfigError(f"load_dataset: expected a DatasetSource or a SplitSource, got {type(source).__name__}")
     src = source.resolved()
     common = {"progress": progress, "report": report, "allow_outside_root": src.allow_outside_root}
     if src.format == "coco":
