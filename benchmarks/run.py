@@ -1,4 +1,4 @@
-"""Run the benchmarks: ``python benchmarks/run.py [NAME ...]`` (``make bench``).
+"""Run the benchmarks: ``python benchmarks/run.py [NAME ...] [OPTIONS]`` (``make bench``).
 
 Every ``benchmarks/bench_<name>.py`` defines ``main(argv: list[str]) -> None``
 that measures vecexplore side by side with its reference in one run and prints
@@ -24,8 +24,9 @@ def _load(path: Path):
 
 
 def main(argv: list[str]) -> int:
-    names = [a for a in argv if not a.startswith("-")]
-    extra = [a for a in argv if a.startswith("-")]
+    # names come first; everything from the first option on (values included) goes to each benchmark
+    first = next((i for i, a in enumerate(argv) if a.startswith("-")), len(argv))
+    names, extra = argv[:first], argv[first:]
     paths = sorted(HERE.glob("bench_*.py"))
     if names:
         paths = [p for p in paths if p.stem.removeprefix("bench_") in names]
