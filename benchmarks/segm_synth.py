@@ -81,19 +81,20 @@ def make_segm_case(seed: int, *, num_images: int | None = None, num_classes: int
                          "area": area if rng.random() < 0.9 else area * float(rng.uniform(0.8, 1.2)),
                          "bbox": bb, "iscrowd": crowd})
             ann_id += 1
-            objs.append((cx, cy, r, cat))
+            objs.append((polys[0], r, cat))
         n_det = int(rng.integers(101, 140)) if many and rng.random() < 0.5 else int(rng.integers(0, 10))
         for _ in range(n_det):
-            if objs and rng.random() < 0.7:
-                cx, cy, r, cat = objs[int(rng.integers(len(objs)))]
-                cx, cy, r = cx + rng.normal(0, r / 4), cy + rng.normal(0, r / 4), r * float(rng.uniform(0.7, 1.3))
+            if objs and rng.random() < 0.7:  # a detection of an object: its outline, jittered
+                poly, r, cat = objs[int(rng.integers(len(objs)))]
+                noise = rng.normal(0, r * float(rng.choice([0.03, 0.1, 0.3])), len(poly))
+                polys = [[float(v) for v in np.round(np.asarray(poly) + noise, 2)]]
                 if rng.random() < 0.15:
                     cat = int(rng.choice(cat_ids))
             else:
                 cx, cy = rng.uniform(0, w), rng.uniform(0, h)
                 r = float(np.exp(rng.uniform(np.log(2.5), np.log(min(w, h) / 2))))
                 cat = int(rng.choice(cat_ids))
-            polys = [_polygon(rng, cx, cy, r)]
+                polys = [_polygon(rng, cx, cy, r)]
             rle = _rle_of(polys, h, w)
             bb = [float(v) for v in mask_utils.toBbox(rle)]
             if bb[2] <= 0 or bb[3] <= 0:

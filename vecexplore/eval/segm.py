@@ -147,3 +147,40 @@ def _group_ious(g_key: np.ndarray, p_key: np.ndarray, g_rle: np.ndarray, g_crowd
         ious = mask_utils.iou(p_rle[lo:hi].tolist(), g_rle[a:b].tolist(), g_crowd[a:b].astype(np.uint8).tolist())
         iou_flat[offsets[i]:offsets[i + 1]] = np.asarray(ious, np.float64).ravel()
     return iou_flat, iou_start
+
+
+def pair_mask_iou(pred_rle: np.ndarray, gt_rle: np.ndarray, p: np.ndarray, g: np.ndarray,
+                  crowd: np.ndarray, image: np.ndarray) -> np.ndarray:
+    """Mask IoU of (prediction, GT) pairs laid out as the outcome matching makes them.
+
+    The pairs of one image are contiguous, prediction-major, each prediction
+    paired with the same GT rows in the same order (every GT of the image); one
+    ``maskUtils.iou`` call per image computes the block.
+
+    Args:
+        pred_rle, gt_rle: (n,), (m,) object arrays of compressed RLEs.
+        p, g: (q,) int64 rows of the pairs. crowd: (q,) bool, the GT's ``iscrowd``.
+        image: (q,) int64 image of each pair.
+
+    Returns:
+        (q,) float64 IoU (crowd GT: intersection over the prediction's area).
+    """
+    from pycocotools import mask as mask_utils
+
+    q = len(p)
+    out = np.zeros(q)
+    if q == 0:
+        return out
+    starts = np.flatnonzero(np.r_[True, image[1:] != image[:-1]])
+    ends = np.r_[starts[1:], q]
+    for s, e in zip(starts.tolist(), ends.tolist(), strict=True):
+        pp = p[s:e]
+        n_g = int(np.argmax(pp != pp[0])) if (pp != pp[0]).any() else e - s
+        rows = (e - s) // n_g
+        gs = g[s:s + n_g]
+        ps = pp[::n_g]
+        if rows * n_g != e - s or not (g[s:e].reshape(rows, n_g) == gs).all():
+            raise ValidationError("pair_mask_iou: pairs are not laid out per image, prediction-major")
+        ious = mask_utils.iou(pred_rle[ps].tolist(), gt_rle[gs].tolist(), crowd[s:s + n_g].astype(np.uint8).tolist())
+        out[s:e] = np.asarray(ious, np.float64).ravel()
+    return out
