@@ -284,5 +284,15 @@ def rle_polygons(rle: dict) -> list[np.ndarray]:
         return []
     padded = np.pad(m, 1).astype(np.float64)
     gen = contourpy.contour_generator(z=padded, name="serial")
-    return [np.asarray(line, np.float64) - 1.0 for line in gen.lines(0.5) if len(line) >= 3]
+    out = []
+    for line in gen.lines(0.5):
+        pts = np.asarray(line, np.float64) - 1.0
+        if len(pts) > 1 and (pts[0] == pts[-1]).all():
+            pts = pts[:-1]  # closed: the first point repeated
+        prev, nxt = np.roll(pts, 1, axis=0), np.roll(pts, -1, axis=0)
+        cross = (pts[:, 0] - prev[:, 0]) * (nxt[:, 1] - pts[:, 1]) - (pts[:, 1] - prev[:, 1]) * (nxt[:, 0] - pts[:, 0])
+        pts = pts[cross != 0]  # corners only: collinear steps add nothing
+        if len(pts) >= 3:
+            out.append(pts)
+    return out
 
