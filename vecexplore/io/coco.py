@@ -113,7 +113,8 @@ def to_coco_gt(dataset: Dataset, image_idx: Sequence[int] | np.ndarray | None = 
     """A COCO ground-truth dict (``images``, ``annotations``, ``categories``).
 
     Images carry ``id, file_name, width, height`` and ``split`` and metadata keys
-    where set; annotations ``id, image_id, category_id, bbox, area, iscrowd``.
+    where set; annotations ``id, image_id, category_id, bbox, area, iscrowd`` and,
+    with masks, ``segmentation`` as compressed RLE.
     ``image_idx`` restricts to those images (in that order).
     """
     ds = _detection(dataset, image_idx)
@@ -140,8 +141,19 @@ def to_coco_gt(dataset: Dataset, image_idx: Sequence[int] | np.ndarray | None = 
             gt.object_id.tolist(), image_id, category_id, gt.xywh.tolist(), gt.area.tolist(),
             gt.iscrowd.tolist(), strict=True)
     ]
+    _add_segmentation(annotations, gt)
     categories = [{"id": i, "name": n} for i, n in zip(ds.categories.ids.tolist(), ds.categories.names.tolist(), strict=True)]
     return {"images": images, "annotations": annotations, "categories": categories}
+
+
+def _add_segmentation(records: list[dict], objs: Boxes) -> None:
+    """Masks, when the objects carry them, as compressed RLE ``segmentation`` (exact; counts as text)."""
+    if objs.rle is None:
+        return
+    for rec, rle in zip(records, objs.rle, strict=True):
+        counts = rle["counts"]
+        rec["segmentation"] = {"size": list(rle["size"]),
+                               "counts": counts.decode("ascii") if isinstance(counts, bytes) else counts}
 
 
 def to_coco_results(dataset: Dataset, image_idx: Sequence[int] | np.ndarray | None = None) -> list[dict]:
@@ -149,12 +161,14 @@ def to_coco_results(dataset: Dataset, image_idx: Sequence[int] | np.ndarray | No
     in dataset order; ``image_idx`` restricts to those images."""
     ds = _detection(dataset, image_idx)
     p = ds.pred
-    return [
+    out = [
         {"id": oid, "image_id": iid, "category_id": cid, "bbox": box, "score": score}
         for oid, iid, cid, box, score in zip(
             p.object_id.tolist(), ds.images.image_id[p.image_idx].tolist(),
             ds.categories.ids[p.class_idx].tolist(), p.xywh.tolist(), p.score.tolist(), strict=True)
     ]
+    _add_segmentation(out, p)
+    return out
 
 
 def _detection(dataset: Dataset, image_idx) -> Dataset:
