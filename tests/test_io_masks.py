@@ -25,7 +25,7 @@ from vecexplore.io.masks import rle_polygons, rle_string_problem
 from vecexplore.io.yolo import load_yolo, write_yolo
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-from segm_synth import make_segm_case  # noqa: E402
+from segm_synth import make_segm_case
 
 H, W = 20, 30
 
