@@ -66,10 +66,12 @@ def test_bad_gt_mask_is_refused_naming_file_and_record(case, seg, message):
     assert "gt.json" in str(err.value) and "annotations[0] (id 7)" in str(err.value)
 
 
-def test_missing_mask_among_masks_is_refused():
+def test_masks_on_only_some_records_are_not_used(caplog):
     extra = {"id": 8, "image_id": 1, "category_id": 1, "bbox": [1.0, 1.0, 2.0, 2.0], "area": 4.0, "iscrowd": 0}
-    with pytest.raises(InputError, match=r"annotations\[1\] \(id 8\).*no segmentation"):
-        coco_to_dataset(_gt(GOOD_POLY, extra=extra), [], gt_name="gt.json")
+    with caplog.at_level("WARNING"):
+        ds = coco_to_dataset(_gt(GOOD_POLY, extra=extra), [], gt_name="gt.json")
+    assert ds.gt.rle is None
+    assert "annotations[1] (id 8) has no segmentation" in caplog.text
 
 
 def test_box_only_exports_with_empty_segmentation_are_box_datasets():

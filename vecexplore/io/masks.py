@@ -17,13 +17,16 @@ whose counts are negative, are not integers or do not sum to ``height * width``
 (a compressed string is decoded by a small checker for that, never by the C
 decoder, which would write past its buffer); a mask on an image of unknown size.
 
-A dataset carries masks only when the ground truth does (every annotation with a
-non-empty ``segmentation``); a COCO file whose annotations all have an empty or
-absent ``segmentation`` (box-only exports write ``[]``) is a box dataset.
+Ground truth (predictions) carry masks only when every annotation (result) has a
+non-empty ``segmentation``: a COCO file whose annotations have an empty or
+absent ``segmentation`` (box-only exports write ``[]``) is a box dataset; one
+where only some have masks is read as boxes too, with a warning naming the
+first record without one.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import replace
@@ -35,6 +38,7 @@ from vecexplore.errors import InputError
 from vecexplore.types import Dataset, ImageTable
 
 _NUM = (int, float)
+log = logging.getLogger(__name__)
 
 
 def _mask_utils():
@@ -201,13 +205,20 @@ def _label(list_name: str, i: int, r: Any) -> str:
     return f"{list_name}[{i}]" + (f" (id {oid})" if type(oid) is int else "")
 
 
-def _rles(recs: Sequence, image_idx: np.ndarray, images: ImageTable, *, path: str, list_name: str) -> np.ndarray:
+def _rles(recs: Sequence, image_idx: np.ndarray, images: ImageTable, *, path: str,
+          list_name: str) -> np.ndarray | None:
+    """The records' masks, or None (with a warning) when some records have none."""
+    has = [has_segmentation(r) for r in recs]
+    if not any(has):
+        return None
+    if not all(has):
+        i = has.index(False)
+        log.warning("%s: %s has no segmentation while %d of %d records have one: masks not used (box evaluation only)",
+                    path, _label(list_name, i, recs[i]), sum(has), len(has))
+        return None
     out = np.empty(len(recs), object)
     heights, widths = images.height[image_idx].tolist(), images.width[image_idx].tolist()
     for i, r in enumerate(recs):
-        if not has_segmentation(r):
-            raise InputError("has no segmentation, but other records do (masks need one per object)",
-                             path=path, record=_label(list_name, i, r))
         rle, problem = to_rle(r["segmentation"], heights[i], widths[i])
         if problem:
             raise InputError(problem, path=path, record=_label(list_name, i, r))
@@ -219,23 +230,23 @@ def with_coco_masks(dataset: Dataset, gt: Any, pred: Any, *, gt_name: str, pred_
                     pred_mask_area: bool) -> Dataset:
     """``dataset`` (just parsed from ``gt``/``pred``) with the masks of its COCO records.
 
-    The ground truth carries masks when any annotation has a non-empty
-    ``segmentation`` (then all must); the predictions when they do likewise.
+    Each side carries masks when every one of its records has a non-empty
+    ``segmentation`` (see the module docstring).
     With ``pred_mask_area`` (see :func:`results_with_boxes`) prediction areas are
     mask areas.
     """
     anns = gt.get("annotations") if type(gt) is dict else None
     anns = anns or []
     g = dataset.gt
-    if any(map(has_segmentation, anns)):
-        g = replace(g, rle=_rles(anns, g.image_idx, dataset.images, path=gt_name, list_name="annotations"))
+    rle = _rles(anns, g.image_idx, dataset.images, path=gt_name, list_name="annotations")
+    if rle is not None:
+        g = replace(g, rle=rle)
     recs = _pred_list(pred) or []
     p = dataset.pred
-    if any(map(has_segmentation, recs)):
-        rle = _rles(recs, p.image_idx, dataset.images, path=pred_name,
-                    list_name="annotations" if isinstance(pred, dict) else "")
-        area = mask_areas(rle) if pred_mask_area else p.area
-        p = replace(p, rle=rle, area=area)
+    rle = _rles(recs, p.image_idx, dataset.images, path=pred_name,
+                list_name="annotations" if isinstance(pred, dict) else "")
+    if rle is not None:
+        p = replace(p, rle=rle, area=mask_areas(rle) if pred_mask_area else p.area)
     if g is dataset.gt and p is dataset.pred:
         return dataset
     return replace(dataset, gt=g, pred=p)
