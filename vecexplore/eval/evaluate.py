@@ -271,7 +271,9 @@ class DetectionEvaluation(Evaluation):
             "coco": {k: _num(v) for k, v in self.coco.as_dict().items()},
             **({"coco_segm": {k: _num(v) for k, v in segm.as_dict().items()}} if segm is not None else {}),
             "per_class": per_class,
-            "operating_point": {"iou": self.iou, "iou_type": self.iou_type, "confidence": self.confidence, "precision": _num(t["precision"]),
+            "operating_point": {"iou": self.iou,
+                                **({"iou_type": self.iou_type} if segm is not None else {}),  # a choice only with masks
+                                "confidence": self.confidence, "precision": _num(t["precision"]),
                                 "recall": _num(t["recall"]), "f1": _num(t["f1"])},
             "optimal_confidence": {"confidence": _num(best_c), "f1": _num(best_f1)},
             "error_types": self.error_types,
