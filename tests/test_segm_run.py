@@ -109,3 +109,43 @@ def test_app_header_and_detail_view_show_masks(segm_run):
         assert np.nanmin(xs) >= left - 1.5 and np.nanmax(xs) <= right + 1.5
         assert np.nanmin(ys) >= top - 1.5 and np.nanmax(ys) <= bottom + 1.5
     assert len(detail.pred_masks.data["xs"]) == len(detail.pred.data["left"])
+
+
+_VISIBLE = "(name) => Bokeh.documents[0].get_model_by_name(name).visible"
+
+
+@pytest.mark.browser
+def test_browser_boxes_and_masks_toggles(segm_run):
+    """In Chromium: masks drawn by default, the Boxes / Masks and Ground truth toggles switch renderers."""
+    from test_app_browser import CHROMIUM, CHROMIUM_ARGS, AppPage
+
+    from vecexplore.app.server import ServerThread
+
+    if not CHROMIUM.exists():
+        pytest.fail(f"Chromium is missing at {CHROMIUM}: run `make chromium` (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    server = ServerThread([segm_run[0]])
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+            app = AppPage(browser, server.url)
+            app.wait_for("() => Bokeh.documents[0].get_model_by_name('detail-gt-masks').get_length() > 0")
+            seen = lambda name: app.page.evaluate(_VISIBLE, name)  # noqa: E731
+            assert seen("detail-gt-mask-patches") and seen("detail-pred-mask-patches")
+            assert not seen("detail-gt-boxes") and not seen("detail-pred-boxes")
+            app.click_widget("detail-layers", "label:nth-child(1) input")  # Boxes on
+            app.settle()
+            assert seen("detail-gt-boxes") and seen("detail-gt-mask-patches")
+            app.click_widget("detail-layers", "label:nth-child(2) input")  # Masks off
+            app.settle()
+            assert seen("detail-gt-boxes") and not seen("detail-gt-mask-patches")
+            app.click_widget("detail-layers", "label:nth-child(2) input")  # Masks on again
+            app.click_widget("detail-toggles", "label:nth-child(1) input")  # Ground truth off
+            app.settle()
+            assert not seen("detail-gt-mask-patches") and not seen("detail-gt-boxes")
+            assert seen("detail-pred-mask-patches") and seen("detail-pred-boxes")
+            assert app.errors == []
+            browser.close()
+    finally:
+        server.stop()
