@@ -29,6 +29,7 @@ import contextlib
 import copy
 import io
 import json
+import resource
 import subprocess
 import sys
 import tempfile
@@ -104,10 +105,15 @@ def _faster(gt, results):
     return np.asarray(ev.stats)
 
 
-def _process(cmd: list[str]) -> tuple[float, str]:
+def _process(cmd: list[str]) -> tuple[float, float, str]:
+    """(wall s, CPU s of the child, its stdout)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t = time.perf_counter()
     out = subprocess.run(cmd, capture_output=True, text=True, check=True)
-    return time.perf_counter() - t, out.stdout
+    wall = time.perf_counter() - t
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return wall, cpu, out.stdout
 
 
 def main(argv: list[str]) -> None:
@@ -148,22 +154,22 @@ def main(argv: list[str]) -> None:
         (d / "pred.json").write_text(json.dumps(results))
         files = [str(d / "gt.json"), str(d / "pred.json")]
         procs = []
-        wall, _ = _process([sys.executable, "-m", "vecexplore", "evaluate", "--gt", files[0], "--pred", files[1],
-                            "--json", str(d / "m.json")])
+        wall, cpu, _ = _process([sys.executable, "-m", "vecexplore", "evaluate", "--gt", files[0], "--pred",
+                                 files[1], "--json", str(d / "m.json")])
         doc = json.loads((d / "m.json").read_text())
-        procs.append(("vecexplore evaluate", wall, np.array([doc["coco_segm"][k] for k in KEYS], float)))
+        procs.append(("vecexplore evaluate", wall, cpu, np.array([doc["coco_segm"][k] for k in KEYS], float)))
         if not args.no_pycocotools:
-            wall, out = _process([sys.executable, "-c", _PYCOCO_SCRIPT, *files])
-            procs.append(("pycocotools", wall, np.array(json.loads(out.strip().splitlines()[-1]))))
-        wall, out = _process([sys.executable, "-c", _FASTER_SCRIPT, *files])
-        procs.append(("faster-coco-eval", wall, np.array(json.loads(out.strip().splitlines()[-1]))))
-    pbase = next((w for n, w, _ in procs if n == "pycocotools"), None)
+            wall, cpu, out = _process([sys.executable, "-c", _PYCOCO_SCRIPT, *files])
+            procs.append(("pycocotools", wall, cpu, np.array(json.loads(out.strip().splitlines()[-1]))))
+        wall, cpu, out = _process([sys.executable, "-c", _FASTER_SCRIPT, *files])
+        procs.append(("faster-coco-eval", wall, cpu, np.array(json.loads(out.strip().splitlines()[-1]))))
+    pbase = next((c for n, _, c, _ in procs if n == "pycocotools"), None)
     print("whole process, JSON files → stats (one run each; vecexplore also computes bbox metrics and outcomes)")
-    print(f"{'command':<20} {'wall (s)':>9} {'vs pycocotools':>15} {'max |Δ stats|':>14}")
-    for name, wall, stats in procs:
-        speed = f"{pbase / wall:.1f}×" if pbase else "n/a"
+    print(f"{'command':<20} {'wall (s)':>9} {'cpu (s)':>9} {'cpu vs pycocotools':>19} {'max |Δ stats|':>14}")
+    for name, wall, cpu, stats in procs:
+        speed = f"{pbase / cpu:.1f}×" if pbase else "n/a"
         delta = f"{np.max(np.abs(stats - ref)):.1e}" if ref is not None else "n/a"
-        print(f"{name:<20} {wall:>9.3f} {speed:>15} {delta:>14}")
+        print(f"{name:<20} {wall:>9.3f} {cpu:>9.3f} {speed:>19} {delta:>14}")
     print("mask AP / AP50 / AR100 (vecexplore): " + " / ".join(f"{v:.4f}" for v in rows[0][3][[0, 1, 8]]))
 
 
