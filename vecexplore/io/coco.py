@@ -67,6 +67,8 @@ def load_coco(
         pred_obj = [] if pred is None else read_json(pred)
         pred_obj, pred_mask_area = masks.results_with_boxes(gt_obj, pred_obj, pred_name=str(pred))  # segm hook
         parsed = _parse(gt_obj, pred_obj, gt_name=str(gt), pred_name=str(pred))
+        if not masks.any_segmentation(gt_obj, pred_obj):  # box-only: free the JSON before the image checks
+            gt_obj = pred_obj = None
     if check_images:
         check_images_exist(parsed.images, images_root)
         check_image_paths(parsed.images, images_root, allow_outside_root=allow_outside_root, report=report)
@@ -78,6 +80,8 @@ def load_coco(
         parsed.images = _fill_sizes(parsed.images, parsed.size_missing, images_root, progress, report)
     sources = (str(gt),) if pred is None else (str(gt), str(pred))
     dataset = _assemble(parsed, clip=clip, images_root=images_root, sources=sources, report=report)
+    if gt_obj is None:
+        return dataset
     with no_gc():
         return masks.with_coco_masks(dataset, gt_obj, pred_obj, gt_name=str(gt), pred_name=str(pred),
                                      pred_mask_area=pred_mask_area)  # segm hook

@@ -55,6 +55,12 @@ def has_segmentation(record: Any) -> bool:
     return seg is not None and not (isinstance(seg, list) and len(seg) == 0)
 
 
+def any_segmentation(gt: Any, pred: Any) -> bool:
+    """True when a COCO GT object or results list has a record with a non-empty ``segmentation``."""
+    anns = gt.get("annotations") if type(gt) is dict else None
+    return any(map(has_segmentation, anns or [])) or any(map(has_segmentation, _pred_list(pred) or []))
+
+
 def _check_polygons(seg: list) -> str | None:
     """The problem with a polygon list, or None."""
     if not seg:
