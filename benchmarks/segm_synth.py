@@ -5,7 +5,7 @@ polygon masks (one or two polygons), uncompressed-RLE masks, crowd regions as
 uncompressed RLE (as COCO writes them), and results whose masks are compressed
 RLE (``counts`` a string, as Detectron2 writes them) or polygons, with or
 without ``bbox``. Scores are rounded so that ties occur; ``many`` images get more
-than 100 detections (``maxDets``). Seeded with a local generator.
+than 100 detections (``maxDets``; always the first image). Seeded with a local generator.
 """
 
 from __future__ import annotations
@@ -82,7 +82,8 @@ def make_segm_case(seed: int, *, num_images: int | None = None, num_classes: int
                          "bbox": bb, "iscrowd": crowd})
             ann_id += 1
             objs.append((polys[0], r, cat))
-        n_det = int(rng.integers(101, 140)) if many and rng.random() < 0.5 else int(rng.integers(0, 10))
+        crowded = many and (img == image_ids[0] or rng.random() < 0.5)  # at least one image past maxDets
+        n_det = int(rng.integers(101, 140)) if crowded else int(rng.integers(0, 10))
         for _ in range(n_det):
             if objs and rng.random() < 0.7:  # a detection of an object: its outline, jittered
                 poly, r, cat = objs[int(rng.integers(len(objs)))]
