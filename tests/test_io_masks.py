@@ -288,3 +288,15 @@ def test_rle_polygons_trace_the_mask():
     back = mu.merge(mu.frPyObjects([(p + 0.5).ravel().tolist() for p in polys], H, W))
     assert mu.iou([back], [mu.encode(np.asfortranarray(m))], [0])[0, 0] > 0.7
     assert rle_polygons(mu.encode(np.asfortranarray(np.zeros((H, W), np.uint8)))) == []
+
+
+def test_boxes_rle_is_checked_and_sliced_with_the_rows():
+    from vecexplore.errors import ValidationError
+    from vecexplore.types import Boxes
+
+    rle = mu.encode(np.asfortranarray(np.ones((4, 4), np.uint8)))
+    with pytest.raises(ValidationError, match="boxes.rle: expected length 2"):
+        Boxes(image_idx=[0, 0], class_idx=[0, 0], xywh=[[0, 0, 4, 4]] * 2, object_id=[1, 2], rle=[rle])
+    b = Boxes(image_idx=[0, 0], class_idx=[0, 1], xywh=[[0, 0, 4, 4]] * 2, object_id=[1, 2], rle=[rle, dict(rle)])
+    assert b.has_masks and len(b[np.array([False, True])].rle) == 1
+    assert b[np.array([1])].rle[0] is b.rle[1]
