@@ -295,7 +295,7 @@ def test_boxes_rle_is_checked_and_sliced_with_the_rows():
     from vecexplore.types import Boxes
 
     rle = mu.encode(np.asfortranarray(np.ones((4, 4), np.uint8)))
-    with pytest.raises(ValidationError, match="boxes.rle: expected length 2"):
+    with pytest.raises(ValidationError, match=r"boxes\.rle: expected length 2"):
         Boxes(image_idx=[0, 0], class_idx=[0, 0], xywh=[[0, 0, 4, 4]] * 2, object_id=[1, 2], rle=[rle])
     b = Boxes(image_idx=[0, 0], class_idx=[0, 1], xywh=[[0, 0, 4, 4]] * 2, object_id=[1, 2], rle=[rle, dict(rle)])
     assert b.has_masks and len(b[np.array([False, True])].rle) == 1
