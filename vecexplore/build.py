@@ -53,6 +53,8 @@ class BuildConfig:
         embed: model, weights, device, batch size, workers, precision.
         map: UMAP/HDBSCAN settings (None fields scale with the image count).
         iou: IoU threshold of the operating point (detection).
+        iou_type: ``"segm"`` or ``"bbox"`` overlap for the outcomes; None = segm when
+            the inputs carry masks (recorded in the manifest as resolved).
         confidence: confidence threshold; None = the F1-optimal one (detection) or 0.
         cache_dir: embedding cache root; None = ``$VECEXPLORE_CACHE`` or ~/.cache/vecexplore.
         force: replace an existing run at ``out``.
@@ -66,6 +68,7 @@ class BuildConfig:
     embed: EmbedConfig = field(default_factory=EmbedConfig)
     map: MapConfig = field(default_factory=MapConfig)
     iou: float = 0.5
+    iou_type: str | None = None
     confidence: float | None = None
     cache_dir: Path | None = None
     force: bool = False
@@ -128,7 +131,7 @@ def build_run(config: BuildConfig, *, progress: bool = False) -> BuildResult:
         dataset = load_dataset(config.source, check_images=True, progress=progress, report=report)
     paths = [str(p) for p in image_paths(dataset.images, dataset.images_root)]
     with timer.stage("evaluate"):
-        ev = evaluate(dataset, iou=config.iou, confidence=config.confidence)
+        ev = evaluate(dataset, iou=config.iou, confidence=config.confidence, iou_type=config.iou_type)
         per_image = ev.per_image
         metrics = ev.to_json_dict()
     with timer.stage("embed"):
@@ -177,7 +180,8 @@ def build_run(config: BuildConfig, *, progress: bool = False) -> BuildResult:
             {"id": int(i), "name": str(n)} for i, n in zip(dataset.categories.ids, dataset.categories.names, strict=True)
         ])
         writer.write_json("metrics.json", _metrics_json(ev, metrics))
-        manifest = _manifest(config, dataset, emb, fallback, map_info, timer.timings, readable, report)
+        manifest = _manifest(config, dataset, emb, fallback, map_info, timer.timings, readable, report,
+                             iou_type=getattr(ev, "iou_type", None))
         writer.write_json(MANIFEST, manifest)
     return BuildResult(
         out=out,
@@ -302,7 +306,8 @@ def _versions() -> dict[str, str]:
     return out
 
 
-def _manifest(config, dataset, emb, fallback, map_info, timings, readable, report) -> dict:
+def _manifest(config, dataset, emb, fallback, map_info, timings, readable, report, *,
+              iou_type: str | None = None) -> dict:
     src = config.source.resolved()  # DatasetSource and SplitSource both resolve
     root = Path(dataset.images_root).resolve() if dataset.images_root else None
 
@@ -338,6 +343,7 @@ def _manifest(config, dataset, emb, fallback, map_info, timings, readable, repor
         },
         "config": {
             "iou": config.iou,
+            "iou_type": iou_type,  # as resolved (the user's None = auto is in the config only)
             "confidence": config.confidence,
             "embed": _plain(asdict(config.embed)),
             "map": _plain(asdict(config.map)),

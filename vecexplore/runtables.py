@@ -11,7 +11,9 @@
 ``objects.parquet`` (detection; GT rows in input order, then predictions in
 input order — the order is the metrics' tie-break, so keep it):
     the evaluation's objects table + x, y, w, h, area, iscrowd + the object
-    properties of :mod:`vecexplore.properties`.
+    properties of :mod:`vecexplore.properties`; with masks, ``mask_counts``
+    (compressed COCO RLE counts, bytes; the size is the image's; null for
+    objects without a mask).
 """
 
 from __future__ import annotations
@@ -77,6 +79,10 @@ def object_table(dataset, objects):
         df[name] = xywh[:, j]
     df["area"] = np.concatenate([gt.area, pred.area])
     df["iscrowd"] = np.concatenate([gt.iscrowd, pred.iscrowd])
+    if gt.rle is not None or pred.rle is not None:  # masks: compressed RLE counts (null where none)
+        counts = [None if objs.rle is None else rle["counts"] for objs in (gt, pred)
+                  for rle in (objs.rle if objs.rle is not None else [None] * len(objs))]
+        df["mask_counts"] = np.array([c.encode("ascii") if isinstance(c, str) else c for c in counts], dtype=object)
     # Separately per kind: a GT box's overlaps count other GT, a prediction's other predictions.
     w, h = dataset.images.width, dataset.images.height
     props_gt = object_properties(gt.xywh, gt.image_idx, w, h)

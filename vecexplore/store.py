@@ -366,6 +366,7 @@ class Run:
                     score=rows["score"].to_numpy(np.float64) if predictions else None,
                     iscrowd=rows["iscrowd"].to_numpy(bool),
                     area=rows["area"].to_numpy(np.float64),
+                    rle=_masks(rows, table),
                 )
 
             gt = boxes(obj[obj["kind"] == "gt"], False)
@@ -393,6 +394,17 @@ class Run:
             images_root=inputs.get("images_root"),
         )
         return ds
+
+
+def _masks(rows, images) -> np.ndarray | None:
+    """The objects' compressed RLEs from ``mask_counts`` (None unless every row has one)."""
+    if "mask_counts" not in rows or len(rows) == 0 or rows["mask_counts"].isna().any():
+        return None
+    idx = rows["image_idx"].to_numpy()
+    h, w = images.height[idx].tolist(), images.width[idx].tolist()
+    out = np.empty(len(rows), object)
+    out[:] = [{"size": [hi, wi], "counts": bytes(c)} for hi, wi, c in zip(h, w, rows["mask_counts"], strict=True)]
+    return out
 
 
 def json_kind(value: Any) -> str:

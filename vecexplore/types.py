@@ -264,7 +264,13 @@ class Boxes(_Sliceable):
         score: (n,) float64 in [0, 1] for predictions; None for ground truth.
         iscrowd: (n,) bool; all False for predictions.
         area: (n,) float64, the area used for COCO's small/medium/large ranges
-            (the annotation's ``area`` for GT, ``w * h`` for predictions).
+            (the annotation's ``area`` for GT, ``w * h`` for predictions; the
+            mask area for predictions read from mask-only COCO results, as
+            pycocotools ``loadRes`` sets it).
+        rle: (n,) object array of compressed COCO RLE dicts
+            (``{"size": [h, w], "counts": bytes}``, pycocotools' format), one
+            instance mask per object; None when the objects carry no masks.
+            Built and validated by :mod:`vecexplore.io.masks`.
     """
 
     image_idx: np.ndarray
@@ -274,6 +280,7 @@ class Boxes(_Sliceable):
     score: np.ndarray | None = None
     iscrowd: np.ndarray | None = None
     area: np.ndarray | None = None
+    rle: np.ndarray | None = None
 
     def __post_init__(self):
         image_idx = _as_array("boxes.image_idx", self.image_idx, np.int64, 1)
@@ -301,8 +308,15 @@ class Boxes(_Sliceable):
                 raise ValidationError(f"boxes.score: must be in [0, 1], got {score[pos]} (object id {int(object_id[pos])})")
         iscrowd = _as_array("boxes.iscrowd", np.zeros(n, bool) if self.iscrowd is None else self.iscrowd, bool, 1, n)
         area = _as_array("boxes.area", xywh[:, 2] * xywh[:, 3] if self.area is None else self.area, np.float64, 1, n)
+        rle = None
+        if self.rle is not None:
+            rle = np.empty(n, object)
+            if len(self.rle) != n:
+                raise ValidationError(f"boxes.rle: expected length {n}, got {len(self.rle)}")
+            rle[:] = list(self.rle)
+            rle.flags.writeable = False
         for name, value in (("image_idx", image_idx), ("class_idx", class_idx), ("xywh", xywh), ("object_id", object_id),
-                            ("score", score), ("iscrowd", iscrowd), ("area", area)):
+                            ("score", score), ("iscrowd", iscrowd), ("area", area), ("rle", rle)):
             object.__setattr__(self, name, value)
 
     @classmethod
@@ -313,6 +327,10 @@ class Boxes(_Sliceable):
     @property
     def is_prediction(self) -> bool:
         return self.score is not None
+
+    @property
+    def has_masks(self) -> bool:
+        return self.rle is not None
 
     @property
     def xyxy(self) -> np.ndarray:

@@ -150,7 +150,8 @@ class RunData:
         self.build_iou = float(config.get("iou") or 0.5)
         build_conf = config.get("confidence")
         if self.task == "detection":
-            self.base = evaluate(self.dataset, iou=self.build_iou, confidence=build_conf)
+            self.base = evaluate(self.dataset, iou=self.build_iou, confidence=build_conf,
+                                 iou_type=config.get("iou_type"))  # None (older runs) = auto
         else:
             self.base = evaluate(self.dataset, confidence=build_conf)
         self.iou_choices = tuple(sorted({*IOU_CHOICES, round(self.build_iou, 4)}))

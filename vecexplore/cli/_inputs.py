@@ -71,6 +71,28 @@ NamesOpt = Annotated[
         rich_help_panel=_PANEL,
     ),
 ]
+class IouTypeChoice(str, Enum):
+    auto = "auto"
+    segm = "segm"
+    bbox = "bbox"
+
+
+IouTypeOpt = Annotated[
+    IouTypeChoice,
+    typer.Option(
+        "--iou-type",
+        help="Overlap of the object outcomes, error types and confusion matrix: segm (mask IoU) or bbox. "
+             "Default auto: segm when ground truth and predictions carry masks, else bbox.",
+        case_sensitive=False,
+    ),
+]
+
+
+def iou_type_of(choice: IouTypeChoice) -> str | None:
+    """The evaluate() argument of an ``--iou-type`` choice (None = auto)."""
+    return None if choice == IouTypeChoice.auto else choice.value
+
+
 NoClipOpt = Annotated[
     bool,
     typer.Option(

@@ -15,9 +15,12 @@ from vecexplore.cli._inputs import (
     FormatOpt,
     GtOpt,
     ImagesOpt,
+    IouTypeChoice,
+    IouTypeOpt,
     NamesOpt,
     NoClipOpt,
     PredOpt,
+    iou_type_of,
     source_from_options,
 )
 
@@ -33,6 +36,7 @@ def evaluate_command(
     allow_outside_root: AllowOutsideRootOpt = False,
     iou: Annotated[float, typer.Option("--iou", min=0.0, max=1.0,
                                        help="IoU threshold of the operating point (detection).")] = 0.5,
+    iou_type: IouTypeOpt = IouTypeChoice.auto,
     conf: Annotated[float | None, typer.Option(
         "--conf", min=0.0, max=1.0,
         help="Confidence threshold of the operating point. Default: the F1-optimal confidence "
@@ -43,7 +47,8 @@ def evaluate_command(
     top: Annotated[int, typer.Option("--top", min=0, help="How many top confusions to list.")] = 10,
 ) -> None:
     """Evaluate predictions against ground truth: COCO AP/AR, P/R/F1 at an operating point,
-    error types, per-class table and confusion matrix.
+    error types, per-class table and confusion matrix. With masks (COCO
+    ``segmentation``, YOLO-seg polygons) also mask AP/AR (pycocotools segm).
 
     COCO and CSV inputs need only the annotation files: the images do not have
     to be on disk (YOLO and ImageFolder inputs are found by listing the images).
@@ -64,7 +69,7 @@ def evaluate_command(
         raise ConfigError("--iou applies to detection only; this is a classification dataset")
     if iou <= 0:
         raise ConfigError(f"--iou must be in (0, 1], got {iou}")
-    result = evaluate(dataset, iou=iou, confidence=conf)
+    result = evaluate(dataset, iou=iou, confidence=conf, iou_type=iou_type_of(iou_type))
     # Piped output is not cut to 80 columns: the confusion matrix needs the room.
     Console(width=None if sys.stdout.isatty() else 160).print(build_report(result, top=top))
     if json_out is not None:

@@ -17,9 +17,12 @@ from vecexplore.cli._inputs import (
     FormatOpt,
     GtOpt,
     ImagesOpt,
+    IouTypeChoice,
+    IouTypeOpt,
     NamesOpt,
     NoClipOpt,
     PredOpt,
+    iou_type_of,
     source_from_options,
 )
 
@@ -58,6 +61,7 @@ def build_command(
     precision: Annotated[str, typer.Option("--precision", help="auto | fp32 | fp16 | bf16.", rich_help_panel=_MODEL)] = "auto",
     cache_dir: Annotated[Path | None, typer.Option("--cache-dir", help="Embedding cache (default $VECEXPLORE_CACHE or ~/.cache/vecexplore).", rich_help_panel=_MODEL)] = None,
     iou: Annotated[float, typer.Option("--iou", min=0.0, max=1.0, help="IoU threshold of the operating point.")] = 0.5,
+    iou_type: IouTypeOpt = IouTypeChoice.auto,
     conf: Annotated[float | None, typer.Option("--conf", min=0.0, max=1.0, help="Confidence threshold (default: F1-optimal).")] = None,
     seed: Annotated[int, typer.Option("--seed", help="Seed of UMAP (and of random weights).", rich_help_panel=_MAP)] = 0,
     n_neighbors: Annotated[int | None, typer.Option("--n-neighbors", min=2, help="UMAP neighbours (default scales with N).", rich_help_panel=_MAP)] = None,
@@ -85,6 +89,7 @@ def build_command(
                           num_workers=workers, precision=precision, seed=seed),
         map=MapConfig(seed=seed, n_neighbors=n_neighbors, min_cluster_size=min_cluster_size),
         iou=iou,
+        iou_type=iou_type_of(iou_type),
         confidence=conf,
         cache_dir=cache_dir,
         force=force,

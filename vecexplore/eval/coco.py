@@ -14,8 +14,9 @@ last bit on any valid input, including its quirks:
 * a ground truth with annotation id 0 can be matched, but its match is recorded
   as "0 = unmatched", so the detection counts as a false positive (or is ignored
   if that ground truth is ignored) — pycocotools does this, so we do too;
-* area ranges use the ground truth's ``area`` field and a prediction's ``w * h``
-  (what ``loadRes`` sets), both ends inclusive.
+* area ranges use the ground truth's ``area`` field and a prediction's
+  ``Boxes.area`` — ``w * h``, or the mask area for mask-only results (what
+  ``loadRes`` sets), both ends inclusive.
 
 Example::
 
@@ -284,7 +285,7 @@ def coco_metrics(gt: Boxes, pred: Boxes, *, num_images: int, num_classes: int,
         p_ord, p_key, rank_in_image = p_ord[keep], p_key[keep], rank_in_image[keep]
     d_xywh = pred.xywh[p_ord]
     state = kern.match_groups(g_key, p_key, gt.xywh[g_ord], g_crowd, g_ignore, gt.object_id[g_ord] != 0,
-                              d_xywh, _outside(d_xywh[:, 2] * d_xywh[:, 3], params.area_ranges), iou_thr)
+                              d_xywh, _outside(pred.area[p_ord], params.area_ranges), iou_thr)  # area: w*h, or mask area (loadRes)
 
     # Accumulation order: class, then score descending; ties keep (image rank, rank in image).
     d_score = pred.score[p_ord]

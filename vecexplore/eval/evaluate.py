@@ -21,7 +21,7 @@ import functools
 import logging
 import math
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
@@ -49,10 +49,14 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+IouType = Literal["bbox", "segm"]
+IOU_TYPES: tuple[str, ...] = ("bbox", "segm")
+
 #: JSON names of the error types (``error_types`` object), FP types then misses.
 
 
-def evaluate(dataset: Dataset, *, iou: float = 0.5, confidence: float | None = None) -> Evaluation:
+def evaluate(dataset: Dataset, *, iou: float = 0.5, confidence: float | None = None,
+             iou_type: IouType | None = None) -> Evaluation:
     """Evaluate ``dataset.pred`` against ``dataset.gt``.
 
     Args:
@@ -60,6 +64,9 @@ def evaluate(dataset: Dataset, *, iou: float = 0.5, confidence: float | None = N
         iou: the IoU threshold of the operating point (detection only).
         confidence: the confidence threshold; None = the default (F1-optimal
             for detection, 0.0 for classification).
+        iou_type: the overlap the object outcomes use (detection): ``"bbox"``
+            (box IoU) or ``"segm"`` (mask IoU); None = ``"segm"`` when ground truth
+            and predictions carry masks, else ``"bbox"``.
 
     Returns:
         :class:`DetectionEvaluation` or :class:`ClassificationEvaluation`.
@@ -71,7 +78,16 @@ def evaluate(dataset: Dataset, *, iou: float = 0.5, confidence: float | None = N
         sweep = classification_sweep(label=arrays["label"], prediction=arrays["prediction"],
                                      score=arrays["score"], num_classes=len(dataset.categories))
         return ClassificationEvaluation._build(dataset, arrays, sweep, confidence)
-    return DetectionEvaluation._build(dataset, iou, confidence, {})
+    from vecexplore.eval.segm import has_masks
+
+    masks = has_masks(dataset)
+    if iou_type is None:
+        iou_type = "segm" if masks else "bbox"
+    if iou_type not in IOU_TYPES:
+        raise ConfigError(f"--iou-type must be one of {', '.join(IOU_TYPES)}, got {iou_type!r}")
+    if iou_type == "segm" and not masks:
+        raise ConfigError("--iou-type segm needs masks ('segmentation') on both the ground truth and the predictions")
+    return DetectionEvaluation._build(dataset, iou, confidence, {"iou_type": iou_type})
 
 
 def _check_confidence(confidence: float) -> float:
@@ -118,7 +134,7 @@ class DetectionEvaluation(Evaluation):
 
     Attributes:
         iou: the IoU threshold.
-        matching: the matching at ``iou`` (confidence-free).
+        matching: the matching at ``iou`` (confidence-free), with :attr:`iou_type` overlaps.
         outcomes: every object's outcome at the operating point.
     """
 
@@ -132,7 +148,8 @@ class DetectionEvaluation(Evaluation):
         iou = float(iou)
         if iou not in shared:
             matching = match_detections(dataset.gt, dataset.pred, iou=iou, num_images=dataset.num_images,
-                                        num_classes=len(dataset.categories))
+                                        num_classes=len(dataset.categories),
+                                        iou_type=shared.get("iou_type", "bbox"))
             shared[iou] = (matching, detection_sweep(matching))
         matching, sweep = shared[iou]
         default = confidence is None
@@ -150,6 +167,20 @@ class DetectionEvaluation(Evaluation):
         Same IoU: only the outcomes are re-derived (no re-matching).
         """
         return self._build(self.dataset, self.iou if iou is None else iou, confidence, self._shared)
+
+    @property
+    def iou_type(self) -> str:
+        """``"bbox"`` or ``"segm"``: the overlap of the object outcomes and confusion matrix."""
+        return self._shared.get("iou_type", "bbox")
+
+    @property
+    def coco_segm(self) -> CocoMetrics | None:
+        """COCO mask AP/AR (pycocotools segm-equal), None without masks; computed once."""
+        if "coco_segm" not in self._shared:
+            from vecexplore.eval.segm import segm_metrics_of
+
+            self._shared["coco_segm"] = segm_metrics_of(self.dataset)
+        return self._shared["coco_segm"]
 
     @functools.cached_property
     def per_image(self) -> pd.DataFrame:
@@ -201,6 +232,9 @@ class DetectionEvaluation(Evaluation):
         tab = self.class_table.copy()
         tab["AP"] = self.coco.per_class_ap
         tab["AP50"] = self.coco.per_class_ap50
+        if self.coco_segm is not None:
+            tab["segm_AP"] = self.coco_segm.per_class_ap
+            tab["segm_AP50"] = self.coco_segm.per_class_ap50
         return tab
 
     @functools.cached_property
@@ -222,24 +256,30 @@ class DetectionEvaluation(Evaluation):
     def to_json_dict(self) -> dict[str, Any]:
         """The ``--json`` document (keys exactly as the evaluation issue specifies; NaN → null)."""
         tab = self.with_ap()
+        segm = self.coco_segm
         per_class = [
             {"category_id": int(r.category_id), "name": str(r.name), "AP": _num(r.AP), "AP50": _num(r.AP50),
+             **({"segm_AP": _num(r.segm_AP), "segm_AP50": _num(r.segm_AP50)} if segm is not None else {}),
              "precision": _num(r.precision), "recall": _num(r.recall), "f1": _num(r.f1),
              "tp": int(r.tp), "fp": int(r.fp), "fn": int(r.fn)}
             for r in tab.itertuples(index=False)
         ]
         t = self.totals
         best_c, best_f1 = self.optimal
-        return {
+        doc = {
             "task": "detection",
             "coco": {k: _num(v) for k, v in self.coco.as_dict().items()},
+            **({"coco_segm": {k: _num(v) for k, v in segm.as_dict().items()}} if segm is not None else {}),
             "per_class": per_class,
-            "operating_point": {"iou": self.iou, "confidence": self.confidence, "precision": _num(t["precision"]),
+            "operating_point": {"iou": self.iou,
+                                **({"iou_type": self.iou_type} if segm is not None else {}),  # a choice only with masks
+                                "confidence": self.confidence, "precision": _num(t["precision"]),
                                 "recall": _num(t["recall"]), "f1": _num(t["f1"])},
             "optimal_confidence": {"confidence": _num(best_c), "f1": _num(best_f1)},
             "error_types": self.error_types,
             "confusion_matrix": _matrix_json(self.confusion),
         }
+        return doc
 
 
 @dataclass(frozen=True, eq=False)

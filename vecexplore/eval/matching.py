@@ -177,7 +177,7 @@ class ScorePrefix:
 
 
 def match_detections(gt: Boxes, pred: Boxes, *, iou: float, num_images: int,
-                     num_classes: int) -> Matching:
+                     num_classes: int, iou_type: str = "bbox") -> Matching:
     """Match every prediction at IoU threshold ``iou`` (see the module docstring).
 
     Args:
@@ -186,15 +186,21 @@ def match_detections(gt: Boxes, pred: Boxes, *, iou: float, num_images: int,
         iou: IoU threshold in (0, 1]; a pair matches when IoU ≥ ``iou``.
         num_images: rows in the image table.
         num_classes: number of categories.
+        iou_type: ``"bbox"`` (box IoU) or ``"segm"`` (mask IoU of ``Boxes.rle``,
+            pycocotools' ``maskUtils.iou``; see :mod:`vecexplore.eval.segm`).
     """
     iou = float(iou)
+    if iou_type not in ("bbox", "segm"):
+        raise ConfigError(f"iou_type must be 'bbox' or 'segm', got {iou_type!r}")
+    if iou_type == "segm" and (gt.rle is None or pred.rle is None):
+        raise ConfigError("iou_type 'segm' needs masks on both the ground truth and the predictions")
     if not 0.0 < iou <= 1.0:
         raise ConfigError(f"iou threshold must be in (0, 1], got {iou}")
     if not pred.is_prediction:
         raise ValidationError("match_detections: predictions must carry scores")
     n, m = len(pred), len(gt)
     order = np.lexsort((np.arange(n), -pred.score, pred.image_idx)).astype(np.int64)
-    same, crowd_hit, other, near_same, near_other = _candidate_pairs(gt, pred, order, iou, num_images)
+    same, crowd_hit, other, near_same, near_other = _candidate_pairs(gt, pred, order, iou, num_images, iou_type)
 
     # Steps 1–2: same-class non-crowd pairs with IoU ≥ t, best IoU first.
     s_pos, s_gt, s_iou = same
@@ -245,7 +251,8 @@ def match_detections(gt: Boxes, pred: Boxes, *, iou: float, num_images: int,
                     pair_gt=o_gt, pair_iou=o_iou)
 
 
-def _candidate_pairs(gt: Boxes, pred: Boxes, order: np.ndarray, t: float, num_images: int):
+def _candidate_pairs(gt: Boxes, pred: Boxes, order: np.ndarray, t: float, num_images: int,
+                     iou_type: str = "bbox"):
     """Every (prediction, GT) pair of the same image with an IoU that matters.
 
     Returns the same-class non-crowd pairs with IoU ≥ t as (processing position,
@@ -276,7 +283,12 @@ def _candidate_pairs(gt: Boxes, pred: Boxes, order: np.ndarray, t: float, num_im
             p = order[pos]
             g = gt_order[gstart[pred.image_idx[p]] + offs]
             crowd = gt.iscrowd[g]
-            v = pair_iou(pred.xywh[p], gt.xywh[g], crowd)
+            if iou_type == "segm":  # segm hook: mask IoU, one pycocotools call per image
+                from vecexplore.eval.segm import pair_mask_iou
+
+                v = pair_mask_iou(pred.rle, gt.rle, p, g, crowd, pred.image_idx[p])
+            else:
+                v = pair_iou(pred.xywh[p], gt.xywh[g], crowd)
             keep = v >= lo
             pos, p, g, v, crowd = pos[keep], p[keep], g[keep], v[keep], crowd[keep]
             is_same = pred.class_idx[p] == gt.class_idx[g]

@@ -113,8 +113,9 @@ def draw_confusion(data: dict, path: Path, *, title: str = "Confusion matrix") -
     return _save(fig, path)
 
 
-def draw_pr_curves(curves: list[tuple[str, np.ndarray, np.ndarray]], path: Path, *, iou: float = 0.5) -> Path:
-    """Per-class precision–recall curves; the mean over classes in bold."""
+def draw_pr_curves(curves: list[tuple[str, np.ndarray, np.ndarray]], path: Path, *, iou: float = 0.5,
+                   kind: str = "COCO") -> Path:
+    """Per-class precision–recall curves; the mean over classes in bold (``kind``: "COCO" or "COCO masks")."""
     fig = _figure(8, 6)
     ax = fig.subplots()
     per_class = [c for c in curves if c[0] != "mean"]
@@ -125,7 +126,7 @@ def draw_pr_curves(curves: list[tuple[str, np.ndarray, np.ndarray]], path: Path,
         if name == "mean":
             ax.plot(rec, prec, color="black", lw=2.5, label="mean over classes")
     ax.set(xlim=(0, 1), ylim=(0, 1.02), xlabel="recall", ylabel="precision",
-           title=f"Precision–recall per class (COCO, IoU {iou:g}, area all, 100 detections)")
+           title=f"Precision–recall per class ({kind}, IoU {iou:g}, area all, 100 detections)")
     ax.grid(alpha=0.3)
     if curves:
         handles = ax.get_lines()
@@ -186,6 +187,9 @@ def write_plots(evaluation: Evaluation, out_dir: str | Path) -> list[Path]:
     curves = confidence_curves_data(ev.sweep.overall)
     if ev.task == "detection":
         paths.append(draw_pr_curves(pr_curves_data(ev.coco, ev.class_names, iou=0.5), out / "pr_curves.png"))
+        if getattr(ev, "coco_segm", None) is not None:  # mask PR curves next to the box ones
+            paths.append(draw_pr_curves(pr_curves_data(ev.coco_segm, ev.class_names, iou=0.5),
+                                        out / "pr_curves_segm.png", kind="COCO masks"))
         paths.append(draw_confidence_curves(curves, out / "confidence_curves.png", operating=ev.confidence,
                                             optimum=best_c))
     else:

@@ -64,9 +64,22 @@ def _table(title: str, columns: list[str], rows: list[list], *, first_left: bool
     return Group(Text(""), Text(title, style="bold"), table) if title else table
 
 
+def _segm_parts(ev: DetectionEvaluation) -> list:
+    """The mask AP/AR tables (pycocotools segm), when the inputs carry masks."""
+    segm = getattr(ev, "coco_segm", None)
+    if segm is None:
+        return []
+    m = segm.as_dict()
+    names = list(m)
+    return [_table("COCO masks (pycocotools segm-equal; -1 = undefined)", names[:6], [[m[k] for k in names[:6]]],
+                   first_left=False),
+            _table("", names[6:], [[m[k] for k in names[6:]]], first_left=False)]
+
+
 def _operating_point_note(ev: DetectionEvaluation) -> str:
     best_c, best_f1 = ev.optimal
-    head = f"Operating point: IoU ≥ {ev.iou:g}, confidence ≥ {ev.confidence:.4g}"
+    kind = "mask IoU" if getattr(ev, "iou_type", "bbox") == "segm" else "IoU"
+    head = f"Operating point: {kind} ≥ {ev.iou:g}, confidence ≥ {ev.confidence:.4g}"
     if ev.confidence_is_default:
         if math.isnan(best_c):
             return head + " (no predictions to choose a confidence from)"
@@ -88,6 +101,7 @@ def _detection(ev: DetectionEvaluation, max_classes: int, top: int) -> list:
         Text(_operating_point_note(ev)),
         _table("COCO (pycocotools-equal; -1 = undefined)", names[:6], [[coco[k] for k in names[:6]]], first_left=False),
         _table("", names[6:], [[coco[k] for k in names[6:]]], first_left=False),
+        *_segm_parts(ev),
         _table("At the operating point", ["precision", "recall", "F1", "TP", "FP", "FN", "ignored (crowd)"],
                [[t["precision"], t["recall"], t["f1"], t["tp"], t["fp"], t["fn"], t["n_ignored"]]], first_left=False),
     ]
@@ -97,10 +111,13 @@ def _detection(ev: DetectionEvaluation, max_classes: int, top: int) -> list:
                         ["type", "count", "share"],
                         [[k, v, f"{v / total:.1%}" if total else "-"] for k, v in errors.items()]))
     tab = ev.with_ap().sort_values(["n_gt", "class_idx"], ascending=[False, True], kind="stable")
-    rows = [[r.name, r.n_gt, r.AP, r.AP50, r.precision, r.recall, r.f1, r.tp, r.fp, r.fn]
+    segm = "segm_AP" in tab.columns
+    rows = [[r.name, r.n_gt, r.AP, r.AP50, *([r.segm_AP, r.segm_AP50] if segm else []),
+             r.precision, r.recall, r.f1, r.tp, r.fp, r.fn]
             for r in tab.head(max_classes).itertuples(index=False)]
     title = "Per class" + (f" (the {max_classes} with the most GT of {len(tab)})" if len(tab) > max_classes else "")
-    parts.append(_table(title, ["class", "GT", "AP", "AP50", "precision", "recall", "F1", "TP", "FP", "FN"], rows))
+    parts.append(_table(title, ["class", "GT", "AP", "AP50", *(["mask AP", "mask AP50"] if segm else []),
+                                "precision", "recall", "F1", "TP", "FP", "FN"], rows))
     parts.extend(_confusion_parts(ev.confusion, top))
     return parts
 

@@ -13,7 +13,8 @@ out); :func:`load_coco` is the thin file reader around it. Conventions:
 * Unknown scalar image keys (``license``, ``coco_url`` …) become
   ``ImageTable.metadata`` (as text when one key mixes kinds, e.g. numbers and
   strings, or holds an integer beyond int64); an image ``split`` key becomes ``ImageTable.split``;
-  ``segmentation`` and other non-scalar fields are ignored.
+  other non-scalar fields are ignored; ``segmentation`` becomes ``Boxes.rle``
+  (see :mod:`vecexplore.io.masks`).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from vecexplore.errors import ConfigError
+from vecexplore.io import masks
 from vecexplore.io._coco_records import _parse, _Parsed
 from vecexplore.io._common import LoadReport, clip_to_images, no_gc
 from vecexplore.io._read import image_sizes, read_json, warn_unreadable
@@ -63,8 +65,10 @@ def load_coco(
     with no_gc():
         gt_obj = read_json(gt)
         pred_obj = [] if pred is None else read_json(pred)
+        pred_obj, pred_mask_area = masks.results_with_boxes(gt_obj, pred_obj, pred_name=str(pred))  # segm hook
         parsed = _parse(gt_obj, pred_obj, gt_name=str(gt), pred_name=str(pred))
-        del gt_obj, pred_obj
+        if not masks.any_segmentation(gt_obj, pred_obj):  # box-only: free the JSON before the image checks
+            gt_obj = pred_obj = None
     if check_images:
         check_images_exist(parsed.images, images_root)
         check_image_paths(parsed.images, images_root, allow_outside_root=allow_outside_root, report=report)
@@ -75,7 +79,12 @@ def load_coco(
                               image_ids=parsed.images.image_id[idx].tolist(), report=report)
         parsed.images = _fill_sizes(parsed.images, parsed.size_missing, images_root, progress, report)
     sources = (str(gt),) if pred is None else (str(gt), str(pred))
-    return _assemble(parsed, clip=clip, images_root=images_root, sources=sources, report=report)
+    dataset = _assemble(parsed, clip=clip, images_root=images_root, sources=sources, report=report)
+    if gt_obj is None:
+        return dataset
+    with no_gc():
+        return masks.with_coco_masks(dataset, gt_obj, pred_obj, gt_name=str(gt), pred_name=str(pred),
+                                     pred_mask_area=pred_mask_area)  # segm hook
 
 
 def coco_to_dataset(
@@ -94,8 +103,11 @@ def coco_to_dataset(
     ``width``/``height`` get size 0 (unknown; never clipped).
     """
     with no_gc():
-        parsed = _parse(gt, [] if pred is None else pred, gt_name=gt_name, pred_name=pred_name)
-    return _assemble(parsed, clip=clip, images_root=images_root, sources=(), report=report)
+        pred, pred_mask_area = masks.results_with_boxes(gt, [] if pred is None else pred, pred_name=pred_name)
+        parsed = _parse(gt, pred, gt_name=gt_name, pred_name=pred_name)
+    dataset = _assemble(parsed, clip=clip, images_root=images_root, sources=(), report=report)
+    return masks.with_coco_masks(dataset, gt, pred, gt_name=gt_name, pred_name=pred_name,
+                                 pred_mask_area=pred_mask_area)  # segm hook
 
 
 # ---------------------------------------------------------------- writers
@@ -105,7 +117,8 @@ def to_coco_gt(dataset: Dataset, image_idx: Sequence[int] | np.ndarray | None = 
     """A COCO ground-truth dict (``images``, ``annotations``, ``categories``).
 
     Images carry ``id, file_name, width, height`` and ``split`` and metadata keys
-    where set; annotations ``id, image_id, category_id, bbox, area, iscrowd``.
+    where set; annotations ``id, image_id, category_id, bbox, area, iscrowd`` and,
+    with masks, ``segmentation`` as compressed RLE.
     ``image_idx`` restricts to those images (in that order).
     """
     ds = _detection(dataset, image_idx)
@@ -132,8 +145,19 @@ def to_coco_gt(dataset: Dataset, image_idx: Sequence[int] | np.ndarray | None = 
             gt.object_id.tolist(), image_id, category_id, gt.xywh.tolist(), gt.area.tolist(),
             gt.iscrowd.tolist(), strict=True)
     ]
+    _add_segmentation(annotations, gt)
     categories = [{"id": i, "name": n} for i, n in zip(ds.categories.ids.tolist(), ds.categories.names.tolist(), strict=True)]
     return {"images": images, "annotations": annotations, "categories": categories}
+
+
+def _add_segmentation(records: list[dict], objs: Boxes) -> None:
+    """Masks, when the objects carry them, as compressed RLE ``segmentation`` (exact; counts as text)."""
+    if objs.rle is None:
+        return
+    for rec, rle in zip(records, objs.rle, strict=True):
+        counts = rle["counts"]
+        rec["segmentation"] = {"size": list(rle["size"]),
+                               "counts": counts.decode("ascii") if isinstance(counts, bytes) else counts}
 
 
 def to_coco_results(dataset: Dataset, image_idx: Sequence[int] | np.ndarray | None = None) -> list[dict]:
@@ -141,12 +165,14 @@ def to_coco_results(dataset: Dataset, image_idx: Sequence[int] | np.ndarray | No
     in dataset order; ``image_idx`` restricts to those images."""
     ds = _detection(dataset, image_idx)
     p = ds.pred
-    return [
+    out = [
         {"id": oid, "image_id": iid, "category_id": cid, "bbox": box, "score": score}
         for oid, iid, cid, box, score in zip(
             p.object_id.tolist(), ds.images.image_id[p.image_idx].tolist(),
             ds.categories.ids[p.class_idx].tolist(), p.xywh.tolist(), p.score.tolist(), strict=True)
     ]
+    _add_segmentation(out, p)
+    return out
 
 
 def _detection(dataset: Dataset, image_idx) -> Dataset:

@@ -150,6 +150,7 @@ def merge_datasets(parts: Sequence[Dataset], *, splits: Sequence[str], files: Se
             object_id=_unique_ids([o.object_id for o in items], files, _ID_KIND[name]),
             score=None if items[0].score is None else np.concatenate([o.score for o in items]),
             iscrowd=np.concatenate([o.iscrowd for o in items]), area=np.concatenate([o.area for o in items]),
+            rle=None if any(o.rle is None for o in items) else np.concatenate([o.rle for o in items]),
         )
 
     return Dataset(task=task, images=images, categories=categories, gt=objects("gt"), pred=objects("pred"),

@@ -8,10 +8,12 @@ Layout read by :func:`load_yolo`:
 * ground truth: for image ``sub/a.jpg``, ``GT_DIR/sub/a.txt`` (or ``GT_DIR/a.txt``
   for a flat folder), lines ``class cx cy w h`` normalised to [0, 1]; segment lines
   ``class x1 y1 x2 y2 …`` (Ultralytics segmentation labels) become their bounding
-  box. Without ``GT_DIR``, Ultralytics' convention: the last ``images`` folder of
+  box and, when every object of the dataset is a segment, its mask
+  (``Boxes.rle``, see :mod:`vecexplore.io.masks`). Without ``GT_DIR``, Ultralytics' convention: the last ``images`` folder of
   the image's path replaced by ``labels``. An image without a label file has no GT.
 * predictions: the same naming under the predictions folder, lines
-  ``class cx cy w h conf`` (Ultralytics ``save_txt=True, save_conf=True``).
+  ``class cx cy w h conf`` (Ultralytics ``save_txt=True, save_conf=True``), or
+  ``class x1 y1 … xk yk conf`` from a segmentation model (a mask, as for GT).
 * ``class`` is a key of the names mapping: it becomes the category id.
 * image sizes come from the headers (EXIF orientation applied); an unreadable
   header gives size 0 and that image's boxes stay in normalised units (scale 1;
@@ -80,8 +82,12 @@ def load_yolo(
     if report is not None:
         report.unreadable.extend(bad)
     ids = set(names)
-    gt_rows = [None if f is None else parse_yolo_labels(read_text(f), path=f, predictions=False, class_ids=ids) for f in gt_files]
-    pred_rows = [None if f is None else parse_yolo_labels(read_text(f), path=f, predictions=True, class_ids=ids) for f in pred_files]
+    gt_polys = [None if f is None else [] for f in gt_files]
+    pred_polys = [None if f is None else [] for f in pred_files]
+    gt_rows = [None if f is None else parse_yolo_labels(read_text(f), path=f, predictions=False, class_ids=ids,
+                                                        polygons=gt_polys[j]) for j, f in enumerate(gt_files)]
+    pred_rows = [None if f is None else parse_yolo_labels(read_text(f), path=f, predictions=True, class_ids=ids,
+                                                          polygons=pred_polys[j]) for j, f in enumerate(pred_files)]
     sources = tuple(str(p) for p in (gt if gt is not None else root, pred) if p is not None)
     return yolo_to_dataset(
         file_names=rel, width=width, height=height, names=names, gt=gt_rows, pred=pred_rows,
@@ -89,12 +95,16 @@ def load_yolo(
         pred_files=[None if f is None else str(f) for f in pred_files],
         gt_name=str(gt) if gt is not None else "labels", pred_name=str(pred),
         clip=clip, images_root=str(root), sources=sources, report=report,
+        gt_polygons=gt_polys, pred_polygons=pred_polys,
     )
 
 
-def parse_yolo_labels(text: str, *, path: str | Path, predictions: bool, class_ids: set[int] | None = None
-                      ) -> tuple[np.ndarray, np.ndarray]:
+def parse_yolo_labels(text: str, *, path: str | Path, predictions: bool, class_ids: set[int] | None = None,
+                      polygons: list | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Parse one YOLO label file.
+
+    ``polygons``, when given, receives one entry per row: the segment's (k, 2)
+    normalised points, or None for a box line.
 
     Returns:
         ``(rows, lines)``: rows (n, 5) float64 ``class cx cy w h`` (GT) or (n, 6)
@@ -119,10 +129,21 @@ def parse_yolo_labels(text: str, *, path: str | Path, predictions: bool, class_i
             bad = next(v for v in fields if not _is_float(v))
             raise InputError(f"not a number: {bad!r}", path=path, record=where) from None
         n = len(values)
-        if not predictions and n >= 7 and n % 2 == 1:  # segment: class x1 y1 … xk yk (k >= 3)
-            xs, ys = values[1::2], values[2::2]
-            x1, x2, y1, y2 = min(xs), max(xs), min(ys), max(ys)
-            values = [values[0], (x1 + x2) / 2, (y1 + y2) / 2, x2 - x1, y2 - y1]
+        segment = None
+        coords = values[1:-1] if predictions else values[1:]
+        if n > width:  # segment: class x1 y1 … xk yk [conf] (k >= 3)
+            if len(coords) % 2:
+                raise InputError(f"segment has an odd number of coordinates ({len(coords)})", path=path, record=where)
+            if len(coords) < 6:
+                raise InputError(f"segment has {len(coords) // 2} points; a polygon needs at least 3",
+                                 path=path, record=where)
+            if not all(np.isfinite(coords)):
+                raise InputError(f"non-finite value in {line.strip()!r}", path=path, record=where)
+            segment = np.asarray(coords, np.float64).reshape(-1, 2)
+            xs, ys = segment[:, 0], segment[:, 1]
+            x1, x2, y1, y2 = float(xs.min()), float(xs.max()), float(ys.min()), float(ys.max())
+            conf = [values[-1]] if predictions else []
+            values = [values[0], (x1 + x2) / 2, (y1 + y2) / 2, x2 - x1, y2 - y1, *conf]
         elif n != width:
             hint = " (save predictions with save_conf=True)" if predictions and n == 5 else ""
             fmt = "class cx cy w h conf" if predictions else "class cx cy w h"
@@ -143,6 +164,8 @@ def parse_yolo_labels(text: str, *, path: str | Path, predictions: bool, class_i
             raise InputError(f"confidence must be in [0, 1], got {values[5]!r}", path=path, record=where)
         rows.append(values)
         lines.append(ln)
+        if polygons is not None:
+            polygons.append(segment)
     return np.array(rows, np.float64).reshape(-1, width), np.array(lines, np.int64)
 
 
@@ -162,6 +185,8 @@ def yolo_to_dataset(
     images_root: str | None = None,
     sources: tuple[str, ...] = (),
     report: LoadReport | None = None,
+    gt_polygons: Sequence[list | None] | None = None,
+    pred_polygons: Sequence[list | None] | None = None,
 ) -> Dataset:
     """The pure converter: per-image parsed label rows → :class:`Dataset`.
 
@@ -170,6 +195,10 @@ def yolo_to_dataset(
         gt, pred: per image, ``parse_yolo_labels`` output or None (no file).
         gt_files, pred_files: per image, the file each came from (for messages).
         gt_name, pred_name: the folders, for the clipping warning and report.
+        gt_polygons, pred_polygons: per image, the ``polygons`` that
+            :func:`parse_yolo_labels` filled (None entries for images without a
+            file). When every object of a side is a segment, that side gets
+            masks (``Boxes.rle``, rasterised at the image size by pycocotools).
 
     Object ids are 1, 2, … in image order then line order, for GT and predictions.
     """
@@ -179,7 +208,8 @@ def yolo_to_dataset(
     categories = Categories.from_mapping(dict(names))
     scale = np.stack([np.where(images.width > 0, images.width, 1), np.where(images.height > 0, images.height, 1)], 1)
     boxes = []
-    for per_image, files, kind, name in ((gt, gt_files, "labels", gt_name), (pred, pred_files, "predictions", pred_name)):
+    for per_image, files, kind, name, polys in ((gt, gt_files, "labels", gt_name, gt_polygons),
+                                                (pred, pred_files, "predictions", pred_name, pred_polygons)):
         parts = [(j, rows, lines) for j, item in enumerate(per_image) if item is not None
                  for rows, lines in [item] if len(rows)]
         ncol = 6 if kind == "predictions" else 5
@@ -200,10 +230,30 @@ def yolo_to_dataset(
             i = int(np.argmax(class_idx < 0))
             where, record = locate(i)
             raise InputError(f"class {int(rows[i, 0])} is not in the class names", path=where, record=record)
+        rle = _segment_masks(polys, per_image, image_idx, images, locate)
+        if rle is not None:
+            from vecexplore.io.masks import mask_areas
         boxes.append(Boxes(image_idx=image_idx, class_idx=class_idx, xywh=xywh, object_id=np.arange(1, len(rows) + 1),
-                           score=rows[:, 5] if kind == "predictions" else None))
+                           score=rows[:, 5] if kind == "predictions" else None, rle=rle,
+                           area=None if rle is None else mask_areas(rle)))  # masks: COCO's area is the mask's
     return Dataset(task="detection", images=images, categories=categories, gt=boxes[0], pred=boxes[1],
                    images_root=images_root, sources=sources)
+
+
+def _segment_masks(polys, per_image, image_idx: np.ndarray, images: ImageTable, locate) -> np.ndarray | None:
+    """Masks of YOLO-seg objects (rows in ``image_idx`` order), or None unless every object is a segment."""
+    if polys is None:
+        return None
+    flat = [p for j, item in enumerate(per_image) if item is not None and len(item[0]) for p in (polys[j] or [])]
+    if not flat or len(flat) != len(image_idx) or any(p is None for p in flat):
+        if flat and any(p is not None for p in flat):
+            log.warning("some YOLO label lines are segments and some boxes: the masks are not used")
+        return None
+    from vecexplore.io.masks import polygon_rles
+
+    w, h = images.width[image_idx], images.height[image_idx]
+    pixels = [p * np.array([wi, hi], np.float64) for p, wi, hi in zip(flat, w.tolist(), h.tolist(), strict=True)]
+    return polygon_rles(pixels, h, w, locate)
 
 
 def labels_dir_for(images: str | Path) -> Path | None:
@@ -243,6 +293,9 @@ def write_yolo(dataset: Dataset, out_dir: str | Path, image_idx: Sequence[int] |
         out_dir/labels/REL.txt      ``class cx cy w h`` per non-crowd GT box, one
                                     file per image (empty for background images)
         out_dir/predictions/REL.txt ``class cx cy w h conf``, images with predictions
+
+    Objects with masks are written as YOLO-seg lines, ``class x1 y1 … xk yk``
+    (``… conf`` for predictions): the outline of the mask's largest part.
 
     ``class`` is the ``class_idx`` (0..K-1), as Ultralytics requires; the original
     category ids are not kept. Crowd GT boxes are left out (YOLO has no crowd
@@ -303,6 +356,9 @@ def _write_labels(ds: Dataset, folder: Path, rel: list[str], boxes: Boxes, *, wr
     if boxes.score is not None:
         cols.append(boxes.score)
     values = np.stack(cols, axis=1).tolist()
+    if boxes.rle is not None:  # YOLO-seg: class x1 y1 … xk yk [conf], the mask's outline
+        values = [[*(_outline(rle, xywh).reshape(-1, 2) / si).ravel().tolist(), *v[4:]] for rle, xywh, si, v in
+                  zip(boxes.rle, boxes.xywh, s, values, strict=True)]
     lines: dict[int, list[str]] = {}
     for j, c, v in zip(boxes.image_idx.tolist(), boxes.class_idx.tolist(), values, strict=True):
         lines.setdefault(j, []).append(" ".join([str(c), *map(repr, v)]))
@@ -312,6 +368,17 @@ def _write_labels(ds: Dataset, folder: Path, rel: list[str], boxes: Boxes, *, wr
         path = folder / Path(r).with_suffix(".txt")
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text("".join(f"{ln}\n" for ln in lines.get(j, [])), encoding="utf-8")
+
+
+def _outline(rle: dict, xywh: np.ndarray) -> np.ndarray:
+    """(2k,) pixel ``x1 y1 … xk yk`` of a mask's largest outer contour (its box's corners if empty)."""
+    from vecexplore.io.masks import rle_polygons
+
+    polys = rle_polygons(rle)
+    if not polys:
+        x, y, w, h = xywh
+        return np.array([x, y, x + w, y, x + w, y + h, x, y + h], np.float64)
+    return max(polys, key=len).ravel()
 
 
 def _export_name(file_name: str) -> str:

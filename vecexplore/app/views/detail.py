@@ -8,8 +8,11 @@ missed orange, taken for another class red; predictions: dashed, coloured by
 outcome (TP blue, FP types warm, ignored grey); predictions below the
 confidence threshold do not exist at the operating point and are not drawn.
 Labels are placed where they do not overlap another (:func:`place_labels`);
-one that fits nowhere is left to the hover. :func:`detection_boxes` and
-:func:`classification_scores` (pure) say what is drawn.
+one that fits nowhere is left to the hover. With masks (``Boxes.rle``), each
+object's mask is drawn as filled patches (its outline traced from the decoded
+RLE) in the box's colour, and a second toggle group shows boxes, masks or both.
+:func:`detection_boxes`, :func:`detection_masks` and :func:`classification_scores`
+(pure) say what is drawn.
 """
 
 from __future__ import annotations
@@ -72,6 +75,41 @@ def detection_boxes(data, evaluation, image_idx: int) -> tuple[dict, dict]:
     pred["colour"] = np.array([st[1] for st in styles], object)
     pred["outcome"] = np.array([PredOutcome(k).label for k in pcode], object)
     return gt, pred
+
+
+_MASK_KEYS = ("xs", "ys", "colour", "label", "outcome")
+
+
+def detection_masks(data, evaluation, image_idx: int, gt: dict, pred: dict) -> tuple[dict, dict]:
+    """(GT patches, prediction patches) of one image's masks, for the objects :func:`detection_boxes` drew.
+
+    ``gt``/``pred`` are that function's columns (their colours and labels are reused).
+    Columns: ``xs, ys`` (per object, pixel outline points; an object with several
+    parts has them separated by NaN, Bokeh's ``patches`` convention), ``colour``,
+    ``label``, ``outcome``. Empty when that side carries no masks; an empty mask
+    draws nothing.
+    """
+    from vecexplore.io.masks import rle_polygons
+
+    ds, out = data.dataset, evaluation.outcomes
+    g = data.gt_index.rows(image_idx)
+    p = data.pred_index.rows(image_idx)
+    p = p[out.pred_code[p] != PredOutcome.BELOW_THRESHOLD]
+    result = []
+    for objs, rows, cols in ((ds.gt, g, gt), (ds.pred, p, pred)):
+        patches = {k: [] for k in _MASK_KEYS}
+        if objs.rle is not None:
+            for j, row in enumerate(rows.tolist()):
+                parts = rle_polygons(objs.rle[row])
+                if not parts:
+                    continue
+                xs = np.concatenate([np.r_[q[:, 0], np.nan] for q in parts])[:-1]
+                ys = np.concatenate([np.r_[q[:, 1], np.nan] for q in parts])[:-1]
+                for key, value in (("xs", xs + 0.5), ("ys", ys + 0.5), ("colour", cols["colour"][j]),
+                                   ("label", cols["label"][j]), ("outcome", cols["outcome"][j])):
+                    patches[key].append(value)  # + 0.5: pixel centres, the image spans [0, w] × [0, h]
+        result.append({k: (v if k in ("xs", "ys") else np.array(v, object)) for k, v in patches.items()})
+    return result[0], result[1]
 
 
 def classification_scores(data, evaluation, image_idx: int, top: int = 5) -> dict[str, np.ndarray]:
@@ -181,6 +219,10 @@ class DetailView(View):
         self.pred = ColumnDataSource(data={k: [] for k in _BOX_KEYS}, name="detail-pred")
         self.labels = ColumnDataSource(data={k: [] for k in ("x", "y", "text", "colour", "baseline", "kind")},
                                        name="detail-labels")
+        self.gt_masks = ColumnDataSource(data={k: [] for k in _MASK_KEYS}, name="detail-gt-masks")
+        self.pred_masks = ColumnDataSource(data={k: [] for k in _MASK_KEYS}, name="detail-pred-masks")
+        ds = getattr(self.data, "dataset", None)
+        self.has_masks = task == "detection" and ds is not None and (ds.gt.rle is not None or ds.pred.rle is not None)
         self.figure = figure(sizing_mode="stretch_both", min_height=160, name="detail", css_classes=["vx-detail"],
                              tools="pan,wheel_zoom,reset", toolbar_location="right",
                              x_range=Range1d(0, 1), y_range=Range1d(1, 0), min_border=2)
@@ -189,6 +231,11 @@ class DetailView(View):
         self.figure.background_fill_color = "#f4f5f7"
         self.figure.image_url(url="url", x="x", y="y", w="w", h="h", anchor="top_left", source=self.thumb)
         self.figure.image_url(url="url", x="x", y="y", w="w", h="h", anchor="top_left", source=self.image)
+        gt_masks = self.figure.patches(xs="xs", ys="ys", source=self.gt_masks, fill_color="colour", fill_alpha=0.35,
+                                       line_color="colour", line_width=1.5, name="detail-gt-mask-patches")
+        pred_masks = self.figure.patches(xs="xs", ys="ys", source=self.pred_masks, fill_color="colour",
+                                         fill_alpha=0.2, line_color="colour", line_width=1.5, line_dash="dashed",
+                                         name="detail-pred-mask-patches")
         gt_boxes = self.figure.quad(left="left", right="right", top="top", bottom="bottom", source=self.gt,
                                     fill_alpha=0, line_color="colour", line_width=2, name="detail-gt-boxes")
         pred_boxes = self.figure.quad(left="left", right="right", top="top", bottom="bottom", source=self.pred,
@@ -201,12 +248,21 @@ class DetailView(View):
                                                                                          group=kind)),
                 text_baseline="baseline", text_font_size="10px", text_color="#ffffff", background_fill_color="colour",
                 background_fill_alpha=0.85, padding=1, name=f"detail-{kind}-labels")
-        self.figure.add_tools(HoverTool(renderers=[gt_boxes, pred_boxes], tooltips=[("", "@label"),
-                                                                                    ("outcome", "@outcome")]))
+        self.figure.add_tools(HoverTool(renderers=[gt_boxes, pred_boxes, gt_masks, pred_masks],
+                                        tooltips=[("", "@label"), ("outcome", "@outcome")]))
         self.toggles = CheckboxGroup(labels=["Ground truth", "Predictions", "Labels"], active=[0, 1, 2],
                                      inline=True, name="detail-toggles", visible=task == "detection")
-        self.toggles.js_on_change("active", CustomJS(code=ui.js("detail_toggles"), args={
-            "gt": [gt_boxes], "pred": [pred_boxes], "gt_labels": [labels["gt"]], "pred_labels": [labels["pred"]]}))
+        # Boxes / masks: only for runs with masks (masks drawn, boxes hidden by default).
+        self.layers = CheckboxGroup(labels=["Boxes", "Masks"], active=[1] if self.has_masks else [0],
+                                    inline=True, name="detail-layers", visible=self.has_masks)
+        gt_boxes.visible = pred_boxes.visible = not self.has_masks
+        gt_masks.visible = pred_masks.visible = self.has_masks
+        toggle = CustomJS(code=ui.js("detail_toggles"), args={
+            "toggles": self.toggles, "layers": self.layers if self.has_masks else None,
+            "gt": [gt_boxes], "pred": [pred_boxes], "gt_masks": [gt_masks], "pred_masks": [pred_masks],
+            "gt_labels": [labels["gt"]], "pred_labels": [labels["pred"]]})
+        self.toggles.js_on_change("active", toggle)
+        self.layers.js_on_change("active", toggle)
         self.info = Div(text="<span class='vx-muted'>Click a point or a thumbnail to see the image.</span>",
                         name="detail-info", css_classes=["vx-detail-info"], sizing_mode="stretch_width")
         self.scores = self.score_figure = None
@@ -234,6 +290,10 @@ class DetailView(View):
         return self.root
 
     def layouts(self) -> dict:
+        if self.has_masks:
+            from bokeh.models import Row
+
+            return {"detail.bar": Row(self.toggles, self.layers, name="detail-bar"), "detail": self.root}
         return {"detail.bar": self.toggles, "detail": self.root}
 
     def compute(self, d):
@@ -255,6 +315,8 @@ class DetailView(View):
             both = {k: np.concatenate([gt[k], pred[k]]) for k in ("left", "right", "top", "bottom", "label", "colour")}
             both["kind"] = np.array(["gt"] * len(gt["left"]) + ["pred"] * len(pred["left"]), object)
             out.update(gt=gt, pred=pred, labels=label_columns(both, fw / max(x1 - x0, 1e-9)))
+            if self.has_masks:
+                out["gt_masks"], out["pred_masks"] = detection_masks(self.data, ev_, i, gt, pred)
             out["info"] = self._info_detection(i, gt, pred, ev_.confidence)
         else:
             out["scores"] = classification_scores(self.data, ev_, i)
@@ -296,6 +358,8 @@ class DetailView(View):
             self.image.data = {"url": [], "x": [], "y": [], "w": [], "h": []}
             self.thumb.data = dict(self.image.data)
             self.gt.data, self.pred.data = empty, dict(empty)
+            self.gt_masks.data = {k: [] for k in _MASK_KEYS}
+            self.pred_masks.data = {k: [] for k in _MASK_KEYS}
             self.labels.data = {k: [] for k in self.labels.data}
             if self.score_figure is not None:
                 self.score_figure.visible = False
@@ -309,6 +373,8 @@ class DetailView(View):
         self._shown = p["image_idx"]
         if self.task == "detection":
             self.gt.data, self.pred.data, self.labels.data = p["gt"], p["pred"], p["labels"]
+            if "gt_masks" in p:
+                self.gt_masks.data, self.pred_masks.data = p["gt_masks"], p["pred_masks"]
         else:
             self.scores.data = p["scores"]
             self.score_figure.visible = True
@@ -319,4 +385,5 @@ def _escape(text: str) -> str:
     return html.escape(text, quote=True)
 
 
-__all__ = ["DetailView", "classification_scores", "detection_boxes", "fit_ranges", "place_labels"]
+__all__ = ["DetailView", "classification_scores", "detection_boxes", "detection_masks", "fit_ranges",
+           "place_labels"]

@@ -66,7 +66,7 @@ def metric_rows(task: str, run: dict, selection: dict | None, coco: dict) -> lis
 
 def header_html(*, key: str, task: str, model: dict, num_images: int, unreadable: int, iou: float | None,
                 confidence: float, optimal: float, run: dict, selection: dict | None, coco: dict,
-                clipped: bool = False) -> str:
+                clipped: bool = False, iou_type: str = "bbox") -> str:
     """The header's HTML (every string from the data escaped; classes styled by ``static/app.css``)."""
     e = html.escape
     weights = str(model.get("weights", "?"))
@@ -77,7 +77,9 @@ def header_html(*, key: str, task: str, model: dict, num_images: int, unreadable
         tip = ("Random weights: the embedding model is untrained, so the map and the clusters group images by "
                f"low-level pixel statistics, not by content{extra}.")
         banner = f" <span class='vx-banner' title='{e(tip, quote=True)}'>random weights</span>"
-    op = f"IoU {iou:.2f} · " if iou is not None else ""
+    kind = ("<span title='Outcomes, error types and the confusion matrix match objects by mask IoU "
+            "(--iou-type segm)'>mask IoU</span>") if iou_type == "segm" else "IoU"
+    op = f"{kind} {iou:.2f} · " if iou is not None else ""
     rows = metric_rows(task, run, selection, coco)
     head = "".join(f"<th title='{e(DEFINITIONS.get(t, t), quote=True)}'>{e(t)}</th>" for t, _, _ in rows)
     run_cells = "".join(f"<td>{v}</td>" for _, v, _ in rows)
@@ -128,7 +130,8 @@ class HeaderView(View):
                            unreadable=int((~data.images.readable).sum()),
                            iou=s.iou if self.task == "detection" else None, confidence=s.confidence,
                            optimal=d.optimal, run=d.run_summary, selection=d.selection_summary, coco=data.coco,
-                           clipped=bool(data.run.manifest.get("config", {}).get("clip")))
+                           clipped=bool(data.run.manifest.get("config", {}).get("clip")),
+                           iou_type=getattr(data.base, "iou_type", "bbox"))
 
     def apply(self, text: str) -> None:
         if self.div.text != text:
