@@ -65,6 +65,7 @@ from vecexplore.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
+
 KINDS = ("wrong_class", "missing", "spurious", "bad_box", "wrong_label")
 COLUMNS = ("image_idx", "image_id", "annotation_id", "kind", "score", "likely", "class_idx",
            "suggested_class_idx", "pred_id", "x", "y", "w", "h")
@@ -107,6 +108,46 @@ def label_issues(ev, *, config: LabelIssueConfig | None = None):
     else:
         rows = _classification(ev)
     return _frame(rows, ev.dataset.images.image_id)
+
+
+def of_run(run, *, ev=None):
+    """The label-issue table of a :class:`~vecexplore.store.Run` (cached in the run).
+
+    Read from ``label_issues.parquet`` when the build wrote it; a run built before
+    label issues existed gets them computed here, at the build's operating point
+    (``ev``, or re-evaluated from the run's tables), and nothing is written.
+    """
+    cache = run._cache
+    if "label_issues" not in cache:
+        if (run.path / f"{LABEL_ISSUES_FILE}.parquet").exists():
+            cache["label_issues"] = run.table(LABEL_ISSUES_FILE)
+        else:
+            if ev is None:
+                from vecexplore.eval.evaluate import evaluate
+
+                config = run.manifest.get("config", {})
+                kw = {"iou": float(config.get("iou") or 0.5)} if run.task == "detection" else {}
+                ev = evaluate(run.dataset(), confidence=config.get("confidence"), **kw)
+            log.info("%s: no %s.parquet (an older run); label issues computed now", run.path, LABEL_ISSUES_FILE)
+            cache["label_issues"] = label_issues(ev)
+    return cache["label_issues"]
+
+
+def to_json(issues, class_names, *, likely_only: bool = True) -> list[dict]:
+    """``[{"image_id", "annotation_id", "kind", "score", "class", "suggested_class"}]``, most
+    likely first (``info --json``): the ``likely`` rows, or all. ``annotation_id`` is null for a
+    missing label and for classification; the class names are null where they do not apply."""
+    import pandas as pd
+
+    def name(k) -> str | None:
+        return str(class_names[int(k)]) if 0 <= int(k) < len(class_names) else None
+
+    rows = issues[issues["likely"]] if likely_only else issues
+    return [{"image_id": int(r.image_id),
+             "annotation_id": None if pd.isna(r.annotation_id) else int(r.annotation_id),
+             "kind": str(r.kind), "score": float(r.score),
+             "class": name(r.class_idx), "suggested_class": name(r.suggested_class_idx)}
+            for r in rows.itertuples(index=False)]
 
 
 def image_scores(issues, num_images: int) -> np.ndarray:
