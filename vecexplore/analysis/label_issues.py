@@ -27,8 +27,12 @@ pycocotools, ``t`` = the operating point's IoU, ``c`` = its confidence;
 A GT gets its most likely kind only. ``likely`` marks what a person should
 review: the suspicion's confidence reaches the model's mean confidence on
 its true positives of that class (confident learning's per-class threshold,
-Northcutt et al. 2021, carried over to boxes); for ``spurious``, the class's
-recall reaches ``spurious_recall``.
+Northcutt et al. 2021, carried over to boxes; for ``wrong_class`` also no
+confident prediction of the GT's own class is on it); for ``spurious``, the
+class's recall reaches ``spurious_recall``. The scores of the kinds share one
+scale (a confidence), so one ranking holds them all; FiftyOne's mistakenness
+(``compute_mistakenness``) is the same idea with the model's confidence as the
+evidence.
 
 Classification (``wrong_label``), with per-class scores: confident learning.
 The per-class threshold ``t_j`` is the mean score of class ``j`` over images
