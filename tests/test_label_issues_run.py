@@ -104,3 +104,15 @@ def test_to_json_names_the_classes():
          "suggested_class": "dog"},
         {"image_id": 6, "annotation_id": None, "kind": "missing", "score": 0.8, "class": None,
          "suggested_class": "cat"}]
+
+
+def test_where_knows_the_label_issue_columns(demo_run):
+    from vecexplore.analysis.label_issues import image_scores
+    from vecexplore.export import select_where
+
+    run = Run(demo_run[0])
+    issues = of_run(run)
+    likely = np.unique(issues["image_idx"].to_numpy()[issues["likely"].to_numpy()])
+    np.testing.assert_array_equal(select_where(run, "label_error"), likely)
+    scores = image_scores(issues, len(run.images))
+    np.testing.assert_array_equal(select_where(run, "label_issue > 0.5"), np.flatnonzero(scores > 0.5))
