@@ -125,8 +125,13 @@ def test_hand_built_kinds(gt_boxes, gt_cls, preds, kind, score):
         assert top["annotation_id"] in (11, 12)
 
 
-def test_nothing_to_suspect():
-    li = label_issues(evaluate(_one_image([[10, 10, 20, 20]], [0], [([10, 10, 20, 20], 0, 0.9)]), confidence=0.3))
+@pytest.mark.parametrize("gt_boxes, gt_cls, preds", [
+    ([[10, 10, 20, 20]], [0], [([10, 10, 20, 20], 0, 0.9)]),
+    # Two objects of two classes on one spot, each found: the other class's box is explained.
+    ([[10, 10, 20, 20], [11, 10, 20, 20]], [0, 1], [([10, 10, 20, 20], 0, 0.9), ([11, 10, 20, 20], 1, 0.8)]),
+])
+def test_nothing_to_suspect(gt_boxes, gt_cls, preds):
+    li = label_issues(evaluate(_one_image(gt_boxes, gt_cls, preds), confidence=0.3))
     assert len(li) == 0 and list(li.columns) == list(COLUMNS)
     assert image_scores(li, 1).tolist() == [0.0]
 

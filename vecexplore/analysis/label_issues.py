@@ -6,8 +6,8 @@ pycocotools, ``t`` = the operating point's IoU, ``c`` = its confidence;
 "confident" = score ≥ ``c``):
 
 * ``wrong_class`` — a non-crowd GT of class ``a`` under a confident prediction
-  of another class ``b`` (IoU ≥ t) that is not itself a true positive of some
-  other GT. Score ``s_b · (1 − s_a)``: ``s_b`` the best such prediction's
+  of another class ``b`` (IoU ≥ t) that is not itself a true positive (or a
+  duplicate) of some GT of class ``b``. Score ``s_b · (1 − s_a)``: ``s_b`` the best such prediction's
   score, ``s_a`` the best confident same-class score at IoU ≥ t (0 if none), so a
   box the model also calls ``a`` is not suspected. Suggested class: ``b``.
 * ``missing`` — a confident prediction with IoU < ``near_iou`` (0.1, TIDE's
@@ -195,6 +195,11 @@ def _detection(ev, cfg: LabelIssueConfig) -> dict[str, list]:
     p_bounds = np.searchsorted(pred.image_idx[p_order], np.arange(ds.num_images + 1))
     crowd_all = gt.iscrowd
     matched_pred = (pred_code == PredOutcome.TP) | (pred_code == PredOutcome.FP_DUPLICATE)
+    # A prediction matched (TP or duplicate) to a GT of its own class is explained by that GT; a
+    # wrong-class duplicate (on an object already found) is not.
+    match_row = ev.outcomes.pred_match[0]
+    explained = matched_pred & (match_row >= 0)
+    explained[explained] = gt.class_idx[match_row[explained]] == pred.class_idx[explained]
     for i in range(ds.num_images):
         gi = g_order[g_bounds[i]:g_bounds[i + 1]]
         pi = p_order[p_bounds[i]:p_bounds[i + 1]]
@@ -220,7 +225,7 @@ def _detection(ev, cfg: LabelIssueConfig) -> dict[str, list]:
             col = iou[:, j]
             best = None  # (score, kind, likely, suggested, pred row)
             # Wrong class.
-            other = conf & ~same[:, j] & (col >= t) & ~(pred_code[pi] == PredOutcome.TP)
+            other = conf & ~same[:, j] & (col >= t) & ~explained[pi]
             if other.any():
                 p = int(np.flatnonzero(other)[np.argmax(s[other])])
                 same_hit = conf & same[:, j] & (col >= t)
