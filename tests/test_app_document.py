@@ -33,7 +33,7 @@ NAMES = ["header", "toolbar", "scatter", "scatter-source", "confusion", "confusi
          "gallery-next", "gallery-boxes", "detail", "detail-image", "detail-gt", "detail-pred", "detail-toggles",
          "detail-info", "confidence", "iou", "class-filter", "split-filter", "colour-by", "clear-selection",
          "select-mode", "selection-back", "selection-forward", "export-format", "export-button", "export-status",
-         "export-url", "tabs"]
+         "export-url", "tabs", "label-issues", "detail-issues"]
 
 
 class Views:
@@ -668,3 +668,31 @@ def test_a_late_update_never_pulls_the_slider_back(det):
     ticks(3)
     doc.ticks[-1]()
     assert slider.value == pytest.approx(det.optimal_confidence(det.build_iou))  # the server's own change moves it
+
+
+@pytest.mark.parametrize("task", ["detection", "classification"])
+def test_a_label_issue_row_selects_its_image_and_highlights_the_box(task, det, cls):
+    from vecexplore.analysis.label_issues import image_scores
+
+    data = det if task == "detection" else cls
+    doc, s, v = page(data)
+    doc.get_model_by_name("tabs").active = [t.name for t in s.tab_views].index("label-issues")
+    view = v.label_issues
+    src = view.source.data
+    issues = data.label_issues
+    assert len(src["rank"]) == min(len(issues), 500) > 0
+    assert src["likely"][0] == "yes"
+    row = 0
+    issue = issues.iloc[int(src["row"][row])]
+    view.source.selected.indices = [row]
+    i = int(issue["image_idx"])
+    assert s.selection.tolist() == [i] and s.derived.detail == i
+    assert "suspected label error" in v.detail.info.text
+    if task == "detection":
+        boxes = v.detail.issues.data
+        assert len(boxes["left"]) == 1
+        assert boxes["left"][0] == issue["x"] and boxes["bottom"][0] == issue["y"] + issue["h"]
+    # The colouring is the image's highest issue score.
+    v.controls.colour.value = "label_issue"
+    np.testing.assert_allclose(v.scatter.source.data["c"],
+                               image_scores(issues, data.num_images).astype(np.float32))

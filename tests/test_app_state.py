@@ -293,9 +293,13 @@ def test_colour_values_per_mode_detection(seed):
     score = colouring.confidence_at(np.where(np.isinf(max_score), np.nan, max_score), 0.5)
     counted = ev.outcomes.pred_code < 6
     pred_class = colouring.dominant_pred_class(ds.pred.image_idx, ds.pred.class_idx, counted, n, 4)
+    from vecexplore.analysis.label_issues import image_scores, label_issues
+
+    issue = image_scores(label_issues(ev), n)
     for mode, _ in colouring.DETECTION_MODES:
         col = colouring.colour_values(mode, outcomes=out, cluster=cluster, gt_class=gt_class, readable=readable,
-                                      score=score, class_names=["a", "b", "c", "d"], pred_class=pred_class)
+                                      score=score, class_names=["a", "b", "c", "d"], pred_class=pred_class,
+                                      label_issue=issue)
         assert col.values.dtype == np.float32 and col.values.shape == (n,)
         v = col.values[~np.isnan(col.values)]
         if col.categorical:
@@ -310,6 +314,13 @@ def test_colour_values_per_mode_detection(seed):
                                  score=score, class_names="abcd")
     assert ((et.values == 0) == (out.error_type < 0)).all()
     assert (np.isnan(score) == (np.isinf(max_score) | (max_score < 0.5))).all()
+    li = colouring.colour_values("label_issue", outcomes=out, cluster=cluster, gt_class=gt_class, readable=readable,
+                                 score=score, class_names="abcd", label_issue=issue)
+    np.testing.assert_array_equal(li.values, issue.astype(np.float32))
+    assert not li.categorical and (li.low, li.high) == (0.0, 1.0)
+    with pytest.raises(ValueError, match="label-issue score"):
+        colouring.colour_values("label_issue", outcomes=out, cluster=cluster, gt_class=gt_class, readable=readable,
+                                score=score, class_names="abcd")
 
 
 @pytest.mark.parametrize("seed", range(5))

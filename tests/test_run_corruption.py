@@ -36,9 +36,10 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 
 JSON_FILES = ("manifest.json", "categories.json", "metrics.json", "analysis.json", "recommendations.json")
-TABLES = ("images.parquet", "objects.parquet", "clusters.parquet", "cluster_tree.parquet")
+TABLES = ("images.parquet", "objects.parquet", "clusters.parquet", "cluster_tree.parquet", "label_issues.parquet")
 ARRAYS = ("embeddings.npy", "thumbs.npy")
-OPTIONAL = ("analysis.json", "recommendations.json", "class_scores.npy", "cluster_tree.parquet")
+OPTIONAL = ("analysis.json", "recommendations.json", "class_scores.npy", "cluster_tree.parquet",
+            "label_issues.parquet")
 THUMBS = ("thumbs.bin", "thumbs.npy")
 
 
@@ -133,9 +134,9 @@ FIELDS = {
     },
 }
 COLUMN_OF = {"images.parquet": "readable", "objects.parquet": "iscrowd", "clusters.parquet": "lift",
-             "cluster_tree.parquet": "parent"}
+             "cluster_tree.parquet": "parent", "label_issues.parquet": "likely"}
 TYPED_COLUMN_OF = {"images.parquet": "readable", "objects.parquet": "class_idx", "clusters.parquet": "cluster",
-                   "cluster_tree.parquet": "node"}
+                   "cluster_tree.parquet": "node", "label_issues.parquet": "score"}
 TABLE_DAMAGE = {
     "missing-column": lambda name: _rewrite_table(lambda df: df.drop(columns=[COLUMN_OF[name]])),
     "one-row-less": lambda name: _rewrite_table(lambda df: df.iloc[:-1]),
@@ -165,11 +166,12 @@ def _cases(files, tables=(), arrays=()):
 
 
 DETECTION_CASES = _cases(JSON_FILES, TABLES, ARRAYS)
-CLASSIFICATION_CASES = [c for c in _cases((), ("images.parquet",), ("class_scores.npy",))
+CLASSIFICATION_CASES = [c for c in _cases((), ("images.parquet", "label_issues.parquet"), ("class_scores.npy",))
                         if c[0] != "thumbs.bin"]
 CLASSIFICATION_CASES += [
     ("images.parquet", "no-pred_score", _rewrite_table(lambda df: df.drop(columns=["pred_score"]))),
     ("images.parquet", "gt-class-out-of-range", _rewrite_table(lambda df: df.assign(gt_class_idx=99))),
+    ("label_issues.parquet", "image-idx-out-of-range", _rewrite_table(lambda df: df.assign(image_idx=10**6))),
 ]
 
 
@@ -180,6 +182,8 @@ def expected(name: str, kind: str) -> str:
     if name in OPTIONAL and kind == "delete":
         return "ok"
     if (name, kind) in {("analysis.json", "{}"), ("recommendations.json", "[]")}:  # valid, just empty
+        return "ok"
+    if (name, kind) == ("label_issues.parquet", "one-row-less"):  # a valid table with one suspicion less
         return "ok"
     return "refused"
 

@@ -15,9 +15,12 @@ Stages (each timed into the manifest):
    was split (:mod:`vecexplore.mapping.hierarchy`), per-slice outcome rates,
    ranked by how surely they are worse; the hierarchy is kept in the run
    (``cluster_tree.parquet``) so the app can re-slice at other operating points.
-7. **analyse**: property importance, cluster descriptions and recommendations
-   (``analysis.json``, ``recommendations.json``; see :mod:`vecexplore.analysis.stage`).
-8. **write**: the run store, atomically (see :mod:`vecexplore.store`).
+7. **labels**: every GT object (image label) scored by how likely it is wrong
+   (``label_issues.parquet``; see :mod:`vecexplore.analysis.label_issues`).
+8. **analyse**: property importance, cluster descriptions and recommendations
+   (``analysis.json``, ``recommendations.json``; see :mod:`vecexplore.analysis.stage`);
+   the likely label errors are one of them.
+9. **write**: the run store, atomically (see :mod:`vecexplore.store`).
 """
 
 from __future__ import annotations
@@ -164,10 +167,16 @@ def build_run(config: BuildConfig, *, progress: bool = False) -> BuildResult:
                 class_names=list(dataset.categories.names),
             )
         writer.write_table(TREE_FILE, tree.to_frame())
+        with timer.stage("labels"):
+            from vecexplore.analysis.label_issues import LABEL_ISSUES_FILE, label_issues
+
+            issues = label_issues(ev)
+            writer.write_table(LABEL_ISSUES_FILE, issues)
         with timer.stage("analyse"):
             from vecexplore.analysis.stage import write_analysis
 
-            write_analysis(writer, ev, images, object_rows, clusters, seed=config.map.seed or 0)
+            write_analysis(writer, ev, images, object_rows, clusters, seed=config.map.seed or 0,
+                           label_issues=issues)
         if object_rows is not None:
             writer.write_table("objects", object_rows)
         elif dataset.pred.scores is not None:

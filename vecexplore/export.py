@@ -97,9 +97,19 @@ def _class_names(run: Run, images):
 def query_columns(run: Run) -> dict[str, np.ndarray]:
     """The columns a ``--where`` condition can use: the run's image table (outcomes at the build's
     operating point, properties, ids, split, cluster, ...; classification's ``label`` and
-    ``prediction`` as class names), without internal plumbing."""
+    ``prediction`` as class names), without internal plumbing; and ``label_issue`` (the image's
+    highest label-issue score, 0 = none) and ``label_error`` (it has a likely label error;
+    :mod:`vecexplore.analysis.label_issues`)."""
+    from vecexplore.analysis.label_issues import image_scores, of_run
+
     images = _class_names(run, run.images)
-    return {c: images[c].to_numpy() for c in images.columns if c not in _HIDDEN_COLUMNS}
+    cols = {c: images[c].to_numpy() for c in images.columns if c not in _HIDDEN_COLUMNS}
+    issues = of_run(run)
+    cols["label_issue"] = image_scores(issues, len(images))
+    likely = np.zeros(len(images), bool)
+    likely[issues["image_idx"].to_numpy(np.int64)[issues["likely"].to_numpy(bool)]] = True
+    cols["label_error"] = likely
+    return cols
 
 
 def select_where(run: Run, expression: str) -> np.ndarray:

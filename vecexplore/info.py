@@ -8,7 +8,14 @@
      "file_name", "reason"}], "clusters": [{"cluster", "rank", "size",
      "error_rate", "ci_low", "ci_high", "lift", "dominant_error", ...}] (worst
      first; a merged slice lists its clusters in "members"), "slices": [...],
-     "recommendations": [...]}
+     "recommendations": [...], "label_issues": [{"image_id", "annotation_id",
+     "kind", "score", "class", "suggested_class"}]}
+
+``label_issues`` lists the likely label errors, most likely first (kinds
+``wrong_class``, ``missing``, ``spurious``, ``bad_box``, ``wrong_label``;
+``annotation_id`` null for a missing label and for classification; see
+:mod:`vecexplore.analysis.label_issues`). A run built before label issues
+were stored gets them computed when read.
 
 ``slices`` is the ranked list of failure slices a user reads: the failure
 findings of ``recommendations.json`` (kinds cluster, class_fn, class_fp,
@@ -63,6 +70,12 @@ def headline_metrics(metrics: dict) -> dict[str, Any]:
     }
 
 
+def _label_issues(run: Run) -> list[dict]:
+    from vecexplore.analysis.label_issues import of_run, to_json
+
+    return to_json(of_run(run), [c["name"] for c in run.categories])
+
+
 def run_summary(run: Run, *, max_unreadable: int | None = None) -> dict[str, Any]:
     """The ``info --json`` object of a run (JSON-safe: NaN → null)."""
     manifest = run.manifest
@@ -96,6 +109,7 @@ def run_summary(run: Run, *, max_unreadable: int | None = None) -> dict[str, Any
         "clusters": run.clusters.to_dict(orient="records"),
         "slices": failure_slices(recs),
         "recommendations": recs,
+        "label_issues": _label_issues(run),
         "timings": manifest.get("timings", {}),
     }
     return json_safe(out)

@@ -9,7 +9,8 @@ first one at fault: ``<file>: <what is wrong>; rebuild with --force``.
 Thumbnails are the exception: they are a cache of the image files, so a
 damaged thumbnail store is a warning (logged, and returned) and the app shows
 the "unreadable" placeholder in their place. Optional files
-(``analysis.json``, ``recommendations.json``, ``class_scores.npy``) may be
+(``analysis.json``, ``recommendations.json``, ``class_scores.npy``,
+``label_issues.parquet``) may be
 absent; when present they must be sound.
 """
 
@@ -43,6 +44,10 @@ OBJECT_COLUMNS = {
 CLUSTER_COLUMNS = {
     "cluster": "int", "rank": "int", "size": "int", "error_rate": "float", "ci_low": "float",
     "ci_high": "float", "lift": "float", "dominant_error": "str", "top_classes": "str",
+}
+LABEL_ISSUE_COLUMNS = {
+    "image_idx": "int", "image_id": "int", "kind": "str", "score": "float", "likely": "bool",
+    "class_idx": "int", "suggested_class_idx": "int",
 }
 #: Top-level blocks of metrics.json per task, and their JSON types.
 METRICS_BLOCKS = {
@@ -91,6 +96,9 @@ def validate_run(run: Run) -> list[str]:
     _check_metrics(run)
     _check_analysis(run)
     _check_recommendations(run, n)
+    if (run.path / "label_issues.parquet").exists():
+        _check_table(run, "label_issues", LABEL_ISSUE_COLUMNS)
+        _check_range(run, "label_issues", "image_idx", 0, n)
     _check_array(run, "embeddings.npy", rows=n, dim=_int_or_none(run.manifest["model"].get("dim")))
     if (run.path / "class_scores.npy").exists():
         _check_array(run, "class_scores.npy", rows=n, dim=k, floating=True)

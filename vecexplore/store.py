@@ -19,6 +19,9 @@ Layout (schema version :data:`SCHEMA_VERSION`)::
       metrics.json      the evaluation (``vecexplore evaluate --json`` schema + sweep)
       analysis.json     property importance and per-cluster descriptions
       recommendations.json  ranked findings, each with the image_idx it selects
+      label_issues.parquet  one row per suspected label error, most likely first (kind, score,
+                        annotation; :mod:`vecexplore.analysis.label_issues`); optional: older
+                        runs compute it when read
       thumbs.bin/.npy   packed 160 px JPEG thumbnails (see :mod:`vecexplore.thumbs`)
       class_scores.npy  classification only, when the predictions carry per-class scores
       exports/          files exported from the app (``vecexplore serve``)

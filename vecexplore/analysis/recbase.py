@@ -22,7 +22,8 @@ from vecexplore.analysis.quality import class_performance, object_arrays
 from vecexplore.errors import ConfigError
 from vecexplore.rates import scalar_ratio, wilson_interval
 
-KINDS = ("cluster", "class_fn", "class_fp", "confusion", "property", "few_examples", "small_eval_set")
+KINDS = ("cluster", "class_fn", "class_fp", "confusion", "property", "label_errors", "few_examples",
+         "small_eval_set")
 TRUST_WEIGHT = 0.25
 
 

@@ -15,6 +15,10 @@ of these kinds (:data:`KINDS`):
 * ``confusion`` — a pair of classes taken for each other (both directions).
 * ``property`` — a tail of a property (``brightness ≤ t``) where one kind of
   error is surely more frequent than in the run (:mod:`vecexplore.analysis.tails`).
+* ``label_errors`` — "N images are likely mislabeled": the images of the
+  ``likely`` label issues (:mod:`vecexplore.analysis.label_issues`), worth
+  reviewing before any other finding is trusted; severity = their issues'
+  share of the run's errors (capped at 1).
 * ``few_examples`` — a class whose recall (classification: accuracy) 95 % Wilson
   interval is wider than ``few_examples_width``: its numbers cannot be trusted.
 * ``small_eval_set`` — the overall recall (accuracy) interval's half-width is
@@ -53,6 +57,7 @@ present — the sorted image_idx of exactly the images behind the evidence (what
 the app selects on a click); one of these describes what they are::
 
     {"all": true}                                   every image
+    {"label_issues": true}                          images with a likely label error
     {"cluster": 4, "clusters": [4, 9]}              a slice (its id, and the clusters it holds)
     {"class_idx": 2, "outcome": "fn" | "fp" | "gt"} images with a GT of the class not found /
                                                     a false positive of the class / a GT of the class
@@ -80,7 +85,7 @@ from vecexplore.analysis.recbase import (
 __all__ = ["KINDS", "TRUST_WEIGHT", "RecommendConfig", "Recommendation", "recommend"]
 
 
-def recommend(run, ev, *, clusters=None, importance=None,
+def recommend(run, ev, *, clusters=None, importance=None, label_issues=None,
               config: RecommendConfig | None = None) -> list[Recommendation]:
     """Ranked findings of an evaluated run (see the module docstring).
 
@@ -92,11 +97,13 @@ def recommend(run, ev, *, clusters=None, importance=None,
             or any :func:`~vecexplore.mapping.slices.slice_table`); default ``run.clusters``.
         importance: :func:`~vecexplore.analysis.quality.property_importance` output (quoted in
             property findings); computed if None.
+        label_issues: :func:`~vecexplore.analysis.label_issues.label_issues` of ``ev``; computed if None.
         config: thresholds.
     """
+    from vecexplore.analysis.label_issues import label_issues as find_label_issues
     from vecexplore.analysis.quality import property_importance
     from vecexplore.analysis.recs_failure import class_candidates, cluster_candidates
-    from vecexplore.analysis.recs_trust import eval_size, few_examples
+    from vecexplore.analysis.recs_trust import eval_size, few_examples, label_errors
     from vecexplore.analysis.slicing import same_failure
     from vecexplore.analysis.tails import property_candidates
 
@@ -116,7 +123,9 @@ def recommend(run, ev, *, clusters=None, importance=None,
 
     merged = [merged_recommendation(c, max([severity(c), *map(severity, c.absorbed)]))
               for c in merge_findings(found, severity=severity, same_failure=same_failure(run, ev))]
-    recs = [*_capped(merged, ctx.cfg), *few_examples(ctx), *eval_size(ctx)]
+    if label_issues is None:
+        label_issues = find_label_issues(ev)
+    recs = [*_capped(merged, ctx.cfg), *label_errors(ctx, label_issues), *few_examples(ctx), *eval_size(ctx)]
     recs.sort(key=lambda r: (-r.severity, KINDS.index(r.kind), r.title))
     return recs[: ctx.cfg.max_total]
 

@@ -1,8 +1,10 @@
-"""Trust findings: a class with too few examples to trust, an evaluation set too small to rank classes.
+"""Trust findings: a class with too few examples to trust, an evaluation set too small to rank classes,
+ground truth that is likely wrong.
 
-Their severity is ``TRUST_WEIGHT × (interval width − allowed width)`` (see
-:mod:`vecexplore.analysis.recommend`); they describe the evaluation, not a
-failure mode, so they are never merged with failure findings.
+The first two have severity ``TRUST_WEIGHT × (interval width − allowed width)``;
+``label_errors`` has the share of the run's errors that the likely label errors
+account for (see :mod:`vecexplore.analysis.recommend`). They describe the
+evaluation, not a failure mode, so they are never merged with failure findings.
 """
 
 from __future__ import annotations
@@ -101,3 +103,32 @@ def eval_size(ctx: Context) -> list[Recommendation]:
                  "worst": {"class_idx": int(w["class_idx"]), metric: float(rates[worst]), "ci": [wlo, whi]},
                  "needed_per_class": need}))
     return out
+
+
+#: Words for the label-issue kinds (:mod:`vecexplore.analysis.label_issues`).
+ISSUE_WORDS = {"wrong_class": "wrong class", "missing": "missing label", "spurious": "spurious label",
+               "bad_box": "badly drawn box", "wrong_label": "wrong label"}
+
+
+def label_errors(ctx: Context, issues) -> list[Recommendation]:
+    """"N images are likely mislabeled: review these first", selecting them (the ``likely`` issues)."""
+    likely = issues[issues["likely"]]
+    if not len(likely):
+        return []
+    images = np.unique(likely["image_idx"].to_numpy(np.int64))
+    counts = likely["kind"].value_counts()
+    parts = ", ".join(f"{int(n)} {ISSUE_WORDS.get(k, k)}" for k, n in counts.items())
+    errors = ctx.n_errors
+    share = min(len(likely) / errors, 1.0) if errors else 0.0
+    what = ("a confident prediction contradicts the ground truth, or a GT of a class the model finds "
+            "elsewhere has nothing near it")
+    evidence = (f"{len(likely)} likely label errors ({parts}) on {len(images)} images: {what}; "
+                f"they account for up to {share:.0%} of the run's {errors} errors")
+    n = len(images)
+    return [Recommendation(
+        "label_errors", f"{n} image{'s are' if n != 1 else ' is'} likely mislabeled: review these first", evidence,
+        "Review these images, most likely first (the app's \"Likely label errors\" view), and fix their labels "
+        "before trusting the numbers or retraining.",
+        share, sel(images, label_issues=True),
+        {"n_images": n, "n_issues": len(likely), "kinds": {str(k): int(v) for k, v in counts.items()},
+         "share_of_errors": share})]

@@ -34,7 +34,7 @@ ANALYSIS_FILE = "analysis.json"
 RECOMMENDATIONS_FILE = "recommendations.json"
 
 
-def analyse(ev, images, objects, clusters, *, seed: int = 0,
+def analyse(ev, images, objects, clusters, *, seed: int = 0, label_issues=None,
             config: RecommendConfig | None = None) -> tuple[dict, list[dict]]:
     """``(analysis, recommendations)`` as JSON-able objects (see the module docstring).
 
@@ -44,6 +44,7 @@ def analyse(ev, images, objects, clusters, *, seed: int = 0,
             aligned with ``ev.dataset``.
         clusters: the slice table, ranked (:func:`~vecexplore.analysis.slicing.failure_slice_table`).
         seed: seed of the importance subsampling.
+        label_issues: the run's label-issue table (computed if None).
     """
     tables = RunTables(images, objects)
     importance = property_importance(tables, ev, seed=seed)
@@ -53,7 +54,8 @@ def analyse(ev, images, objects, clusters, *, seed: int = 0,
         members = members_of(row)
         described.append({"cluster": int(row.cluster), "members": members,
                           **describe_images(tables, ev, np.isin(labels, members)).to_json()})
-    recs = recommend(tables, ev, clusters=clusters, importance=importance, config=config)
+    recs = recommend(tables, ev, clusters=clusters, importance=importance, label_issues=label_issues,
+                     config=config)
     op = {"confidence": ev.confidence}
     if ev.task == "detection":
         op["iou"] = ev.iou
@@ -67,8 +69,8 @@ def analyse(ev, images, objects, clusters, *, seed: int = 0,
     return analysis, [r.to_json() for r in recs]
 
 
-def write_analysis(writer, ev, images, objects, clusters, *, seed: int = 0) -> None:
+def write_analysis(writer, ev, images, objects, clusters, *, seed: int = 0, label_issues=None) -> None:
     """Run :func:`analyse` and write its two files with ``writer.write_json`` (atomic)."""
-    analysis, recs = analyse(ev, images, objects, clusters, seed=seed)
+    analysis, recs = analyse(ev, images, objects, clusters, seed=seed, label_issues=label_issues)
     writer.write_json(ANALYSIS_FILE, analysis)
     writer.write_json(RECOMMENDATIONS_FILE, recs)

@@ -20,11 +20,13 @@ from vecexplore.eval.outcomes import ERROR_TYPE_NAMES
 DETECTION_MODES: tuple[tuple[str, str], ...] = (
     ("error_rate", "Error rate"), ("fp", "False positives"), ("fn", "False negatives"),
     ("error_type", "Dominant error type"), ("cluster", "Cluster"), ("gt_class", "GT class"),
-    ("pred_class", "Predicted class"), ("confidence", "Confidence (max score)"), ("unreadable", "Unreadable"),
+    ("pred_class", "Predicted class"), ("confidence", "Confidence (max score)"),
+    ("label_issue", "Label-issue score"), ("unreadable", "Unreadable"),
 )  # fmt: skip
 CLASSIFICATION_MODES: tuple[tuple[str, str], ...] = (
     ("correct", "Correct / incorrect"), ("cluster", "Cluster"), ("gt_class", "GT class"),
-    ("pred_class", "Predicted class"), ("confidence", "Confidence (score)"), ("unreadable", "Unreadable"),
+    ("pred_class", "Predicted class"), ("confidence", "Confidence (score)"),
+    ("label_issue", "Label-issue score"), ("unreadable", "Unreadable"),
 )  # fmt: skip
 
 #: Modes whose values change with the operating point.
@@ -88,7 +90,7 @@ def _codes(codes: np.ndarray) -> np.ndarray:
 
 def colour_values(mode: str, *, outcomes: ImageOutcomes, cluster: np.ndarray, gt_class: np.ndarray,
                   readable: np.ndarray, score: np.ndarray, class_names: Sequence[str],
-                  pred_class: np.ndarray | None = None) -> Colouring:
+                  pred_class: np.ndarray | None = None, label_issue: np.ndarray | None = None) -> Colouring:
     """The colour column of ``mode`` (see :data:`DETECTION_MODES` / :data:`CLASSIFICATION_MODES`).
 
     Args:
@@ -101,6 +103,9 @@ def colour_values(mode: str, *, outcomes: ImageOutcomes, cluster: np.ndarray, gt
         pred_class: (N,) int64 predicted class at the operating point (-1 = none);
             required for "pred_class" (detection: :func:`dominant_pred_class`;
             classification: ``outcomes.prediction`` is used when None).
+        label_issue: (N,) float64 the image's highest label-issue score (0 = none), required
+            for "label_issue" (:func:`vecexplore.analysis.label_issues.image_scores`; the build's
+            operating point, so it does not follow the slider).
     """
     names = tuple(str(n) for n in class_names)
     if mode == "error_rate":
@@ -136,6 +141,11 @@ def colour_values(mode: str, *, outcomes: ImageOutcomes, cluster: np.ndarray, gt
                          "categorical")
     if mode == "confidence":
         return Colouring(mode, "Confidence", np.asarray(score, np.float32), False, (), 0.0, 1.0, "sequential")
+    if mode == "label_issue":
+        if label_issue is None:
+            raise ValueError("label_issue colouring needs the label-issue score per image")
+        return Colouring(mode, "Label-issue score (how likely the GT is wrong)", np.asarray(label_issue, np.float32),
+                         False, (), 0.0, 1.0, "error")
     if mode == "unreadable":
         return Colouring(mode, "Readable", (~np.asarray(readable, bool)).astype(np.float32), True,
                          ("readable", "unreadable"), -0.5, 1.5, "readable")

@@ -178,6 +178,25 @@ class RunData:
     # ------------------------------------------------------------- lookups
 
     @property
+    def label_issues(self):
+        """The run's label-issue table at the build's operating point (most likely first;
+        computed on first use for a run built before it was stored; thread-safe)."""
+        with self._lock:
+            if "label_issues" not in self.__dict__:
+                from vecexplore.analysis.label_issues import image_scores, of_run
+
+                issues = of_run(self.run, ev=self.base)
+                self.__dict__["label_issues"] = issues
+                self.__dict__["label_issue_scores"] = _frozen(image_scores(issues, self.num_images))
+            return self.__dict__["label_issues"]
+
+    @property
+    def label_issue_scores(self) -> np.ndarray:
+        """(N,) float64 each image's highest label-issue score (0 = none)."""
+        self.label_issues  # noqa: B018 - computes both on first use
+        return self.__dict__["label_issue_scores"]
+
+    @property
     def num_images(self) -> int:
         return self.dataset.num_images
 

@@ -87,6 +87,8 @@ def render_info(summary: dict, *, top: int = 10, max_recommendations: int = 6) -
         if len(recs) > max_recommendations:
             console.print(f"… and {len(recs) - max_recommendations} more (vecexplore info --json lists all)")
 
+    _render_label_issues(console, summary.get("label_issues") or [], top)
+
     bad = summary.get("unreadable") or []
     if bad:
         console.print(f"[bold]Unreadable images[/bold] ({len(bad)}):")
@@ -94,3 +96,18 @@ def render_info(summary: dict, *, top: int = 10, max_recommendations: int = 6) -
             console.print(f"  {item['file_name']}: {item['reason']}")
         if len(bad) > 10:
             console.print(f"  … and {len(bad) - 10} more (vecexplore info --json lists all)")
+
+
+def _render_label_issues(console: Console, issues: list[dict], top: int) -> None:
+    if not issues:
+        return
+    table = Table(title=f"Likely label errors, most likely first: {len(issues)}", title_justify="left")
+    for col in ("score", "kind", "image_id", "annotation_id", "label", "model says"):
+        table.add_column(col, justify="right" if col in ("score", "image_id", "annotation_id") else "left")
+    for item in issues[:top]:
+        table.add_row(_f(item.get("score"), 2), str(item.get("kind")), str(item.get("image_id")),
+                      _f(item.get("annotation_id")), str(item.get("class") or "–"),
+                      str(item.get("suggested_class") or "–"))
+    console.print(table)
+    if len(issues) > top:
+        console.print(f"… and {len(issues) - top} more (vecexplore info --json lists all)")

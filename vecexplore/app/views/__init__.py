@@ -17,6 +17,7 @@ from vecexplore.app.views.detail import DetailView
 from vecexplore.app.views.export import ExportView
 from vecexplore.app.views.gallery import GalleryView
 from vecexplore.app.views.header import HeaderView
+from vecexplore.app.views.label_issues import LabelIssuesView
 from vecexplore.app.views.pr_curves import PRCurvesView
 from vecexplore.app.views.properties import PropertyView
 from vecexplore.app.views.query import QueryView
@@ -40,6 +41,7 @@ REGISTRY = (
     ClassBarsView,
     PropertyView,
     RecommendationsView,
+    LabelIssuesView,
     QueryView,
     GalleryView,
     ExportView,

@@ -18,6 +18,7 @@ RLE) in the box's colour, and a second toggle group shows boxes, masks or both.
 from __future__ import annotations
 
 import html
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -110,6 +111,39 @@ def detection_masks(data, evaluation, image_idx: int, gt: dict, pred: dict) -> t
                     patches[key].append(value)  # + 0.5: pixel centres, the image spans [0, w] × [0, h]
         result.append({k: (v if k in ("xs", "ys") else np.array(v, object)) for k, v in patches.items()})
     return result[0], result[1]
+
+
+#: Outline of a suspected label error (the "Likely label errors" view highlights it here).
+ISSUE_COLOUR = "#d100d1"
+
+
+def issue_boxes(data, image_idx: int, marked: Sequence[int]) -> tuple[dict, list[str]]:
+    """(box columns, sentences) of the suspected label errors to highlight on one image.
+
+    The marked issues (rows of ``data.label_issues`` picked in the "Likely label errors"
+    view) that are on this image; when none is, the image's ``likely`` issues. Boxes are
+    the suspicious ones (the GT's, or the prediction's for a missing label); classification
+    issues have no box, only a sentence.
+    """
+    from vecexplore.app.views.label_issues import KIND_WORDS
+
+    issues = data.label_issues
+    on = np.flatnonzero(issues["image_idx"].to_numpy() == image_idx)
+    picked = on[np.isin(on, np.asarray(marked, np.int64))]
+    rows = picked if picked.size else on[issues["likely"].to_numpy(bool)[on]]
+    names = data.class_names
+    sub = issues.iloc[rows]
+    words = []
+    for r in sub.itertuples(index=False):
+        said = f"labelled {names[r.class_idx]}" if r.class_idx >= 0 else "no label"
+        model = f", the model says {names[r.suggested_class_idx]}" if r.suggested_class_idx >= 0 else ""
+        words.append(f"{KIND_WORDS.get(r.kind, r.kind)} (score {r.score:.2f}): {said}{model}")
+    has_box = np.isfinite(sub["w"].to_numpy(np.float64)) if len(sub) else np.zeros(0, bool)
+    boxes = _boxes(sub[["x", "y", "w", "h"]].to_numpy(np.float64)[has_box])
+    boxes["label"] = np.array(words, object)[has_box] if len(words) else np.zeros(0, object)
+    boxes["colour"] = np.array([ISSUE_COLOUR] * int(has_box.sum()), object)
+    boxes["outcome"] = np.array(["suspected label error"] * int(has_box.sum()), object)
+    return boxes, words
 
 
 def classification_scores(data, evaluation, image_idx: int, top: int = 5) -> dict[str, np.ndarray]:
@@ -217,6 +251,7 @@ class DetailView(View):
         self.thumb = ColumnDataSource(data={"url": [], "x": [], "y": [], "w": [], "h": []}, name="detail-thumb")
         self.gt = ColumnDataSource(data={k: [] for k in _BOX_KEYS}, name="detail-gt")
         self.pred = ColumnDataSource(data={k: [] for k in _BOX_KEYS}, name="detail-pred")
+        self.issues = ColumnDataSource(data={k: [] for k in _BOX_KEYS}, name="detail-issues")
         self.labels = ColumnDataSource(data={k: [] for k in ("x", "y", "text", "colour", "baseline", "kind")},
                                        name="detail-labels")
         self.gt_masks = ColumnDataSource(data={k: [] for k in _MASK_KEYS}, name="detail-gt-masks")
@@ -241,6 +276,9 @@ class DetailView(View):
         pred_boxes = self.figure.quad(left="left", right="right", top="top", bottom="bottom", source=self.pred,
                                       fill_alpha=0, line_color="colour", line_width=2, line_dash="dashed",
                                       name="detail-pred-boxes")
+        issue_boxes_r = self.figure.quad(left="left", right="right", top="top", bottom="bottom", source=self.issues,
+                                         fill_alpha=0, line_color="colour", line_width=4, line_dash="dotted",
+                                         name="detail-issue-boxes")
         labels = {}
         for kind in ("gt", "pred"):
             labels[kind] = self.figure.text(
@@ -248,7 +286,7 @@ class DetailView(View):
                                                                                          group=kind)),
                 text_baseline="baseline", text_font_size="10px", text_color="#ffffff", background_fill_color="colour",
                 background_fill_alpha=0.85, padding=1, name=f"detail-{kind}-labels")
-        self.figure.add_tools(HoverTool(renderers=[gt_boxes, pred_boxes, gt_masks, pred_masks],
+        self.figure.add_tools(HoverTool(renderers=[gt_boxes, pred_boxes, gt_masks, pred_masks, issue_boxes_r],
                                         tooltips=[("", "@label"), ("outcome", "@outcome")]))
         self.toggles = CheckboxGroup(labels=["Ground truth", "Predictions", "Labels"], active=[0, 1, 2],
                                      inline=True, name="detail-toggles", visible=task == "detection")
@@ -310,6 +348,10 @@ class DetailView(View):
                          "w": [float(w or 1)], "h": [float(h or 1)]},
                "thumb": f"{self.url_base}/thumb/{int(info.image_id[i])}"}
         ev_ = d.evaluation
+        issues, words = issue_boxes(self.data, i, d.state.marked("label-issues"))
+        out["issues"] = issues
+        suspect = ("".join(f"<div class='vx-warn vx-label-issue'>suspected label error: {_escape(w)}</div>"
+                           for w in words))
         if self.task == "detection":
             gt, pred = detection_boxes(self.data, ev_, i)
             both = {k: np.concatenate([gt[k], pred[k]]) for k in ("left", "right", "top", "bottom", "label", "colour")}
@@ -317,10 +359,10 @@ class DetailView(View):
             out.update(gt=gt, pred=pred, labels=label_columns(both, fw / max(x1 - x0, 1e-9)))
             if self.has_masks:
                 out["gt_masks"], out["pred_masks"] = detection_masks(self.data, ev_, i, gt, pred)
-            out["info"] = self._info_detection(i, gt, pred, ev_.confidence)
+            out["info"] = self._info_detection(i, gt, pred, ev_.confidence) + suspect
         else:
             out["scores"] = classification_scores(self.data, ev_, i)
-            out["info"] = self._info_classification(i, ev_)
+            out["info"] = self._info_classification(i, ev_) + suspect
         return out
 
     def _head(self, i: int) -> str:
@@ -357,7 +399,7 @@ class DetailView(View):
             self._shown = -1
             self.image.data = {"url": [], "x": [], "y": [], "w": [], "h": []}
             self.thumb.data = dict(self.image.data)
-            self.gt.data, self.pred.data = empty, dict(empty)
+            self.gt.data, self.pred.data, self.issues.data = empty, dict(empty), dict(empty)
             self.gt_masks.data = {k: [] for k in _MASK_KEYS}
             self.pred_masks.data = {k: [] for k in _MASK_KEYS}
             self.labels.data = {k: [] for k in self.labels.data}
@@ -375,6 +417,7 @@ class DetailView(View):
             self.gt.data, self.pred.data, self.labels.data = p["gt"], p["pred"], p["labels"]
             if "gt_masks" in p:
                 self.gt_masks.data, self.pred_masks.data = p["gt_masks"], p["pred_masks"]
+            self.issues.data = p["issues"]
         else:
             self.scores.data = p["scores"]
             self.score_figure.visible = True
@@ -386,4 +429,4 @@ def _escape(text: str) -> str:
 
 
 __all__ = ["DetailView", "classification_scores", "detection_boxes", "detection_masks", "fit_ranges",
-           "place_labels"]
+           "issue_boxes", "place_labels"]

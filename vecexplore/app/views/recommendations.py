@@ -27,7 +27,7 @@ from vecexplore.errors import RunStoreError
 #: Rows on the page (``RecommendConfig.max_total`` is 12).
 MAX_ROWS = 12
 _KIND_NAMES = {"cluster": "cluster", "class_fn": "low recall", "class_fp": "false positives", "confusion": "confusion",
-               "property": "property", "few_examples": "too few examples", "small_eval_set": "small eval set"}
+               "property": "property", "label_errors": "label errors", "few_examples": "too few examples", "small_eval_set": "small eval set"}
 
 
 def build_recommendations(run) -> tuple[list[dict], dict | None]:

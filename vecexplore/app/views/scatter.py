@@ -178,7 +178,9 @@ class ScatterView(View):
         if self._sent is None or not (self._sent[0] is key[0] and self._sent[1] == key[1]):
             col = colouring.colour_values(s.colour, outcomes=d.outcomes, cluster=info.cluster,
                                           gt_class=info.gt_class, readable=info.readable, score=d.scores,
-                                          class_names=self.data.class_names, pred_class=pred_class)
+                                          class_names=self.data.class_names, pred_class=pred_class,
+                                          label_issue=self.data.label_issue_scores if s.colour == "label_issue"
+                                          else None)
             if self._sent is None or self._sent[0] is not key[0]:
                 packed = colouring.pack_outcomes(d.outcomes)
             self._sent = key
