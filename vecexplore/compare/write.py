@@ -12,7 +12,7 @@ thumbnails, A's outcomes) plus what B adds, so ``info``, ``export`` and
       objects_b.parquet     detection: B's objects table, image_idx in A's image order
       metrics_b.json        B's metrics.json
       compare.json          {"method", "level", "n_boot", "seed", "map": "a",
-                             "a": {run, model, metrics, operating_point},
+                             "a": {run, model, metrics, operating_point, config: {iou, confidence}},
                              "b": {...}, "deltas": {metric: B - A},
                              "overall": {delta, ci_low, ci_high}, "changes": {change: count},
                              "regressions": [...], "improvements": [...]}
@@ -147,8 +147,10 @@ def compare_runs(run_a: str | Path, run_b: str | Path, out: str | Path, *, force
 
 def _side(run, headline: dict) -> dict:
     model = run.manifest.get("model", {})
+    config = run.manifest.get("config", {})
     return {"run": str(run.path.resolve()), "model": {k: model.get(k) for k in ("model", "weights", "random")},
-            "metrics": headline, "operating_point": run.metrics.get("operating_point")}
+            "metrics": headline, "operating_point": run.metrics.get("operating_point"),
+            "config": {"iou": config.get("iou"), "confidence": config.get("confidence")}}
 
 
 def _num(v) -> bool:
