@@ -42,6 +42,9 @@ def render_info(summary: dict, *, top: int = 10, max_recommendations: int = 6) -
     if summary.get("error_types"):
         console.print("errors: " + ", ".join(f"{k} {v}" for k, v in summary["error_types"].items()))
 
+    if "comparison" in summary:  # what changed comes first; A's own failure clusters follow
+        render_comparison(console, summary, top=top)
+
     clusters = summary.get("clusters", [])
     # A failure cluster fails more often than the run as a whole; the others are listed by count only.
     failing = [c for c in clusters if isinstance(c.get("lift"), (int, float)) and c["lift"] > 1]
@@ -86,9 +89,6 @@ def render_info(summary: dict, *, top: int = 10, max_recommendations: int = 6) -
                 console.print(f"   → {rec['action']}")
         if len(recs) > max_recommendations:
             console.print(f"… and {len(recs) - max_recommendations} more (vecexplore info --json lists all)")
-
-    if "comparison" in summary:
-        render_comparison(console, summary, top=top)
 
     bad = summary.get("unreadable") or []
     if bad:
