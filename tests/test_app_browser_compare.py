@@ -45,7 +45,7 @@ def test_colour_by_change_and_click_a_difference_cell(browser, comparison):
     # colour by change, through the page's own <select>
     select = app.page.evaluate_handle(
         "() => Bokeh.index.find_one(Bokeh.documents[0].get_model_by_name('colour-by')).shadow_el.querySelector('select')")
-    select.as_element().select_option("change")
+    select.as_element().select_option(label="Change A → B")
     app.wait_for("() => Bokeh.documents[0].get_model_by_name('colour-by').value == 'change'")
     want = np.array([CHANGES.index(x) for x in data.run.images["change"]], np.float32)
     app.wait_for("([n]) => { const c = Bokeh.documents[0].get_model_by_name('scatter-source').data.c;"

@@ -137,3 +137,16 @@ def test_refuses_a_comparison_and_other_tasks(compare_pair, demo_run_classificat
         compare_runs(compare_pair["c"], compare_pair["b"], tmp_path / "x")
     with pytest.raises(CompareError, match=r"detection run .* classification run"):
         compare_runs(compare_pair["a"], demo_run_classification[0], tmp_path / "x")
+
+
+@pytest.mark.parametrize("damage,message", [
+    (lambda c: (c / "objects_b.parquet").unlink(), "objects_b.parquet: missing"),
+    (lambda c: (c / "compare.json").write_text('{"regressions": 3}'), "compare.json: \"regressions\" is not a list"),
+    (lambda c: (c / "metrics_b.json").write_text("[]"), "metrics_b.json: a JSON array"),
+])
+def test_a_damaged_comparison_run_is_refused_naming_the_file(compare_pair, tmp_path, capsys, damage, message):
+    broken = tmp_path / "c"
+    shutil.copytree(compare_pair["c"], broken)
+    damage(broken)
+    code, _, err = _cli(["info", broken], capsys)
+    assert code == 2 and message in err and "Traceback" not in err
