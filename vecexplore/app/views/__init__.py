@@ -29,7 +29,7 @@ from vecexplore.app.views.selection import SelectionView
 
 REGISTRY = (
     HeaderView,
-    CompareHeaderView,
+    CompareHeaderView,  # slot "toolbar": a row between the header bar and the toolbar
     ControlsView,
     SelectionView,
     ScatterView,

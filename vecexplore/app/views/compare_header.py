@@ -1,6 +1,6 @@
 """A comparison run's header: both models' headline metrics and the deltas, for the run and the selection.
 
-Only on runs written by ``vecexplore compare``; one Div (``compare-header``) whose
+Only on runs written by ``vecexplore compare``; a row under the header bar with one Div (``compare-header``) whose
 table has a row per metric: A, B and B − A (:func:`vecexplore.app.comparison.header_rows`).
 Each model is at its own build operating point.
 """
@@ -27,7 +27,8 @@ def compare_header_html(rows: list[tuple[str, str, str, str]], doc: dict) -> str
 
 class CompareHeaderView(View):
     name = "compare-header"
-    slot = "header"
+    # A full-width row of its own under the header bar: the header bar has no room for a second table.
+    slot = "toolbar"
     depends = frozenset({"selection"})
 
     @classmethod
@@ -36,13 +37,14 @@ class CompareHeaderView(View):
 
     def __init__(self, ctx):
         super().__init__(ctx)
-        from bokeh.models import Div
+        from bokeh.models import Div, Row
 
         self.div = Div(text="", name="compare-header", css_classes=["vx-header", "vx-compare-header"],
                        sizing_mode="stretch_width")
+        self.row = Row(self.div, name="compare-header-bar", css_classes=["vx-header-bar"], sizing_mode="stretch_width")
 
     def layout(self):
-        return self.div
+        return self.row
 
     def compute(self, d) -> str:
         comp = self.data.comparison

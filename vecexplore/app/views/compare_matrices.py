@@ -74,14 +74,16 @@ class CompareMatricesView(View):
         row, col = np.divmod(np.arange(n * n, dtype=np.int64), n)
         counts = cmp.matrices(comp)
         fill = LinearColorMapper(palette=TONE_PALETTE, low=-1, high=1, nan_color="#f6f6f6")
+        ink = LinearColorMapper(palette=["#333333", "#ffffff"], low=0, high=1.1)  # white on dark cells
         self.sources, self.figures = {}, {}
         for which in cmp.MATRICES:
             c = counts[which].reshape(-1)
             text = [("" if v == 0 else f"{v:+d}") if which == "diff" else (str(v) if v else "") for v in c.tolist()]
+            tone = matrix_tones(counts[which], which, self.has_background)
             src = ColumnDataSource(data={"row": row, "col": col, "gt": names[row], "pred": names[col],
-                                         "count": c.astype(np.int32),
-                                         "tone": matrix_tones(counts[which], which, self.has_background),
-                                         "text": text}, name=f"compare-source-{which}")
+                                         "count": c.astype(np.int32), "tone": tone, "text": text,
+                                         "ink": (np.abs(np.nan_to_num(tone)) > 0.55).astype(np.float32)},
+                                   name=f"compare-source-{which}")
             f = figure(sizing_mode="stretch_both", name=f"compare-matrix-{which}",
                        css_classes=["vx-compare-matrix", f"vx-compare-matrix-{which}"], tools="", toolbar_location=None,
                        x_range=Range1d(-0.5, n - 0.5), y_range=Range1d(n - 0.5, -0.5), x_axis_location="above",
@@ -91,7 +93,7 @@ class CompareMatricesView(View):
                            nonselection_fill_alpha=1.0, name=f"compare-cells-{which}")
             if n <= 16:
                 f.text("col", "row", text="text", source=src, text_align="center", text_baseline="middle",
-                       text_font_size="9px", text_color="#222222")
+                       text_font_size="9px", text_color={"field": "ink", "transform": ink})
             ticks = list(range(n))
             for axis in (f.xaxis, f.yaxis):
                 axis.ticker = ticks
