@@ -26,3 +26,32 @@ def write_model_b(data: Path, out: Path, *, fix_mode: str, break_ids: set[int]) 
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(kept + perfect))
     return out
+
+
+def write_classifier_b(data: Path, out: Path, *, fix_mode: str, break_names: set[str]) -> Path:
+    """Model B for the classification demo: right on every image of ``fix_mode``, wrong (the next
+    class after the label) on the images named ``break_names``, A's prediction elsewhere; no
+    per-class scores."""
+    import csv
+
+    from vecexplore.demo import read_planted
+
+    planted = read_planted(data)
+    fixed = set(planted["modes"][fix_mode]["file_names"])
+    names = planted["categories"]
+    with open(data / "labels.csv", newline="") as f:
+        label = {r["file_name"]: r["label"] for r in csv.DictReader(f)}
+    with open(data / "predictions.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with open(out, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["file_name", "prediction", "score"])
+        for r in rows:
+            name, pred, score = r["file_name"], r["prediction"], r["score"]
+            if name in break_names:
+                pred, score = names[(names.index(label[name]) + 1) % len(names)], "0.99"
+            elif name in fixed:
+                pred, score = label[name], "0.99"
+            w.writerow([name, pred, score])
+    return out

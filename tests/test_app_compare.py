@@ -157,3 +157,24 @@ def test_detail_toggles_between_a_and_b_predictions(cmp_data, compare_pair):
     assert set(v.detail.gt.data["outcome"]) <= {"fn", "crowd"}
     toggle.active = 0
     assert len(v.detail.pred.data["left"]) > 0
+
+
+def test_a_classification_comparison_page(compare_pair_classification):
+    from vecexplore.app.events import OpenImage
+
+    data = load_run_data(compare_pair_classification["c"])
+    doc, s, v = page(data)
+    comp = data.comparison
+    np.testing.assert_allclose(comp.eval_b.per_image["error_rate"].to_numpy(), comp.err_b, atol=0)
+    v.controls.colour.value = "change"
+    np.testing.assert_array_equal(v.scatter.source.data["c"], comp.change.astype(np.float32))
+    i = int(np.flatnonzero(data.images.cluster == compare_pair_classification["broken"])[0])
+    s.emit(OpenImage(i))
+    names = data.class_names
+    doc.get_model_by_name("detail-model").active = 1
+    b_pred = int(data.run.images["b_pred_class_idx"][i])
+    assert "Model B" in v.detail.info.text and f"prediction <b>{names[b_pred]}</b>" in v.detail.info.text
+    assert "incorrect" in v.detail.info.text
+    n = len(names)
+    diff = np.asarray(doc.get_model_by_name("compare-source-diff").data["count"]).reshape(n, n)
+    np.testing.assert_array_equal(diff, comp.eval_b.confusion.counts - comp.eval_a.confusion.counts)

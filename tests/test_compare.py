@@ -150,3 +150,18 @@ def test_a_damaged_comparison_run_is_refused_naming_the_file(compare_pair, tmp_p
     damage(broken)
     code, _, err = _cli(["info", broken], capsys)
     assert code == 2 and message in err and "Traceback" not in err
+
+
+def test_classification_comparison(compare_pair_classification):
+    pair = compare_pair_classification
+    c = open_run(pair["c"])
+    doc = c.json("compare.json")
+    assert doc["regressions"][0]["cluster"] == pair["broken"] and doc["regressions"][0]["ci_low"] > 0
+    images = c.images
+    top = images[images["cluster"].isin(doc["improvements"][0]["members"])]
+    assert top["file_name"].isin(pair["fixed_names"]).mean() > 0.5 and doc["improvements"][0]["ci_high"] < 0
+    broken = images["cluster"] == pair["broken"]
+    assert (images.loc[broken, "b_correct"] == False).all()  # noqa: E712
+    assert (images.loc[images["file_name"].isin(pair["fixed_names"]), "b_error_rate"] == 0).all()
+    assert doc["deltas"]["accuracy"] == pytest.approx(
+        open_run(pair["b"]).metrics["accuracy"] - open_run(pair["a"]).metrics["accuracy"])
