@@ -101,3 +101,73 @@ class RecordingDoc:
 
     def add_next_tick_callback(self, cb):
         self.ticks.append(cb)
+
+
+@pytest.fixture(scope="session")
+def compare_pair(demo_run, tmp_path_factory):
+    """Run A = the session's detection demo run; run B = the same images and GT with a model that
+    fixes the planted ``dark_small_missed`` mode and misses everything on the images of A's
+    cleanest cluster without dark images; and their comparison run.
+
+    Returns a dict: ``a``, ``b``, ``c`` (run dirs), ``data``, ``broken`` (A's cluster B broke),
+    ``fixed_ids`` (image ids of the fixed mode).
+    """
+    from pathlib import Path
+
+    from _compare_helpers import write_model_b
+
+    from vecexplore.compare import compare_runs
+    from vecexplore.demo import read_planted
+    from vecexplore.io.source import DatasetSource
+    from vecexplore.store import Run
+
+    run_a, data = demo_run
+    base = tmp_path_factory.mktemp("compare")
+    fixed_ids = set(read_planted(data)["modes"]["dark_small_missed"]["image_ids"])
+    a = Run(run_a)
+    images = a.images
+    candidates = []
+    for row in a.clusters.itertuples():
+        ids = images.loc[images["cluster"].isin(list(row.members)), "image_id"]
+        if len(ids) >= 12 and not ids.isin(fixed_ids).any():
+            candidates.append((float(images.loc[ids.index, "error_rate"].mean()), int(row.cluster), set(ids.tolist())))
+    _, broken, break_ids = min(candidates)
+    pred_b = write_model_b(data, base / "pred_b.json", fix_mode="dark_small_missed", break_ids=break_ids)
+    source = DatasetSource(gt=data / "annotations.json", pred=pred_b, images=data)
+    result_b, _ = build_demo_run(base, out_name="run_b", source=source, cache_dir=Path(run_a).parent / "cache")
+    compare_runs(run_a, result_b.out, base / "run_c", n_boot=1000)
+    return {"a": Path(run_a), "b": result_b.out, "c": base / "run_c", "data": data, "broken": broken,
+            "fixed_ids": fixed_ids}
+
+
+@pytest.fixture(scope="session")
+def compare_pair_classification(demo_run_classification, tmp_path_factory):
+    """The classification counterpart of ``compare_pair``: B is right on the ``blur_confusion`` mode
+    and wrong on every image of A's largest cluster without such images."""
+    from pathlib import Path
+
+    from _compare_helpers import write_classifier_b
+
+    from vecexplore.compare import compare_runs
+    from vecexplore.demo import read_planted
+    from vecexplore.io.source import DatasetSource
+    from vecexplore.store import Run
+
+    run_a, data = demo_run_classification
+    base = tmp_path_factory.mktemp("compare-classification")
+    fixed = set(read_planted(data)["modes"]["blur_confusion"]["file_names"])
+    a = Run(run_a)
+    images = a.images
+    candidates = []
+    for row in a.clusters.itertuples():
+        names = images.loc[images["cluster"].isin(list(row.members)), "file_name"]
+        if len(names) >= 10 and not names.isin(fixed).any():
+            candidates.append((-len(names), int(row.cluster), set(names.tolist())))
+    _, broken, break_names = min(candidates)
+    pred_b = write_classifier_b(data, base / "pred_b.csv", fix_mode="blur_confusion", break_names=break_names)
+    source = DatasetSource(gt=data / "labels.csv", pred=pred_b, images=data)
+    result_b, _ = build_demo_run(base, task="classification", out_name="run_b", source=source,
+                                 cache_dir=Path(run_a).parent / "cache")
+    compare_runs(run_a, result_b.out, base / "run_c", n_boot=1000)
+    return {"a": Path(run_a), "b": result_b.out, "c": base / "run_c", "data": data, "broken": broken,
+            "fixed_names": fixed}

@@ -149,7 +149,7 @@ def test_every_view_has_its_name_and_css_class(det):
     from vecexplore.app.views import REGISTRY
 
     doc, s, _ = page(det)
-    assert [v.name for v in s.views] == [c.name for c in REGISTRY if "detection" in c.tasks]
+    assert [v.name for v in s.views] == [c.name for c in REGISTRY if "detection" in c.tasks and c.available(det)]
     assert [t.title for t in doc.get_model_by_name("tabs").tabs] == [v.title for v in s.tab_views]
     for name in ("scatter", "confusion", "gallery", "detail", "tabs", "header", "curve", "class-bars"):
         assert f"vx-{name}" in doc.get_model_by_name(name).css_classes, name

@@ -83,6 +83,10 @@ class RunStoreError(VecexploreError):
     """A run directory is missing, incomplete, or from an incompatible schema version."""
 
 
+class CompareError(VecexploreError):
+    """Two runs cannot be compared: they differ in task, classes, images or ground truth."""
+
+
 class DiskFullError(VecexploreError):
     """A write failed because the file system is full (ENOSPC) or the user's quota is spent (EDQUOT).
 

@@ -112,4 +112,22 @@ def run_summary(run: Run, *, max_unreadable: int | None = None) -> dict[str, Any
         "label_issues": _label_issues(run),
         "timings": manifest.get("timings", {}),
     }
+    if "comparison" in manifest:
+        out.update(comparison_summary(run))
     return json_safe(out)
+
+
+def comparison_summary(run: Run) -> dict[str, Any]:
+    """A comparison run's extra ``info --json`` keys: ``comparison`` (the two runs, both models'
+    headline metrics, their deltas B - A, the overall change, the method) and ``regressions`` /
+    ``improvements`` (A's clusters where B's mean error rate rose / fell, surest first; each
+    ``{"cluster", "size", "delta", "ci_low", "ci_high", "error_a", "error_b", "sure", "rank",
+    "members", "fixed", "regressed", "both_wrong", "both_right"}``)."""
+    from vecexplore.compare.write import COMPARE_FILE
+
+    doc = run.json(COMPARE_FILE)
+    return {
+        "comparison": {k: doc.get(k) for k in ("a", "b", "deltas", "overall", "changes", "method", "level", "map")},
+        "regressions": doc.get("regressions", []),
+        "improvements": doc.get("improvements", []),
+    }

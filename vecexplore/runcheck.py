@@ -100,6 +100,8 @@ def validate_run(run: Run) -> list[str]:
         _check_table(run, "label_issues", LABEL_ISSUE_COLUMNS)
         _check_range(run, "label_issues", "image_idx", 0, n)
     _check_array(run, "embeddings.npy", rows=n, dim=_int_or_none(run.manifest["model"].get("dim")))
+    if "comparison" in run.manifest:
+        _check_comparison(run, n, k)
     if (run.path / "class_scores.npy").exists():
         _check_array(run, "class_scores.npy", rows=n, dim=k, floating=True)
     from vecexplore.thumbs import check_thumbs
@@ -274,6 +276,24 @@ def _is_kind(arrow_type, kind: str) -> bool:
     if kind == "bool":
         return pa.types.is_boolean(arrow_type)
     return pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type)
+
+
+def _check_comparison(run: Run, n: int, k: int) -> None:
+    """A run written by ``vecexplore compare``: B's columns, B's objects and metrics, compare.json."""
+    from vecexplore.compare.write import COMPARE_FILE, METRICS_B, OBJECTS_B
+
+    _check_table(run, "images", {"change": "str", "b_error_rate": "float"})
+    if run.task == "detection":
+        _check_table(run, OBJECTS_B, OBJECT_COLUMNS)
+        _check_range(run, OBJECTS_B, "image_idx", 0, n)
+        _check_range(run, OBJECTS_B, "class_idx", 0, k)
+    _document(run, METRICS_B, dict)
+    doc = _document(run, COMPARE_FILE, dict)
+    for key in ("regressions", "improvements"):
+        rows = doc.get(key)
+        if not isinstance(rows, list) or not all(isinstance(r, dict) and isinstance(r.get("members"), list)
+                                                 for r in rows):
+            raise broken_file(run.path / COMPARE_FILE, f'"{key}" is not a list of clusters')
 
 
 # ---------------------------------------------------------------- arrays

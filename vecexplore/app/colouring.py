@@ -33,9 +33,14 @@ CLASSIFICATION_MODES: tuple[tuple[str, str], ...] = (
 DYNAMIC_MODES = frozenset({"error_rate", "fp", "fn", "error_type", "pred_class", "confidence", "correct"})
 
 
-def modes(task: str) -> tuple[tuple[str, str], ...]:
-    """(value, label) of the colour-by modes of a task, the default first."""
-    return DETECTION_MODES if task == "detection" else CLASSIFICATION_MODES
+#: The mode a comparison run adds (``vecexplore compare``): fixed / regressed / both wrong / both right.
+CHANGE_MODE: tuple[str, str] = ("change", "Change A → B")
+
+
+def modes(task: str, *, comparison: bool = False) -> tuple[tuple[str, str], ...]:
+    """(value, label) of the colour-by modes of a task, the default first (a comparison run adds "change")."""
+    base = DETECTION_MODES if task == "detection" else CLASSIFICATION_MODES
+    return (*base, CHANGE_MODE) if comparison else base
 
 
 @dataclass(frozen=True, eq=False)
@@ -90,7 +95,8 @@ def _codes(codes: np.ndarray) -> np.ndarray:
 
 def colour_values(mode: str, *, outcomes: ImageOutcomes, cluster: np.ndarray, gt_class: np.ndarray,
                   readable: np.ndarray, score: np.ndarray, class_names: Sequence[str],
-                  pred_class: np.ndarray | None = None, label_issue: np.ndarray | None = None) -> Colouring:
+                  pred_class: np.ndarray | None = None, label_issue: np.ndarray | None = None,
+                  comparison=None) -> Colouring:
     """The colour column of ``mode`` (see :data:`DETECTION_MODES` / :data:`CLASSIFICATION_MODES`).
 
     Args:
@@ -106,6 +112,7 @@ def colour_values(mode: str, *, outcomes: ImageOutcomes, cluster: np.ndarray, gt
         label_issue: (N,) float64 the image's highest label-issue score (0 = none), required
             for "label_issue" (:func:`vecexplore.analysis.label_issues.image_scores`; the build's
             operating point, so it does not follow the slider).
+        comparison: the run's :class:`~vecexplore.app.comparison.Comparison`; required for "change".
     """
     names = tuple(str(n) for n in class_names)
     if mode == "error_rate":
@@ -149,6 +156,12 @@ def colour_values(mode: str, *, outcomes: ImageOutcomes, cluster: np.ndarray, gt
     if mode == "unreadable":
         return Colouring(mode, "Readable", (~np.asarray(readable, bool)).astype(np.float32), True,
                          ("readable", "unreadable"), -0.5, 1.5, "readable")
+    if mode == "change":
+        if comparison is None:
+            raise ValueError("change colouring needs a comparison run")
+        from vecexplore.app.comparison import change_colouring
+
+        return change_colouring(comparison)
     raise ValueError(f"unknown colour mode {mode!r}")
 
 

@@ -174,6 +174,14 @@ class RunData:
             self.pred_row = _frozen(row)
         self.images = self._image_info()
         self._warm(self.base)
+        from vecexplore.compare import is_comparison
+
+        #: A comparison run's model B (:mod:`vecexplore.app.comparison`); None for an ordinary run.
+        self.comparison = None
+        if is_comparison(self.run):
+            from vecexplore.app.comparison import load_comparison
+
+            self.comparison = load_comparison(self)
 
     # ------------------------------------------------------------- lookups
 

@@ -63,6 +63,12 @@ Stable model names (``name=``; panels also carry the CSS class ``vx-<name>``):
                           (urls), ``detail-gt`` / ``detail-pred`` box sources,
                           ``detail-labels``, ``detail-toggles``, ``detail-info``,
                           ``detail-scores`` / ``detail-scores-figure`` (classification)
+``compare-header``        comparison runs only (``vecexplore compare``): Div with
+                          both models' metrics and B − A, in ``compare-header-bar``
+``compare-matrix-{a,b,diff}``  comparison runs only: the "A vs B" tab's figures;
+                          ``compare-source-{a,b,diff}`` (row-major cells),
+                          ``compare-cells-{a,b,diff}``, ``compare-caption``;
+                          ``detail-model`` RadioButtonGroup (Model A / Model B)
 ========================  =====================================================
 """
 

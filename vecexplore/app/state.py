@@ -121,6 +121,7 @@ class SessionState:
         pr_classes: class_idx of the PR curves; empty = the classes with the most ground truth.
         prop: the property of the performance-by-property chart; "" = the view's default.
         export: the last export (:class:`Export`), or None.
+        detail_model: a comparison run's detail view draws model "a"'s or model "b"'s predictions.
     """
 
     iou: float
@@ -149,6 +150,7 @@ class SessionState:
     pr_classes: tuple[int, ...] = ()
     prop: str = ""
     export: Export | None = None
+    detail_model: Literal["a", "b"] = "a"
 
     def with_pick(self, image_idx: np.ndarray | Sequence[int] | None, how: str = "",
                   focus: Focus = ALL_ERRORS, marks: tuple = ()) -> SessionState:

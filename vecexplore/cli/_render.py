@@ -42,6 +42,9 @@ def render_info(summary: dict, *, top: int = 10, max_recommendations: int = 6) -
     if summary.get("error_types"):
         console.print("errors: " + ", ".join(f"{k} {v}" for k, v in summary["error_types"].items()))
 
+    if "comparison" in summary:  # what changed comes first; A's own failure clusters follow
+        render_comparison(console, summary, top=top)
+
     clusters = summary.get("clusters", [])
     # A failure cluster fails more often than the run as a whole; the others are listed by count only.
     failing = [c for c in clusters if isinstance(c.get("lift"), (int, float)) and c["lift"] > 1]
@@ -111,3 +114,42 @@ def _render_label_issues(console: Console, issues: list[dict], top: int) -> None
     console.print(table)
     if len(issues) > top:
         console.print(f"… and {len(issues) - top} more (vecexplore info --json lists all)")
+
+
+def render_comparison(console: Console, summary: dict, *, top: int = 10) -> None:
+    """The comparison part of ``info``: both models' metrics, and the regressions and improvements tables."""
+    comp = summary["comparison"]
+    a, b, deltas = comp.get("a") or {}, comp.get("b") or {}, comp.get("deltas") or {}
+    console.print(f"[bold]Comparison[/bold]: A = {a.get('run')}, B = {b.get('run')} (map and clusters: A's)")
+    table = Table(title="Metrics at each model's operating point", title_justify="left")
+    for col in ("metric", "A", "B", "B - A"):
+        table.add_column(col, justify="left" if col == "metric" else "right")
+    for key, value in (a.get("metrics") or {}).items():
+        delta = deltas.get(key)
+        table.add_row(key, _f(value), _f((b.get("metrics") or {}).get(key)),
+                      f"{delta:+.3f}" if isinstance(delta, (int, float)) else "–")
+    console.print(table)
+    o = comp.get("overall") or {}
+    if o:
+        console.print(f"mean per-image error rate: A {_f(o.get('error_a'))}, B {_f(o.get('error_b'))}, "
+                      f"Δ {o['delta']:+.3f} [{o['ci_low']:+.3f}, {o['ci_high']:+.3f}]")
+    changes = comp.get("changes") or {}
+    if changes:
+        console.print("images: " + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in changes.items()))
+    level = comp.get("level") or 0.95
+    for key, title in (("regressions", "Regressions (B worse than A), surest first"),
+                       ("improvements", "Improvements (B better than A), surest first")):
+        rows = summary.get(key) or []
+        if not rows:
+            console.print(f"{title}: none")
+            continue
+        t = Table(title=f"{title}: {len(rows)} ({sum(r.get('sure', False) for r in rows)} with the "
+                        f"{level:.0%} interval excluding 0)", title_justify="left")
+        for col in ("rank", "cluster", "size", "error A", "error B", f"Δ [{level:.0%} CI]", "fixed", "regressed"):
+            t.add_column(col, justify="left" if col.startswith("Δ") else "right")
+        for r in rows[:top]:
+            t.add_row(str(r.get("rank")), "+".join(str(m) for m in r.get("members") or [r.get("cluster")]),
+                      str(r.get("size")), _f(r.get("error_a"), 2), _f(r.get("error_b"), 2),
+                      f"{r['delta']:+.3f} [{r['ci_low']:+.3f}, {r['ci_high']:+.3f}]",
+                      str(r.get("fixed")), str(r.get("regressed")))
+        console.print(t)

@@ -108,6 +108,35 @@ def print_summary(result) -> None:
     typer.echo(f"next: vecexplore info {result.out}   |   vecexplore serve {result.out}")
 
 
+@app.command("compare")
+def compare_command(
+    run_a: Annotated[Path, typer.Argument(metavar="RUN_A", help="The run of model A (its map and clusters are used).")],
+    run_b: Annotated[Path, typer.Argument(metavar="RUN_B", help="The run of model B, on the same images and GT.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Comparison run directory to write.")],
+    level: Annotated[float, typer.Option("--level", help="Confidence level of the paired interval.")] = 0.95,
+    n_boot: Annotated[int, typer.Option("--n-boot", help="Bootstrap resamples per cluster.")] = 2000,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the bootstrap.")] = 0,
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing run at --out.")] = False,
+) -> None:
+    """Compare two models on the same images and ground truth: which of A's clusters B made
+    worse (regressions) or better (improvements), surest first.
+
+    Writes a run (A's map, clusters and thumbnails, both models' outcomes) that
+    info, export and serve read like any other.
+    """
+    from vecexplore.compare import compare_runs
+
+    show_build_logs(False)
+    result = compare_runs(run_a, run_b, out, force=force, level=level, n_boot=n_boot, seed=seed)
+    o = result.overall
+    sure_worse = sum(r["sure"] for r in result.regressions)
+    sure_better = sum(r["sure"] for r in result.improvements)
+    typer.echo(f"compared {result.n_images} images into {result.out}: mean error rate {o['error_a']:.3f} → "
+               f"{o['error_b']:.3f} (Δ {o['delta']:+.3f} [{o['ci_low']:+.3f}, {o['ci_high']:+.3f}]); "
+               f"{sure_worse} cluster(s) surely worse, {sure_better} surely better")
+    typer.echo(f"next: vecexplore info {result.out}   |   vecexplore serve {result.out}")
+
+
 @app.command("info")
 def info_command(
     run_dir: Annotated[Path, typer.Argument(metavar="RUN", help="A run directory written by build.")],

@@ -163,6 +163,12 @@ class ConfusionMatrix:
         e, sel = self._cell(i, j)
         return np.unique(e.image_idx[sel])
 
+    def cell_image_counts(self, i: int, j: int) -> tuple[np.ndarray, np.ndarray]:
+        """``(image_idx, count)``: the sorted images with an object in cell (i, j) and how many each has."""
+        e, sel = self._cell(i, j)
+        images, counts = np.unique(e.image_idx[sel], return_counts=True)
+        return images.astype(np.int64), counts.astype(np.int64)
+
     def cell_objects(self, i: int, j: int) -> CellObjects:
         """The ids of the objects in cell (i, j) (see :class:`CellObjects`), in input order."""
         e, sel = self._cell(i, j)

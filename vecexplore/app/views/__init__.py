@@ -10,6 +10,8 @@ from vecexplore.app.views.calibration import CalibrationView
 from vecexplore.app.views.class_bars import ClassBarsView
 from vecexplore.app.views.class_table import ClassTableView
 from vecexplore.app.views.clusters import ClustersView
+from vecexplore.app.views.compare_header import CompareHeaderView
+from vecexplore.app.views.compare_matrices import CompareMatricesView
 from vecexplore.app.views.confusion import ConfusionView
 from vecexplore.app.views.controls import ControlsView
 from vecexplore.app.views.curve import CurveView
@@ -28,10 +30,12 @@ from vecexplore.app.views.selection import SelectionView
 
 REGISTRY = (
     HeaderView,
+    CompareHeaderView,  # slot "toolbar": a row between the header bar and the toolbar
     ControlsView,
     SelectionView,
     ScatterView,
     ConfusionView,
+    CompareMatricesView,
     ClassTableView,
     ClustersView,
     PRCurvesView,

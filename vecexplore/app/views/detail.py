@@ -22,7 +22,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from vecexplore.app import ui
+from vecexplore.app import client, ui
+from vecexplore.app import events as ev
 from vecexplore.app.view import View
 from vecexplore.eval.outcomes import GtOutcome, PredOutcome
 
@@ -301,6 +302,12 @@ class DetailView(View):
             "gt_labels": [labels["gt"]], "pred_labels": [labels["pred"]]})
         self.toggles.js_on_change("active", toggle)
         self.layers.js_on_change("active", toggle)
+        from bokeh.models import RadioButtonGroup
+
+        # A comparison run draws model A's or model B's predictions (GT outcomes follow the model).
+        self.model_toggle = RadioButtonGroup(labels=["Model A", "Model B"], active=0, name="detail-model",
+                                             css_classes=["vx-detail-model"],
+                                             visible=self.data.comparison is not None)
         self.info = Div(text="<span class='vx-muted'>Click a point or a thumbnail to see the image.</span>",
                         name="detail-info", css_classes=["vx-detail-info"], sizing_mode="stretch_width")
         self.scores = self.score_figure = None
@@ -322,12 +329,16 @@ class DetailView(View):
             self.score_figure = f
             body = Row(self.figure, f, sizing_mode="stretch_both")
         self.root = Column(self.info, body, sizing_mode="stretch_both", css_classes=["vx-detail-body"])
+        self.bar = (Row(self.model_toggle, self.toggles, *([self.layers] if self.has_masks else []))
+                    if self.data.comparison is not None else None)
         self._shown = -1
 
     def layout(self):
         return self.root
 
     def layouts(self) -> dict:
+        if self.data.comparison is not None:
+            return {"detail.bar": self.bar, "detail": self.root}
         if self.has_masks:
             from bokeh.models import Row
 
@@ -347,23 +358,40 @@ class DetailView(View):
                "image": {"url": [f"{self.url_base}/image/{int(info.image_id[i])}"], "x": [0.0], "y": [0.0],
                          "w": [float(w or 1)], "h": [float(h or 1)]},
                "thumb": f"{self.url_base}/thumb/{int(info.image_id[i])}"}
-        ev_ = d.evaluation
+        ev_, source, model = d.evaluation, self.data, ""
+        comp = self.data.comparison
+        out["model"] = 0
+        if comp is not None:  # a comparison: each model at its build operating point
+            b = d.state.detail_model == "b"
+            ev_, source = (comp.eval_b, comp.b) if b else (comp.eval_a, self.data)
+            model, out["model"] = ("Model B · " if b else "Model A · "), int(b)
         issues, words = issue_boxes(self.data, i, d.state.marked("label-issues"))
         out["issues"] = issues
         suspect = ("".join(f"<div class='vx-warn vx-label-issue'>suspected label error: {_escape(w)}</div>"
                            for w in words))
         if self.task == "detection":
-            gt, pred = detection_boxes(self.data, ev_, i)
+            gt, pred = detection_boxes(source, ev_, i)
             both = {k: np.concatenate([gt[k], pred[k]]) for k in ("left", "right", "top", "bottom", "label", "colour")}
             both["kind"] = np.array(["gt"] * len(gt["left"]) + ["pred"] * len(pred["left"]), object)
             out.update(gt=gt, pred=pred, labels=label_columns(both, fw / max(x1 - x0, 1e-9)))
             if self.has_masks:
-                out["gt_masks"], out["pred_masks"] = detection_masks(self.data, ev_, i, gt, pred)
-            out["info"] = self._info_detection(i, gt, pred, ev_.confidence) + suspect
+                out["gt_masks"], out["pred_masks"] = detection_masks(source, ev_, i, gt, pred)
+            out["info"] = self._info_detection(i, gt, pred, ev_.confidence, model) + suspect
         else:
-            out["scores"] = classification_scores(self.data, ev_, i)
-            out["info"] = self._info_classification(i, ev_) + suspect
+            out["scores"] = classification_scores(source, ev_, i)
+            out["info"] = self._info_classification(i, ev_, model) + suspect
         return out
+
+    def wire(self, session) -> None:
+        def on_model(_attr, _old, new):
+            if session.applying:
+                return
+            if client.choice(new, range(2)) is None:
+                ui.refused(self.model_toggle.name, new)
+                return
+            session.emit(ev.SetView.of(detail_model=("a", "b")[new]))
+
+        self.model_toggle.on_change("active", on_model)
 
     def _head(self, i: int) -> str:
         info = self.data.images
@@ -375,14 +403,14 @@ class DetailView(View):
             head += f"<div class='vx-warn'>unreadable: {_escape(str(info.unreadable_reason[i]))}</div>"
         return head
 
-    def _info_detection(self, i: int, gt: dict, pred: dict, confidence: float) -> str:
+    def _info_detection(self, i: int, gt: dict, pred: dict, confidence: float, model: str = "") -> str:
         n_tp = int((pred["outcome"] == "tp").sum())
         n_fp = int(np.char.startswith(pred["outcome"].astype(str), "fp_").sum()) if len(pred["outcome"]) else 0
         n_fn = int(np.isin(gt["outcome"], ["fn", "confused"]).sum())
-        return (f"{self._head(i)}<div>{len(gt['left'])} GT · {len(pred['left'])} predictions ≥ {confidence:.3f} · "
+        return (f"{self._head(i)}<div>{model}{len(gt['left'])} GT · {len(pred['left'])} predictions ≥ {confidence:.3f} · "
                 f"TP {n_tp} · FP {n_fp} · FN {n_fn}</div>")
 
-    def _info_classification(self, i: int, evaluation) -> str:
+    def _info_classification(self, i: int, evaluation, model: str = "") -> str:
         lab = int(evaluation.arrays["label"][i])
         acc = int(evaluation.accepted[i])
         raw = int(evaluation.arrays["prediction"][i])
@@ -390,7 +418,7 @@ class DetailView(View):
         names = self.data.class_names
         verdict = ("correct" if lab >= 0 and acc == lab else "no prediction at this threshold (counts as wrong)"
                    if acc < 0 else "incorrect")
-        return (f"{self._head(i)}<div>label <b>{_escape(names[lab]) if lab >= 0 else '–'}</b> · prediction "
+        return (f"{self._head(i)}<div>{model}label <b>{_escape(names[lab]) if lab >= 0 else '–'}</b> · prediction "
                 f"<b>{_escape(names[raw]) if raw >= 0 else '–'}</b> ({score:.3f}) · {verdict}</div>")
 
     def apply(self, p) -> None:
@@ -422,6 +450,8 @@ class DetailView(View):
             self.scores.data = p["scores"]
             self.score_figure.visible = True
         self.info.text = p["info"]
+        if self.model_toggle.active != p["model"]:
+            self.model_toggle.active = p["model"]
 
 
 def _escape(text: str) -> str:

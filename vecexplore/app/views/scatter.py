@@ -56,6 +56,10 @@ def _palette(col: Colouring) -> list[str]:
         return list(ui.CORRECT_COLOURS)
     if col.palette == "readable":
         return list(ui.READABLE_COLOURS)
+    if col.palette == "change":
+        from vecexplore.app.comparison import CHANGE_COLOURS
+
+        return list(CHANGE_COLOURS)
     return ui.categorical_palette(len(col.factors))
 
 
@@ -180,7 +184,7 @@ class ScatterView(View):
                                           gt_class=info.gt_class, readable=info.readable, score=d.scores,
                                           class_names=self.data.class_names, pred_class=pred_class,
                                           label_issue=self.data.label_issue_scores if s.colour == "label_issue"
-                                          else None)
+                                          else None, comparison=self.data.comparison)
             if self._sent is None or self._sent[0] is not key[0]:
                 packed = colouring.pack_outcomes(d.outcomes)
             self._sent = key
