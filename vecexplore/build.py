@@ -334,6 +334,8 @@ def _manifest(config, dataset, emb, fallback, map_info, timings, readable, repor
             "shared_files": len(report.shared_files),
         },
         "config": {
+            # Boxes crossing the image border clipped (--clip)? The app, info and metrics follow it.
+            "clip": bool(dataset.boxes_clipped) if dataset.task == "detection" else None,
             "iou": config.iou,
             "confidence": config.confidence,
             "embed": _plain(asdict(config.embed)),

@@ -63,6 +63,17 @@ def headline_metrics(metrics: dict) -> dict[str, Any]:
     }
 
 
+def boxes_state(run: Run) -> str | None:
+    """How the run's detection boxes were evaluated: ``as_given`` (COCO numbers are
+    pycocotools'), ``clipped`` (``--clip``: they are not) or ``not_recorded`` (a run
+    built before the choice was recorded; builds then clipped by default). None for
+    classification."""
+    if run.task != "detection":
+        return None
+    clipped = run.boxes_clipped
+    return "not_recorded" if clipped is None else "clipped" if clipped else "as_given"
+
+
 def run_summary(run: Run, *, max_unreadable: int | None = None) -> dict[str, Any]:
     """The ``info --json`` object of a run (JSON-safe: NaN → null)."""
     manifest = run.manifest
@@ -89,6 +100,7 @@ def run_summary(run: Run, *, max_unreadable: int | None = None) -> dict[str, Any
             "fallback_reason": model.get("fallback_reason"),
         },
         "counts": manifest.get("counts", {}),
+        "boxes": boxes_state(run),
         "metrics": headline_metrics(metrics),
         "operating_point": metrics.get("operating_point"),
         "error_types": metrics.get("error_types"),

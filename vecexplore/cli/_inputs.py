@@ -3,14 +3,15 @@
 Usage in a command module::
 
     from vecexplore.cli._inputs import (AllowOutsideRootOpt, FormatChoice, FormatOpt, GtOpt, ImagesOpt,
-                                        NamesOpt, NoClipOpt, PredOpt, source_from_options)
+                                        NamesOpt, ClipOpt, NoClipOpt, PredOpt, source_from_options)
 
     @app.command("evaluate")
     def evaluate(gt: GtOpt = None, pred: PredOpt = None, images: ImagesOpt = None,
                  format: FormatOpt = FormatChoice.auto, names: NamesOpt = None,
-                 no_clip: NoClipOpt = False, allow_outside_root: AllowOutsideRootOpt = False):
-        source = source_from_options(gt=gt, pred=pred, images=images, format=format,
-                                     names=names, no_clip=no_clip, allow_outside_root=allow_outside_root)
+                 clip: ClipOpt = False, no_clip: NoClipOpt = False,
+                 allow_outside_root: AllowOutsideRootOpt = False):
+        source = source_from_options(gt=gt, pred=pred, images=images, format=format, names=names,
+                                     clip=clip, no_clip=no_clip, allow_outside_root=allow_outside_root)
 """
 
 from __future__ import annotations
@@ -71,13 +72,20 @@ NamesOpt = Annotated[
         rich_help_panel=_PANEL,
     ),
 ]
-NoClipOpt = Annotated[
+ClipOpt = Annotated[
     bool,
     typer.Option(
-        "--no-clip",
-        help="Keep boxes that cross the image border as given (what pycocotools evaluates) instead of clipping them.",
+        "--clip",
+        help="Clip boxes that cross the image border to it before evaluating. Off by default: boxes are "
+        "evaluated as given, as pycocotools does, so the default metrics are pycocotools'. With --clip every "
+        "report, --json and run says the metrics use clipped boxes.",
         rich_help_panel=_PANEL,
     ),
+]
+#: ``--no-clip``: the old opt-out, now the default; accepted (hidden) so that old scripts keep working.
+NoClipOpt = Annotated[
+    bool,
+    typer.Option("--no-clip", hidden=True, help="Accepted and ignored: boxes are evaluated as given by default."),
 ]
 
 
@@ -99,6 +107,7 @@ def source_from_options(
     images: Path | None,
     format: str | FormatChoice = "auto",
     names: str | None = None,
+    clip: bool = False,
     no_clip: bool = False,
     allow_outside_root: bool = False,
 ) -> DatasetSource | SplitSource:
@@ -107,7 +116,13 @@ def source_from_options(
 
     ``--gt``/``--pred`` given several times in pairs give a
     :class:`~vecexplore.io.splits.SplitSource` (see :mod:`vecexplore.io.splits`).
+    ``no_clip`` (the hidden ``--no-clip``) is the default and changes nothing; with
+    ``clip`` it is a contradiction.
     """
+    if clip and no_clip:
+        from vecexplore.errors import ConfigError
+
+        raise ConfigError("--clip and --no-clip contradict each other; boxes are evaluated as given unless --clip")
     fmt = (format.value if isinstance(format, Enum) else str(format)).lower()
 
     def listed(value) -> list[Path]:
@@ -119,6 +134,6 @@ def source_from_options(
         images=images,
         format=None if fmt == "auto" else fmt,
         names=names,
-        clip=not no_clip,
+        clip=clip,
         allow_outside_root=allow_outside_root,
     )

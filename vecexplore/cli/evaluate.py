@@ -11,6 +11,7 @@ import typer
 from vecexplore.cli._app import app
 from vecexplore.cli._inputs import (
     AllowOutsideRootOpt,
+    ClipOpt,
     FormatChoice,
     FormatOpt,
     GtOpt,
@@ -29,6 +30,7 @@ def evaluate_command(
     images: ImagesOpt = None,
     format: FormatOpt = FormatChoice.auto,
     names: NamesOpt = None,
+    clip: ClipOpt = False,
     no_clip: NoClipOpt = False,
     allow_outside_root: AllowOutsideRootOpt = False,
     iou: Annotated[float, typer.Option("--iou", min=0.0, max=1.0,
@@ -57,7 +59,7 @@ def evaluate_command(
     from vecexplore.eval.report import build_report
     from vecexplore.io import load_dataset
 
-    source = source_from_options(gt=gt, pred=pred, images=images, format=format, names=names, no_clip=no_clip,
+    source = source_from_options(gt=gt, pred=pred, images=images, format=format, names=names, clip=clip, no_clip=no_clip,
                                  allow_outside_root=allow_outside_root)
     dataset = load_dataset(source, check_images=False, progress=sys.stderr.isatty())
     if dataset.task == "classification" and iou != 0.5:

@@ -49,6 +49,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 #: JSON names of the error types (``error_types`` object), FP types then misses.
+#: What every output says when ``--clip`` clipped the boxes (no pycocotools-equality claim then).
+CLIPPED_NOTE = "on boxes clipped to the image border (--clip): not pycocotools' numbers"
+
 ERROR_TYPE_KEYS = ("duplicate", "class", "localization", "both", "background", "missed")
 
 
@@ -230,8 +233,10 @@ class DetectionEvaluation(Evaluation):
         ]
         t = self.totals
         best_c, best_f1 = self.optimal
-        return {
+        doc = {
             "task": "detection",
+            # "as_given": the COCO numbers are pycocotools'; "clipped" (--clip): they are not.
+            "boxes": "clipped" if self.dataset.boxes_clipped else "as_given",
             "coco": {k: _num(v) for k, v in self.coco.as_dict().items()},
             "per_class": per_class,
             "operating_point": {"iou": self.iou, "confidence": self.confidence, "precision": _num(t["precision"]),
@@ -240,6 +245,9 @@ class DetectionEvaluation(Evaluation):
             "error_types": self.error_types,
             "confusion_matrix": _matrix_json(self.confusion),
         }
+        if self.dataset.boxes_clipped:
+            doc["coco_note"] = CLIPPED_NOTE
+        return doc
 
 
 @dataclass(frozen=True, eq=False)

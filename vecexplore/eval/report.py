@@ -74,6 +74,14 @@ def _operating_point_note(ev: DetectionEvaluation) -> str:
     return head + f" (given; the F1-optimal confidence is {_fmt(best_c, 4)} with F1 {_fmt(best_f1)})"
 
 
+def _coco_title(ds) -> str:
+    if ds.boxes_clipped:
+        from vecexplore.eval.evaluate import CLIPPED_NOTE
+
+        return f"COCO ({CLIPPED_NOTE}; -1 = undefined)"
+    return "COCO (pycocotools-equal; -1 = undefined)"
+
+
 def _detection(ev: DetectionEvaluation, max_classes: int, top: int) -> list:
     from rich.text import Text
 
@@ -86,7 +94,7 @@ def _detection(ev: DetectionEvaluation, max_classes: int, top: int) -> list:
              f"{len(ds.gt):,} ground-truth boxes ({int(ds.gt.iscrowd.sum()):,} crowd), "
              f"{len(ds.pred):,} predictions", style="bold"),
         Text(_operating_point_note(ev)),
-        _table("COCO (pycocotools-equal; -1 = undefined)", names[:6], [[coco[k] for k in names[:6]]], first_left=False),
+        _table(_coco_title(ds), names[:6], [[coco[k] for k in names[:6]]], first_left=False),
         _table("", names[6:], [[coco[k] for k in names[6:]]], first_left=False),
         _table("At the operating point", ["precision", "recall", "F1", "TP", "FP", "FN", "ignored (crowd)"],
                [[t["precision"], t["recall"], t["f1"], t["tp"], t["fp"], t["fn"], t["n_ignored"]]], first_left=False),
