@@ -48,10 +48,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-#: JSON names of the error types (``error_types`` object), FP types then misses.
 #: What every output says when ``--clip`` clipped the boxes (no pycocotools-equality claim then).
 CLIPPED_NOTE = "on boxes clipped to the image border (--clip): not pycocotools' numbers"
 
+#: JSON names of the error types (``error_types`` object), FP types then misses.
 ERROR_TYPE_KEYS = ("duplicate", "class", "localization", "both", "background", "missed")
 
 
@@ -183,6 +183,21 @@ class DetectionEvaluation(Evaluation):
         return self._shared["coco"]
 
     @functools.cached_property
+    def class_columns(self) -> dict[str, np.ndarray]:
+        """:attr:`class_table`'s columns as (K,) arrays (no pandas: the report and
+        ``--json`` use these, so ``vecexplore evaluate`` never imports pandas)."""
+        cats = self.dataset.categories
+        cols = count_columns(self.outcomes.pred_counts(by="class"), self.outcomes.gt_counts(by="class"))
+        data = {"class_idx": np.arange(len(cats), dtype=np.int64), "category_id": cats.ids,
+                "name": self.class_names, **cols}
+        data.update(rate_columns(cols["tp"], cols["fp"], cols["fn"]))
+        return data
+
+    def class_columns_with_ap(self) -> dict[str, np.ndarray]:
+        """:attr:`class_columns` plus ``AP`` and ``AP50`` (NaN for classes without GT)."""
+        return {**self.class_columns, "AP": self.coco.per_class_ap, "AP50": self.coco.per_class_ap50}
+
+    @functools.cached_property
     def class_table(self) -> pd.DataFrame:
         """One row per class at the operating point.
 
@@ -192,12 +207,7 @@ class DetectionEvaluation(Evaluation):
         """
         import pandas as pd
 
-        cats = self.dataset.categories
-        cols = count_columns(self.outcomes.pred_counts(by="class"), self.outcomes.gt_counts(by="class"))
-        data = {"class_idx": np.arange(len(cats), dtype=np.int64), "category_id": cats.ids,
-                "name": self.class_names, **cols}
-        data.update(rate_columns(cols["tp"], cols["fp"], cols["fn"]))
-        return pd.DataFrame(data)
+        return pd.DataFrame(self.class_columns)
 
     def with_ap(self) -> pd.DataFrame:
         """:attr:`class_table` plus ``AP`` and ``AP50`` (NaN for classes without GT)."""
@@ -224,12 +234,12 @@ class DetectionEvaluation(Evaluation):
 
     def to_json_dict(self) -> dict[str, Any]:
         """The ``--json`` document (keys exactly as the evaluation issue specifies; NaN → null)."""
-        tab = self.with_ap()
+        c = self.class_columns_with_ap()
         per_class = [
-            {"category_id": int(r.category_id), "name": str(r.name), "AP": _num(r.AP), "AP50": _num(r.AP50),
-             "precision": _num(r.precision), "recall": _num(r.recall), "f1": _num(r.f1),
-             "tp": int(r.tp), "fp": int(r.fp), "fn": int(r.fn)}
-            for r in tab.itertuples(index=False)
+            {"category_id": int(c["category_id"][k]), "name": str(c["name"][k]), "AP": _num(c["AP"][k]),
+             "AP50": _num(c["AP50"][k]), "precision": _num(c["precision"][k]), "recall": _num(c["recall"][k]),
+             "f1": _num(c["f1"][k]), "tp": int(c["tp"][k]), "fp": int(c["fp"][k]), "fn": int(c["fn"][k])}
+            for k in range(len(c["class_idx"]))
         ]
         t = self.totals
         best_c, best_f1 = self.optimal

@@ -104,10 +104,12 @@ def _detection(ev: DetectionEvaluation, max_classes: int, top: int) -> list:
     parts.append(_table("Error types (FP types, and missed = FN without a wrong-class box on it)",
                         ["type", "count", "share"],
                         [[k, v, f"{v / total:.1%}" if total else "-"] for k, v in errors.items()]))
-    tab = ev.with_ap().sort_values(["n_gt", "class_idx"], ascending=[False, True], kind="stable")
-    rows = [[r.name, r.n_gt, r.AP, r.AP50, r.precision, r.recall, r.f1, r.tp, r.fp, r.fn]
-            for r in tab.head(max_classes).itertuples(index=False)]
-    title = "Per class" + (f" (the {max_classes} with the most GT of {len(tab)})" if len(tab) > max_classes else "")
+    c = ev.class_columns_with_ap()
+    order = np.lexsort((c["class_idx"], -c["n_gt"]))  # most GT first, ties by class
+    keys = ("name", "n_gt", "AP", "AP50", "precision", "recall", "f1", "tp", "fp", "fn")
+    rows = [[c["name"][k] if key == "name" else c[key][k] for key in keys] for k in order[:max_classes]]
+    n = len(order)
+    title = "Per class" + (f" (the {max_classes} with the most GT of {n})" if n > max_classes else "")
     parts.append(_table(title, ["class", "GT", "AP", "AP50", "precision", "recall", "F1", "TP", "FP", "FN"], rows))
     parts.extend(_confusion_parts(ev.confusion, top))
     return parts

@@ -1,0 +1,510 @@
+/* vecexplore._native: the evaluation kernels in C.
+ *
+ * Line-for-line ports of the numba kernels in vecexplore/eval/coco_kernels.py
+ * (counting_order, descending_score_order, match_groups, accumulate) and
+ * vecexplore/eval/matching.py (_step1, _step4): same loops, same float
+ * operations in the same order (no -ffast-math), hence the same bits. The numba
+ * versions stay as the fallback and the reference the tests compare against.
+ *
+ * Arrays travel through the buffer protocol (NumPy arrays, C-contiguous, of the
+ * dtype each function documents); outputs are allocated by the caller
+ * (vecexplore/eval/native.py) so this file needs only Python's headers.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define FP 0
+#define TP 1
+#define IGNORED 2
+
+typedef struct {
+    Py_buffer view;
+    int held;
+} Buf;
+
+/* Get a C-contiguous buffer of `itemsize` bytes per item ('q' int64, 'd' float64, 'b'/'?' 1 byte). */
+static int get(PyObject *obj, Buf *b, Py_ssize_t itemsize, int writable, const char *name) {
+    int flags = PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | (writable ? PyBUF_WRITABLE : 0);
+    if (PyObject_GetBuffer(obj, &b->view, flags) < 0) {
+        return -1;
+    }
+    b->held = 1;
+    if (b->view.itemsize != itemsize) {
+        PyErr_Format(PyExc_TypeError, "%s: expected items of %zd bytes, got %zd (format %s)", name, itemsize,
+                     b->view.itemsize, b->view.format ? b->view.format : "?");
+        return -1;
+    }
+    return 0;
+}
+
+static void release(Buf *bufs, int n) {
+    for (int i = 0; i < n; i++) {
+        if (bufs[i].held) {
+            PyBuffer_Release(&bufs[i].view);
+            bufs[i].held = 0;
+        }
+    }
+}
+
+static Py_ssize_t len_of(Buf *b) { return b->view.len / b->view.itemsize; }
+
+static inline double iou1(double dx, double dy, double dw, double dh, double gx, double gy, double gw, double gh,
+                          int crowd) {
+    double a = dw + dx, c = gw + gx;
+    double w = (a < c ? a : c) - (dx > gx ? dx : gx);
+    if (w <= 0) return 0.0;
+    a = dh + dy;
+    c = gh + gy;
+    double h = (a < c ? a : c) - (dy > gy ? dy : gy);
+    if (h <= 0) return 0.0;
+    double inter = w * h;
+    double da = dw * dh;
+    double uni = crowd ? da : da + gw * gh - inter;
+    return inter / uni;
+}
+
+/* counting_order(order, key, n_buckets, out): out = order stably re-sorted by key[order]. */
+static void counting_order_c(const int64_t *order, Py_ssize_t n, const int64_t *key, int64_t n_buckets,
+                             int64_t *out, int64_t *count) {
+    memset(count, 0, sizeof(int64_t) * (size_t)(n_buckets + 1));
+    for (Py_ssize_t i = 0; i < n; i++) count[key[order[i]] + 1] += 1;
+    for (int64_t b = 0; b < n_buckets; b++) count[b + 1] += count[b];
+    for (Py_ssize_t i = 0; i < n; i++) {
+        int64_t k = key[order[i]];
+        out[count[k]] = order[i];
+        count[k] += 1;
+    }
+}
+
+static PyObject *py_counting_order(PyObject *self, PyObject *args) {
+    PyObject *o_order, *o_key, *o_out;
+    long long n_buckets;
+    Buf b[3];
+    memset(b, 0, sizeof b);
+    if (!PyArg_ParseTuple(args, "OOLO", &o_order, &o_key, &n_buckets, &o_out)) return NULL;
+    if (get(o_order, &b[0], 8, 0, "order") || get(o_key, &b[1], 8, 0, "key") || get(o_out, &b[2], 8, 1, "out")) {
+        release(b, 3);
+        return NULL;
+    }
+    Py_ssize_t n = len_of(&b[0]);
+    int64_t *count = (int64_t *)malloc(sizeof(int64_t) * (size_t)(n_buckets + 1));
+    if (!count) {
+        release(b, 3);
+        return PyErr_NoMemory();
+    }
+    Py_BEGIN_ALLOW_THREADS
+    counting_order_c((const int64_t *)b[0].view.buf, n, (const int64_t *)b[1].view.buf, n_buckets,
+                     (int64_t *)b[2].view.buf, count);
+    Py_END_ALLOW_THREADS
+    free(count);
+    release(b, 3);
+    Py_RETURN_NONE;
+}
+
+/* descending_score_order(order, score, out): LSD radix on 16-bit digits of the IEEE bits (scores >= 0). */
+static PyObject *py_descending_score_order(PyObject *self, PyObject *args) {
+    PyObject *o_order, *o_score, *o_out;
+    Buf b[3];
+    memset(b, 0, sizeof b);
+    if (!PyArg_ParseTuple(args, "OOO", &o_order, &o_score, &o_out)) return NULL;
+    if (get(o_order, &b[0], 8, 0, "order") || get(o_score, &b[1], 8, 0, "score") || get(o_out, &b[2], 8, 1, "out")) {
+        release(b, 3);
+        return NULL;
+    }
+    Py_ssize_t n = len_of(&b[0]), ns = len_of(&b[1]);
+    const int64_t *order_in = (const int64_t *)b[0].view.buf;
+    const double *score = (const double *)b[1].view.buf;
+    int64_t *out = (int64_t *)b[2].view.buf;
+    int64_t *key = (int64_t *)malloc(sizeof(int64_t) * (size_t)(ns ? ns : 1));
+    int64_t *digit = (int64_t *)malloc(sizeof(int64_t) * (size_t)(ns ? ns : 1));
+    int64_t *tmp = (int64_t *)malloc(sizeof(int64_t) * (size_t)(n ? n : 1));
+    int64_t *count = (int64_t *)malloc(sizeof(int64_t) * ((1 << 16) + 1));
+    if (!key || !digit || !tmp || !count) {
+        free(key), free(digit), free(tmp), free(count);
+        release(b, 3);
+        return PyErr_NoMemory();
+    }
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t i = 0; i < ns; i++) {
+        double v = score[i] + 0.0;
+        int64_t bits;
+        memcpy(&bits, &v, 8);
+        key[i] = INT64_MAX - bits;
+    }
+    memcpy(out, order_in, sizeof(int64_t) * (size_t)n);
+    for (int shift = 0; shift < 64; shift += 16) {
+        int64_t lo = 1 << 16, hi = -1;
+        for (Py_ssize_t i = 0; i < n; i++) {
+            int64_t j = out[i];
+            int64_t v = (key[j] >> shift) & 0xFFFF;
+            digit[j] = v;
+            if (v < lo) lo = v;
+            if (v > hi) hi = v;
+        }
+        if (hi > lo) {
+            counting_order_c(out, n, digit, 1 << 16, tmp, count);
+            memcpy(out, tmp, sizeof(int64_t) * (size_t)n);
+        }
+    }
+    Py_END_ALLOW_THREADS
+    free(key), free(digit), free(tmp), free(count);
+    release(b, 3);
+    Py_RETURN_NONE;
+}
+
+/* match_groups(gt_key, dt_key, gt_xywh, gt_crowd, gt_ignore, gt_id_nonzero, dt_xywh, dt_outside,
+ *              thresholds (already capped), state): see coco_kernels.match_groups. */
+static PyObject *py_match_groups(PyObject *self, PyObject *args) {
+    PyObject *o[10];
+    Buf b[10];
+    memset(b, 0, sizeof b);
+    if (!PyArg_ParseTuple(args, "OOOOOOOOOO", &o[0], &o[1], &o[2], &o[3], &o[4], &o[5], &o[6], &o[7], &o[8], &o[9]))
+        return NULL;
+    static const Py_ssize_t size[10] = {8, 8, 8, 1, 1, 1, 8, 1, 8, 1};
+    static const char *names[10] = {"gt_key", "dt_key", "gt_xywh", "gt_crowd", "gt_ignore", "gt_id_nonzero",
+                                    "dt_xywh", "dt_outside", "thresholds", "state"};
+    for (int i = 0; i < 10; i++) {
+        if (get(o[i], &b[i], size[i], i == 9, names[i])) {
+            release(b, 10);
+            return NULL;
+        }
+    }
+    const int64_t *gt_key = b[0].view.buf, *dt_key = b[1].view.buf;
+    const double *gt_xywh = b[2].view.buf, *dt_xywh = b[6].view.buf, *thresholds = b[8].view.buf;
+    const char *gt_crowd = b[3].view.buf, *gt_ignore = b[4].view.buf, *gt_id_nonzero = b[5].view.buf;
+    const char *dt_outside = b[7].view.buf;
+    int8_t *state = b[9].view.buf;
+    Py_ssize_t n_gt = len_of(&b[0]), n_dt = len_of(&b[1]), n_thr = len_of(&b[8]);
+    Py_ssize_t n_area = n_gt ? len_of(&b[4]) / n_gt : (n_dt ? len_of(&b[7]) / n_dt : 0);
+    if (n_gt == 0 && n_dt == 0) {
+        release(b, 10);
+        Py_RETURN_NONE;
+    }
+    Py_ssize_t max_g = 1, max_d = 1, run = 0;
+    for (Py_ssize_t i = 0; i < n_gt; i++) {
+        run = (i && gt_key[i] == gt_key[i - 1]) ? run + 1 : 1;
+        if (run > max_g) max_g = run;
+    }
+    for (Py_ssize_t i = 0; i < n_dt; i++) {
+        run = (i && dt_key[i] == dt_key[i - 1]) ? run + 1 : 1;
+        if (run > max_d) max_d = run;
+    }
+    double *ious = malloc(sizeof(double) * (size_t)(max_d * max_g));
+    int64_t *order = malloc(sizeof(int64_t) * (size_t)(n_area * max_g + 1));
+    char *ig = malloc((size_t)(n_area * max_g + 1));
+    char *taken = malloc((size_t)max_g);
+    int64_t *match = malloc(sizeof(int64_t) * (size_t)(n_area * n_thr * max_d + 1));
+    if (!ious || !order || !ig || !taken || !match) {
+        free(ious), free(order), free(ig), free(taken), free(match);
+        release(b, 10);
+        return PyErr_NoMemory();
+    }
+    Py_BEGIN_ALLOW_THREADS
+    memset(state, 0, (size_t)(n_dt * n_area * n_thr));
+    Py_ssize_t g0 = 0, d0 = 0;
+    while (d0 < n_dt) {
+        int64_t key = dt_key[d0];
+        Py_ssize_t d1 = d0 + 1;
+        while (d1 < n_dt && dt_key[d1] == key) d1++;
+        while (g0 < n_gt && gt_key[g0] < key) g0++;
+        Py_ssize_t g1 = g0;
+        while (g1 < n_gt && gt_key[g1] == key) g1++;
+        Py_ssize_t n_g = g1 - g0, n_d = d1 - d0;
+        for (Py_ssize_t d = 0; d < n_d; d++) {
+            const double *p = dt_xywh + 4 * (d0 + d);
+            for (Py_ssize_t j = 0; j < n_g; j++) {
+                const double *g = gt_xywh + 4 * (g0 + j);
+                ious[d * max_g + j] = iou1(p[0], p[1], p[2], p[3], g[0], g[1], g[2], g[3], gt_crowd[g0 + j]);
+            }
+        }
+        for (Py_ssize_t a = 0; a < n_area; a++) {
+            const char *ign = gt_ignore + a * n_gt + g0;
+            int64_t *ord = order + a * max_g;
+            char *iga = ig + a * max_g;
+            Py_ssize_t k = 0;
+            for (Py_ssize_t j = 0; j < n_g; j++)
+                if (!ign[j]) { ord[k] = j; iga[k] = 0; k++; }
+            for (Py_ssize_t j = 0; j < n_g; j++)
+                if (ign[j]) { ord[k] = j; iga[k] = 1; k++; }
+            Py_ssize_t same = -1;
+            for (Py_ssize_t a2 = 0; a2 < a; a2++) {
+                const char *ign2 = gt_ignore + a2 * n_gt + g0;
+                int equal = 1;
+                for (Py_ssize_t j = 0; j < n_g; j++)
+                    if ((ign2[j] != 0) != (ign[j] != 0)) { equal = 0; break; }
+                if (equal) { same = a2; break; }
+            }
+            for (Py_ssize_t t = 0; t < n_thr; t++) {
+                int64_t *mt = match + (a * n_thr + t) * max_d;
+                if (same >= 0) {
+                    memcpy(mt, match + (same * n_thr + t) * max_d, sizeof(int64_t) * (size_t)n_d);
+                } else {
+                    memset(taken, 0, (size_t)n_g);
+                    for (Py_ssize_t d = 0; d < n_d; d++) {
+                        double best = thresholds[t];
+                        Py_ssize_t m = -1;
+                        for (Py_ssize_t jj = 0; jj < n_g; jj++) {
+                            int64_t gj = ord[jj];
+                            if (taken[jj] && !gt_crowd[g0 + gj]) continue;
+                            if (m > -1 && !iga[m] && iga[jj]) break;
+                            double v = ious[d * max_g + gj];
+                            if (v < best) continue;
+                            best = v;
+                            m = jj;
+                        }
+                        if (m > -1) taken[m] = 1;
+                        mt[d] = m;
+                    }
+                }
+                for (Py_ssize_t d = 0; d < n_d; d++) {
+                    int64_t m = mt[d];
+                    int matched = m > -1 && gt_id_nonzero[g0 + ord[m]];
+                    int ignored = m > -1 && iga[m];
+                    if (!matched && dt_outside[a * n_dt + d0 + d]) ignored = 1;
+                    int8_t *s = state + ((d0 + d) * n_area + a) * n_thr + t;
+                    if (ignored) *s = IGNORED;
+                    else if (matched) *s = TP;
+                }
+            }
+        }
+        d0 = d1;
+    }
+    Py_END_ALLOW_THREADS
+    free(ious), free(order), free(ig), free(taken), free(match);
+    release(b, 10);
+    Py_RETURN_NONE;
+}
+
+/* accumulate(class_start, acc, state, rank_in_image, score, num_gt, recall_thresholds, max_dets,
+ *            n_area, n_thr, eps, precision, recall, scores): see coco_kernels.accumulate. */
+static PyObject *py_accumulate(PyObject *self, PyObject *args) {
+    PyObject *o[11];
+    long long n_area_ll, n_thr_ll;
+    double eps;
+    Buf b[11];
+    memset(b, 0, sizeof b);
+    if (!PyArg_ParseTuple(args, "OOOOOOOOLLdOOO", &o[0], &o[1], &o[2], &o[3], &o[4], &o[5], &o[6], &o[7],
+                          &n_area_ll, &n_thr_ll, &eps, &o[8], &o[9], &o[10]))
+        return NULL;
+    static const Py_ssize_t size[11] = {8, 8, 1, 8, 8, 8, 8, 8, 8, 8, 8};
+    static const char *names[11] = {"class_start", "acc", "state", "rank_in_image", "score", "num_gt",
+                                    "recall_thresholds", "max_dets", "precision", "recall", "scores"};
+    for (int i = 0; i < 11; i++) {
+        if (get(o[i], &b[i], size[i], i >= 8, names[i])) {
+            release(b, 11);
+            return NULL;
+        }
+    }
+    const int64_t *class_start = b[0].view.buf, *acc = b[1].view.buf, *rank = b[3].view.buf;
+    const int8_t *state = b[2].view.buf;
+    const double *score = b[4].view.buf, *rec_thr = b[6].view.buf;
+    const int64_t *num_gt = b[5].view.buf, *max_dets = b[7].view.buf;
+    double *precision = b[8].view.buf, *recall = b[9].view.buf, *scores = b[10].view.buf;
+    Py_ssize_t n_area = (Py_ssize_t)n_area_ll, n_thr = (Py_ssize_t)n_thr_ll;
+    Py_ssize_t n_rec = len_of(&b[6]), n_cls = len_of(&b[0]) - 1, n_m = len_of(&b[7]);
+    Py_ssize_t bound = 1, longest = 0;
+    for (Py_ssize_t k = 0; k < n_cls; k++) {
+        Py_ssize_t len = class_start[k + 1] - class_start[k];
+        if (len > longest) longest = len;
+        for (Py_ssize_t a = 0; a < n_area; a++) {
+            Py_ssize_t v = len < num_gt[k * n_area + a] ? len : num_gt[k * n_area + a];
+            if (v > bound) bound = v;
+        }
+    }
+    double *ev_fp = malloc(sizeof(double) * (size_t)(n_m * bound));
+    int64_t *ev_row = malloc(sizeof(int64_t) * (size_t)(n_m * bound));
+    int64_t *n_ev = malloc(sizeof(int64_t) * (size_t)(n_m ? n_m : 1));
+    double *fp = malloc(sizeof(double) * (size_t)(n_m ? n_m : 1));
+    double *pr = malloc(sizeof(double) * (size_t)bound);
+    double *rc = malloc(sizeof(double) * (size_t)bound);
+    int8_t *local = malloc((size_t)(n_area * n_thr * longest + 1));
+    if (!ev_fp || !ev_row || !n_ev || !fp || !pr || !rc || !local) {
+        free(ev_fp), free(ev_row), free(n_ev), free(fp), free(pr), free(rc), free(local);
+        release(b, 11);
+        return PyErr_NoMemory();
+    }
+    /* (T, R, K, A, M) and (T, K, A, M) C-order strides */
+    const Py_ssize_t M = n_m, A = n_area, K = n_cls, R = n_rec;
+#define P_AT(t, r, k, a, m) ((((((t) * R + (r)) * K + (k)) * A + (a)) * M) + (m))
+#define R_AT(t, k, a, m) (((((t) * K + (k)) * A + (a)) * M) + (m))
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t k = 0; k < n_cls; k++) {
+        Py_ssize_t lo = class_start[k], hi = class_start[k + 1];
+        for (Py_ssize_t i = lo; i < hi; i++) {
+            const int8_t *row = state + acc[i] * n_area * n_thr;
+            for (Py_ssize_t a = 0; a < n_area; a++)
+                for (Py_ssize_t t = 0; t < n_thr; t++) local[(a * n_thr + t) * longest + (i - lo)] = row[a * n_thr + t];
+        }
+        for (Py_ssize_t a = 0; a < n_area; a++) {
+            int64_t npig = num_gt[k * n_area + a];
+            if (npig == 0) continue;
+            for (Py_ssize_t t = 0; t < n_thr; t++) {
+                const int8_t *loc = local + (a * n_thr + t) * longest;
+                for (Py_ssize_t m = 0; m < n_m; m++) { n_ev[m] = 0; fp[m] = 0.0; }
+                for (Py_ssize_t i = lo; i < hi; i++) {
+                    int8_t s = loc[i - lo];
+                    if (s == IGNORED) continue;
+                    int64_t r = rank[i];
+                    for (Py_ssize_t m = 0; m < n_m; m++) {
+                        if (r < max_dets[m]) {
+                            if (s == TP) {
+                                ev_fp[m * bound + n_ev[m]] = fp[m];
+                                ev_row[m * bound + n_ev[m]] = i;
+                                n_ev[m] += 1;
+                            } else {
+                                fp[m] += 1.0;
+                            }
+                        }
+                    }
+                }
+                for (Py_ssize_t m = 0; m < n_m; m++) {
+                    Py_ssize_t ne = n_ev[m];
+                    for (Py_ssize_t e = 0; e < ne; e++) {
+                        double tp = e + 1.0;
+                        pr[e] = tp / (ev_fp[m * bound + e] + tp + eps);
+                        rc[e] = tp / (double)npig;
+                    }
+                    for (Py_ssize_t e = ne - 1; e > 0; e--)
+                        if (pr[e] > pr[e - 1]) pr[e - 1] = pr[e];
+                    if (hi == lo) {
+                        recall[R_AT(t, k, a, m)] = 0.0;
+                        for (Py_ssize_t r = 0; r < n_rec; r++) {
+                            precision[P_AT(t, r, k, a, m)] = 0.0;
+                            scores[P_AT(t, r, k, a, m)] = 0.0;
+                        }
+                        continue;
+                    }
+                    recall[R_AT(t, k, a, m)] = (double)ne / (double)npig;
+                    Py_ssize_t e = 0;
+                    for (Py_ssize_t r = 0; r < n_rec; r++) {
+                        double thr = rec_thr[r];
+                        if (thr <= 0.0) {
+                            precision[P_AT(t, r, k, a, m)] = ne ? pr[0] : 0.0;
+                            scores[P_AT(t, r, k, a, m)] = score[lo];
+                            continue;
+                        }
+                        while (e < ne && rc[e] < thr) e++;
+                        if (e < ne) {
+                            precision[P_AT(t, r, k, a, m)] = pr[e];
+                            scores[P_AT(t, r, k, a, m)] = score[ev_row[m * bound + e]];
+                        } else {
+                            precision[P_AT(t, r, k, a, m)] = 0.0;
+                            scores[P_AT(t, r, k, a, m)] = 0.0;
+                        }
+                    }
+                }
+            }
+        }
+    }
+    Py_END_ALLOW_THREADS
+#undef P_AT
+#undef R_AT
+    free(ev_fp), free(ev_row), free(n_ev), free(fp), free(pr), free(rc), free(local);
+    release(b, 11);
+    Py_RETURN_NONE;
+}
+
+/* step1(pair_pos, pair_gt, num_gt, status): see matching._step1. */
+static PyObject *py_step1(PyObject *self, PyObject *args) {
+    PyObject *o_pos, *o_gt, *o_status;
+    long long num_gt;
+    Buf b[3];
+    memset(b, 0, sizeof b);
+    if (!PyArg_ParseTuple(args, "OOLO", &o_pos, &o_gt, &num_gt, &o_status)) return NULL;
+    if (get(o_pos, &b[0], 8, 0, "pair_pos") || get(o_gt, &b[1], 8, 0, "pair_gt") ||
+        get(o_status, &b[2], 1, 1, "status")) {
+        release(b, 3);
+        return NULL;
+    }
+    const int64_t *pos = b[0].view.buf, *gt = b[1].view.buf;
+    int8_t *status = b[2].view.buf;
+    Py_ssize_t q = len_of(&b[0]);
+    char *matched = calloc((size_t)(num_gt > 0 ? num_gt : 1), 1);
+    if (!matched) {
+        release(b, 3);
+        return PyErr_NoMemory();
+    }
+    Py_BEGIN_ALLOW_THREADS
+    memset(status, 0, (size_t)q);
+    Py_ssize_t i = 0;
+    while (i < q) {
+        int64_t p = pos[i];
+        Py_ssize_t j = i, found = -1;
+        while (j < q && pos[j] == p) {
+            if (found < 0 && !matched[gt[j]]) found = j;
+            j++;
+        }
+        if (found >= 0) {
+            matched[gt[found]] = 1;
+            status[found] = 1;
+        } else {
+            status[i] = 2;
+        }
+        i = j;
+    }
+    Py_END_ALLOW_THREADS
+    free(matched);
+    release(b, 3);
+    Py_RETURN_NONE;
+}
+
+/* step4(pair_pred, pair_gt, pair_score, pair_gt_tp_score, confidence, num_gt, assigned): see matching._step4. */
+static PyObject *py_step4(PyObject *self, PyObject *args) {
+    PyObject *o[5];
+    double confidence;
+    long long num_gt;
+    Buf b[5];
+    memset(b, 0, sizeof b);
+    if (!PyArg_ParseTuple(args, "OOOOdLO", &o[0], &o[1], &o[2], &o[3], &confidence, &num_gt, &o[4])) return NULL;
+    static const Py_ssize_t size[5] = {8, 8, 8, 8, 1};
+    static const char *names[5] = {"pair_pred", "pair_gt", "pair_score", "pair_gt_tp_score", "assigned"};
+    for (int i = 0; i < 5; i++) {
+        if (get(o[i], &b[i], size[i], i == 4, names[i])) {
+            release(b, 5);
+            return NULL;
+        }
+    }
+    const int64_t *pred = b[0].view.buf, *gt = b[1].view.buf;
+    const double *score = b[2].view.buf, *tp_score = b[3].view.buf;
+    char *assigned = b[4].view.buf;
+    Py_ssize_t q = len_of(&b[0]);
+    char *consumed = calloc((size_t)(num_gt > 0 ? num_gt : 1), 1);
+    if (!consumed) {
+        release(b, 5);
+        return PyErr_NoMemory();
+    }
+    Py_BEGIN_ALLOW_THREADS
+    memset(assigned, 0, (size_t)q);
+    int64_t done = -1;
+    for (Py_ssize_t i = 0; i < q; i++) {
+        int64_t p = pred[i];
+        if (p == done || score[i] < confidence) continue;
+        int64_t g = gt[i];
+        if (consumed[g] || tp_score[i] >= confidence) continue;
+        consumed[g] = 1;
+        assigned[i] = 1;
+        done = p;
+    }
+    Py_END_ALLOW_THREADS
+    free(consumed);
+    release(b, 5);
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef methods[] = {
+    {"counting_order", py_counting_order, METH_VARARGS, "counting_order(order, key, n_buckets, out)"},
+    {"descending_score_order", py_descending_score_order, METH_VARARGS, "descending_score_order(order, score, out)"},
+    {"match_groups", py_match_groups, METH_VARARGS, "match_groups(..., state)"},
+    {"accumulate", py_accumulate, METH_VARARGS, "accumulate(...)"},
+    {"step1", py_step1, METH_VARARGS, "step1(pair_pos, pair_gt, num_gt, status)"},
+    {"step4", py_step4, METH_VARARGS, "step4(pair_pred, pair_gt, pair_score, pair_gt_tp_score, confidence, num_gt, assigned)"},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "vecexplore._native",
+                                    "Evaluation kernels in C (see csrc/native.c).", -1, methods};
+
+PyMODINIT_FUNC PyInit__native(void) { return PyModule_Create(&module); }
