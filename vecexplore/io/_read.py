@@ -79,7 +79,10 @@ def read_json(path: str | Path) -> Any:
     ``NaN`` and ``Infinity`` literals are accepted by the parser (Python writes
     them) so that the loaders can refuse them with a message naming the record.
     """
-    text = read_text(path)
+    fast = _read_json_fast(path)
+    if fast is not _FAILED:
+        return fast
+    text = read_text(path)  # the standard parser: its messages, NaN literals, huge integers
     try:
         return json.loads(text)
     except json.JSONDecodeError as exc:
@@ -88,6 +91,29 @@ def read_json(path: str | Path) -> Any:
         raise InputError("invalid JSON: nested too deeply", path=path) from None
     except ValueError as exc:  # an integer literal of more than 4300 digits
         raise InputError(f"invalid JSON: {exc}", path=path) from None
+
+
+_FAILED = object()
+
+
+def _read_json_fast(path: str | Path) -> Any:
+    """orjson's parse of a valid file (several times faster than ``json``), or
+    ``_FAILED`` whenever anything is unusual (no orjson, a read error, invalid JSON,
+    NaN literals, integers beyond 64 bits): :func:`read_json` then takes the
+    standard path, which gives the same values and names every problem."""
+    try:
+        import orjson
+    except ImportError:
+        return _FAILED
+    try:
+        path = require_file(path)
+        with open_regular(path, max_bytes=max_input_bytes()) as f:
+            data = f.read()
+        if data.startswith(b"\xef\xbb\xbf"):  # the UTF-8 BOM that utf-8-sig drops
+            data = data[3:]
+        return orjson.loads(data)
+    except (orjson.JSONDecodeError, InputError, OSError):
+        return _FAILED
 
 
 def read_csv(path: str | Path) -> tuple[list[str], list[tuple[int, list[str]]]]:

@@ -1,0 +1,55 @@
+"""The body of ``vecexplore evaluate``, free of Typer: the Typer command
+(:mod:`vecexplore.cli.evaluate`) and the fast path (:mod:`vecexplore.cli._fast`)
+both call :func:`run_evaluate`."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+
+def run_evaluate(*, gt, pred, images, format, names, clip: bool, no_clip: bool, allow_outside_root: bool,
+                 iou: float, conf: float | None, json_out: Path | None, plots: Path | None, top: int) -> None:
+    """Load, evaluate, print the report; write ``--json`` and ``--plots`` when asked."""
+    from rich.console import Console
+
+    from vecexplore.cli._source import source_from_options
+    from vecexplore.errors import ConfigError
+    from vecexplore.eval.evaluate import evaluate
+    from vecexplore.eval.report import build_report
+    from vecexplore.io import load_dataset
+
+    source = source_from_options(gt=gt, pred=pred, images=images, format=format, names=names, clip=clip,
+                                 no_clip=no_clip, allow_outside_root=allow_outside_root)
+    dataset = load_dataset(source, check_images=False, progress=sys.stderr.isatty())
+    if dataset.task == "classification" and iou != 0.5:
+        raise ConfigError("--iou applies to detection only; this is a classification dataset")
+    if iou <= 0:
+        raise ConfigError(f"--iou must be in (0, 1], got {iou}")
+    result = evaluate(dataset, iou=iou, confidence=conf)
+    # Piped output is not cut to 80 columns: the confusion matrix needs the room.
+    Console(width=None if sys.stdout.isatty() else 160).print(build_report(result, top=top))
+    if json_out is not None:
+        _write_json(result.to_json_dict(), json_out)
+        _echo(f"wrote {json_out}")
+    if plots is not None:
+        from vecexplore.eval.plots import write_plots
+
+        for path in write_plots(result, plots):
+            _echo(f"wrote {path}")
+
+
+def _echo(line: str) -> None:
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
+
+
+def _write_json(doc: dict, path: Path) -> None:
+    """Write ``doc`` atomically; a missing folder is a usage error, not a traceback."""
+    from vecexplore.atomic import atomic_write_json
+    from vecexplore.errors import ConfigError
+
+    path = Path(path)
+    if not path.parent.is_dir():
+        raise ConfigError(f"--json {path}: folder {path.parent} does not exist")
+    atomic_write_json(path, doc)
