@@ -494,6 +494,123 @@ static PyObject *py_step4(PyObject *self, PyObject *args) {
     Py_RETURN_NONE;
 }
 
+
+/* ---------------------------------------------------------------- COCO records → columns
+ *
+ * coco_columns(recs, predictions, image_id, category_id, bbox, score, id, id_given, iscrowd, area, area_given)
+ * fills the caller's arrays from a list of dicts (what the JSON parser made) and returns True, or
+ * returns False at the first record that is not exactly what vecexplore.io._coco_records._columns_fast
+ * accepts (exact types: dict records; int ids; a list of 4 int/float for bbox; int/float score;
+ * iscrowd 0/1 int or bool; int/float/None area) or a number that does not fit its column (an int
+ * beyond int64, beyond a double). The Python passes then run as before and name the record.
+ */
+static int as_i64(PyObject *v, int64_t *out) {
+    if (!PyLong_CheckExact(v)) return 0;
+    int overflow = 0;
+    long long x = PyLong_AsLongLongAndOverflow(v, &overflow);
+    if (overflow || (x == -1 && PyErr_Occurred())) {
+        PyErr_Clear();
+        return 0;
+    }
+    *out = (int64_t)x;
+    return 1;
+}
+
+static int as_f64(PyObject *v, double *out) {
+    if (PyFloat_CheckExact(v)) {
+        *out = PyFloat_AS_DOUBLE(v);
+        return 1;
+    }
+    if (PyLong_CheckExact(v)) {
+        double x = PyLong_AsDouble(v); /* an int beyond a double: OverflowError */
+        if (x == -1.0 && PyErr_Occurred()) {
+            PyErr_Clear();
+            return 0;
+        }
+        *out = x;
+        return 1;
+    }
+    return 0;
+}
+
+static PyObject *py_coco_columns(PyObject *self, PyObject *args) {
+    PyObject *recs, *o[9];
+    int predictions;
+    Buf b[9];
+    memset(b, 0, sizeof b);
+    if (!PyArg_ParseTuple(args, "O!pOOOOOOOOO", &PyList_Type, &recs, &predictions, &o[0], &o[1], &o[2], &o[3],
+                          &o[4], &o[5], &o[6], &o[7], &o[8]))
+        return NULL;
+    static const Py_ssize_t size[9] = {8, 8, 8, 8, 8, 1, 1, 8, 1};
+    static const char *names[9] = {"image_id", "category_id", "bbox", "score", "id", "id_given", "iscrowd",
+                                   "area", "area_given"};
+    for (int i = 0; i < 9; i++) {
+        if (get(o[i], &b[i], size[i], 1, names[i])) {
+            release(b, 9);
+            return NULL;
+        }
+    }
+    int64_t *image_id = b[0].view.buf, *category_id = b[1].view.buf, *ids = b[4].view.buf;
+    double *bbox = b[2].view.buf, *score = b[3].view.buf, *area = b[7].view.buf;
+    char *id_given = b[5].view.buf, *iscrowd = b[6].view.buf, *area_given = b[8].view.buf;
+    Py_ssize_t n = PyList_GET_SIZE(recs);
+    if (len_of(&b[0]) < n || len_of(&b[1]) < n || len_of(&b[2]) < 4 * n || len_of(&b[4]) < n ||
+        len_of(&b[5]) < n || (predictions && len_of(&b[3]) < n) ||
+        (!predictions && (len_of(&b[6]) < n || len_of(&b[7]) < n || len_of(&b[8]) < n))) {
+        release(b, 9);
+        PyErr_SetString(PyExc_ValueError, "coco_columns: output arrays too short");
+        return NULL;
+    }
+    int ok = 1;
+    for (Py_ssize_t i = 0; i < n && ok; i++) {
+        PyObject *r = PyList_GET_ITEM(recs, i);
+        if (!PyDict_CheckExact(r)) { ok = 0; break; }
+        PyObject *v = PyDict_GetItemString(r, "image_id");
+        if (!v || !as_i64(v, &image_id[i])) { ok = 0; break; }
+        v = PyDict_GetItemString(r, "category_id");
+        if (!v || !as_i64(v, &category_id[i])) { ok = 0; break; }
+        v = PyDict_GetItemString(r, "bbox");
+        if (!v || !PyList_CheckExact(v) || PyList_GET_SIZE(v) != 4) { ok = 0; break; }
+        for (int k = 0; k < 4; k++)
+            if (!as_f64(PyList_GET_ITEM(v, k), &bbox[4 * i + k])) { ok = 0; break; }
+        if (!ok) break;
+        v = PyDict_GetItemString(r, "id");
+        if (v == NULL || v == Py_None) {
+            if (!predictions) { ok = 0; break; } /* ground truth needs its id */
+            id_given[i] = 0;
+            ids[i] = 0;
+        } else {
+            if (!as_i64(v, &ids[i])) { ok = 0; break; }
+            id_given[i] = 1;
+        }
+        if (predictions) {
+            v = PyDict_GetItemString(r, "score");
+            if (!v || !as_f64(v, &score[i])) { ok = 0; break; }
+            continue;
+        }
+        v = PyDict_GetItemString(r, "iscrowd");
+        if (v == NULL) {
+            iscrowd[i] = 0;
+        } else if (v == Py_True || v == Py_False) {
+            iscrowd[i] = v == Py_True;
+        } else {
+            int64_t c;
+            if (!as_i64(v, &c) || (c != 0 && c != 1)) { ok = 0; break; }
+            iscrowd[i] = (char)c;
+        }
+        v = PyDict_GetItemString(r, "area");
+        if (v == NULL || v == Py_None) {
+            area_given[i] = 0;
+            area[i] = 0.0;
+        } else {
+            if (!as_f64(v, &area[i])) { ok = 0; break; }
+            area_given[i] = 1;
+        }
+    }
+    release(b, 9);
+    return PyBool_FromLong(ok);
+}
+
 static PyMethodDef methods[] = {
     {"counting_order", py_counting_order, METH_VARARGS, "counting_order(order, key, n_buckets, out)"},
     {"descending_score_order", py_descending_score_order, METH_VARARGS, "descending_score_order(order, score, out)"},
@@ -501,6 +618,7 @@ static PyMethodDef methods[] = {
     {"accumulate", py_accumulate, METH_VARARGS, "accumulate(...)"},
     {"step1", py_step1, METH_VARARGS, "step1(pair_pos, pair_gt, num_gt, status)"},
     {"step4", py_step4, METH_VARARGS, "step4(pair_pred, pair_gt, pair_score, pair_gt_tp_score, confidence, num_gt, assigned)"},
+    {"coco_columns", py_coco_columns, METH_VARARGS, "coco_columns(recs, predictions, ...outputs) -> bool"},
     {NULL, NULL, 0, NULL},
 };
 

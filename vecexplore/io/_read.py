@@ -12,6 +12,7 @@ import csv
 import io
 import json
 import logging
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -94,6 +95,9 @@ def read_json(path: str | Path) -> Any:
 
 
 _FAILED = object()
+#: 19 digits in a row: an integer literal that may not fit in 64 bits (or a long
+#: mantissa, or digits in a string: the standard parser is then used, to be safe).
+_LONG_DIGITS = re.compile(rb"[0-9]{19}")
 
 
 def _read_json_fast(path: str | Path) -> Any:
@@ -111,6 +115,8 @@ def _read_json_fast(path: str | Path) -> Any:
             data = f.read()
         if data.startswith(b"\xef\xbb\xbf"):  # the UTF-8 BOM that utf-8-sig drops
             data = data[3:]
+        if _LONG_DIGITS.search(data):  # orjson reads integers beyond 64 bits as floats: not ours to round
+            return _FAILED
         return orjson.loads(data)
     except (orjson.JSONDecodeError, InputError, OSError):
         return _FAILED
