@@ -611,6 +611,27 @@ static PyObject *py_coco_columns(PyObject *self, PyObject *args) {
     return PyBool_FromLong(ok);
 }
 
+/* has_digit_run(data, n): whether the bytes hold n or more ASCII digits in a row. */
+static PyObject *py_has_digit_run(PyObject *self, PyObject *args) {
+    Py_buffer view;
+    Py_ssize_t need;
+    if (!PyArg_ParseTuple(args, "y*n", &view, &need)) return NULL;
+    const unsigned char *d = view.buf;
+    Py_ssize_t run = 0;
+    int found = 0;
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t i = 0; i < view.len; i++) {
+        if (d[i] >= '0' && d[i] <= '9') {
+            if (++run >= need) { found = 1; break; }
+        } else {
+            run = 0;
+        }
+    }
+    Py_END_ALLOW_THREADS
+    PyBuffer_Release(&view);
+    return PyBool_FromLong(found);
+}
+
 static PyMethodDef methods[] = {
     {"counting_order", py_counting_order, METH_VARARGS, "counting_order(order, key, n_buckets, out)"},
     {"descending_score_order", py_descending_score_order, METH_VARARGS, "descending_score_order(order, score, out)"},
@@ -619,6 +640,7 @@ static PyMethodDef methods[] = {
     {"step1", py_step1, METH_VARARGS, "step1(pair_pos, pair_gt, num_gt, status)"},
     {"step4", py_step4, METH_VARARGS, "step4(pair_pred, pair_gt, pair_score, pair_gt_tp_score, confidence, num_gt, assigned)"},
     {"coco_columns", py_coco_columns, METH_VARARGS, "coco_columns(recs, predictions, ...outputs) -> bool"},
+    {"has_digit_run", py_has_digit_run, METH_VARARGS, "has_digit_run(data, n) -> bool"},
     {NULL, NULL, 0, NULL},
 };
 

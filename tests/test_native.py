@@ -269,3 +269,13 @@ def test_fast_parser_leaves_the_rest_to_typer(argv):
     from vecexplore.cli._fast import parse_evaluate
 
     assert parse_evaluate(argv) is None
+
+
+def test_long_digit_scan_agrees_with_the_regex():
+    """orjson would read a 20-digit integer as a float: such files take the standard parser."""
+    from vecexplore.io._read import _LONG_DIGITS, _has_long_digits
+
+    rng = np.random.default_rng(0)
+    for _ in range(500):
+        data = bytes(rng.choice(list(b"0123456789 ,.e-"), int(rng.integers(0, 80)), p=[0.09] * 10 + [0.02] * 5))
+        assert _has_long_digits(data) == (_LONG_DIGITS.search(data) is not None), data

@@ -100,6 +100,14 @@ _FAILED = object()
 _LONG_DIGITS = re.compile(rb"[0-9]{19}")
 
 
+def _has_long_digits(data: bytes) -> bool:
+    try:
+        from vecexplore._native import has_digit_run
+    except ImportError:
+        return _LONG_DIGITS.search(data) is not None
+    return has_digit_run(data, 19)
+
+
 def _read_json_fast(path: str | Path) -> Any:
     """orjson's parse of a valid file (several times faster than ``json``), or
     ``_FAILED`` whenever anything is unusual (no orjson, a read error, invalid JSON,
@@ -115,7 +123,7 @@ def _read_json_fast(path: str | Path) -> Any:
             data = f.read()
         if data.startswith(b"\xef\xbb\xbf"):  # the UTF-8 BOM that utf-8-sig drops
             data = data[3:]
-        if _LONG_DIGITS.search(data):  # orjson reads integers beyond 64 bits as floats: not ours to round
+        if _has_long_digits(data):  # orjson reads integers beyond 64 bits as floats: not ours to round
             return _FAILED
         return orjson.loads(data)
     except (orjson.JSONDecodeError, InputError, OSError):
