@@ -11,12 +11,10 @@ from pathlib import Path
 def run_evaluate(*, gt, pred, images, format, names, clip: bool, no_clip: bool, allow_outside_root: bool,
                  iou: float, conf: float | None, json_out: Path | None, plots: Path | None, top: int) -> None:
     """Load, evaluate, print the report; write ``--json`` and ``--plots`` when asked."""
-    from rich.console import Console
-
     from vecexplore.cli._source import source_from_options
     from vecexplore.errors import ConfigError
     from vecexplore.eval.evaluate import evaluate
-    from vecexplore.eval.report import build_report
+    from vecexplore.eval.report import build_report, report_text
     from vecexplore.io import load_dataset
 
     source = source_from_options(gt=gt, pred=pred, images=images, format=format, names=names, clip=clip,
@@ -27,8 +25,12 @@ def run_evaluate(*, gt, pred, images, format, names, clip: bool, no_clip: bool, 
     if iou <= 0:
         raise ConfigError(f"--iou must be in (0, 1], got {iou}")
     result = evaluate(dataset, iou=iou, confidence=conf)
-    # Piped output is not cut to 80 columns: the confusion matrix needs the room.
-    Console(width=None if sys.stdout.isatty() else 160).print(build_report(result, top=top))
+    if sys.stdout.isatty():  # headings in bold through rich
+        from rich.console import Console
+
+        Console().print(build_report(result, top=top))
+    else:  # a pipe or a file: the same lines as plain text, never cut or wrapped (and no rich import)
+        sys.stdout.write(report_text(result, top=top))
     if json_out is not None:
         _write_json(result.to_json_dict(), json_out)
         _echo(f"wrote {json_out}")
