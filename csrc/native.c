@@ -15,6 +15,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <errno.h>
 
 #define FP 0
 #define TP 1
@@ -632,6 +633,485 @@ static PyObject *py_has_digit_run(PyObject *self, PyObject *args) {
     return PyBool_FromLong(found);
 }
 
+/* ---------------------------------------------------------------- COCO JSON straight to columns
+ *
+ * parse_coco(data, predictions) reads a whole COCO file (bytes, BOM already removed):
+ * everything is built as Python objects (dict, list, str, int, float, bool, None) exactly as
+ * the json module would, except the records of the annotation list (the top-level list of a
+ * results file, or the "annotations" list of an object), which go straight into columns.
+ * Returns (document, columns) where document has no "annotations" entry when it was an object
+ * and is None for a top-level list; columns is a dict of bytes buffers (see io/_coco_records.py).
+ * Returns None whenever anything is unusual — invalid JSON, NaN/Infinity, an integer beyond
+ * int64, a lone surrogate, invalid UTF-8, deep nesting, or a record that is not exactly what
+ * _columns_fast accepts — and the caller then takes the standard path, which names the problem.
+ */
+typedef struct {
+    const char *p, *end;
+    int depth;
+} Cur;
+
+typedef struct {
+    char *data;
+    Py_ssize_t len, cap;
+} Vec;
+
+static int vec_grow(Vec *v, Py_ssize_t add) {
+    if (v->len + add <= v->cap) return 1;
+    Py_ssize_t cap = v->cap ? v->cap : 4096;
+    while (cap < v->len + add) cap *= 2;
+    char *d = realloc(v->data, (size_t)cap);
+    if (!d) return 0;
+    v->data = d;
+    v->cap = cap;
+    return 1;
+}
+
+static int vec_put(Vec *v, const void *src, Py_ssize_t n) {
+    if (!vec_grow(v, n)) return 0;
+    memcpy(v->data + v->len, src, (size_t)n);
+    v->len += n;
+    return 1;
+}
+
+static void ws(Cur *c) {
+    while (c->p < c->end && (*c->p == ' ' || *c->p == '\t' || *c->p == '\n' || *c->p == '\r')) c->p++;
+}
+
+static int hex4(const char *p, unsigned *out) {
+    unsigned v = 0;
+    for (int i = 0; i < 4; i++) {
+        char ch = p[i];
+        v <<= 4;
+        if (ch >= '0' && ch <= '9') v |= (unsigned)(ch - '0');
+        else if (ch >= 'a' && ch <= 'f') v |= (unsigned)(ch - 'a' + 10);
+        else if (ch >= 'A' && ch <= 'F') v |= (unsigned)(ch - 'A' + 10);
+        else return 0;
+    }
+    *out = v;
+    return 1;
+}
+
+/* A JSON string at c->p (the opening quote) as UTF-8 in buf; 0 = bail. */
+static int read_string(Cur *c, Vec *buf) {
+    buf->len = 0;
+    if (c->p >= c->end || *c->p != '"') return 0;
+    c->p++;
+    while (c->p < c->end) {
+        unsigned char ch = (unsigned char)*c->p;
+        if (ch == '"') {
+            c->p++;
+            return 1;
+        }
+        if (ch < 0x20) return 0;
+        if (ch != '\\') {
+            const char *q = c->p;
+            while (q < c->end && *q != '"' && *q != '\\' && (unsigned char)*q >= 0x20) q++;
+            if (!vec_put(buf, c->p, q - c->p)) return 0;
+            c->p = q;
+            continue;
+        }
+        if (c->end - c->p < 2) return 0;
+        char e = c->p[1];
+        c->p += 2;
+        char out;
+        switch (e) {
+            case '"': out = '"'; break;
+            case '\\': out = '\\'; break;
+            case '/': out = '/'; break;
+            case 'b': out = '\b'; break;
+            case 'f': out = '\f'; break;
+            case 'n': out = '\n'; break;
+            case 'r': out = '\r'; break;
+            case 't': out = '\t'; break;
+            case 'u': {
+                unsigned u;
+                if (c->end - c->p < 4 || !hex4(c->p, &u)) return 0;
+                c->p += 4;
+                if (u >= 0xD800 && u <= 0xDBFF) {
+                    unsigned lo;
+                    if (c->end - c->p < 6 || c->p[0] != '\\' || c->p[1] != 'u' || !hex4(c->p + 2, &lo) ||
+                        lo < 0xDC00 || lo > 0xDFFF)
+                        return 0; /* a lone high surrogate: json keeps it, UTF-8 cannot */
+                    c->p += 6;
+                    u = 0x10000 + ((u - 0xD800) << 10) + (lo - 0xDC00);
+                } else if (u >= 0xDC00 && u <= 0xDFFF) {
+                    return 0;
+                }
+                char tmp[4];
+                int n;
+                if (u < 0x80) { tmp[0] = (char)u; n = 1; }
+                else if (u < 0x800) { tmp[0] = (char)(0xC0 | (u >> 6)); tmp[1] = (char)(0x80 | (u & 0x3F)); n = 2; }
+                else if (u < 0x10000) {
+                    tmp[0] = (char)(0xE0 | (u >> 12)); tmp[1] = (char)(0x80 | ((u >> 6) & 0x3F));
+                    tmp[2] = (char)(0x80 | (u & 0x3F)); n = 3;
+                } else {
+                    tmp[0] = (char)(0xF0 | (u >> 18)); tmp[1] = (char)(0x80 | ((u >> 12) & 0x3F));
+                    tmp[2] = (char)(0x80 | ((u >> 6) & 0x3F)); tmp[3] = (char)(0x80 | (u & 0x3F)); n = 4;
+                }
+                if (!vec_put(buf, tmp, n)) return 0;
+                continue;
+            }
+            default: return 0;
+        }
+        if (!vec_put(buf, &out, 1)) return 0;
+    }
+    return 0;
+}
+
+static PyObject *make_str(Vec *buf) {
+    PyObject *s = PyUnicode_DecodeUTF8(buf->data ? buf->data : "", buf->len, "strict");
+    if (!s) PyErr_Clear();
+    return s;
+}
+
+/* A JSON number: kind 1 = int (in *i), 2 = float (in *d); 0 = bail. */
+static int read_number(Cur *c, int64_t *i, double *d) {
+    const char *s = c->p, *q = c->p;
+    if (q < c->end && *q == '-') q++;
+    if (q >= c->end) return 0;
+    if (*q == '0') q++;
+    else if (*q >= '1' && *q <= '9') { while (q < c->end && *q >= '0' && *q <= '9') q++; }
+    else return 0;
+    int is_float = 0;
+    if (q < c->end && *q == '.') {
+        is_float = 1;
+        q++;
+        if (q >= c->end || *q < '0' || *q > '9') return 0;
+        while (q < c->end && *q >= '0' && *q <= '9') q++;
+    }
+    if (q < c->end && (*q == 'e' || *q == 'E')) {
+        is_float = 1;
+        q++;
+        if (q < c->end && (*q == '+' || *q == '-')) q++;
+        if (q >= c->end || *q < '0' || *q > '9') return 0;
+        while (q < c->end && *q >= '0' && *q <= '9') q++;
+    }
+    Py_ssize_t n = q - s;
+    char tmp[64];
+    if (n >= (Py_ssize_t)sizeof tmp) return 0; /* a 60-digit literal: the standard path */
+    memcpy(tmp, s, (size_t)n);
+    tmp[n] = 0;
+    c->p = q;
+    if (!is_float) {
+        errno = 0;
+        char *endp;
+        long long v = strtoll(tmp, &endp, 10);
+        if (errno || *endp) return 0; /* beyond int64 */
+        *i = (int64_t)v;
+        return 1;
+    }
+    double v = PyOS_string_to_double(tmp, NULL, NULL); /* what float() gives; inf past the range */
+    if (v == -1.0 && PyErr_Occurred()) {
+        PyErr_Clear();
+        return 0;
+    }
+    *d = v;
+    return 2;
+}
+
+static int lit(Cur *c, const char *word) {
+    size_t n = strlen(word);
+    if ((size_t)(c->end - c->p) < n || memcmp(c->p, word, n)) return 0;
+    c->p += n;
+    return 1;
+}
+
+static PyObject *value(Cur *c, Vec *buf);
+
+static PyObject *array(Cur *c, Vec *buf) {
+    c->p++;
+    PyObject *list = PyList_New(0);
+    if (!list) return NULL;
+    ws(c);
+    if (c->p < c->end && *c->p == ']') { c->p++; return list; }
+    for (;;) {
+        PyObject *item = value(c, buf);
+        if (!item || PyList_Append(list, item) < 0) { Py_XDECREF(item); Py_DECREF(list); return NULL; }
+        Py_DECREF(item);
+        ws(c);
+        if (c->p < c->end && *c->p == ',') { c->p++; continue; }
+        if (c->p < c->end && *c->p == ']') { c->p++; return list; }
+        Py_DECREF(list);
+        return NULL;
+    }
+}
+
+static PyObject *object(Cur *c, Vec *buf) {
+    c->p++;
+    PyObject *dict = PyDict_New();
+    if (!dict) return NULL;
+    ws(c);
+    if (c->p < c->end && *c->p == '}') { c->p++; return dict; }
+    for (;;) {
+        ws(c);
+        if (!read_string(c, buf)) { Py_DECREF(dict); return NULL; }
+        PyObject *key = make_str(buf);
+        if (!key) { Py_DECREF(dict); return NULL; }
+        ws(c);
+        if (c->p >= c->end || *c->p != ':') { Py_DECREF(key); Py_DECREF(dict); return NULL; }
+        c->p++;
+        PyObject *v = value(c, buf);
+        if (!v || PyDict_SetItem(dict, key, v) < 0) { Py_DECREF(key); Py_XDECREF(v); Py_DECREF(dict); return NULL; }
+        Py_DECREF(key);
+        Py_DECREF(v);
+        ws(c);
+        if (c->p < c->end && *c->p == ',') { c->p++; continue; }
+        if (c->p < c->end && *c->p == '}') { c->p++; return dict; }
+        Py_DECREF(dict);
+        return NULL;
+    }
+}
+
+static PyObject *value(Cur *c, Vec *buf) {
+    ws(c);
+    if (c->p >= c->end) return NULL;
+    if (++c->depth > 500) return NULL; /* json raises RecursionError much deeper; the standard path decides */
+    PyObject *out = NULL;
+    char ch = *c->p;
+    if (ch == '{') out = object(c, buf);
+    else if (ch == '[') out = array(c, buf);
+    else if (ch == '"') out = read_string(c, buf) ? make_str(buf) : NULL;
+    else if (ch == 't') out = lit(c, "true") ? (Py_INCREF(Py_True), Py_True) : NULL;
+    else if (ch == 'f') out = lit(c, "false") ? (Py_INCREF(Py_False), Py_False) : NULL;
+    else if (ch == 'n') out = lit(c, "null") ? (Py_INCREF(Py_None), Py_None) : NULL;
+    else {
+        int64_t i;
+        double d;
+        int kind = read_number(c, &i, &d);
+        out = kind == 1 ? PyLong_FromLongLong(i) : kind == 2 ? PyFloat_FromDouble(d) : NULL;
+    }
+    c->depth--;
+    if (!out && PyErr_Occurred()) PyErr_Clear();
+    return out;
+}
+
+/* Growable columns of the annotation records. */
+typedef struct {
+    Vec image_id, category_id, bbox, score, id, id_given, iscrowd, area, area_given;
+    Py_ssize_t n;
+} Cols;
+
+enum { K_OTHER, K_ID, K_IMAGE_ID, K_CATEGORY_ID, K_BBOX, K_SCORE, K_ISCROWD, K_AREA };
+
+static int key_kind(const Vec *k) {
+#define IS(s) (k->len == (Py_ssize_t)(sizeof(s) - 1) && !memcmp(k->data, s, sizeof(s) - 1))
+    if (IS("id")) return K_ID;
+    if (IS("image_id")) return K_IMAGE_ID;
+    if (IS("category_id")) return K_CATEGORY_ID;
+    if (IS("bbox")) return K_BBOX;
+    if (IS("score")) return K_SCORE;
+    if (IS("iscrowd")) return K_ISCROWD;
+    if (IS("area")) return K_AREA;
+    return K_OTHER;
+#undef IS
+}
+
+/* One annotation record into the columns; 0 = bail. */
+static int record(Cur *c, Vec *buf, Cols *cols, int predictions) {
+    ws(c);
+    if (c->p >= c->end || *c->p != '{') return 0;
+    c->p++;
+    int64_t image_id = 0, category_id = 0, id = 0;
+    double bbox[4] = {0, 0, 0, 0}, score = 0, area = 0;
+    int has_image = 0, has_cat = 0, has_bbox = 0, has_score = 0, has_id = 0, has_area = 0;
+    char crowd = 0;
+    ws(c);
+    if (c->p < c->end && *c->p == '}') {
+        c->p++;
+        return 0; /* an empty record lacks the required keys */
+    }
+    for (;;) {
+        ws(c);
+        if (!read_string(c, buf)) return 0;
+        int kind = key_kind(buf);
+        ws(c);
+        if (c->p >= c->end || *c->p != ':') return 0;
+        c->p++;
+        ws(c);
+        if (c->p >= c->end) return 0;
+        int64_t iv;
+        double dv;
+        int nk;
+        switch (kind) {
+            case K_ID:
+                if (lit(c, "null")) { has_id = 0; break; }
+                if (read_number(c, &iv, &dv) != 1) return 0;
+                id = iv; has_id = 1;
+                break;
+            case K_IMAGE_ID:
+                if (read_number(c, &iv, &dv) != 1) return 0;
+                image_id = iv; has_image = 1;
+                break;
+            case K_CATEGORY_ID:
+                if (read_number(c, &iv, &dv) != 1) return 0;
+                category_id = iv; has_cat = 1;
+                break;
+            case K_BBOX:
+                if (*c->p != '[') return 0;
+                c->p++;
+                for (int k = 0; k < 4; k++) {
+                    ws(c);
+                    nk = read_number(c, &iv, &dv);
+                    if (!nk) return 0;
+                    bbox[k] = nk == 1 ? (double)iv : dv;
+                    ws(c);
+                    if (c->p >= c->end || *c->p != (k < 3 ? ',' : ']')) return 0;
+                    c->p++;
+                }
+                has_bbox = 1;
+                break;
+            case K_SCORE:
+                nk = read_number(c, &iv, &dv);
+                if (!nk) return 0;
+                score = nk == 1 ? (double)iv : dv; has_score = 1;
+                break;
+            case K_ISCROWD:
+                if (lit(c, "true")) crowd = 1;
+                else if (lit(c, "false")) crowd = 0;
+                else {
+                    if (read_number(c, &iv, &dv) != 1 || (iv != 0 && iv != 1)) return 0;
+                    crowd = (char)iv;
+                }
+                break;
+            case K_AREA:
+                if (lit(c, "null")) { has_area = 0; break; }
+                nk = read_number(c, &iv, &dv);
+                if (!nk) return 0;
+                area = nk == 1 ? (double)iv : dv; has_area = 1;
+                break;
+            default: {
+                PyObject *skip = value(c, buf);
+                if (!skip) return 0;
+                Py_DECREF(skip);
+            }
+        }
+        ws(c);
+        if (c->p < c->end && *c->p == ',') { c->p++; continue; }
+        if (c->p < c->end && *c->p == '}') { c->p++; break; }
+        return 0;
+    }
+    if (!has_image || !has_cat || !has_bbox || (predictions && !has_score) || (!predictions && !has_id)) return 0;
+    char given = (char)has_id, agiven = (char)has_area;
+    return vec_put(&cols->image_id, &image_id, 8) && vec_put(&cols->category_id, &category_id, 8) &&
+           vec_put(&cols->bbox, bbox, 32) && vec_put(&cols->score, &score, 8) && vec_put(&cols->id, &id, 8) &&
+           vec_put(&cols->id_given, &given, 1) && vec_put(&cols->iscrowd, &crowd, 1) &&
+           vec_put(&cols->area, &area, 8) && vec_put(&cols->area_given, &agiven, 1) && (++cols->n, 1);
+}
+
+static int records(Cur *c, Vec *buf, Cols *cols, int predictions) {
+    ws(c);
+    if (c->p >= c->end || *c->p != '[') return 0;
+    c->p++;
+    ws(c);
+    if (c->p < c->end && *c->p == ']') { c->p++; return 1; }
+    for (;;) {
+        if (!record(c, buf, cols, predictions)) return 0;
+        ws(c);
+        if (c->p < c->end && *c->p == ',') { c->p++; continue; }
+        if (c->p < c->end && *c->p == ']') { c->p++; return 1; }
+        return 0;
+    }
+}
+
+static void cols_free(Cols *k) {
+    Vec *v[] = {&k->image_id, &k->category_id, &k->bbox, &k->score, &k->id, &k->id_given, &k->iscrowd, &k->area,
+                &k->area_given};
+    for (int i = 0; i < 9; i++) free(v[i]->data);
+}
+
+static PyObject *cols_dict(Cols *k) {
+    const char *names[] = {"image_id", "category_id", "bbox", "score", "id", "id_given", "iscrowd", "area",
+                           "area_given"};
+    Vec *v[] = {&k->image_id, &k->category_id, &k->bbox, &k->score, &k->id, &k->id_given, &k->iscrowd, &k->area,
+                &k->area_given};
+    PyObject *d = PyDict_New();
+    if (!d) return NULL;
+    for (int i = 0; i < 9; i++) {
+        PyObject *b = PyBytes_FromStringAndSize(v[i]->data ? v[i]->data : "", v[i]->len);
+        if (!b || PyDict_SetItemString(d, names[i], b) < 0) { Py_XDECREF(b); Py_DECREF(d); return NULL; }
+        Py_DECREF(b);
+    }
+    PyObject *n = PyLong_FromSsize_t(k->n);
+    if (!n || PyDict_SetItemString(d, "n", n) < 0) { Py_XDECREF(n); Py_DECREF(d); return NULL; }
+    Py_DECREF(n);
+    return d;
+}
+
+static PyObject *py_parse_coco(PyObject *self, PyObject *args) {
+    Py_buffer view;
+    int predictions;
+    if (!PyArg_ParseTuple(args, "y*p", &view, &predictions)) return NULL;
+    Cur c = {view.buf, (const char *)view.buf + view.len, 0};
+    Vec buf = {0};
+    Cols cols;
+    memset(&cols, 0, sizeof cols);
+    PyObject *doc = NULL, *result = NULL;
+    int ok = 0, have_cols = 0;
+    ws(&c);
+    if (c.p < c.end && *c.p == '[') {
+        ok = records(&c, &buf, &cols, predictions);
+        have_cols = 1;
+        Py_INCREF(Py_None);
+        doc = Py_None;
+    } else if (c.p < c.end && *c.p == '{') {
+        c.p++;
+        doc = PyDict_New();
+        ok = doc != NULL;
+        ws(&c);
+        if (ok && c.p < c.end && *c.p == '}') {
+            c.p++;
+        } else {
+            while (ok) {
+                ws(&c);
+                if (!read_string(&c, &buf)) { ok = 0; break; }
+                int is_ann = buf.len == 11 && !memcmp(buf.data, "annotations", 11);
+                PyObject *key = make_str(&buf);
+                ws(&c);
+                if (!key || c.p >= c.end || *c.p != ':') { Py_XDECREF(key); ok = 0; break; }
+                c.p++;
+                ws(&c);
+                if (is_ann && !have_cols && c.p < c.end && *c.p == '[') {
+                    ok = records(&c, &buf, &cols, predictions);
+                    have_cols = 1;
+                    Py_DECREF(key);
+                } else if (is_ann) {
+                    Py_DECREF(key);
+                    ok = 0; /* a second "annotations", or not a list: the standard path */
+                    break;
+                } else {
+                    PyObject *v = value(&c, &buf);
+                    ok = v != NULL && PyDict_SetItem(doc, key, v) == 0;
+                    Py_XDECREF(v);
+                    Py_DECREF(key);
+                }
+                if (!ok) break;
+                ws(&c);
+                if (c.p < c.end && *c.p == ',') { c.p++; continue; }
+                if (c.p < c.end && *c.p == '}') { c.p++; break; }
+                ok = 0;
+            }
+        }
+    }
+    if (ok) {
+        ws(&c);
+        ok = c.p == c.end;
+    }
+    if (ok) {
+        PyObject *cd = have_cols ? cols_dict(&cols) : (Py_INCREF(Py_None), Py_None);
+        if (cd) {
+            result = PyTuple_Pack(2, doc, cd);
+            Py_DECREF(cd);
+        }
+    }
+    if (PyErr_Occurred()) PyErr_Clear();
+    Py_XDECREF(doc);
+    free(buf.data);
+    cols_free(&cols);
+    PyBuffer_Release(&view);
+    if (!result) Py_RETURN_NONE;
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"counting_order", py_counting_order, METH_VARARGS, "counting_order(order, key, n_buckets, out)"},
     {"descending_score_order", py_descending_score_order, METH_VARARGS, "descending_score_order(order, score, out)"},
@@ -641,6 +1121,7 @@ static PyMethodDef methods[] = {
     {"step4", py_step4, METH_VARARGS, "step4(pair_pred, pair_gt, pair_score, pair_gt_tp_score, confidence, num_gt, assigned)"},
     {"coco_columns", py_coco_columns, METH_VARARGS, "coco_columns(recs, predictions, ...outputs) -> bool"},
     {"has_digit_run", py_has_digit_run, METH_VARARGS, "has_digit_run(data, n) -> bool"},
+    {"parse_coco", py_parse_coco, METH_VARARGS, "parse_coco(data, predictions) -> (document, columns) | None"},
     {NULL, NULL, 0, NULL},
 };
 

@@ -279,3 +279,86 @@ def test_long_digit_scan_agrees_with_the_regex():
     for _ in range(500):
         data = bytes(rng.choice(list(b"0123456789 ,.e-"), int(rng.integers(0, 80)), p=[0.09] * 10 + [0.02] * 5))
         assert _has_long_digits(data) == (_LONG_DIGITS.search(data) is not None), data
+
+
+# ---------------------------------------------------------------- the C COCO reader
+
+
+def _random_coco_text(rng, predictions_as_object: bool) -> tuple[str, str]:
+    names = ["a.jpg", "ünï cödé/ß.png", "tab\there.jpg", 'quote"back\\slash.jpg', "emoji 🙂.jpg", "x" * 40]
+    images = [{"id": int(i), "width": int(rng.integers(1, 500)), "height": int(rng.integers(1, 500)),
+               "file_name": f"{k}-{names[k % len(names)]}", "meta": {"nested": [1, 2.5, None, True, "s"]},
+               **({"split": "val"} if k % 3 == 0 else {})}
+              for k, i in enumerate(rng.choice(np.arange(1, 10**6), int(rng.integers(1, 20)), replace=False))]
+    cats = [{"id": int(c), "name": f"cat {c} é", "supercategory": "thing"}
+            for c in rng.choice(np.arange(1, 400), int(rng.integers(1, 6)), replace=False)]
+    anns = []
+    for i in range(int(rng.integers(0, 60))):
+        b = [float(v) for v in np.round(rng.uniform(0.1, 50, 4), int(rng.integers(0, 17)))]
+        if rng.random() < 0.3:
+            b[0] = int(b[0])
+        a = {"segmentation": [[1, 2, 3]], "id": i + 1, "image_id": images[int(rng.integers(len(images)))]["id"],
+             "category_id": cats[int(rng.integers(len(cats)))]["id"], "bbox": b}
+        if rng.random() < 0.7:
+            a["iscrowd"] = [0, 1, True, False][int(rng.integers(4))]
+        if rng.random() < 0.6:
+            a["area"] = float(rng.uniform(1, 99)) if rng.random() < 0.7 else None
+        anns.append(a)
+    preds = [{"image_id": a["image_id"], "category_id": a["category_id"], "bbox": a["bbox"],
+              "score": float(rng.random()) if rng.random() < 0.9 else 1, **({"id": k + 1} if k % 2 else {})}
+             for k, a in enumerate(anns)]
+    gt = {"info": {"year": 2024, "desc": "\u00e9\\n"}, "images": images, "annotations": anns, "categories": cats,
+          "licenses": []}
+    indent = None if rng.random() < 0.5 else int(rng.integers(0, 3))
+    pred_doc = {"annotations": preds, "info": 1} if predictions_as_object else preds
+    return (json.dumps(gt, indent=indent, ensure_ascii=bool(rng.random() < 0.5)),
+            json.dumps(pred_doc, indent=indent, ensure_ascii=bool(rng.random() < 0.5)))
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_c_reader_equals_the_standard_parse(seed):
+    from vecexplore.io._coco_records import _parse, parse_native
+
+    rng = np.random.default_rng(seed)
+    gt_text, pred_text = _random_coco_text(rng, predictions_as_object=seed % 2 == 1)
+    fast = parse_native(gt_text.encode(), pred_text.encode(), gt_name="g", pred_name="p")
+    ref = _parse(json.loads(gt_text), json.loads(pred_text), gt_name="g", pred_name="p")
+    assert fast is not None
+    for name in ("image_id", "width", "height"):
+        _assert_bits(getattr(fast.images, name), getattr(ref.images, name))
+    assert fast.images.file_name.tolist() == ref.images.file_name.tolist()
+    plain = lambda v: None if v is None else [None if x is None else str(x) for x in v]  # noqa: E731
+    assert plain(fast.images.split) == plain(ref.images.split)
+    assert {k: plain(v) for k, v in fast.images.metadata.items()} == {k: plain(v) for k, v in ref.images.metadata.items()}
+    assert fast.categories.names.tolist() == ref.categories.names.tolist()
+    for a, b in ((fast.gt, ref.gt), (fast.pred, ref.pred)):
+        for name in ("image_idx", "class_idx", "xywh", "object_id", "score", "iscrowd", "area"):
+            va, vb = getattr(a, name), getattr(b, name)
+            assert (va is None) == (vb is None), name
+            if va is not None:
+                _assert_bits(va, vb)
+        assert [a.label(i) for i in range(len(a.image_idx))] == [b.label(i) for i in range(len(b.image_idx))]
+
+
+@pytest.mark.parametrize("text", [
+    '{"images": [], "categories": [], "x": NaN}', '[{"image_id": 1, "category_id": 1, "bbox": [1, 2, 3, 4], '
+    '"score": Infinity}]', '{"images": [{"id": 123456789012345678901}]}', '{"a": "\\ud800"}', '{"a": 1,}',
+    '{"a": [1 2]}', '{"a": 1} x', '{"a": "\x01"}', '[{"image_id": 1.0, "category_id": 1, "bbox": [1, 2, 3, 4], '
+    '"score": 0.5}]', '{"images": [], "annotations": null}', '[' * 600 + ']' * 600, '{"a": 01}', '{"a": -}',
+])
+def test_c_reader_hands_back_anything_unusual(text):
+    from vecexplore import _native as nat
+
+    assert nat.parse_coco(text.encode(), True) is None
+    assert nat.parse_coco(b"\xff\xfe" + text.encode(), False) is None  # not UTF-8
+
+
+def test_c_reader_keeps_the_document():
+    from vecexplore import _native as nat
+
+    text = '{"b": [1, -0, 2.5e-3, -0.0, true, false, null, {"k": "\\u00e9\\ud83d\\ude42\\n"}], "annotations": [], "a": {}}'
+    doc, cols = nat.parse_coco(text.encode(), False)
+    ref = json.loads(text)
+    del ref["annotations"]
+    assert doc == ref and list(doc) == list(ref) and cols["n"] == 0
+    assert repr(doc["b"][3]) == "-0.0" and type(doc["b"][1]) is int

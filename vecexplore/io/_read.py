@@ -108,6 +108,18 @@ def _has_long_digits(data: bytes) -> bool:
     return has_digit_run(data, 19)
 
 
+def read_json_bytes(path: str | Path) -> bytes | None:
+    """The bytes of a JSON file (a UTF-8 BOM removed) under the same checks as
+    :func:`read_json`, or None when they fail (``read_json`` then names the problem)."""
+    try:
+        path = require_file(path)
+        with open_regular(path, max_bytes=max_input_bytes()) as f:
+            data = f.read()
+    except (InputError, OSError):
+        return None
+    return data[3:] if data.startswith(b"\xef\xbb\xbf") else data
+
+
 def _read_json_fast(path: str | Path) -> Any:
     """orjson's parse of a valid file (several times faster than ``json``), or
     ``_FAILED`` whenever anything is unusual (no orjson, a read error, invalid JSON,
@@ -117,16 +129,14 @@ def _read_json_fast(path: str | Path) -> Any:
         import orjson
     except ImportError:
         return _FAILED
+    data = read_json_bytes(path)
+    if data is None:
+        return _FAILED
     try:
-        path = require_file(path)
-        with open_regular(path, max_bytes=max_input_bytes()) as f:
-            data = f.read()
-        if data.startswith(b"\xef\xbb\xbf"):  # the UTF-8 BOM that utf-8-sig drops
-            data = data[3:]
         if _has_long_digits(data):  # orjson reads integers beyond 64 bits as floats: not ours to round
             return _FAILED
         return orjson.loads(data)
-    except (orjson.JSONDecodeError, InputError, OSError):
+    except orjson.JSONDecodeError:
         return _FAILED
 
 

@@ -25,9 +25,9 @@ from typing import Any
 import numpy as np
 
 from vecexplore.errors import ConfigError
-from vecexplore.io._coco_records import _parse, _Parsed
+from vecexplore.io._coco_records import _parse, _Parsed, parse_native
 from vecexplore.io._common import LoadReport, clip_to_images, no_gc
-from vecexplore.io._read import image_sizes, read_json, warn_unreadable
+from vecexplore.io._read import image_sizes, read_json, read_json_bytes, warn_unreadable
 from vecexplore.io.paths import check_image_paths, check_images_exist, image_paths
 from vecexplore.types import Boxes, Dataset, ImageTable
 
@@ -62,10 +62,17 @@ def load_coco(
         report: filled with border-crossing and clip counts, unreadable, outside-root and shared images.
     """
     with no_gc():
-        gt_obj = read_json(gt)
-        pred_obj = [] if pred is None else read_json(pred)
-        parsed = _parse(gt_obj, pred_obj, gt_name=str(gt), pred_name=str(pred))
-        del gt_obj, pred_obj
+        gt_bytes = read_json_bytes(gt)
+        pred_bytes = None if pred is None else read_json_bytes(pred)
+        parsed = None
+        if gt_bytes is not None and (pred is None or pred_bytes is not None):
+            parsed = parse_native(gt_bytes, pred_bytes, gt_name=str(gt), pred_name=str(pred))
+        del gt_bytes, pred_bytes
+        if parsed is None:  # the standard way: every problem named
+            gt_obj = read_json(gt)
+            pred_obj = [] if pred is None else read_json(pred)
+            parsed = _parse(gt_obj, pred_obj, gt_name=str(gt), pred_name=str(pred))
+            del gt_obj, pred_obj
     if check_images:
         check_images_exist(parsed.images, images_root)
         check_image_paths(parsed.images, images_root, allow_outside_root=allow_outside_root, report=report)
