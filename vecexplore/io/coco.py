@@ -63,7 +63,7 @@ def load_coco(
     """
     with no_gc():
         gt_bytes = read_json_bytes(gt)
-        pred_bytes = None if pred is None else read_json_bytes(pred)
+        pred_bytes = None if pred is None or gt_bytes is None else read_json_bytes(pred)  # the GT's error first
         parsed = None
         if gt_bytes is not None and (pred is None or pred_bytes is not None):
             parsed = parse_native(gt_bytes, pred_bytes, gt_name=str(gt), pred_name=str(pred))
