@@ -1,6 +1,7 @@
 # Two commands on a fresh machine: `make demo` and `make test`.
 # Each creates .venv if missing and (re)installs the project only when
-# pyproject.toml changed since the last install.
+# pyproject.toml, setup.py or the C extension's source changed since the last
+# install (the editable install builds vecexplore._native into the source tree).
 
 PYTHON ?= python3
 VENV   := .venv
@@ -13,7 +14,7 @@ PYTEST_ARGS ?=
 
 .PHONY: demo test lint bench chromium clean-demo
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml setup.py csrc/native.c
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q -U pip setuptools wheel
 	$(BIN)/python -m pip install -e '.[all,dev]'

@@ -1,14 +1,28 @@
-"""COCO bbox evaluation speed: vecexplore vs pycocotools vs faster-coco-eval.
+"""COCO bbox evaluation speed: vecexplore vs ultrafast-pycocotools (the fastest
+bit-exact evaluator we know), pycocotools and faster-coco-eval.
 
 One synthetic COCO-scale case (``coco_synth``; default 5,000 images, 80
-classes, ~27k GT, ~43k predictions), the same input for all three, in one
-process. Timed: evaluation only (evaluate + accumulate + summarize for the
-COCO APIs; ``coco_metrics`` for ours), from already-built inputs (COCO objects /
-our Boxes). Each row also reports the largest difference of its 12 stats from
-pycocotools'.
+classes, ~27k GT, ~47k predictions), the same input for all, written to JSON
+files. Three sets of rows:
 
-    python benchmarks/run.py coco [--images=5000] [--classes=80] [--repeats=3] [--seed=0]
+* **whole process**: each tool as a fresh process on the JSON files, rounds
+  alternating between the tools (min and median of ``--rounds``): ``vecexplore
+  evaluate --json`` (load, evaluate, report, JSON) vs a script doing
+  ``COCO(gt)``, ``loadRes(pred)``, ``evaluate()``, ``accumulate()``,
+  ``summarize()`` with each COCO API (pycocotools only with
+  ``--process-pycocotools``: ~12 s a round);
+* **in process, cold**: a fresh interpreter timing its imports + load + evaluate
+  (``load_dataset`` + ``evaluate(...).coco`` for ours; the COCO API calls for the
+  others), min over rounds;
+* **in process, warm**: load + evaluate again in the same interpreter (best of
+  ``--repeats``), and the evaluation alone from already-built inputs (COCO
+  objects / our Boxes).
+
+Each row reports the largest difference of its 12 stats from pycocotools'.
+
+    python benchmarks/run.py coco [--images=5000] [--classes=80] [--repeats=3] [--rounds=7] [--seed=0]
                                   [--gt-per-image=5.6] [--fp-per-image=5.0] [--no-pycocotools]
+                                  [--process-pycocotools]
 """
 
 from __future__ import annotations
@@ -16,11 +30,14 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
+import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 from coco_synth import make_synthetic_coco
@@ -83,6 +100,92 @@ def _run_pycocotools(gt_dict, results, repeats):
     return _best(once, repeats)
 
 
+def _run_ultrafast(gt_dict, results, repeats):
+    from ultrafast_pycocotools.coco import COCO
+    from ultrafast_pycocotools.cocoeval import COCOeval
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        cg = COCO()
+        cg.dataset = gt_dict
+        cg.createIndex()
+        cd = cg.loadRes(results)
+
+    def once():
+        with contextlib.redirect_stdout(io.StringIO()):
+            ev = COCOeval(cg, cd, "bbox")
+            ev.evaluate()
+            ev.accumulate()
+            ev.summarize()
+        return ev
+
+    return _best(once, repeats)
+
+
+#: A whole COCO-API evaluation from the files, as one fresh process (the module name is argv[1]).
+_API_SCRIPT = """
+import contextlib, io, json, sys, time
+t0 = time.perf_counter()
+mod = {"pycocotools": ("pycocotools.coco", "pycocotools.cocoeval", "COCOeval"),
+       "ultrafast-pycocotools": ("ultrafast_pycocotools.coco", "ultrafast_pycocotools.cocoeval", "COCOeval"),
+       "faster-coco-eval": ("faster_coco_eval", "faster_coco_eval", "COCOeval_faster")}[sys.argv[1]]
+import importlib
+COCO = importlib.import_module(mod[0]).COCO
+COCOeval = getattr(importlib.import_module(mod[1]), mod[2])
+with contextlib.redirect_stdout(io.StringIO()):
+    gt = COCO(sys.argv[2])
+    dt = gt.loadRes(sys.argv[3])
+    ev = COCOeval(gt, dt, "bbox")
+    ev.evaluate()
+    ev.accumulate()
+    ev.summarize()
+print(json.dumps({"stats": [float(v) for v in ev.stats], "inner": time.perf_counter() - t0}))
+"""
+
+#: Our in-process evaluation in a fresh interpreter: imports + load + evaluate (+ COCO stats).
+_OURS_COLD = """
+import json, sys, time
+t0 = time.perf_counter()
+from vecexplore.eval.evaluate import evaluate
+from vecexplore.io import DatasetSource, load_dataset
+ds = load_dataset(DatasetSource(gt=sys.argv[1], pred=sys.argv[2]), check_images=False)
+ev = evaluate(ds)
+stats = ev.coco.stats.tolist()
+print(json.dumps({"stats": stats, "inner": time.perf_counter() - t0}))
+"""
+
+
+def _process_rows(files: Path, rounds: int, with_pycocotools: bool):
+    """Fresh processes, tools alternating each round: {name: (times, stats)} for the
+    whole process and for the cold in-process part (imports + load + evaluate)."""
+    gt, pred = str(files / "gt.json"), str(files / "pred.json")
+    out_json = str(files / "vecexplore.json")
+    tools = ["vecexplore", "ultrafast-pycocotools", "faster-coco-eval"] + (["pycocotools"] if with_pycocotools else [])
+    whole = {t: [] for t in tools}
+    cold = {t: [] for t in tools}
+    stats = {}
+    for _ in range(rounds):
+        for tool in tools:
+            if tool == "vecexplore":
+                cmd = [sys.executable, "-m", "vecexplore", "evaluate", "--gt", gt, "--pred", pred, "--json", out_json]
+                t = time.perf_counter()
+                subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+                whole[tool].append(time.perf_counter() - t)
+                doc = json.loads(Path(out_json).read_text())
+                stats[tool] = np.array([doc["coco"][k] for k in ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1",
+                                                                  "AR10", "AR100", "ARs", "ARm", "ARl")], np.float64)
+                res = subprocess.run([sys.executable, "-c", _OURS_COLD, gt, pred], check=True, capture_output=True,
+                                     text=True)
+            else:
+                t = time.perf_counter()
+                res = subprocess.run([sys.executable, "-c", _API_SCRIPT, tool, gt, pred], check=True,
+                                     capture_output=True, text=True)
+                whole[tool].append(time.perf_counter() - t)
+            doc = json.loads(res.stdout.strip().splitlines()[-1])
+            cold[tool].append(doc["inner"])
+            stats.setdefault(tool, np.asarray(doc["stats"]))
+    return whole, cold, stats
+
+
 def _run_faster(gt_dict, results, repeats):
     from faster_coco_eval import COCO, COCOeval_faster
 
@@ -105,10 +208,12 @@ def main(argv: list[str]) -> None:
     ap.add_argument("--images", type=int, default=5000)
     ap.add_argument("--classes", type=int, default=80)
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--rounds", type=int, default=7, help="fresh-process rounds (tools alternate)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--gt-per-image", type=float, default=5.6)
     ap.add_argument("--fp-per-image", type=float, default=5.0)
     ap.add_argument("--no-pycocotools", action="store_true", help="skip pycocotools (for very large cases)")
+    ap.add_argument("--process-pycocotools", action="store_true", help="also run pycocotools as a fresh process")
     args, _ = ap.parse_known_args(argv)
 
     t = time.perf_counter()
@@ -118,33 +223,85 @@ def main(argv: list[str]) -> None:
     gen_s = time.perf_counter() - t
     print(f"case: {ds.num_images} images, {len(ds.categories)} classes, {len(ds.gt)} GT "
           f"({int(ds.gt.iscrowd.sum())} crowd), {len(ds.pred)} predictions; seed {args.seed}; "
-          f"generated in {gen_s:.1f} s; best of {args.repeats}")
+          f"generated in {gen_s:.1f} s")
+    from vecexplore.eval.native import backend
 
-    cold = _cold_compile_seconds()
+    print(f"vecexplore kernels: {backend()} (VECEXPLORE_KERNELS=numba for the numba ones)")
+
+    ref_stats, ref_precision = None, None
+    if not args.no_pycocotools:
+        _, pyco_best, pyco_cpu, ev = _run_pycocotools(case.coco_gt(), case.coco_results(), 1)
+        ref_stats, ref_precision = np.asarray(ev.stats), ev.eval["precision"]
+
+    def delta(stats) -> str:
+        return f"{np.max(np.abs(np.asarray(stats) - ref_stats)):.1e}" if ref_stats is not None else "n/a"
+
+    with tempfile.TemporaryDirectory() as tmp:
+        files = Path(tmp)
+        (files / "gt.json").write_text(json.dumps(case.coco_gt()))
+        (files / "pred.json").write_text(json.dumps(case.coco_results()))
+        whole, cold, stats = _process_rows(files, args.rounds, args.process_pycocotools)
+        warm_load = _best(lambda: _load_and_evaluate(files), args.repeats)
+        warm_uf = _best(lambda: _api_from_files("ultrafast-pycocotools", files), args.repeats)
+
+    print(f"\nwhole process (fresh processes, tools alternating, {args.rounds} rounds; vecexplore = "
+          "`vecexplore evaluate --json` incl. report; others = load + evaluate + accumulate + summarize)")
+    print(f"{'implementation':<24} {'min (s)':>8} {'median (s)':>11} {'vs ultrafast':>13} {'max |Δ stats|':>14}")
+    uf_min = min(whole["ultrafast-pycocotools"])
+    for tool, times in whole.items():
+        print(f"{tool:<24} {min(times):>8.3f} {statistics.median(times):>11.3f} {uf_min / min(times):>12.2f}× "
+              f"{delta(stats[tool]):>14}")
+    print("\nin process, cold interpreter (imports + load + evaluate, min over rounds)")
+    print(f"{'implementation':<24} {'min (s)':>8} {'median (s)':>11} {'vs ultrafast':>13}")
+    uf_cold = min(cold["ultrafast-pycocotools"])
+    for tool, times in cold.items():
+        print(f"{tool:<24} {min(times):>8.3f} {statistics.median(times):>11.3f} {uf_cold / min(times):>12.2f}×")
+    print(f"\nin process, warm (load + evaluate from the files again, best of {args.repeats})")
+    print(f"{'vecexplore':<24} {warm_load[1]:>8.3f}   (load_dataset + evaluate + COCO stats)")
+    print(f"{'ultrafast-pycocotools':<24} {warm_uf[1]:>8.3f}   ({warm_uf[1] / warm_load[1]:.2f}× vecexplore's time)")
+
     rows = []  # (name, first s, best s, best cpu s, stats)
     first, best, cpu, ours = _run_ours(ds, args.repeats)
     rows.append(("vecexplore", first, best, cpu, ours.stats))
-    ref_stats, ref_precision = None, None
-    if not args.no_pycocotools:
-        first, best, cpu, ev = _run_pycocotools(case.coco_gt(), case.coco_results(), args.repeats)
-        ref_stats, ref_precision = np.asarray(ev.stats), ev.eval["precision"]
-        rows.append(("pycocotools", first, best, cpu, ref_stats))
+    if ref_stats is not None:
+        rows.append(("pycocotools", pyco_best, pyco_best, pyco_cpu, ref_stats))
+    first, best, cpu, ev = _run_ultrafast(case.coco_gt(), case.coco_results(), args.repeats)
+    rows.append(("ultrafast-pycocotools", first, best, cpu, np.asarray(ev.stats)))
     first, best, cpu, ev = _run_faster(case.coco_gt(), case.coco_results(), args.repeats)
     rows.append(("faster-coco-eval", first, best, cpu, np.asarray(ev.stats)))
 
-    base = next((r[2] for r in rows if r[0] == "pycocotools"), None)
-    print(f"{'implementation':<18} {'best (s)':>9} {'first (s)':>10} {'best cpu (s)':>13} {'vs pycocotools':>15} "
-          f"{'max |Δ stats|':>14}")
-    for name, first_s, best_s, cpu_s, stats in rows:
-        speed = f"{base / best_s:.1f}×" if base else "n/a"
-        delta = f"{np.max(np.abs(stats - ref_stats)):.1e}" if ref_stats is not None else "n/a"
-        print(f"{name:<18} {best_s:>9.3f} {first_s:>10.3f} {cpu_s:>13.3f} {speed:>15} {delta:>14}")
-    print(f"vecexplore vs faster-coco-eval: {rows[-1][2] / rows[0][2]:.1f}× faster wall, "
-          f"{rows[-1][3] / rows[0][3]:.1f}× CPU (best of {args.repeats})")
-    print(f"vecexplore first call with an empty numba cache (compile, tiny input): {cold:.2f} s")
+    print(f"\nin process, warm, evaluation only from built inputs (best of {args.repeats}; pycocotools: one call)")
+    print(f"{'implementation':<24} {'best (s)':>9} {'first (s)':>10} {'best cpu (s)':>13} {'max |Δ stats|':>14}")
+    for name, first_s, best_s, cpu_s, st in rows:
+        print(f"{name:<24} {best_s:>9.3f} {first_s:>10.3f} {cpu_s:>13.3f} {delta(st):>14}")
+    if backend() == "numba":
+        print(f"vecexplore first call with an empty numba cache (compile, tiny input): {_cold_compile_seconds():.2f} s")
     if ref_precision is not None:
         print(f"vecexplore max |Δ precision array| vs pycocotools: {np.max(np.abs(ours.precision - ref_precision)):.1e}")
     print("AP / AP50 / AR100 (vecexplore): " + " / ".join(f"{ours.as_dict()[k]:.4f}" for k in ("AP", "AP50", "AR100")))
+
+
+def _load_and_evaluate(files: Path):
+    from vecexplore.eval.evaluate import evaluate
+    from vecexplore.io import DatasetSource, load_dataset
+
+    ds = load_dataset(DatasetSource(gt=files / "gt.json", pred=files / "pred.json"), check_images=False)
+    return evaluate(ds).coco.stats
+
+
+def _api_from_files(tool: str, files: Path):
+    from ultrafast_pycocotools.coco import COCO
+    from ultrafast_pycocotools.cocoeval import COCOeval
+
+    assert tool == "ultrafast-pycocotools"
+    with contextlib.redirect_stdout(io.StringIO()):
+        gt = COCO(str(files / "gt.json"))
+        dt = gt.loadRes(str(files / "pred.json"))
+        ev = COCOeval(gt, dt, "bbox")
+        ev.evaluate()
+        ev.accumulate()
+        ev.summarize()
+    return ev.stats
 
 
 def _run_ours(ds, repeats):

@@ -68,9 +68,9 @@ def test_detection_report_json_and_plots(coco_files, tmp_path):
     for text in ("F1-optimal confidence", "COCO", "Error types", "Per class", "Confusion matrix", "Top confusions"):
         assert text in stdout
     doc = json.loads(out_json.read_text())
-    assert list(doc) == ["task", "coco", "per_class", "operating_point", "optimal_confidence", "error_types",
+    assert list(doc) == ["task", "boxes", "coco", "per_class", "operating_point", "optimal_confidence", "error_types",
                          "confusion_matrix"]
-    assert doc["task"] == "detection" and list(doc["coco"]) == COCO_KEYS
+    assert doc["task"] == "detection" and list(doc["coco"]) == COCO_KEYS and doc["boxes"] == "as_given"
     assert all(list(r) == ["category_id", "name", "AP", "AP50", "precision", "recall", "f1", "tp", "fp", "fn"]
                for r in doc["per_class"])
     assert list(doc["operating_point"]) == ["iou", "confidence", "precision", "recall", "f1"]

@@ -246,7 +246,7 @@ def test_matches_through_coco_loader():
     coco_io = pytest.importorskip("vecexplore.io.coco")
     for flavour in ("crowd", "ties", "generic"):
         gt_dict, results = make_case(77, flavour)
-        ds = coco_io.coco_to_dataset(copy.deepcopy(gt_dict), copy.deepcopy(results), clip=False)
+        ds = coco_io.coco_to_dataset(copy.deepcopy(gt_dict), copy.deepcopy(results))
         assert_same(coco_metrics_of(ds), pycoco(gt_dict, results))
 
 

@@ -107,7 +107,7 @@ def test_boxes_are_bit_exact():
     assert ds.gt.area.tolist() == [b[2] * b[3] for b in boxes]
 
 
-def test_clipping_warns_once_per_file(caplog):
+def test_border_boxes_are_kept_as_given_by_default(caplog):
     gt = coco_gt()  # images are 64 x 48
     gt["annotations"] += [
         {"id": 20, "image_id": 101, "category_id": 2, "bbox": [-4.0, 40.0, 10.0, 20.0]},
@@ -117,15 +117,34 @@ def test_clipping_warns_once_per_file(caplog):
     report = LoadReport()
     with caplog.at_level(logging.WARNING):
         ds = coco_to_dataset(gt, pred, gt_name="gt.json", pred_name="pred.json", report=report)
+    assert ds.gt.xywh.tolist() == [a["bbox"] for a in gt["annotations"]]
+    assert ds.pred.xywh[-1].tolist() == [50.0, 40.0, 20.0, 20.0]
+    assert ds.gt.area[-2:].tolist() == [200.0, 30.0]  # no own area: the given box's
+    assert not ds.boxes_clipped
+    assert report.crossing == {"gt.json": 2, "pred.json": 1} and report.clipped == {}
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]  # informational only
+
+
+def test_clipping_warns_once_per_file(caplog):
+    gt = coco_gt()  # images are 64 x 48
+    gt["annotations"] += [
+        {"id": 20, "image_id": 101, "category_id": 2, "bbox": [-4.0, 40.0, 10.0, 20.0]},
+        {"id": 21, "image_id": 101, "category_id": 2, "bbox": [60.0, -1.0, 10.0, 3.0]},
+    ]
+    pred = [*coco_pred(), {"image_id": 102, "category_id": 2, "bbox": [50.0, 40.0, 20.0, 20.0], "score": 0.3}]
+    report = LoadReport()
+    with caplog.at_level(logging.WARNING):
+        ds = coco_to_dataset(gt, pred, gt_name="gt.json", pred_name="pred.json", report=report, clip=True)
+    assert ds.boxes_clipped
     assert ds.gt.xywh[-2:].tolist() == [[0.0, 40.0, 6.0, 8.0], [60.0, 0.0, 4.0, 2.0]]
     assert ds.gt.xywh[:3].tolist() == [a["bbox"] for a in gt["annotations"][:3]]  # inside: untouched
     assert ds.gt.area[-2:].tolist() == [48.0, 8.0]  # no own area: the clipped box's
     assert ds.pred.xywh[-1].tolist() == [50.0, 40.0, 14.0, 8.0]
-    assert report.clipped == {"gt.json": 2, "pred.json": 1}
+    assert report.clipped == {"gt.json": 2, "pred.json": 1} == report.crossing
     messages = [r.getMessage() for r in caplog.records if "clipped" in r.getMessage()]
     assert len(messages) == 2
-    assert "gt.json: clipped 2 box(es)" in messages[0] and "--no-clip" in messages[0]
-    kept = coco_to_dataset(gt, pred, clip=False)
+    assert "gt.json: clipped 2 box(es)" in messages[0] and "not pycocotools" in messages[0]
+    kept = coco_to_dataset(gt, pred)
     assert kept.gt.xywh[-2:].tolist() == [[-4.0, 40.0, 10.0, 20.0], [60.0, -1.0, 10.0, 3.0]]
 
 

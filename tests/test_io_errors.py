@@ -317,6 +317,12 @@ def test_cli_check_data_summary(tmp_path):
     out = res.stdout
     assert "coco (detection)" in out and "images        3" in out and "categories    3" in out
     assert "4 boxes (crowd: 1)" in out and "predictions   3" in out
-    assert "instances.json: 1" in out  # clipped count
-    assert "clipped 1 box(es)" in res.stderr  # the one warning
+    assert "instances.json: 1 cross the image border" in out and "informational" in out  # counted, kept
+    assert "clipped" not in res.stderr
+    clipped = subprocess.run([sys.executable, "-m", "vecexplore", "check-data", "--clip",
+                              "--gt", str(tmp_path / "instances.json"), "--pred", str(tmp_path / "predictions.json")],
+                             capture_output=True, text=True)
+    assert clipped.returncode == 0, clipped.stderr
+    assert "instances.json: 1 cross the image border — clipped to the border (--clip)" in clipped.stdout
+    assert "clipped 1 box(es)" in clipped.stderr  # the one warning
     assert len(out.splitlines()) <= 30

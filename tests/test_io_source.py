@@ -73,16 +73,22 @@ def test_resolved_defaults(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "fmt, names, no_clip, expected",
+    "fmt, names, clip, no_clip, expected",
     [
-        ("auto", None, False, dict(format=None, names=None, clip=True)),
-        (FormatChoice.yolo, "a,b", True, dict(format="yolo", names="a,b", clip=False)),
-        ("CSV", None, False, dict(format="csv", names=None, clip=True)),
+        ("auto", None, False, False, dict(format=None, names=None, clip=False)),
+        (FormatChoice.yolo, "a,b", True, False, dict(format="yolo", names="a,b", clip=True)),
+        ("CSV", None, False, True, dict(format="csv", names=None, clip=False)),  # --no-clip: the default
     ],
 )
-def test_source_from_options(tmp_path, fmt, names, no_clip, expected):
-    src = source_from_options(gt=tmp_path / "g", pred=tmp_path / "p", images=None, format=fmt, names=names, no_clip=no_clip)
+def test_source_from_options(tmp_path, fmt, names, clip, no_clip, expected):
+    src = source_from_options(gt=tmp_path / "g", pred=tmp_path / "p", images=None, format=fmt, names=names,
+                              clip=clip, no_clip=no_clip)
     assert {k: getattr(src, k) for k in expected} == expected
+
+
+def test_clip_and_no_clip_contradict(tmp_path):
+    with pytest.raises(ConfigError, match="--clip and --no-clip"):
+        source_from_options(gt=tmp_path / "g", pred=tmp_path / "p", images=None, clip=True, no_clip=True)
 
 
 def test_check_data_classification(tmp_path):

@@ -92,7 +92,7 @@ def test_clipping_and_unreadable_and_exif(tmp_path, caplog):
     write_text(tmp_path / "labels/broken.txt", "0 0.5 0.5 0.2 0.4\n")
     report = LoadReport()
     with caplog.at_level(logging.WARNING):
-        ds = load_yolo(images=root, names=NAMES, report=report)
+        ds = load_yolo(images=root, names=NAMES, report=report, clip=True)
     assert ds.images.file_name.tolist() == ["broken.png", "r.jpg"]
     assert ds.images.width.tolist() == [0, 30] and ds.images.height.tolist() == [0, 40]
     np.testing.assert_allclose(ds.gt.xywh[0], [0.4, 0.3, 0.2, 0.4])  # unknown size: normalised units
@@ -101,8 +101,9 @@ def test_clipping_and_unreadable_and_exif(tmp_path, caplog):
     assert sum("clipped 1 box(es)" in r.getMessage() for r in caplog.records) == 1
     assert any("could not read the size of 1 image(s)" in r.getMessage() and "broken.png" in r.getMessage()
                for r in caplog.records)
-    kept = load_yolo(images=root, names=NAMES, clip=False)
+    kept = load_yolo(images=root, names=NAMES)  # the default: as given
     np.testing.assert_allclose(kept.gt.xywh[1], [25.5, 10, 6, 20])
+    assert ds.boxes_clipped and not kept.boxes_clipped
 
 
 def test_orphan_label_files(tmp_path):

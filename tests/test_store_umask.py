@@ -43,7 +43,7 @@ _WRITE_EVERYTHING = textwrap.dedent("""
     for fmt in ("csv", "json", "txt", "coco", "yolo"):
         export_selection(run, np.arange(5), fmt=fmt, out=base / "exports" / f"sel.{fmt}")
 
-    from vecexplore.cli.evaluate import _write_json
+    from vecexplore.cli._evaluate import _write_json
     from vecexplore.eval.evaluate import evaluate
     from vecexplore.eval.plots import write_plots
     ev = evaluate(run.dataset(), iou=0.5)

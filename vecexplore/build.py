@@ -351,6 +351,8 @@ def _manifest(config, dataset, emb, fallback, map_info, timings, readable, repor
             "shared_files": len(report.shared_files),
         },
         "config": {
+            # Boxes crossing the image border clipped (--clip)? The app, info and metrics follow it.
+            "clip": bool(dataset.boxes_clipped) if dataset.task == "detection" else None,
             "iou": config.iou,
             "iou_type": iou_type,  # as resolved (the user's None = auto is in the config only)
             "confidence": config.confidence,

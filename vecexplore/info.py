@@ -76,6 +76,17 @@ def _label_issues(run: Run) -> list[dict]:
     return to_json(of_run(run), [c["name"] for c in run.categories])
 
 
+def boxes_state(run: Run) -> str | None:
+    """How the run's detection boxes were evaluated: ``as_given`` (COCO numbers are
+    pycocotools'), ``clipped`` (``--clip``: they are not) or ``not_recorded`` (a run
+    built before the choice was recorded; builds then clipped by default). None for
+    classification."""
+    if run.task != "detection":
+        return None
+    clipped = run.boxes_clipped
+    return "not_recorded" if clipped is None else "clipped" if clipped else "as_given"
+
+
 def run_summary(run: Run, *, max_unreadable: int | None = None) -> dict[str, Any]:
     """The ``info --json`` object of a run (JSON-safe: NaN → null)."""
     manifest = run.manifest
@@ -102,6 +113,7 @@ def run_summary(run: Run, *, max_unreadable: int | None = None) -> dict[str, Any
             "fallback_reason": model.get("fallback_reason"),
         },
         "counts": manifest.get("counts", {}),
+        "boxes": boxes_state(run),
         "metrics": headline_metrics(metrics),
         "operating_point": metrics.get("operating_point"),
         "error_types": metrics.get("error_types"),

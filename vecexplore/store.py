@@ -263,6 +263,16 @@ class Run:
     def task(self) -> str:
         return self.manifest["task"]
 
+    @property
+    def boxes_clipped(self) -> bool | None:
+        """Whether the build clipped boxes crossing the image border (``--clip``).
+
+        None when the manifest does not say: runs built before the choice was
+        recorded (their builds clipped by default), and classification runs.
+        """
+        value = self.manifest.get("config", {}).get("clip")
+        return value if isinstance(value, bool) else None
+
     def table(self, name: str):
         """``images``, ``objects`` or ``clusters`` as a pandas DataFrame."""
         if name not in self._cache:
@@ -395,6 +405,7 @@ class Run:
             gt=gt,
             pred=pred,
             images_root=inputs.get("images_root"),
+            boxes_clipped=self.boxes_clipped is True,
         )
         return ds
 

@@ -424,6 +424,8 @@ class Dataset:
         pred: predictions (``score`` set).
         images_root: directory relative image paths resolve against, if known.
         sources: the input files this dataset was read from (for hashing and messages).
+        boxes_clipped: the loader clipped boxes crossing the image border (the
+            opt-in ``clip``); metrics are then not pycocotools' numbers.
     """
 
     task: Task
@@ -433,6 +435,7 @@ class Dataset:
     pred: Boxes | Labels
     images_root: str | None = None
     sources: tuple[str, ...] = ()
+    boxes_clipped: bool = False
 
     def __post_init__(self):
         if self.task not in TASKS:
@@ -480,4 +483,5 @@ class Dataset:
             pred=take(self.pred),
             images_root=self.images_root,
             sources=self.sources,
+            boxes_clipped=self.boxes_clipped,
         )

@@ -46,17 +46,33 @@ class _Terminated:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Run the CLI; ``argv`` defaults to ``sys.argv[1:]``."""
-    from vecexplore.cli._app import app
+    """Run the CLI; ``argv`` defaults to ``sys.argv[1:]``.
 
-    _register()
+    A well-formed ``evaluate`` command line skips Typer (and the pydantic it
+    imports): see :mod:`vecexplore.cli._fast`. Everything else goes through Typer.
+    """
+    args = list(sys.argv[1:] if argv is None else argv)
+    fast = None
+    if args[:1] == ["evaluate"]:
+        from vecexplore.cli._fast import parse_evaluate
+
+        fast = parse_evaluate(args[1:])
+    if fast is None:
+        from vecexplore.cli._app import app
+
+        _register()
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
     terminated = _Terminated()
     # Signal handlers can only be set from the main thread (main() may run elsewhere in tests).
     previous = signal.signal(signal.SIGTERM, terminated) if threading.current_thread() is threading.main_thread() else None
     code = 0
     try:
-        app(args=argv, prog_name="vecexplore")
+        if fast is not None:
+            from vecexplore.cli._evaluate import run_evaluate
+
+            run_evaluate(**fast)
+        else:
+            app(args=argv, prog_name="vecexplore")
     except VecexploreError as exc:
         sys.stderr.write(f"error: {exc}\n")
         code = 2

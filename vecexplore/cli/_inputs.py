@@ -3,14 +3,15 @@
 Usage in a command module::
 
     from vecexplore.cli._inputs import (AllowOutsideRootOpt, FormatChoice, FormatOpt, GtOpt, ImagesOpt,
-                                        NamesOpt, NoClipOpt, PredOpt, source_from_options)
+                                        NamesOpt, ClipOpt, NoClipOpt, PredOpt, source_from_options)
 
     @app.command("evaluate")
     def evaluate(gt: GtOpt = None, pred: PredOpt = None, images: ImagesOpt = None,
                  format: FormatOpt = FormatChoice.auto, names: NamesOpt = None,
-                 no_clip: NoClipOpt = False, allow_outside_root: AllowOutsideRootOpt = False):
-        source = source_from_options(gt=gt, pred=pred, images=images, format=format,
-                                     names=names, no_clip=no_clip, allow_outside_root=allow_outside_root)
+                 clip: ClipOpt = False, no_clip: NoClipOpt = False,
+                 allow_outside_root: AllowOutsideRootOpt = False):
+        source = source_from_options(gt=gt, pred=pred, images=images, format=format, names=names,
+                                     clip=clip, no_clip=no_clip, allow_outside_root=allow_outside_root)
 """
 
 from __future__ import annotations
@@ -21,8 +22,8 @@ from typing import Annotated
 
 import typer
 
-from vecexplore.io.source import FORMATS, DatasetSource
-from vecexplore.io.splits import SplitSource, source_for
+from vecexplore.cli._source import source_from_options  # noqa: F401  (re-exported: commands import it from here)
+from vecexplore.io.source import FORMATS
 
 _PANEL = "Inputs"
 
@@ -93,13 +94,20 @@ def iou_type_of(choice: IouTypeChoice) -> str | None:
     return None if choice == IouTypeChoice.auto else choice.value
 
 
-NoClipOpt = Annotated[
+ClipOpt = Annotated[
     bool,
     typer.Option(
-        "--no-clip",
-        help="Keep boxes that cross the image border as given (what pycocotools evaluates) instead of clipping them.",
+        "--clip",
+        help="Clip boxes that cross the image border to it before evaluating. Off by default: boxes are "
+        "evaluated as given, as pycocotools does, so the default metrics are pycocotools'. With --clip every "
+        "report, --json and run says the metrics use clipped boxes.",
         rich_help_panel=_PANEL,
     ),
+]
+#: ``--no-clip``: the old opt-out, now the default; accepted (hidden) so that old scripts keep working.
+NoClipOpt = Annotated[
+    bool,
+    typer.Option("--no-clip", hidden=True, help="Accepted and ignored: boxes are evaluated as given by default."),
 ]
 
 
@@ -112,35 +120,3 @@ AllowOutsideRootOpt = Annotated[
         rich_help_panel=_PANEL,
     ),
 ]
-
-
-def source_from_options(
-    *,
-    gt: Path | list[Path] | None,
-    pred: Path | list[Path] | None,
-    images: Path | None,
-    format: str | FormatChoice = "auto",
-    names: str | None = None,
-    no_clip: bool = False,
-    allow_outside_root: bool = False,
-) -> DatasetSource | SplitSource:
-    """The source the common input options describe (validated; inconsistent
-    options raise ConfigError, which the CLI prints as ``error: …``).
-
-    ``--gt``/``--pred`` given several times in pairs give a
-    :class:`~vecexplore.io.splits.SplitSource` (see :mod:`vecexplore.io.splits`).
-    """
-    fmt = (format.value if isinstance(format, Enum) else str(format)).lower()
-
-    def listed(value) -> list[Path]:
-        return [] if value is None else list(value) if isinstance(value, (list, tuple)) else [value]
-
-    return source_for(
-        gt=listed(gt),
-        pred=listed(pred),
-        images=images,
-        format=None if fmt == "auto" else fmt,
-        names=names,
-        clip=not no_clip,
-        allow_outside_root=allow_outside_root,
-    )

@@ -17,6 +17,16 @@ def _f(value: Any, digits: int = 3) -> str:
     return str(value)
 
 
+#: The ``info`` line for each value of the summary's ``boxes``.
+BOXES_LINES = {
+    "as_given": "boxes: evaluated as given (COCO numbers equal pycocotools')",
+    "clipped": "[bold yellow]boxes: clipped to the image border (--clip)[/bold yellow]: the COCO numbers use "
+               "the clipped boxes and are not pycocotools'",
+    "not_recorded": "boxes: not recorded (built before vecexplore recorded it; builds then clipped boxes "
+                    "crossing the image border by default, so the COCO numbers may differ from pycocotools')",
+}
+
+
 def render_info(summary: dict, *, top: int = 10, max_recommendations: int = 6) -> None:
     console = Console(width=None if sys.stdout.isatty() else 160)
     model = summary["model"]
@@ -39,6 +49,9 @@ def render_info(summary: dict, *, top: int = 10, max_recommendations: int = 6) -
         console.print(f"at IoU ≥ {_f(op.get('iou'), 2)}, confidence ≥ {_f(op.get('confidence'), 4)}: {metrics}")
     else:
         console.print(metrics)
+    boxes = summary.get("boxes")
+    if boxes in BOXES_LINES:
+        console.print(BOXES_LINES[boxes])
     if summary.get("error_types"):
         console.print("errors: " + ", ".join(f"{k} {v}" for k, v in summary["error_types"].items()))
 

@@ -10,6 +10,7 @@ import typer
 from vecexplore.cli._app import app
 from vecexplore.cli._inputs import (
     AllowOutsideRootOpt,
+    ClipOpt,
     FormatChoice,
     FormatOpt,
     GtOpt,
@@ -31,6 +32,7 @@ def check_data(
     images: ImagesOpt = None,
     format: FormatOpt = FormatChoice.auto,
     names: NamesOpt = None,
+    clip: ClipOpt = False,
     no_clip: NoClipOpt = False,
     allow_outside_root: AllowOutsideRootOpt = False,
     no_decode: Annotated[bool, typer.Option(
@@ -49,7 +51,7 @@ def check_data(
     from vecexplore.io.paths import image_paths
 
     progress = sys.stderr.isatty()
-    source = source_from_options(gt=gt, pred=pred, images=images, format=format, names=names, no_clip=no_clip,
+    source = source_from_options(gt=gt, pred=pred, images=images, format=format, names=names, clip=clip, no_clip=no_clip,
                                  allow_outside_root=allow_outside_root)
     report = LoadReport()
     dataset = load_dataset(source, report=report, progress=progress)
@@ -90,8 +92,13 @@ def summary_lines(dataset, report, *, fmt: str, undecodable: list[tuple[str, str
     else:
         lines.append(f"ground truth  {len(ds.gt):,} labels")
     lines.append(_pred_line(ds))
-    clipped = ", ".join(f"{f}: {c:,}" for f, c in report.clipped.items()) or "none"
-    lines.append(f"clipped boxes {clipped}")
+    if ds.task == "detection":
+        crossing = ", ".join(f"{f}: {c:,}" for f, c in report.crossing.items()) or "none"
+        if ds.boxes_clipped:
+            how = "clipped to the border (--clip): metrics use the clipped boxes, not pycocotools' numbers"
+        else:
+            how = "informational: evaluated as given, as pycocotools does (--clip clips them)"
+        lines.append(f"border boxes  {crossing} cross the image border — {how}")
     lines.extend(_image_lines(report, undecodable))
     lines.extend(f"note          {note}" for note in report.notes)
     gt_count = np.bincount(ds.gt.class_idx, minlength=k)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -11,6 +10,7 @@ import typer
 from vecexplore.cli._app import app
 from vecexplore.cli._inputs import (
     AllowOutsideRootOpt,
+    ClipOpt,
     FormatChoice,
     FormatOpt,
     GtOpt,
@@ -21,7 +21,6 @@ from vecexplore.cli._inputs import (
     NoClipOpt,
     PredOpt,
     iou_type_of,
-    source_from_options,
 )
 
 
@@ -32,6 +31,7 @@ def evaluate_command(
     images: ImagesOpt = None,
     format: FormatOpt = FormatChoice.auto,
     names: NamesOpt = None,
+    clip: ClipOpt = False,
     no_clip: NoClipOpt = False,
     allow_outside_root: AllowOutsideRootOpt = False,
     iou: Annotated[float, typer.Option("--iou", min=0.0, max=1.0,
@@ -55,39 +55,8 @@ def evaluate_command(
     Images whose headers are read (CSV, YOLO, ImageFolder, COCO images without a
     size) must lie under the images root unless --allow-outside-root.
     """
-    from rich.console import Console
+    from vecexplore.cli._evaluate import run_evaluate
 
-    from vecexplore.errors import ConfigError
-    from vecexplore.eval.evaluate import evaluate
-    from vecexplore.eval.report import build_report
-    from vecexplore.io import load_dataset
-
-    source = source_from_options(gt=gt, pred=pred, images=images, format=format, names=names, no_clip=no_clip,
-                                 allow_outside_root=allow_outside_root)
-    dataset = load_dataset(source, check_images=False, progress=sys.stderr.isatty())
-    if dataset.task == "classification" and iou != 0.5:
-        raise ConfigError("--iou applies to detection only; this is a classification dataset")
-    if iou <= 0:
-        raise ConfigError(f"--iou must be in (0, 1], got {iou}")
-    result = evaluate(dataset, iou=iou, confidence=conf, iou_type=iou_type_of(iou_type))
-    # Piped output is not cut to 80 columns: the confusion matrix needs the room.
-    Console(width=None if sys.stdout.isatty() else 160).print(build_report(result, top=top))
-    if json_out is not None:
-        _write_json(result.to_json_dict(), json_out)
-        typer.echo(f"wrote {json_out}")
-    if plots is not None:
-        from vecexplore.eval.plots import write_plots
-
-        for path in write_plots(result, plots):
-            typer.echo(f"wrote {path}")
-
-
-def _write_json(doc: dict, path: Path) -> None:
-    """Write ``doc`` atomically; a missing folder is a usage error, not a traceback."""
-    from vecexplore.atomic import atomic_write_json
-    from vecexplore.errors import ConfigError
-
-    path = Path(path)
-    if not path.parent.is_dir():
-        raise ConfigError(f"--json {path}: folder {path.parent} does not exist")
-    atomic_write_json(path, doc)
+    run_evaluate(gt=gt, pred=pred, images=images, format=format, names=names, clip=clip, no_clip=no_clip,
+                 allow_outside_root=allow_outside_root, iou=iou, conf=conf, json_out=json_out, plots=plots, top=top,
+                 iou_type=iou_type_of(iou_type))

@@ -13,6 +13,7 @@ import typer
 from vecexplore.cli._app import app
 from vecexplore.cli._inputs import (
     AllowOutsideRootOpt,
+    ClipOpt,
     FormatChoice,
     FormatOpt,
     GtOpt,
@@ -48,6 +49,7 @@ def build_command(
     images: ImagesOpt = None,
     format: FormatOpt = FormatChoice.auto,
     names: NamesOpt = None,
+    clip: ClipOpt = False,
     no_clip: NoClipOpt = False,
     allow_outside_root: AllowOutsideRootOpt = False,
     model: Annotated[str, typer.Option("--model", help="open_clip architecture.", rich_help_panel=_MODEL)] = "ViT-B-32",
@@ -80,7 +82,7 @@ def build_command(
     from vecexplore.mapping.config import MapConfig
 
     show_build_logs(verbose)
-    source = source_from_options(gt=gt, pred=pred, images=images, format=format, names=names, no_clip=no_clip,
+    source = source_from_options(gt=gt, pred=pred, images=images, format=format, names=names, clip=clip, no_clip=no_clip,
                                  allow_outside_root=allow_outside_root)
     config = BuildConfig(
         source=source,

@@ -1,6 +1,7 @@
 """COCO detection metrics, equal to pycocotools ``COCOeval(gt, dt, "bbox")``.
 
-Our own implementation (NumPy + numba, see :mod:`vecexplore.eval.coco_kernels`);
+Our own implementation (NumPy + compiled kernels: the C extension, or the numba
+reference in :mod:`vecexplore.eval.coco_kernels`; see :mod:`vecexplore.eval.native`);
 pycocotools is only the test oracle. The numbers reproduce pycocotools to the
 last bit on any valid input, including its quirks:
 
@@ -248,8 +249,9 @@ def coco_metrics(gt: Boxes, pred: Boxes, *, num_images: int, num_classes: int,
     Raises:
         ValidationError: inconsistent inputs (indices out of range, duplicate ids).
     """
-    from vecexplore.eval import coco_kernels as kern
+    from vecexplore.eval.native import coco_kernels
 
+    kern = coco_kernels()
     if num_classes < 0 or num_images < 0:
         raise ValidationError(f"num_images={num_images}, num_classes={num_classes}: must be >= 0")
     _check_boxes("gt", gt, prediction=False, num_images=num_images, num_classes=num_classes)

@@ -51,6 +51,8 @@ log = logging.getLogger(__name__)
 
 IouType = Literal["bbox", "segm"]
 IOU_TYPES: tuple[str, ...] = ("bbox", "segm")
+#: What every output says when ``--clip`` clipped the boxes (no pycocotools-equality claim then).
+CLIPPED_NOTE = "on boxes clipped to the image border (--clip): not pycocotools' numbers"
 
 #: JSON names of the error types (``error_types`` object), FP types then misses.
 
@@ -211,6 +213,25 @@ class DetectionEvaluation(Evaluation):
         return self._shared["coco"]
 
     @functools.cached_property
+    def class_columns(self) -> dict[str, np.ndarray]:
+        """:attr:`class_table`'s columns as (K,) arrays (no pandas: the report and
+        ``--json`` use these, so ``vecexplore evaluate`` never imports pandas)."""
+        cats = self.dataset.categories
+        cols = count_columns(self.outcomes.pred_counts(by="class"), self.outcomes.gt_counts(by="class"))
+        data = {"class_idx": np.arange(len(cats), dtype=np.int64), "category_id": cats.ids,
+                "name": self.class_names, **cols}
+        data.update(rate_columns(cols["tp"], cols["fp"], cols["fn"]))
+        return data
+
+    def class_columns_with_ap(self) -> dict[str, np.ndarray]:
+        """:attr:`class_columns` plus ``AP`` and ``AP50`` (NaN for classes without GT), and
+        ``segm_AP``/``segm_AP50`` when the inputs carry masks."""
+        cols = {**self.class_columns, "AP": self.coco.per_class_ap, "AP50": self.coco.per_class_ap50}
+        if self.coco_segm is not None:
+            cols.update(segm_AP=self.coco_segm.per_class_ap, segm_AP50=self.coco_segm.per_class_ap50)
+        return cols
+
+    @functools.cached_property
     def class_table(self) -> pd.DataFrame:
         """One row per class at the operating point.
 
@@ -220,12 +241,7 @@ class DetectionEvaluation(Evaluation):
         """
         import pandas as pd
 
-        cats = self.dataset.categories
-        cols = count_columns(self.outcomes.pred_counts(by="class"), self.outcomes.gt_counts(by="class"))
-        data = {"class_idx": np.arange(len(cats), dtype=np.int64), "category_id": cats.ids,
-                "name": self.class_names, **cols}
-        data.update(rate_columns(cols["tp"], cols["fp"], cols["fn"]))
-        return pd.DataFrame(data)
+        return pd.DataFrame(self.class_columns)
 
     def with_ap(self) -> pd.DataFrame:
         """:attr:`class_table` plus ``AP`` and ``AP50`` (NaN for classes without GT)."""
@@ -255,19 +271,22 @@ class DetectionEvaluation(Evaluation):
 
     def to_json_dict(self) -> dict[str, Any]:
         """The ``--json`` document (keys exactly as the evaluation issue specifies; NaN → null)."""
-        tab = self.with_ap()
+        c = self.class_columns_with_ap()
         segm = self.coco_segm
         per_class = [
-            {"category_id": int(r.category_id), "name": str(r.name), "AP": _num(r.AP), "AP50": _num(r.AP50),
-             **({"segm_AP": _num(r.segm_AP), "segm_AP50": _num(r.segm_AP50)} if segm is not None else {}),
-             "precision": _num(r.precision), "recall": _num(r.recall), "f1": _num(r.f1),
-             "tp": int(r.tp), "fp": int(r.fp), "fn": int(r.fn)}
-            for r in tab.itertuples(index=False)
+            {"category_id": int(c["category_id"][k]), "name": str(c["name"][k]), "AP": _num(c["AP"][k]),
+             "AP50": _num(c["AP50"][k]),
+             **({"segm_AP": _num(c["segm_AP"][k]), "segm_AP50": _num(c["segm_AP50"][k])} if segm is not None else {}),
+             "precision": _num(c["precision"][k]), "recall": _num(c["recall"][k]),
+             "f1": _num(c["f1"][k]), "tp": int(c["tp"][k]), "fp": int(c["fp"][k]), "fn": int(c["fn"][k])}
+            for k in range(len(c["class_idx"]))
         ]
         t = self.totals
         best_c, best_f1 = self.optimal
         doc = {
             "task": "detection",
+            # "as_given": the COCO numbers are pycocotools'; "clipped" (--clip): they are not.
+            "boxes": "clipped" if self.dataset.boxes_clipped else "as_given",
             "coco": {k: _num(v) for k, v in self.coco.as_dict().items()},
             **({"coco_segm": {k: _num(v) for k, v in segm.as_dict().items()}} if segm is not None else {}),
             "per_class": per_class,
@@ -279,6 +298,8 @@ class DetectionEvaluation(Evaluation):
             "error_types": self.error_types,
             "confusion_matrix": _matrix_json(self.confusion),
         }
+        if self.dataset.boxes_clipped:
+            doc["coco_note"] = CLIPPED_NOTE
         return doc
 
 

@@ -46,7 +46,8 @@ Clarifications agreed by the team:
 Matching needs IoU only between objects of the same image; it is computed pair
 by pair in bounded chunks with the same arithmetic as
 :func:`vecexplore.eval.iou.box_iou` (bit-identical). The two greedy passes are
-small numba kernels compiled on first use.
+small kernels: the C extension's (``vecexplore._native``), or numba's as the
+fallback and reference (see :mod:`vecexplore.eval.native`).
 """
 
 from __future__ import annotations
@@ -361,8 +362,15 @@ def _step4(pair_pred, pair_gt, pair_score, pair_gt_tp_score, confidence, num_gt)
     return assigned
 
 
-@functools.cache
 def _kernels():
+    """``(step1, step4)``: the C extension's, or numba's (see :mod:`vecexplore.eval.native`)."""
+    from vecexplore.eval.native import matching_kernels
+
+    return matching_kernels()
+
+
+@functools.cache
+def _numba_kernels():
     import numba
 
     return numba.njit(cache=True, nogil=True)(_step1), numba.njit(cache=True, nogil=True)(_step4)

@@ -1,4 +1,6 @@
-"""The text report of an evaluation, as rich renderables (the CLI prints them).
+"""The text report of an evaluation: plain lines (:func:`report_text`, what the
+CLI writes to a pipe or file, without importing rich) or rich renderables
+(:func:`build_report`, for a terminal: the same text, headings in bold).
 
 Detection: the operating point (with a note when it is the F1-optimal
 default), COCO AP/AR, precision / recall / F1 at the operating point, counts of
@@ -11,6 +13,7 @@ confusion matrix and the top confusions.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -26,7 +29,7 @@ MAX_MATRIX = 12
 
 
 def build_report(evaluation: Evaluation, *, max_classes: int = 30, top: int = 10) -> Group:
-    """The report of ``evaluation``.
+    """The report of ``evaluation`` as rich renderables.
 
     Args:
         evaluation: a detection or classification evaluation.
@@ -34,12 +37,37 @@ def build_report(evaluation: Evaluation, *, max_classes: int = 30, top: int = 10
         top: number of top confusions listed.
     """
     from rich.console import Group
+    return Group(*(_Line(line.text, style=line.style or "") for line in _lines(evaluation, max_classes, top)))
 
-    if evaluation.task == "detection":
-        parts = _detection(evaluation, max_classes, top)
-    else:
-        parts = _classification(evaluation, max_classes, top)
-    return Group(*parts)
+
+def report_text(evaluation: Evaluation, *, max_classes: int = 30, top: int = 10) -> str:
+    """The report of ``evaluation`` as plain text (the lines of :func:`build_report`)."""
+    return "".join(line.text + "\n" for line in _lines(evaluation, max_classes, top))
+
+
+@dataclass(frozen=True)
+class _Line:
+    """A paragraph of the report (may hold newlines), with a rich style name or None."""
+
+    text: str
+    style: str | None = None
+
+
+def _lines(evaluation: Evaluation, max_classes: int, top: int) -> list[_Line]:
+    parts = (_detection if evaluation.task == "detection" else _classification)(evaluation, max_classes, top)
+    out: list[_Line] = []
+    for part in parts:
+        out.extend(part if isinstance(part, list) else [part])
+    return out
+
+
+def _cell_len(text: str) -> int:
+    """Terminal cells of ``text`` (wide characters count 2)."""
+    if text.isascii():
+        return len(text)
+    from rich.cells import cell_len
+
+    return cell_len(text)
 
 
 def _fmt(v, digits: int = 3) -> str:
@@ -51,17 +79,27 @@ def _fmt(v, digits: int = 3) -> str:
 
 
 def _table(title: str, columns: list[str], rows: list[list], *, first_left: bool = True):
-    """A compact table under a bold heading (a heading line, so narrow tables do not wrap it)."""
-    from rich.console import Group
-    from rich.table import Table
-    from rich.text import Text
+    """A compact table under a bold heading (a heading line, so narrow tables do not wrap it).
 
-    table = Table(show_edge=False, pad_edge=False)
-    for i, col in enumerate(columns):
-        table.add_column(col, justify="left" if (i == 0 and first_left) else "right")
-    for row in rows:
-        table.add_row(*[c if isinstance(c, str) else _fmt(c) for c in row])
-    return Group(Text(""), Text(title, style="bold"), table) if title else table
+    Laid out as rich's ``Table(show_edge=False, pad_edge=False)`` draws it, but as
+    preformatted text: measuring a rich Table cell by cell took longer than the
+    whole evaluation of a COCO-sized set.
+    """
+    cells = [[c if isinstance(c, str) else _fmt(c) for c in row] for row in rows]
+    widths = [max([_cell_len(col), *(_cell_len(r[i]) for r in cells)]) for i, col in enumerate(columns)]
+    last = len(columns) - 1
+
+    def line(values: list[str], sep: str) -> str:
+        out = []
+        for i, (v, w) in enumerate(zip(values, widths, strict=True)):
+            pad = " " * (w - _cell_len(v))
+            v = v + pad if (i == 0 and first_left) else pad + v
+            out.append((" " if i else "") + v + (" " if i < last else ""))
+        return sep.join(out)
+
+    rule = "╇".join("━" * (w + (i > 0) + (i < last)) for i, w in enumerate(widths))
+    table = [_Line(line(list(columns), "┃"), "bold"), _Line("\n".join([rule, *(line(r, "│") for r in cells)]))]
+    return [_Line(""), _Line(title, "bold"), *table] if title else table
 
 
 def _segm_parts(ev: DetectionEvaluation) -> list:
@@ -87,19 +125,25 @@ def _operating_point_note(ev: DetectionEvaluation) -> str:
     return head + f" (given; the F1-optimal confidence is {_fmt(best_c, 4)} with F1 {_fmt(best_f1)})"
 
 
-def _detection(ev: DetectionEvaluation, max_classes: int, top: int) -> list:
-    from rich.text import Text
+def _coco_title(ds) -> str:
+    if ds.boxes_clipped:
+        from vecexplore.eval.evaluate import CLIPPED_NOTE
 
+        return f"COCO ({CLIPPED_NOTE}; -1 = undefined)"
+    return "COCO (pycocotools-equal; -1 = undefined)"
+
+
+def _detection(ev: DetectionEvaluation, max_classes: int, top: int) -> list:
     ds = ev.dataset
     t = ev.totals
     coco = ev.coco.as_dict()
     names = list(coco)
     parts = [
-        Text(f"Detection: {ds.num_images:,} images, {len(ds.categories):,} classes, "
+        _Line(f"Detection: {ds.num_images:,} images, {len(ds.categories):,} classes, "
              f"{len(ds.gt):,} ground-truth boxes ({int(ds.gt.iscrowd.sum()):,} crowd), "
-             f"{len(ds.pred):,} predictions", style="bold"),
-        Text(_operating_point_note(ev)),
-        _table("COCO (pycocotools-equal; -1 = undefined)", names[:6], [[coco[k] for k in names[:6]]], first_left=False),
+             f"{len(ds.pred):,} predictions", "bold"),
+        _Line(_operating_point_note(ev)),
+        _table(_coco_title(ds), names[:6], [[coco[k] for k in names[:6]]], first_left=False),
         _table("", names[6:], [[coco[k] for k in names[6:]]], first_left=False),
         *_segm_parts(ev),
         _table("At the operating point", ["precision", "recall", "F1", "TP", "FP", "FN", "ignored (crowd)"],
@@ -110,12 +154,14 @@ def _detection(ev: DetectionEvaluation, max_classes: int, top: int) -> list:
     parts.append(_table("Error types (FP types, and missed = FN without a wrong-class box on it)",
                         ["type", "count", "share"],
                         [[k, v, f"{v / total:.1%}" if total else "-"] for k, v in errors.items()]))
-    tab = ev.with_ap().sort_values(["n_gt", "class_idx"], ascending=[False, True], kind="stable")
-    segm = "segm_AP" in tab.columns
-    rows = [[r.name, r.n_gt, r.AP, r.AP50, *([r.segm_AP, r.segm_AP50] if segm else []),
-             r.precision, r.recall, r.f1, r.tp, r.fp, r.fn]
-            for r in tab.head(max_classes).itertuples(index=False)]
-    title = "Per class" + (f" (the {max_classes} with the most GT of {len(tab)})" if len(tab) > max_classes else "")
+    c = ev.class_columns_with_ap()
+    order = np.lexsort((c["class_idx"], -c["n_gt"]))  # most GT first, ties by class
+    segm = "segm_AP" in c
+    keys = ("name", "n_gt", "AP", "AP50", *(("segm_AP", "segm_AP50") if segm else ()),
+            "precision", "recall", "f1", "tp", "fp", "fn")
+    rows = [[c["name"][k] if key == "name" else c[key][k] for key in keys] for k in order[:max_classes]]
+    n = len(order)
+    title = "Per class" + (f" (the {max_classes} with the most GT of {n})" if n > max_classes else "")
     parts.append(_table(title, ["class", "GT", "AP", "AP50", *(["mask AP", "mask AP50"] if segm else []),
                                 "precision", "recall", "F1", "TP", "FP", "FN"], rows))
     parts.extend(_confusion_parts(ev.confusion, top))
@@ -123,8 +169,6 @@ def _detection(ev: DetectionEvaluation, max_classes: int, top: int) -> list:
 
 
 def _classification(ev: ClassificationEvaluation, max_classes: int, top: int) -> list:
-    from rich.text import Text
-
     ds, m = ev.dataset, ev.metrics
     used, labelled = ev.coverage
     best_c, best_f1 = ev.optimal
@@ -141,9 +185,9 @@ def _classification(ev: ClassificationEvaluation, max_classes: int, top: int) ->
     if m.roc_auc is not None:
         headline.append(["ROC AUC", m.roc_auc])
     parts = [
-        Text(f"Classification: {ds.num_images:,} images, {len(ds.categories):,} classes, "
-             f"{len(ds.gt):,} labels, {len(ds.pred):,} predictions", style="bold"),
-        Text(head),
+        _Line(f"Classification: {ds.num_images:,} images, {len(ds.categories):,} classes, "
+             f"{len(ds.gt):,} labels, {len(ds.pred):,} predictions", "bold"),
+        _Line(head),
         _table("Metrics (equal to scikit-learn's)", ["metric", "value"], headline),
     ]
     order = np.lexsort((np.arange(len(m.support)), -m.support))[:max_classes]
@@ -156,8 +200,6 @@ def _classification(ev: ClassificationEvaluation, max_classes: int, top: int) ->
 
 
 def _confusion_parts(cm: ConfusionMatrix, top: int) -> list:
-    from rich.text import Text
-
     parts = []
     labels = list(cm.labels)
     if len(labels) <= MAX_MATRIX:
@@ -165,7 +207,7 @@ def _confusion_parts(cm: ConfusionMatrix, top: int) -> list:
         rows = [[short[i], *[int(v) for v in cm.counts[i]]] for i in range(len(labels))]
         parts.append(_table("Confusion matrix (rows = ground truth, columns = prediction)", ["gt \\ pred", *short], rows))
     else:
-        parts.append(Text(f"Confusion matrix: {len(labels)} × {len(labels)} — see --plots or --json"))
+        parts.append(_Line(f"Confusion matrix: {len(labels)} × {len(labels)} — see --plots or --json"))
     row_sum = cm.counts.sum(axis=1)
     rows = [[labels[i], labels[j], c, f"{c / row_sum[i]:.1%}" if row_sum[i] else "-"]
             for i, j, c in cm.top_confusions(top)]

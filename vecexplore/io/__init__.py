@@ -9,22 +9,46 @@ are imported by the functions that read images and YAML).
 
 from __future__ import annotations
 
-from vecexplore.io._common import LoadReport
-from vecexplore.io.classification import (
-    classification_to_dataset,
-    load_classification_csv,
-    load_imagefolder,
-    to_csv,
-)
-from vecexplore.io.coco import coco_to_dataset, load_coco, to_coco_gt, to_coco_results
-from vecexplore.io.paths import (
-    check_images_exist,
-    find_missing_images,
-    list_images,
-    resolve_image_path,
-)
-from vecexplore.io.source import FORMATS, DatasetSource, InputFormat, load_dataset
-from vecexplore.io.yolo import load_yolo, parse_yolo_labels, write_yolo, yolo_to_dataset
+import importlib
+
+#: name → the submodule that defines it; imported on first use (PEP 562), so that
+#: ``vecexplore evaluate`` on COCO files does not import the YOLO and CSV loaders.
+_WHERE = {
+    "LoadReport": "_common",
+    "classification_to_dataset": "classification",
+    "load_classification_csv": "classification",
+    "load_imagefolder": "classification",
+    "to_csv": "classification",
+    "coco_to_dataset": "coco",
+    "load_coco": "coco",
+    "to_coco_gt": "coco",
+    "to_coco_results": "coco",
+    "check_images_exist": "paths",
+    "find_missing_images": "paths",
+    "list_images": "paths",
+    "resolve_image_path": "paths",
+    "FORMATS": "source",
+    "DatasetSource": "source",
+    "InputFormat": "source",
+    "load_dataset": "source",
+    "load_yolo": "yolo",
+    "parse_yolo_labels": "yolo",
+    "write_yolo": "yolo",
+    "yolo_to_dataset": "yolo",
+}
+
+
+def __getattr__(name: str):
+    if name not in _WHERE:
+        raise AttributeError(f"module 'vecexplore.io' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"vecexplore.io.{_WHERE[name]}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_WHERE])
+
 
 __all__ = [
     "FORMATS",

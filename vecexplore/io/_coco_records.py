@@ -77,6 +77,55 @@ def _parse(gt: Any, pred: Any, *, gt_name: str, pred_name: str) -> _Parsed:
     return _Parsed(images, size_missing, categories, gt_objs, pred_objs)
 
 
+def parse_native(gt: bytes, pred: bytes | None, *, gt_name: str, pred_name: str) -> _Parsed | None:
+    """:func:`_parse` of the files' bytes with the C reader (``vecexplore._native.parse_coco``),
+    which puts the annotation records straight into columns; None when the extension is
+    missing, the reader hands back (anything unusual), or any check fails: the caller
+    then parses the standard way, whose errors name the file, record and problem."""
+    try:
+        from vecexplore import _native
+    except ImportError:
+        return None
+    g = _native.parse_coco(gt, False)
+    p = (None, None) if pred is None else _native.parse_coco(pred, True)
+    if g is None or p is None:
+        return None
+    (doc, g_cols), (p_doc, p_cols) = g, p
+    if not isinstance(doc, dict) or (pred is not None and p_cols is None):
+        return None
+    try:
+        for key in ("images", "categories"):
+            if key not in doc:
+                return None
+        images, size_missing = _parse_images(doc["images"], gt_name)
+        categories = _parse_categories(doc["categories"], gt_name)
+        gt_objs = _parse_objects(None, path=gt_name, list_name="annotations", predictions=False, images=images,
+                                 categories=categories, columns=_column_arrays(g_cols, predictions=False))
+        pred_objs = _parse_objects(None, path=pred_name, list_name="annotations" if isinstance(p_doc, dict) else "",
+                                   predictions=True, images=images, categories=categories,
+                                   columns=_column_arrays(p_cols, predictions=True))
+    except InputError:
+        return None
+    return _Parsed(images, size_missing, categories, gt_objs, pred_objs)
+
+
+def _column_arrays(cols: dict | None, *, predictions: bool) -> dict:
+    """The C reader's column buffers as (writable) arrays; no records = empty columns."""
+    n = 0 if cols is None else cols["n"]
+
+    def arr(key, dtype, shape=None):
+        a = np.zeros(0, dtype) if cols is None else np.frombuffer(cols[key], dtype).copy()
+        return a.reshape(shape if shape is not None else n)
+
+    out = {"image_id": arr("image_id", np.int64), "category_id": arr("category_id", np.int64),
+           "bbox": arr("bbox", np.float64, (n, 4)), "id": arr("id", np.int64), "id_given": arr("id_given", np.bool_),
+           "score": arr("score", np.float64) if predictions else None}
+    if not predictions:
+        out.update(iscrowd=arr("iscrowd", np.bool_), area=arr("area", np.float64),
+                   area_given=arr("area_given", np.bool_))
+    return out
+
+
 def _kind(value: Any) -> str:
     return {dict: "an object", list: "a list", str: "a string", type(None): "null"}.get(type(value), type(value).__name__)
 
@@ -187,21 +236,34 @@ def _parse_categories(recs: Any, path: str) -> Categories:
 
 
 def _parse_objects(recs: Any, *, path: str, list_name: str, predictions: bool,
-                   images: ImageTable, categories: Categories) -> _Objects:
-    if not isinstance(recs, list):
+                   images: ImageTable, categories: Categories, columns: dict | None = None) -> _Objects:
+    """The objects of one annotation list: from its records, or from ``columns``
+    (what :func:`parse_native` read straight from the file; ``recs`` is then None)."""
+    if columns is None and not isinstance(recs, list):
         raise InputError(f"'{list_name or 'predictions'}' must be a list, got {_kind(recs)}", path=path)
-    n = len(recs)
+    n = len(recs) if columns is None else len(columns["image_id"])
 
     def label(i: int) -> str:
-        r = recs[i]
-        oid = r.get("id") if type(r) is dict else None
+        if columns is not None:  # the same text as from the record
+            oid = int(columns["id"][i]) if columns["id_given"][i] else None
+        else:
+            r = recs[i]
+            oid = r.get("id") if type(r) is dict else None
         return f"{list_name}[{i}]" + (f" (id {oid})" if _is_id(oid) else "")
 
     def fail(i: int, message: str):
         raise InputError(message, path=path, record=label(i))
 
-    cols = _columns_fast(recs, predictions)
-    arrays = None if cols is None else _arrays(cols, n, predictions)
+    def bbox_of(i: int):  # for messages; parse_native's caller re-reads the file the standard way on any error
+        return recs[i]["bbox"] if columns is None else xywh[i].tolist()
+
+    native = columns if columns is not None else _columns_native(recs, predictions)
+    if native is not None:
+        cols = native
+        arrays = native["image_id"], native["category_id"], native["bbox"], native["score"]
+    else:
+        cols = _columns_fast(recs, predictions)
+        arrays = None if cols is None else _arrays(cols, n, predictions)
     if arrays is None:  # a surprise, or a number too big for its column: name the record
         cols = _columns_checked(recs, predictions, fail)
         arrays = _arrays(cols, n, predictions)
@@ -210,13 +272,13 @@ def _parse_objects(recs: Any, *, path: str, list_name: str, predictions: bool,
     bad = ~np.isfinite(xywh).all(axis=1)
     if bad.any():
         i = int(np.argmax(bad))
-        fail(i, f"bbox has a non-finite value {recs[i]['bbox']!r}")
+        fail(i, f"bbox has a non-finite value {bbox_of(i)!r}")
     with np.errstate(over="ignore"):
         extent = np.stack([xywh[:, 0] + xywh[:, 2], xywh[:, 1] + xywh[:, 3], xywh[:, 2] * xywh[:, 3]], axis=1)
     bad = ~np.isfinite(extent).all(axis=1)
     if bad.any():
         i = int(np.argmax(bad))
-        fail(i, f"bbox {recs[i]['bbox']!r} is too large (x + w, y + h or w * h overflows a float)")
+        fail(i, f"bbox {bbox_of(i)!r} is too large (x + w, y + h or w * h overflows a float)")
     bad = (xywh[:, 2] <= 0) | (xywh[:, 3] <= 0)
     if bad.any():
         i = int(np.argmax(bad))
@@ -228,6 +290,12 @@ def _parse_objects(recs: Any, *, path: str, list_name: str, predictions: bool,
         if bad.any():
             i = int(np.argmax(bad))
             fail(i, f"score must be in [0, 1], got {float(score[i])!r}")
+    elif native is not None:
+        iscrowd, area = native["iscrowd"], np.where(native["area_given"], native["area"], np.nan)
+        bad = native["area_given"] & (~np.isfinite(area) | (area < 0))
+        if bad.any():
+            i = int(np.argmax(bad))
+            fail(i, f"area must be a finite number >= 0, got {float(area[i])!r}")
     else:
         iscrowd = np.array(cols["iscrowd"], bool).reshape(n)
         try:
@@ -248,11 +316,13 @@ def _parse_objects(recs: Any, *, path: str, list_name: str, predictions: bool,
     if (class_idx < 0).any():
         i = int(np.argmax(class_idx < 0))
         fail(i, f"unknown category_id {category_id[i]} (not in the ground truth's categories)")
-    ids = cols["id"]
-    if predictions and (n == 0 or any(v is None for v in ids)):
+    if native is not None:
+        all_ids = n > 0 and bool(native["id_given"].all())
+        object_id = native["id"] if all_ids or not predictions else np.arange(1, n + 1, dtype=np.int64)
+    elif predictions and (n == 0 or any(v is None for v in cols["id"])):
         object_id = np.arange(1, n + 1, dtype=np.int64)  # loadRes numbering
     else:
-        object_id = np.array(ids, np.int64).reshape(n)  # _arrays checked that they fit
+        object_id = np.array(cols["id"], np.int64).reshape(n)  # _arrays checked that they fit
     dup = first_duplicate(object_id)
     if dup is not None:
         a, b = dup
@@ -273,6 +343,32 @@ def _arrays(cols: dict, n: int, predictions: bool):
     except OverflowError:
         return None
     return image_id, category_id, xywh, score
+
+
+def _columns_native(recs: list, predictions: bool) -> dict | None:
+    """The columns as arrays, filled by the C extension from well-formed records
+    (the same acceptance as :func:`_columns_fast` plus :func:`_arrays`); None when
+    the extension is missing or at the first surprise (the Python passes then run)."""
+    try:
+        from vecexplore import _native
+    except ImportError:
+        return None
+    if type(recs) is not list:
+        return None
+    n = len(recs)
+    out = {"image_id": np.empty(n, np.int64), "category_id": np.empty(n, np.int64),
+           "bbox": np.empty((n, 4), np.float64), "score": np.empty(n if predictions else 0, np.float64),
+           "id": np.empty(n, np.int64), "id_given": np.empty(n, np.bool_)}
+    gt_cols = {"iscrowd": np.empty(n, np.bool_), "area": np.empty(n, np.float64), "area_given": np.empty(n, np.bool_)}
+    if not predictions:
+        out.update(gt_cols)
+    ok = _native.coco_columns(recs, predictions, out["image_id"], out["category_id"], out["bbox"], out["score"],
+                              out["id"], out["id_given"], *(gt_cols[k] for k in ("iscrowd", "area", "area_given")))
+    if not ok:
+        return None
+    if not predictions:
+        out["score"] = None
+    return out
 
 
 def _types(values) -> set:

@@ -31,9 +31,8 @@ def out_of_range(key: str, value) -> str:
     return f"{key} {value!r} is out of range (must fit in a signed 64-bit integer)"
 
 
-CLIP_NOTE = (
-    "metrics use the clipped boxes; --no-clip keeps them as given, which is what pycocotools evaluates"
-)
+CLIP_NOTE = "--clip is on: metrics use the clipped boxes, so they are not pycocotools' numbers"
+CROSSING_NOTE = "informational: evaluated as given, as pycocotools does; --clip clips them to the border"
 
 
 @dataclass
@@ -41,7 +40,10 @@ class LoadReport:
     """What a load changed or could not do, for summaries (``vecexplore check-data``).
 
     Attributes:
-        clipped: input file → number of its boxes clipped to the image border.
+        crossing: input file → number of its boxes that cross the image border
+            (informational: counted whether or not they are clipped).
+        clipped: input file → number of its boxes clipped to the image border
+            (only with the opt-in ``clip``).
         unreadable: file names of images whose header could not be read (size 0).
         outside_root: file names of images accepted outside the images root
             (``allow_outside_root``).
@@ -50,6 +52,7 @@ class LoadReport:
         notes: other things the user should know, one sentence each.
     """
 
+    crossing: dict[str, int] = field(default_factory=dict)
     clipped: dict[str, int] = field(default_factory=dict)
     unreadable: list[str] = field(default_factory=list)
     outside_root: list[str] = field(default_factory=list)
@@ -72,12 +75,14 @@ def clip_to_images(
     locate: Callable[[int], tuple[str, str | None]],
     report: LoadReport | None,
 ) -> np.ndarray:
-    """Clip boxes to their image's border.
+    """Count boxes crossing their image's border, and clip them when asked.
 
-    Boxes inside the image are returned bit-exact; boxes crossing the border get
-    ``x, y, w, h`` recomputed from the clipped corners (``clip=True``) or are kept
-    as given (``clip=False``). Images of unknown size (0) are never touched. One
-    warning per file counts the clipped boxes.
+    Boxes inside the image are returned bit-exact; boxes crossing the border are
+    kept as given (``clip=False``, the default of every loader: what pycocotools
+    evaluates) or get ``x, y, w, h`` recomputed from the clipped corners
+    (``clip=True``). Images of unknown size (0) are never touched. The crossing
+    count goes to ``report.crossing`` (and an info log line) either way; with
+    ``clip``, one warning per file counts the clipped boxes.
 
     Args:
         xywh: (n, 4) float64 COCO boxes, already checked finite with ``w, h > 0``.
@@ -111,7 +116,12 @@ def clip_to_images(
         )
     crosses = known & ((x1 < 0) | (y1 < 0) | (x2 > width) | (y2 > height))
     n = int(crosses.sum())
-    if n == 0 or not clip:
+    if n == 0:
+        return xywh
+    if report is not None:
+        report.crossing[str(path)] = report.crossing.get(str(path), 0) + n
+    if not clip:
+        log.info("%s: %d box(es) cross the image border (%s)", path, n, CROSSING_NOTE)
         return xywh
     out = xywh.copy()
     out[crosses] = np.stack([cx1, cy1, cx2 - cx1, cy2 - cy1], axis=1)[crosses]

@@ -5,7 +5,7 @@ out); :func:`load_coco` is the thin file reader around it. Conventions:
 
 * images keep file order (``image_idx`` = position in ``images``); categories are
   sorted by id; annotations and predictions keep file order.
-* ``bbox`` values are kept bit-exact as float64 (unless clipped to the border).
+* ``bbox`` values are kept bit-exact as float64 (unless ``clip`` clips them to the border).
 * GT ``area`` is the annotation's own ``area`` when present (pycocotools uses it
   for the small/medium/large ranges), else ``w * h``; ``iscrowd`` defaults to 0.
 * Predictions keep their ``id`` when every one has one; otherwise they are
@@ -27,9 +27,9 @@ import numpy as np
 
 from vecexplore.errors import ConfigError
 from vecexplore.io import masks
-from vecexplore.io._coco_records import _parse, _Parsed
+from vecexplore.io._coco_records import _parse, _Parsed, parse_native
 from vecexplore.io._common import LoadReport, clip_to_images, no_gc
-from vecexplore.io._read import image_sizes, read_json, warn_unreadable
+from vecexplore.io._read import image_sizes, read_json, read_json_bytes, warn_unreadable
 from vecexplore.io.paths import check_image_paths, check_images_exist, image_paths
 from vecexplore.types import Boxes, Dataset, ImageTable
 
@@ -39,7 +39,7 @@ def load_coco(
     pred: str | Path | None = None,
     *,
     images_root: str | Path | None = None,
-    clip: bool = True,
+    clip: bool = False,
     check_images: bool = True,
     allow_outside_root: bool = False,
     progress: bool = False,
@@ -53,22 +53,33 @@ def load_coco(
         pred: COCO results file: a list of ``{image_id, category_id, bbox, score}``
             or a dict with such an ``annotations`` list; None = no predictions.
         images_root: directory that relative ``file_name``\\s resolve against.
-        clip: clip boxes crossing the image border (see :func:`clip_to_images`).
+        clip: clip boxes crossing the image border (opt-in; by default they are
+            evaluated as given, as pycocotools does; see :func:`clip_to_images`).
         check_images: raise :class:`MissingImagesError` (listing all) if images are
             not on disk, and :class:`OutsideRootError` (listing all) for images
             outside ``images_root`` (see :mod:`vecexplore.io.paths`). Images without
             ``width``/``height`` read them from the header (and are checked so even
             when ``check_images`` is False).
         allow_outside_root: accept images outside ``images_root`` instead.
-        report: filled with clip counts, unreadable, outside-root and shared images.
+        report: filled with border-crossing and clip counts, unreadable, outside-root and shared images.
     """
     with no_gc():
-        gt_obj = read_json(gt)
-        pred_obj = [] if pred is None else read_json(pred)
-        pred_obj, pred_mask_area = masks.results_with_boxes(gt_obj, pred_obj, pred_name=str(pred))  # segm hook
-        parsed = _parse(gt_obj, pred_obj, gt_name=str(gt), pred_name=str(pred))
-        if not masks.any_segmentation(gt_obj, pred_obj):  # box-only: free the JSON before the image checks
-            gt_obj = pred_obj = None
+        gt_bytes = read_json_bytes(gt)
+        pred_bytes = None if pred is None or gt_bytes is None else read_json_bytes(pred)  # the GT's error first
+        parsed = gt_obj = None
+        # The C reader takes boxes only: a file that mentions masks goes the standard way (segm hook).
+        boxes_only = gt_bytes is not None and b'"segmentation"' not in gt_bytes and (
+            pred_bytes is None or b'"segmentation"' not in pred_bytes)
+        if boxes_only and (pred is None or pred_bytes is not None):
+            parsed = parse_native(gt_bytes, pred_bytes, gt_name=str(gt), pred_name=str(pred))
+        del gt_bytes, pred_bytes
+        if parsed is None:  # the standard way: every problem named
+            gt_obj = read_json(gt)
+            pred_obj = [] if pred is None else read_json(pred)
+            pred_obj, pred_mask_area = masks.results_with_boxes(gt_obj, pred_obj, pred_name=str(pred))  # segm hook
+            parsed = _parse(gt_obj, pred_obj, gt_name=str(gt), pred_name=str(pred))
+            if not masks.any_segmentation(gt_obj, pred_obj):  # box-only: free the JSON before the image checks
+                gt_obj = pred_obj = None
     if check_images:
         check_images_exist(parsed.images, images_root)
         check_image_paths(parsed.images, images_root, allow_outside_root=allow_outside_root, report=report)
@@ -93,7 +104,7 @@ def coco_to_dataset(
     *,
     gt_name: str = "gt",
     pred_name: str = "predictions",
-    clip: bool = True,
+    clip: bool = False,
     images_root: str | Path | None = None,
     report: LoadReport | None = None,
 ) -> Dataset:
@@ -208,4 +219,5 @@ def _assemble(parsed: _Parsed, *, clip: bool, images_root, sources: tuple[str, .
         boxes.append(Boxes(image_idx=objs.image_idx, class_idx=objs.class_idx, xywh=xywh, object_id=objs.object_id,
                            score=objs.score, iscrowd=objs.iscrowd, area=area))
     return Dataset(task="detection", images=parsed.images, categories=parsed.categories, gt=boxes[0], pred=boxes[1],
-                   images_root=None if images_root is None else str(images_root), sources=sources)
+                   images_root=None if images_root is None else str(images_root), sources=sources,
+                   boxes_clipped=clip)

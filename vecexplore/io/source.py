@@ -53,8 +53,9 @@ class DatasetSource:
         names: class names: a YOLO ``data.yaml``, a text file (one per line), a
             comma-separated string, or a tuple of names. YOLO needs them; for CSV
             and ImageFolder they add classes; COCO refuses them.
-        clip: clip boxes crossing the image border (False keeps them as given,
-            which is what pycocotools evaluates).
+        clip: clip boxes crossing the image border to it before evaluating
+            (opt-in). The default, False, keeps them as given, which is what
+            pycocotools evaluates, so the default metrics are pycocotools'.
         allow_outside_root: read images whose real path lies outside ``images``
             (``../x.jpg``, absolute paths elsewhere, symlinks pointing out) instead
             of refusing them.
@@ -65,7 +66,7 @@ class DatasetSource:
     images: Path | None = None
     format: InputFormat | None = None
     names: str | tuple[str, ...] | None = None
-    clip: bool = True
+    clip: bool = False
     allow_outside_root: bool = False
 
     def __post_init__(self):

@@ -6,7 +6,7 @@ that every view can filter by it. COCO and classification CSV only. Rules:
 
 * **Pairs.** The i-th ``--pred`` belongs to the i-th ``--gt``; the counts must
   match (CSV may leave every ``--pred`` out when the GT files carry the
-  predictions). ``--images``, ``--format``, ``--names`` and ``--no-clip`` apply
+  predictions). ``--images``, ``--format``, ``--names`` and ``--clip`` apply
   to every pair. Every file must have the same format.
 * **Split of an image.** Its own split when the file gives one (a COCO image's
   ``split`` key, a CSV ``split`` column), else the stem of its GT file
@@ -154,7 +154,8 @@ def merge_datasets(parts: Sequence[Dataset], *, splits: Sequence[str], files: Se
         )
 
     return Dataset(task=task, images=images, categories=categories, gt=objects("gt"), pred=objects("pred"),
-                   images_root=roots, sources=tuple(s for ds in parts for s in ds.sources))
+                   images_root=roots, sources=tuple(s for ds in parts for s in ds.sources),
+                   boxes_clipped=any(ds.boxes_clipped for ds in parts))
 
 
 def _categories(parts, files) -> tuple[Categories, list[np.ndarray]]:

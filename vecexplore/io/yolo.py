@@ -49,7 +49,7 @@ def load_yolo(
     names: Mapping[int, str],
     gt: str | Path | None = None,
     pred: str | Path | None = None,
-    clip: bool = True,
+    clip: bool = False,
     allow_outside_root: bool = False,
     progress: bool = False,
     report: LoadReport | None = None,
@@ -61,7 +61,7 @@ def load_yolo(
         names: ``{class id: name}`` (see :func:`vecexplore.io._read.read_names`).
         gt: the labels folder; None = Ultralytics' ``images/`` → ``labels/`` rule.
         pred: the predictions folder (6 fields per line); None = no predictions.
-        clip: clip boxes crossing the image border.
+        clip: clip boxes crossing the image border (opt-in; default: as given).
         allow_outside_root: accept images reached through symlinks that point out
             of ``images`` (refused by default: :class:`OutsideRootError`).
 
@@ -181,7 +181,7 @@ def yolo_to_dataset(
     pred_files: Sequence[str | None] | None = None,
     gt_name: str = "labels",
     pred_name: str = "predictions",
-    clip: bool = True,
+    clip: bool = False,
     images_root: str | None = None,
     sources: tuple[str, ...] = (),
     report: LoadReport | None = None,
@@ -237,7 +237,7 @@ def yolo_to_dataset(
                            score=rows[:, 5] if kind == "predictions" else None, rle=rle,
                            area=None if rle is None else mask_areas(rle)))  # masks: COCO's area is the mask's
     return Dataset(task="detection", images=images, categories=categories, gt=boxes[0], pred=boxes[1],
-                   images_root=images_root, sources=sources)
+                   images_root=images_root, sources=sources, boxes_clipped=clip)
 
 
 def _segment_masks(polys, per_image, image_idx: np.ndarray, images: ImageTable, locate) -> np.ndarray | None:

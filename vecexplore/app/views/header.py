@@ -81,7 +81,11 @@ def header_html(*, key: str, task: str, model: dict, num_images: int, unreadable
             "(--iou-type segm)'>mask IoU</span>") if iou_type == "segm" else "IoU"
     op = f"{kind} {iou:.2f} · " if iou is not None else ""
     rows = metric_rows(task, run, selection, coco)
-    head = "".join(f"<th title='{e(DEFINITIONS.get(t, t), quote=True)}'>{e(t)}</th>" for t, _, _ in rows)
+    def title(t: str) -> str:
+        text = DEFINITIONS.get(t, t)
+        return text.replace("(pycocotools)", "(on boxes clipped to the image border: not pycocotools')") if clipped else text
+
+    head = "".join(f"<th title='{e(title(t), quote=True)}'>{e(t)}</th>" for t, _, _ in rows)
     run_cells = "".join(f"<td>{v}</td>" for _, v, _ in rows)
     sel_cells = "".join(f"<td class='vx-muted'>{v}</td>" if v == "whole run" else f"<td>{v}</td>"
                         for _, _, v in rows)
@@ -130,7 +134,7 @@ class HeaderView(View):
                            unreadable=int((~data.images.readable).sum()),
                            iou=s.iou if self.task == "detection" else None, confidence=s.confidence,
                            optimal=d.optimal, run=d.run_summary, selection=d.selection_summary, coco=data.coco,
-                           clipped=bool(data.run.manifest.get("config", {}).get("clip")),
+                           clipped=data.run.boxes_clipped is True,
                            iou_type=getattr(data.base, "iou_type", "bbox"))
 
     def apply(self, text: str) -> None:

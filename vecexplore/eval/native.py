@@ -1,0 +1,134 @@
+"""The evaluation kernels' backend: the C extension ``vecexplore._native`` when it
+is built, else the numba kernels (the reference), with one warning.
+
+Both give the same bits (the C code is a line-for-line port; tests compare them
+on random inputs). The C path also keeps numba's start-up (~1 s of imports and
+cache loading) off ``vecexplore evaluate``.
+
+``VECEXPLORE_KERNELS=numba`` forces the numba kernels (tests and benchmarks use
+it to compare); ``=native`` makes a missing extension an error.
+
+Functions take and return NumPy arrays with the signatures of
+:mod:`vecexplore.eval.coco_kernels` and ``vecexplore.eval.matching._step1/_step4``.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+from types import SimpleNamespace
+
+import numpy as np
+
+from vecexplore.errors import ConfigError
+
+log = logging.getLogger("vecexplore.eval")
+
+#: Thresholds are capped as pycocotools does: ``min(t, 1 - 1e-10)``.
+_IOU_CAP = 1 - 1e-10
+_EPS = float(np.spacing(1))
+
+
+@functools.cache
+def backend() -> str:
+    """``"native"`` or ``"numba"``: which kernels this process uses."""
+    choice = os.environ.get("VECEXPLORE_KERNELS", "").strip().lower()
+    if choice not in ("", "native", "numba"):
+        raise ConfigError(f"VECEXPLORE_KERNELS must be 'native' or 'numba', got {choice!r}")
+    if choice == "numba":
+        return "numba"
+    try:
+        from vecexplore import _native  # noqa: F401
+    except ImportError as exc:
+        if choice == "native":
+            raise ConfigError(f"VECEXPLORE_KERNELS=native but the C extension is not built ({exc}); "
+                              "run `python setup.py build_ext --inplace`") from None
+        log.warning("vecexplore: C extension vecexplore._native not built (%s); using the slower numba kernels "
+                    "(build it with `python setup.py build_ext --inplace`)", exc)
+        return "numba"
+    return "native"
+
+
+def _i64(a) -> np.ndarray:
+    return np.ascontiguousarray(a, dtype=np.int64)
+
+
+def _f64(a) -> np.ndarray:
+    return np.ascontiguousarray(a, dtype=np.float64)
+
+
+def _b(a) -> np.ndarray:
+    return np.ascontiguousarray(a, dtype=np.bool_)
+
+
+def _native_coco() -> SimpleNamespace:
+    from vecexplore import _native
+
+    def counting_order(order, key, n_buckets):
+        order = _i64(order)
+        out = np.empty_like(order)
+        _native.counting_order(order, _i64(key), int(n_buckets), out)
+        return out
+
+    def descending_score_order(order, score):
+        order = _i64(order)
+        out = np.empty_like(order)
+        _native.descending_score_order(order, _f64(score), out)
+        return out
+
+    def match_groups(gt_key, dt_key, gt_xywh, gt_crowd, gt_ignore, gt_id_nonzero, dt_xywh, dt_outside,
+                     iou_thresholds):
+        thresholds = np.minimum(_f64(iou_thresholds), _IOU_CAP)
+        state = np.zeros((len(dt_key), np.shape(gt_ignore)[0], len(thresholds)), np.int8)
+        _native.match_groups(_i64(gt_key), _i64(dt_key), _f64(gt_xywh).reshape(-1, 4), _b(gt_crowd), _b(gt_ignore),
+                             _b(gt_id_nonzero), _f64(dt_xywh).reshape(-1, 4), _b(dt_outside), thresholds, state)
+        return state
+
+    def accumulate(class_start, acc, state, rank_in_image, score, num_gt, recall_thresholds, max_dets,
+                   precision, recall, scores):
+        for name, out in (("precision", precision), ("recall", recall), ("scores", scores)):
+            if out.dtype != np.float64 or not out.flags.c_contiguous:
+                raise ValueError(f"accumulate: {name} must be a C-contiguous float64 array")
+        state = np.ascontiguousarray(state, dtype=np.int8)
+        _native.accumulate(_i64(class_start), _i64(acc), state, _i64(rank_in_image), _f64(score), _i64(num_gt),
+                           _f64(recall_thresholds), _i64(max_dets), state.shape[1], state.shape[2], _EPS,
+                           precision, recall, scores)
+
+    return SimpleNamespace(counting_order=counting_order, descending_score_order=descending_score_order,
+                           match_groups=match_groups, accumulate=accumulate)
+
+
+@functools.cache
+def coco_kernels():
+    """The namespace with ``counting_order``, ``descending_score_order``, ``match_groups``, ``accumulate``."""
+    if backend() == "native":
+        return _native_coco()
+    from vecexplore.eval import coco_kernels as kern
+
+    return kern
+
+
+@functools.cache
+def matching_kernels():
+    """``(step1, step4)`` of :mod:`vecexplore.eval.matching`."""
+    if backend() == "numba":
+        from vecexplore.eval.matching import _numba_kernels
+
+        return _numba_kernels()
+    from vecexplore import _native
+
+    def step1(pair_pos, pair_gt, num_gt):
+        pair_pos = _i64(pair_pos)
+        status = np.empty(len(pair_pos), np.int8)
+        _native.step1(pair_pos, _i64(pair_gt), int(num_gt), status)
+        return status
+
+    def step4(pair_pred, pair_gt, pair_score, pair_gt_tp_score, confidence, num_gt):
+        pair_pred = _i64(pair_pred)
+        assigned = np.empty(len(pair_pred), np.bool_)
+        _native.step4(pair_pred, _i64(pair_gt), _f64(pair_score), _f64(pair_gt_tp_score), float(confidence),
+                      int(num_gt), assigned)
+        return assigned
+
+    return step1, step4
