@@ -38,7 +38,7 @@ TINY_MODEL = "vecexplore-tiny-vit"
 
 
 def _run(base: Path, n: int, seed: int, regrade: bool) -> tuple[list[dict], dict, float]:
-    from vecexplore.build import BuildConfig, build_run
+    from vecexplore.builder import BuildConfig, build_run
     from vecexplore.embed.pipeline import EmbedConfig
     from vecexplore.io.source import DatasetSource
     from vecexplore.mapping import MapConfig

@@ -39,7 +39,7 @@ def build_demo_run(base, *, task="detection", n=400, seed=0, out_name="run", **o
     """Generate demo data under ``base`` and build it with the tiny random-weight model."""
     from pathlib import Path
 
-    from vecexplore.build import BuildConfig, build_run
+    from vecexplore.builder import BuildConfig, build_run
     from vecexplore.demo import demo_source, generate_demo
     from vecexplore.embed.pipeline import EmbedConfig
     from vecexplore.mapping import MapConfig

@@ -262,3 +262,11 @@ def test_the_readme_python_example_runs_as_written(tmp_path, umap_warm):
     assert res.returncode == 0, res.stderr[-3000:]
     assert "'AP'" in res.stdout and "open http://127.0.0.1:" in res.stdout
     assert (tmp_path / "runs" / "demo" / "manifest.json").is_file()
+
+
+def test_vx_build_stays_the_function_after_the_builder_is_imported():
+    import vecexplore as vx
+    import vecexplore.builder
+
+    assert callable(vx.build) and vx.build.__module__ == "vecexplore.api"
+    assert all(getattr(vx, name).__module__ == "vecexplore.api" for name in vx._API)

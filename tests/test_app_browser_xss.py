@@ -90,7 +90,7 @@ def hostile(tmp_path_factory, umap_warm):
 
     from vecexplore.app.data import load_run_data
     from vecexplore.app.server import ServerThread
-    from vecexplore.build import BuildConfig, build_run
+    from vecexplore.builder import BuildConfig, build_run
     from vecexplore.embed.pipeline import EmbedConfig
     from vecexplore.io.source import DatasetSource
     from vecexplore.mapping import MapConfig

@@ -261,7 +261,7 @@ def broken_run(tmp_path_factory, umap_warm):
     deleted afterwards; some export files in RUN/exports."""
     from conftest import TINY_MODEL
 
-    from vecexplore.build import BuildConfig, build_run
+    from vecexplore.builder import BuildConfig, build_run
     from vecexplore.demo import demo_source, generate_demo
     from vecexplore.embed.pipeline import EmbedConfig
     from vecexplore.mapping import MapConfig

@@ -107,7 +107,7 @@ def test_rebuild_embeds_nothing_and_is_reproducible(demo_run):
 
 
 def test_interrupted_build_leaves_no_run_and_resumes_from_cache(tmp_path, monkeypatch, umap_warm):
-    import vecexplore.build as build_mod
+    import vecexplore.builder as build_mod
 
     def killed(*args, **kwargs):
         raise KeyboardInterrupt
@@ -124,7 +124,7 @@ def test_interrupted_build_leaves_no_run_and_resumes_from_cache(tmp_path, monkey
 
 
 def test_existing_run_is_refused_before_any_work(demo_run, monkeypatch):
-    import vecexplore.build as build_mod
+    import vecexplore.builder as build_mod
     from vecexplore.errors import RunStoreError
 
     monkeypatch.setattr(build_mod, "_embed", lambda *a, **k: pytest.fail("embedding started"))
@@ -135,7 +135,7 @@ def test_existing_run_is_refused_before_any_work(demo_run, monkeypatch):
 def test_unreadable_images_are_recorded_not_fatal(tmp_path, umap_warm):
     from conftest import TINY_MODEL
 
-    from vecexplore.build import BuildConfig, build_run
+    from vecexplore.builder import BuildConfig, build_run
     from vecexplore.demo import generate_demo
     from vecexplore.embed.pipeline import EmbedConfig
     from vecexplore.info import run_summary

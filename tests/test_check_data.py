@@ -98,7 +98,7 @@ def test_the_decode_pass_agrees_with_a_build(broken_data, tmp_path, umap_warm):
     """The oracle: exactly the images a real build marks unreadable, with its reasons."""
     from conftest import TINY_MODEL
 
-    from vecexplore.build import BuildConfig, build_run
+    from vecexplore.builder import BuildConfig, build_run
     from vecexplore.embed.pipeline import EmbedConfig
     from vecexplore.io import DatasetSource
     from vecexplore.io.paths import image_paths

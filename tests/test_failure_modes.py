@@ -37,7 +37,7 @@ GRID = [(300, 0), (300, 1), (1000, 0), (3000, 0)]
 
 
 def _build(base, n: int, seed: int):
-    from vecexplore.build import BuildConfig, build_run
+    from vecexplore.builder import BuildConfig, build_run
     from vecexplore.embed.pipeline import EmbedConfig
     from vecexplore.io.source import DatasetSource
     from vecexplore.mapping import MapConfig

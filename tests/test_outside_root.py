@@ -195,7 +195,7 @@ def test_cli_refuses_with_exit_2_and_accepts_with_the_flag(tmp_path, command):
 def _build(data: Path, out: Path, **source_kw):
     from conftest import TINY_MODEL
 
-    from vecexplore.build import BuildConfig, build_run
+    from vecexplore.builder import BuildConfig, build_run
     from vecexplore.embed.pipeline import EmbedConfig
     from vecexplore.mapping import MapConfig
 
@@ -224,7 +224,7 @@ def outside_data(tmp_path_factory):
 
 
 def test_build_refuses_before_embedding_and_records_the_flag(outside_data, monkeypatch, umap_warm):
-    import vecexplore.build as build_mod
+    import vecexplore.builder as build_mod
     from vecexplore.store import Run
 
     base, data, _ = outside_data

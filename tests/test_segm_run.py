@@ -31,7 +31,7 @@ def _add_masks(data):
 def segm_run(tmp_path_factory, umap_warm):
     from conftest import TINY_MODEL
 
-    from vecexplore.build import BuildConfig, build_run
+    from vecexplore.builder import BuildConfig, build_run
     from vecexplore.demo import demo_source, generate_demo
     from vecexplore.embed.pipeline import EmbedConfig
     from vecexplore.mapping import MapConfig

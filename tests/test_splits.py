@@ -166,7 +166,7 @@ def test_cli_check_data_and_errors(tmp_path):
 def test_build_over_two_files_keeps_the_split(tmp_path, umap_warm):
     from conftest import TINY_MODEL
 
-    from vecexplore.build import BuildConfig, build_run
+    from vecexplore.builder import BuildConfig, build_run
     from vecexplore.demo import generate_demo
     from vecexplore.embed.pipeline import EmbedConfig
     from vecexplore.mapping import MapConfig

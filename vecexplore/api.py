@@ -132,7 +132,7 @@ def build(
     ``laion2b_s34b_b79k``; ``weights="random"`` needs no download).
     ``progress`` shows progress bars; None: when stderr is a terminal, as the CLI.
     """
-    from vecexplore.build import BuildConfig, build_run
+    from vecexplore.builder import BuildConfig, build_run
     from vecexplore.embed.pipeline import EmbedConfig
     from vecexplore.mapping.config import MapConfig
     from vecexplore.runcheck import open_run as open_checked

@@ -38,7 +38,7 @@ def demo_command(
     from vecexplore.extras import require
 
     require("embed", "map", *(("app",) if serve else ()), what="vecexplore demo")
-    from vecexplore.build import BuildConfig, build_run
+    from vecexplore.builder import BuildConfig, build_run
     from vecexplore.cli._render import render_info
     from vecexplore.cli.run import print_summary, show_build_logs
     from vecexplore.demo import demo_source, generate_demo

@@ -77,7 +77,7 @@ def build_command(
     build leaves nothing that looks finished, and rerunning it takes the
     embeddings already computed from the cache.
     """
-    from vecexplore.build import BuildConfig, build_run
+    from vecexplore.builder import BuildConfig, build_run
     from vecexplore.embed.pipeline import EmbedConfig
     from vecexplore.mapping.config import MapConfig
 
