@@ -52,7 +52,13 @@ def test_run_store_contents(demo_run):
     assert (clusters["cluster"] >= 0).all()
     assert clusters["rank"].tolist() == list(range(1, len(clusters) + 1))
     sizes = images[images["cluster"] >= 0].groupby("cluster").size()
-    assert dict(zip(clusters["cluster"], clusters["size"], strict=True)) == sizes.to_dict()
+    # a slice is one HDBSCAN cluster or merged siblings (``members``): its size is theirs together,
+    # and every cluster of the map is in exactly one slice
+    from vecexplore.analysis.slicing import members_of
+
+    members = [members_of(row) for row in clusters.itertuples(index=False)]
+    assert [int(sum(sizes[m] for m in ms)) for ms in members] == clusters["size"].tolist()
+    assert sorted(m for ms in members for m in ms) == sorted(sizes.index.tolist())
 
     rebuilt = run.dataset()  # the run alone is enough to re-evaluate at any threshold
     assert np.array_equal(rebuilt.gt.object_id, original.gt.object_id)

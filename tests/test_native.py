@@ -228,7 +228,8 @@ def test_fast_parser_knows_every_typer_option():
     assert set(params) == set(DEFAULTS)
     assert {key for key, _ in OPTIONS.values()} == set(DEFAULTS)
     for name, p in params.items():
-        assert p.default == DEFAULTS[name] or (name == "format" and p.default.value == DEFAULTS[name])
+        assert (p.default == DEFAULTS[name] or (name == "format" and p.default.value == DEFAULTS[name])
+                or (name == "iou_type" and p.default.value == "auto" and DEFAULTS[name] is None))
 
 
 ARGVS = [
@@ -237,12 +238,16 @@ ARGVS = [
     ["--gt", "a.json", "--pred", "pa.json", "--gt", "b.json", "--pred", "pb.json", "--clip", "--format", "COCO"],
     ["--gt", "g.csv", "--names", "a,b", "--allow-outside-root", "--no-clip", "--images", "imgs", "--plots", "pl"],
     ["--gt", "g.json", "--pred", "p.json", "--iou", "1", "--conf", "0"],
+    ["--gt", "g.json", "--pred", "p.json", "--iou-type", "segm"],
+    ["--gt", "g.json", "--pred", "p.json", "--iou-type=BBOX"],
+    ["--gt", "g.json", "--pred", "p.json", "--iou-type", "auto"],
 ]
 FALLBACK = [
     ["--help"], ["--gt"], ["--gt", "g.json", "--iou", "1.5"], ["--gt", "g.json", "--iou", "nan"],
     ["--gt", "g.json", "--iou", "5e-1"], ["--gt", "g.json", "--top", "-1"], ["--gt", "g.json", "--format", "voc"],
     ["--gt", "g.json", "--json", "a", "--json", "b"], ["--gt", "g.json", "--clip=yes"], ["--gt", "g.json", "extra"],
     ["--gt", "g.json", "--pred", "--clip"], ["--gt", "g.json", "--js", "x"], ["--gt", "g.json", "--"],
+    ["--gt", "g.json", "--iou-type", "mask"],
 ]
 
 

@@ -65,6 +65,7 @@ from vecexplore.atomic import (
 )
 from vecexplore.buildlock import BuildLock, is_abandoned
 from vecexplore.errors import DiskFullError, RunStoreError
+from vecexplore.types import TASKS
 
 log = logging.getLogger(__name__)
 
@@ -84,8 +85,6 @@ __all__ = [
 
 SCHEMA_VERSION = 1
 MANIFEST = "manifest.json"
-TABLES = ("images", "objects", "clusters")
-TASKS = ("detection", "classification")
 #: Infix of the work directory of a build in progress: ``RUN.partial-<random>``.
 PARTIAL = ".partial-"
 #: The hint every message about a damaged run ends with.

@@ -127,7 +127,7 @@ def label_errors(ctx: Context, issues) -> list[Recommendation]:
     n = len(images)
     return [Recommendation(
         "label_errors", f"{n} image{'s are' if n != 1 else ' is'} likely mislabeled: review these first", evidence,
-        "Review these images, most likely first (the app's \"Likely label errors\" view), and fix their labels "
+        "Review these images, most likely first (the app's \"Label errors\" tab), and fix their labels "
         "before trusting the numbers or retraining.",
         share, sel(images, label_issues=True),
         {"n_images": n, "n_issues": len(likely), "kinds": {str(k): int(v) for k, v in counts.items()},

@@ -17,7 +17,7 @@ import re
 from pathlib import Path
 
 #: option → (keyword, kind). Kinds: "paths" (repeatable), "path", "str", "format", "flag",
-#: "unit" (a float in [0, 1]), "count" (an int >= 0).
+#: "unit" (a float in [0, 1]), "count" (an int >= 0), "iou_type" (auto | segm | bbox).
 OPTIONS: dict[str, tuple[str, str]] = {
     "--gt": ("gt", "paths"),
     "--pred": ("pred", "paths"),
@@ -28,6 +28,7 @@ OPTIONS: dict[str, tuple[str, str]] = {
     "--no-clip": ("no_clip", "flag"),
     "--allow-outside-root": ("allow_outside_root", "flag"),
     "--iou": ("iou", "unit"),
+    "--iou-type": ("iou_type", "iou_type"),
     "--conf": ("conf", "unit"),
     "--json": ("json_out", "path"),
     "--plots": ("plots", "path"),
@@ -35,8 +36,9 @@ OPTIONS: dict[str, tuple[str, str]] = {
 }
 DEFAULTS = {"gt": None, "pred": None, "images": None, "format": "auto", "names": None, "clip": False,
             "no_clip": False, "allow_outside_root": False, "iou": 0.5, "conf": None, "json_out": None,
-            "plots": None, "top": 10}
+            "plots": None, "top": 10, "iou_type": None}
 _FORMATS = ("auto", "coco", "yolo", "csv", "imagefolder")
+_IOU_TYPES = {"auto": None, "segm": "segm", "bbox": "bbox"}  # run_evaluate's value of each --iou-type
 _UNIT = re.compile(r"(0|1)?(\.[0-9]+)?|0\.|1\.")  # 0, 1, .5, 0.25, 1.0 …: what float() and Typer read alike
 _COUNT = re.compile(r"[0-9]{1,9}")
 
@@ -82,6 +84,10 @@ def parse_evaluate(args: list[str]) -> dict | None:
             if value.lower() not in _FORMATS:
                 return None
             out[key] = value.lower()
+        elif kind == "iou_type":
+            if value.lower() not in _IOU_TYPES:
+                return None
+            out[key] = _IOU_TYPES[value.lower()]
         elif kind == "unit":
             if not _UNIT.fullmatch(value) or value in ("", ".") or not 0.0 <= float(value) <= 1.0:
                 return None

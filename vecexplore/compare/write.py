@@ -36,6 +36,7 @@ from vecexplore.compare.changes import CHANGES, image_change, ranked, slice_chan
 from vecexplore.compare.interval import LEVEL, N_BOOT, paired_bootstrap_ci
 from vecexplore.compare.match import align_images
 from vecexplore.errors import ConfigError, RunStoreError
+from vecexplore.eval.outcomes import IMAGE_INT_COLUMNS, IMAGE_RATE_COLUMNS
 from vecexplore.store import MANIFEST, write_run
 
 log = logging.getLogger(__name__)
@@ -47,8 +48,7 @@ METRICS_B = "metrics_b.json"
 B_PREFIX = "b_"
 #: Columns of B's images table carried into the comparison run (those present).
 B_COLUMNS = {
-    "detection": ("n_gt", "n_pred", "n_ignored", "tp", "fp", "fp_duplicate", "fp_class", "fp_localization",
-                  "fp_both", "fp_background", "fn", "fn_missed", "precision", "recall", "f1", "error_rate"),
+    "detection": (*IMAGE_INT_COLUMNS, *IMAGE_RATE_COLUMNS),
     "classification": ("label", "prediction", "score", "margin", "correct", "error_rate",
                        "pred_class_idx", "pred_score"),
 }

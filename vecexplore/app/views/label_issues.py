@@ -55,7 +55,7 @@ def issue_rows(issues, class_names: Sequence[str], *, limit: int = MAX_ROWS) -> 
 class LabelIssuesView(View):
     name = "label-issues"
     slot = "tab"
-    title = "Likely label errors"
+    title = "Label errors"
     depends = frozenset({"selection"})
     _COLUMNS = ("row", "rank", "score", "kind", "image_id", "annotation", "label", "suggested", "likely")
 
