@@ -88,6 +88,11 @@ def write_synthetic_run(out: Path, *, images: int, seed: int = 0) -> dict:
         writer.write_table("images", table)
         writer.write_table("objects", object_table(ds, ev.objects))
         writer.write_table("clusters", clusters)
+        from vecexplore.analysis.label_issues import LABEL_ISSUES_FILE, label_issues
+
+        t_labels = time.perf_counter()
+        writer.write_table(LABEL_ISSUES_FILE, label_issues(ev))  # as build's "labels" stage does
+        t_labels = time.perf_counter() - t_labels
         writer.write_array("embeddings.npy", np.zeros((n, 8), np.float32))
         thumb = _thumbnail()
         writer.path("thumbs.bin").write_bytes(thumb)
@@ -108,7 +113,8 @@ def write_synthetic_run(out: Path, *, images: int, seed: int = 0) -> dict:
             "model": {"model": "synthetic", "weights": "none", "weights_kind": "synthetic", "random": False},
             "map": {"synthetic": "60 gaussian blobs"}, "timings": {}, "versions": {},
         })
-    timings["write"] = time.perf_counter() - t
+    timings["write"] = time.perf_counter() - t - t_labels
+    timings["label issues (build stage)"] = t_labels
     return timings
 
 
