@@ -252,10 +252,31 @@ def coco_metrics(gt: Boxes, pred: Boxes, *, num_images: int, num_classes: int,
     from vecexplore.eval.native import coco_kernels
 
     kern = coco_kernels()
+
+    def match(g_ord, g_key, g_crowd, g_ignore, p_ord, p_key, p_outside, iou_thr):
+        return kern.match_groups(g_key, p_key, gt.xywh[g_ord], g_crowd, g_ignore, gt.object_id[g_ord] != 0,
+                                 pred.xywh[p_ord], p_outside, iou_thr)
+
+    return evaluate_groups(gt, pred, num_images=num_images, num_classes=num_classes, image_ids=image_ids,
+                           params=params, kern=kern, match=match, what="coco_metrics")
+
+
+def evaluate_groups(gt: Boxes, pred: Boxes, *, num_images: int, num_classes: int, image_ids: np.ndarray | None,
+                    params: CocoParams, kern, match, what: str, check=None) -> CocoMetrics:
+    """pycocotools' evaluate + accumulate with the per-group matching given: the grouping,
+    ordering, ``maxDets`` cut and accumulation that bbox (:func:`coco_metrics`) and segm
+    (:func:`vecexplore.eval.segm.segm_metrics`) share.
+
+    ``match(g_ord, g_key, g_crowd, g_ignore, p_ord, p_key, p_outside, iou_thr)`` returns the
+    (n_dt, A, T) matching state of the grouped detections; ``kern`` is the kernel module
+    (ordering and accumulation); ``check`` runs after the box checks.
+    """
     if num_classes < 0 or num_images < 0:
         raise ValidationError(f"num_images={num_images}, num_classes={num_classes}: must be >= 0")
     _check_boxes("gt", gt, prediction=False, num_images=num_images, num_classes=num_classes)
     _check_boxes("pred", pred, prediction=True, num_images=num_images, num_classes=num_classes)
+    if check is not None:
+        check()
     rank = _rank_of_images(num_images, image_ids)
     iou_thr = np.asarray(params.iou_thresholds, np.float64)
     rec_thr = np.asarray(params.recall_thresholds, np.float64)
@@ -285,9 +306,9 @@ def coco_metrics(gt: Boxes, pred: Boxes, *, num_images: int, num_classes: int,
     keep = rank_in_image < max_dets[-1]
     if not keep.all():
         p_ord, p_key, rank_in_image = p_ord[keep], p_key[keep], rank_in_image[keep]
-    d_xywh = pred.xywh[p_ord]
-    state = kern.match_groups(g_key, p_key, gt.xywh[g_ord], g_crowd, g_ignore, gt.object_id[g_ord] != 0,
-                              d_xywh, _outside(pred.area[p_ord], params.area_ranges), iou_thr)  # area: w*h, or mask area (loadRes)
+    # area: w*h, or the mask area (pycocotools' loadRes)
+    state = match(g_ord, g_key, g_crowd, g_ignore, p_ord, p_key, _outside(pred.area[p_ord], params.area_ranges),
+                  iou_thr)
 
     # Accumulation order: class, then score descending; ties keep (image rank, rank in image).
     d_score = pred.score[p_ord]
@@ -300,8 +321,8 @@ def coco_metrics(gt: Boxes, pred: Boxes, *, num_images: int, num_classes: int,
     scores = np.full((n_t, n_r, n_k, n_a, n_m), -1.0)
     kern.accumulate(class_start, acc, state, rank_in_image[acc], d_score[acc],
                     num_gt, rec_thr, max_dets, precision, recall, scores)
-    log.debug("coco_metrics: %d images, %d classes, %d gt, %d predictions (%d within max_dets)",
-              num_images, num_classes, len(gt), len(pred), len(p_ord))
+    log.debug("%s: %d images, %d classes, %d gt, %d predictions (%d within max_dets)",
+              what, num_images, num_classes, len(gt), len(pred), len(p_ord))
     return _finish(params, precision, recall, scores, num_gt)
 
 

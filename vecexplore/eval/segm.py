@@ -26,14 +26,7 @@ import logging
 import numpy as np
 
 from vecexplore.errors import ValidationError
-from vecexplore.eval.coco import (
-    CocoMetrics,
-    CocoParams,
-    _check_boxes,
-    _finish,
-    _outside,
-    _rank_of_images,
-)
+from vecexplore.eval.coco import CocoMetrics, CocoParams, evaluate_groups
 from vecexplore.types import Boxes, Dataset
 
 log = logging.getLogger(__name__)
@@ -64,59 +57,18 @@ def segm_metrics(gt: Boxes, pred: Boxes, *, num_images: int, num_classes: int,
     from vecexplore.eval import coco_kernels as kern
     from vecexplore.eval.segm_kernels import match_groups_iou
 
-    if num_classes < 0 or num_images < 0:
-        raise ValidationError(f"num_images={num_images}, num_classes={num_classes}: must be >= 0")
-    _check_boxes("gt", gt, prediction=False, num_images=num_images, num_classes=num_classes)
-    _check_boxes("pred", pred, prediction=True, num_images=num_images, num_classes=num_classes)
-    for name, objs in (("gt", gt), ("pred", pred)):
-        if objs.rle is None:
-            raise ValidationError(f"segm_metrics: {name} carries no masks (Boxes.rle is None)")
-    rank = _rank_of_images(num_images, image_ids)
-    iou_thr = np.asarray(params.iou_thresholds, np.float64)
-    rec_thr = np.asarray(params.recall_thresholds, np.float64)
-    max_dets = np.asarray(params.max_dets, np.int64)
-    n_t, n_r, n_k, n_a, n_m = len(iou_thr), len(rec_thr), num_classes, len(params.area_ranges), len(max_dets)
-    stride = max(num_images, 1)
+    def check() -> None:
+        for name, objs in (("gt", gt), ("pred", pred)):
+            if objs.rle is None:
+                raise ValidationError(f"segm_metrics: {name} carries no masks (Boxes.rle is None)")
 
-    # Grouping exactly as coco_metrics: (class, image rank), GT in input order, detections by score.
-    g_rank = rank[gt.image_idx]
-    g_ord = kern.counting_order(np.arange(len(gt), dtype=np.int64), g_rank, stride)
-    g_ord = kern.counting_order(g_ord, gt.class_idx.copy(), max(n_k, 1))
-    g_key = gt.class_idx[g_ord] * stride + g_rank[g_ord]
-    g_crowd = gt.iscrowd[g_ord]
-    g_ignore = _outside(gt.area[g_ord], params.area_ranges) | g_crowd[None, :]
-    num_gt = np.zeros((n_k, n_a), np.int64)
-    for a in range(n_a):
-        num_gt[:, a] = np.bincount(gt.class_idx[g_ord][~g_ignore[a]], minlength=n_k)[:n_k]
+    def match(g_ord, g_key, g_crowd, g_ignore, p_ord, p_key, p_outside, iou_thr):
+        iou_flat, iou_start = _group_ious(g_key, p_key, gt.rle[g_ord], g_crowd, pred.rle[p_ord])
+        return match_groups_iou(g_key, p_key, iou_flat, iou_start, g_crowd, g_ignore, gt.object_id[g_ord] != 0,
+                                p_outside, iou_thr)
 
-    p_rank = rank[pred.image_idx]
-    p_ord = kern.descending_score_order(np.arange(len(pred), dtype=np.int64), pred.score.copy())
-    p_ord = kern.counting_order(p_ord, p_rank, stride)
-    p_ord = kern.counting_order(p_ord, pred.class_idx.copy(), max(n_k, 1))
-    p_key = pred.class_idx[p_ord] * stride + p_rank[p_ord]
-    starts = np.flatnonzero(np.r_[True, p_key[1:] != p_key[:-1]]) if len(p_key) else np.zeros(0, np.int64)
-    rank_in_image = np.arange(len(p_key)) - np.repeat(starts, np.diff(np.r_[starts, len(p_key)]))
-    keep = rank_in_image < max_dets[-1]
-    if not keep.all():
-        p_ord, p_key, rank_in_image = p_ord[keep], p_key[keep], rank_in_image[keep]
-
-    iou_flat, iou_start = _group_ious(g_key, p_key, gt.rle[g_ord], g_crowd, pred.rle[p_ord])
-    state = match_groups_iou(g_key, p_key, iou_flat, iou_start, g_crowd, g_ignore, gt.object_id[g_ord] != 0,
-                             _outside(pred.area[p_ord], params.area_ranges), iou_thr)
-
-    d_score = pred.score[p_ord]
-    d_class = pred.class_idx[p_ord]
-    acc = kern.descending_score_order(np.arange(len(p_ord), dtype=np.int64), d_score)
-    acc = kern.counting_order(acc, d_class, max(n_k, 1))
-    class_start = np.searchsorted(d_class[acc], np.arange(n_k + 1), side="left").astype(np.int64)
-    precision = np.full((n_t, n_r, n_k, n_a, n_m), -1.0)
-    recall = np.full((n_t, n_k, n_a, n_m), -1.0)
-    scores = np.full((n_t, n_r, n_k, n_a, n_m), -1.0)
-    kern.accumulate(class_start, acc, state, rank_in_image[acc], d_score[acc],
-                    num_gt, rec_thr, max_dets, precision, recall, scores)
-    log.debug("segm_metrics: %d images, %d classes, %d gt, %d predictions (%d within max_dets)",
-              num_images, num_classes, len(gt), len(pred), len(p_ord))
-    return _finish(params, precision, recall, scores, num_gt)
+    return evaluate_groups(gt, pred, num_images=num_images, num_classes=num_classes, image_ids=image_ids,
+                           params=params, kern=kern, match=match, what="segm_metrics", check=check)
 
 
 def _group_ious(g_key: np.ndarray, p_key: np.ndarray, g_rle: np.ndarray, g_crowd: np.ndarray,
