@@ -79,31 +79,12 @@ def _cold_compile_seconds() -> float:
     return float(out.stdout.strip().splitlines()[-1])
 
 
-def _run_pycocotools(gt_dict, results, repeats):
-    from pycocotools.coco import COCO
-    from pycocotools.cocoeval import COCOeval
+def _run_coco_api(package: str, gt_dict, results, repeats):
+    """Best-of-``repeats`` COCOeval (evaluate, accumulate, summarize) of a pycocotools-API package."""
+    import importlib
 
-    with contextlib.redirect_stdout(io.StringIO()):
-        cg = COCO()
-        cg.dataset = gt_dict
-        cg.createIndex()
-        cd = cg.loadRes(results)
-
-    def once():
-        with contextlib.redirect_stdout(io.StringIO()):
-            ev = COCOeval(cg, cd, "bbox")
-            ev.evaluate()
-            ev.accumulate()
-            ev.summarize()
-        return ev
-
-    return _best(once, repeats)
-
-
-def _run_ultrafast(gt_dict, results, repeats):
-    from ultrafast_pycocotools.coco import COCO
-    from ultrafast_pycocotools.cocoeval import COCOeval
-
+    COCO = importlib.import_module(f"{package}.coco").COCO
+    COCOeval = importlib.import_module(f"{package}.cocoeval").COCOeval
     with contextlib.redirect_stdout(io.StringIO()):
         cg = COCO()
         cg.dataset = gt_dict
@@ -230,7 +211,7 @@ def main(argv: list[str]) -> None:
 
     ref_stats, ref_precision = None, None
     if not args.no_pycocotools:
-        _, pyco_best, pyco_cpu, ev = _run_pycocotools(case.coco_gt(), case.coco_results(), 1)
+        _, pyco_best, pyco_cpu, ev = _run_coco_api("pycocotools", case.coco_gt(), case.coco_results(), 1)
         ref_stats, ref_precision = np.asarray(ev.stats), ev.eval["precision"]
 
     def delta(stats) -> str:
@@ -265,7 +246,7 @@ def main(argv: list[str]) -> None:
     rows.append(("vecexplore", first, best, cpu, ours.stats))
     if ref_stats is not None:
         rows.append(("pycocotools", pyco_best, pyco_best, pyco_cpu, ref_stats))
-    first, best, cpu, ev = _run_ultrafast(case.coco_gt(), case.coco_results(), args.repeats)
+    first, best, cpu, ev = _run_coco_api("ultrafast_pycocotools", case.coco_gt(), case.coco_results(), args.repeats)
     rows.append(("ultrafast-pycocotools", first, best, cpu, np.asarray(ev.stats)))
     first, best, cpu, ev = _run_faster(case.coco_gt(), case.coco_results(), args.repeats)
     rows.append(("faster-coco-eval", first, best, cpu, np.asarray(ev.stats)))
