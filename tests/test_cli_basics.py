@@ -41,3 +41,33 @@ def test_unknown_command_exits_2():
     res = subprocess.run([sys.executable, "-m", "vecexplore", "no-such-command"], capture_output=True, text=True)
     assert res.returncode == 2
     assert "Traceback" not in res.stderr
+
+
+def test_logs_follow_the_current_stderr():
+    """A warning after stderr was swapped and the old stream closed lands on the new one.
+
+    In-process runs (pytest's capsys, notebooks) replace sys.stderr between calls; a
+    handler bound to the stream of its creation printed a logging traceback instead.
+    """
+    import io
+    import logging
+
+    from vecexplore.cli.run import show_build_logs
+
+    logger = logging.getLogger("vecexplore")
+    saved = (list(logger.handlers), logger.level, logger.propagate)
+    real = sys.stderr
+    try:
+        first = io.StringIO()
+        sys.stderr = first
+        show_build_logs(False)
+        first.close()
+        second = io.StringIO()
+        sys.stderr = second
+        logging.getLogger("vecexplore.runcheck").warning("%s", "thumbnails show as placeholders")
+        assert second.getvalue() == "thumbnails show as placeholders\n"
+    finally:
+        sys.stderr = real
+        logger.handlers[:] = saved[0]
+        logger.setLevel(saved[1])
+        logger.propagate = saved[2]

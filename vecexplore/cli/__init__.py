@@ -61,7 +61,9 @@ def main(argv: list[str] | None = None) -> None:
         from vecexplore.cli._app import app
 
         _register()
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
+    from vecexplore.cli._stderr import CurrentStderr
+
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s", handlers=[CurrentStderr()])
     terminated = _Terminated()
     # Signal handlers can only be set from the main thread (main() may run elsewhere in tests).
     previous = signal.signal(signal.SIGTERM, terminated) if threading.current_thread() is threading.main_thread() else None

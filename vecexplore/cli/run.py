@@ -26,6 +26,7 @@ from vecexplore.cli._inputs import (
     iou_type_of,
     source_from_options,
 )
+from vecexplore.cli._stderr import CurrentStderr
 
 _MODEL = "Model"
 _MAP = "Map"
@@ -33,7 +34,7 @@ _MAP = "Map"
 
 def show_build_logs(verbose: bool) -> None:
     """Stage messages of vecexplore on stderr; third-party INFO chatter stays hidden."""
-    handler = logging.StreamHandler(sys.stderr)
+    handler = CurrentStderr()
     handler.setFormatter(logging.Formatter("%(message)s"))
     logger = logging.getLogger("vecexplore")
     logger.handlers[:] = [handler]
