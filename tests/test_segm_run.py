@@ -65,6 +65,25 @@ def test_run_records_iou_type_and_keeps_masks(segm_run):
     assert evaluate(ds).coco_segm.as_dict() == metrics["coco_segm"]
 
 
+def test_info_reports_mask_metrics(segm_run, capsys):
+    from vecexplore.cli import main
+    from vecexplore.store import Run
+
+    run_dir = segm_run[0]
+    segm = Run(run_dir).metrics["coco_segm"]
+    with pytest.raises(SystemExit) as exit_:
+        main(["info", str(run_dir), "--json"])
+    assert exit_.value.code == 0
+    head = json.loads(capsys.readouterr().out)["metrics"]
+    assert head["mask_mAP"] == segm["AP"] and head["mask_AP50"] == segm["AP50"]
+    assert head["mAP"] == Run(run_dir).metrics["coco"]["AP"]
+    with pytest.raises(SystemExit) as exit_:
+        main(["info", str(run_dir)])
+    assert exit_.value.code == 0
+    text = capsys.readouterr().out
+    assert f"mask_mAP {segm['AP']:.3f}" in text
+
+
 def test_exports_keep_masks(segm_run, tmp_path):
     from vecexplore.export import export_selection
     from vecexplore.store import Run
@@ -95,7 +114,14 @@ def test_app_header_and_detail_view_show_masks(segm_run):
     data = load_run_data(segm_run[0])
     assert data.base.iou_type == "segm"
     session = build_document(Document(), data, url_base="/vx/test")
-    assert "mask IoU" in session.view("header").div.text
+    header = session.view("header").div.text
+    assert "mask IoU" in header
+    segm, box = data.run.metrics["coco_segm"], data.run.metrics["coco"]
+    # the mask AP leads the header, the box AP follows; the two differ on these octagons
+    assert segm["AP"] != box["AP"]
+    assert header.index("Mask mAP") < header.index("Box mAP")
+    cells = header.split("<tr>")[2]  # the whole-run row
+    assert f"<td>{segm['AP']:.3f}</td>" in cells and f"<td>{box['AP']:.3f}</td>" in cells
     detail = session.view("detail")
     assert detail.has_masks and detail.layers.visible
     i = int(np.argmax(np.bincount(data.dataset.gt.image_idx, minlength=data.num_images)))

@@ -56,13 +56,11 @@ def headline_metrics(metrics: dict) -> dict[str, Any]:
     if metrics.get("task") == "detection":
         coco = metrics.get("coco", {})
         op = metrics.get("operating_point", {})
-        return {
-            "mAP": coco.get("AP"),
-            "AP50": coco.get("AP50"),
-            "precision": op.get("precision"),
-            "recall": op.get("recall"),
-            "f1": op.get("f1"),
-        }
+        head = {"mAP": coco.get("AP"), "AP50": coco.get("AP50")}
+        segm = metrics.get("coco_segm")
+        if isinstance(segm, dict):  # masks: pycocotools' segm numbers beside the box ones
+            head.update(mask_mAP=segm.get("AP"), mask_AP50=segm.get("AP50"))
+        return {**head, "precision": op.get("precision"), "recall": op.get("recall"), "f1": op.get("f1")}
     return {
         "accuracy": metrics.get("accuracy"),
         "macro_f1": (metrics.get("macro") or {}).get("f1"),

@@ -218,6 +218,12 @@ class RunData:
         """COCO AP/AR of the whole run from metrics.json (detection; independent of the operating point)."""
         return dict(self.run.metrics.get("coco") or {})
 
+    @property
+    def coco_segm(self) -> dict | None:
+        """COCO segm AP/AR of the whole run from metrics.json; None without masks."""
+        segm = self.run.metrics.get("coco_segm")
+        return dict(segm) if isinstance(segm, dict) else None
+
     def coco_metrics(self):
         """The whole run's :class:`~vecexplore.eval.coco.CocoMetrics` (precision / recall arrays as
         pycocotools'), computed once per process on first use (detection only; thread-safe)."""

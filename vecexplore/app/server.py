@@ -163,7 +163,12 @@ class ServedRun:
             headline = headline_metrics(run.metrics)
         except RunStoreError:
             headline = {}
-        name, value = ("mAP", headline.get("mAP")) if run.task == "detection" else ("accuracy", headline.get("accuracy"))
+        if run.task != "detection":
+            name, value = "accuracy", headline.get("accuracy")
+        elif headline.get("mask_mAP") is not None:
+            name, value = "mask mAP", headline.get("mask_mAP")
+        else:
+            name, value = "mAP", headline.get("mAP")
         return {
             "key": self.key,
             "name": self.path.name,

@@ -17,6 +17,9 @@ DEFINITIONS: dict[str, str] = {
     "mAP": "COCO AP: mean over IoU 0.50:0.05:0.95 and classes, 101-point interpolated (pycocotools); "
            "independent of the confidence threshold; whole run only",
     "AP50": "COCO AP at IoU 0.50 (pycocotools); whole run only",
+    "Mask mAP": "COCO segm AP: as mAP, with mask IoU (pycocotools iouType 'segm'); whole run only",
+    "Mask AP50": "COCO segm AP at mask IoU 0.50 (pycocotools iouType 'segm'); whole run only",
+    "Box mAP": "COCO bbox AP of the same predictions' boxes (pycocotools iouType 'bbox'); whole run only",
     "Precision": "TP / (TP + FP) of the predictions at or above the confidence threshold",
     "Recall": "TP / (TP + FN): share of the non-crowd ground-truth objects found",
     "F1": "2 TP / (2 TP + FP + FN)",
@@ -44,15 +47,21 @@ def _fmt(v, digits: int = 3) -> str:
     return "–" if math.isnan(v) else f"{v:.{digits}f}"
 
 
-def metric_rows(task: str, run: dict, selection: dict | None, coco: dict) -> list[tuple[str, str, str]]:
+def metric_rows(task: str, run: dict, selection: dict | None, coco: dict,
+                segm: dict | None = None) -> list[tuple[str, str, str]]:
     """(metric, whole-run value, selection value) rows as displayed; "–" where undefined.
 
     Detection: mAP and AP50 are COCO numbers over the whole run (independent of
-    the operating point) and have no selection value.
+    the operating point) and have no selection value. With masks (``segm``, the
+    run's ``coco_segm``) the mask numbers lead and the box mAP follows.
     """
     sel = selection or {}
     if task == "detection":
-        rows = [("mAP", _fmt(coco.get("AP")), "whole run"), ("AP50", _fmt(coco.get("AP50")), "")]
+        if segm:
+            rows = [("Mask mAP", _fmt(segm.get("AP")), "whole run"), ("Mask AP50", _fmt(segm.get("AP50")), ""),
+                    ("Box mAP", _fmt(coco.get("AP")), "")]
+        else:
+            rows = [("mAP", _fmt(coco.get("AP")), "whole run"), ("AP50", _fmt(coco.get("AP50")), "")]
         keys = (("Precision", "precision"), ("Recall", "recall"), ("F1", "f1"), ("TP", "tp"), ("FP", "fp"),
                 ("FN", "fn"), ("Error rate", "error_rate"), ("Images", "images"))
     else:
@@ -66,7 +75,7 @@ def metric_rows(task: str, run: dict, selection: dict | None, coco: dict) -> lis
 
 def header_html(*, key: str, task: str, model: dict, num_images: int, unreadable: int, iou: float | None,
                 confidence: float, optimal: float, run: dict, selection: dict | None, coco: dict,
-                clipped: bool = False, iou_type: str = "bbox") -> str:
+                clipped: bool = False, iou_type: str = "bbox", segm: dict | None = None) -> str:
     """The header's HTML (every string from the data escaped; classes styled by ``static/app.css``)."""
     e = html.escape
     weights = str(model.get("weights", "?"))
@@ -80,7 +89,7 @@ def header_html(*, key: str, task: str, model: dict, num_images: int, unreadable
     kind = ("<span title='Outcomes, error types and the confusion matrix match objects by mask IoU "
             "(--iou-type segm)'>mask IoU</span>") if iou_type == "segm" else "IoU"
     op = f"{kind} {iou:.2f} · " if iou is not None else ""
-    rows = metric_rows(task, run, selection, coco)
+    rows = metric_rows(task, run, selection, coco, segm)
     def title(t: str) -> str:
         text = DEFINITIONS.get(t, t)
         return text.replace("(pycocotools)", "(on boxes clipped to the image border: not pycocotools')") if clipped else text
@@ -135,7 +144,7 @@ class HeaderView(View):
                            iou=s.iou if self.task == "detection" else None, confidence=s.confidence,
                            optimal=d.optimal, run=d.run_summary, selection=d.selection_summary, coco=data.coco,
                            clipped=data.run.boxes_clipped is True,
-                           iou_type=getattr(data.base, "iou_type", "bbox"))
+                           iou_type=getattr(data.base, "iou_type", "bbox"), segm=data.coco_segm)
 
     def apply(self, text: str) -> None:
         if self.div.text != text:
