@@ -97,9 +97,155 @@ def descending_score_order(order, score):
 
 
 @njit(cache=True)
+def group_bounds(gt_key, dt_key):
+    """(n_groups, 4) int64 rows ``g0, g1, d0, d1``: the ground truth and detections of
+    every (class, image) group that has detections, both key arrays sorted.
+
+    Groups without detections contribute only their ground-truth counts (in
+    :func:`accumulate`), so they are not listed.
+    """
+    n_gt, n_dt = gt_key.shape[0], dt_key.shape[0]
+    n_groups = 0
+    for i in range(n_dt):
+        if i == 0 or dt_key[i] != dt_key[i - 1]:
+            n_groups += 1
+    bounds = np.empty((n_groups, 4), np.int64)
+    g0, d0, b = 0, 0, 0
+    while d0 < n_dt:
+        key = dt_key[d0]
+        d1 = d0 + 1
+        while d1 < n_dt and dt_key[d1] == key:
+            d1 += 1
+        while g0 < n_gt and gt_key[g0] < key:
+            g0 += 1
+        g1 = g0
+        while g1 < n_gt and gt_key[g1] == key:
+            g1 += 1
+        bounds[b, 0], bounds[b, 1], bounds[b, 2], bounds[b, 3] = g0, g1, d0, d1
+        b += 1
+        d0 = d1
+    return bounds
+
+
+@njit(cache=True)
+def _largest_group(bounds):
+    """(most ground truth, most detections) in one group; at least 1 each (buffer sizes)."""
+    max_g, max_d = 1, 1
+    for b in range(bounds.shape[0]):
+        max_g = max(max_g, bounds[b, 1] - bounds[b, 0])
+        max_d = max(max_d, bounds[b, 3] - bounds[b, 2])
+    return max_g, max_d
+
+
+@njit(cache=True)
+def _match_group(state, ious, g0, n_g, d0, n_d, gt_crowd, gt_ignore, gt_id_nonzero, dt_outside, thresholds,
+                 order, ig, taken, match):
+    """pycocotools' ``evaluateImg`` for one group, every area range and threshold, into ``state``.
+
+    ``ious[d, j]`` is the IoU of the group's detection ``d`` (score order) with its
+    ground truth ``j`` (input order); ``order``, ``ig``, ``taken`` and ``match`` are
+    scratch buffers at least as large as the group.
+    """
+    n_area = gt_ignore.shape[0]
+    n_thr = thresholds.shape[0]
+    for a in range(n_area):
+        # ground truth with ignored last, input order kept within each part (mergesort)
+        k = 0
+        for j in range(n_g):
+            if not gt_ignore[a, g0 + j]:
+                order[a, k] = j
+                ig[a, k] = False
+                k += 1
+        for j in range(n_g):
+            if gt_ignore[a, g0 + j]:
+                order[a, k] = j
+                ig[a, k] = True
+                k += 1
+        # an area range that ignores the same ground truth as an earlier one matches the same way
+        same = -1
+        for a2 in range(a):
+            equal = True
+            for j in range(n_g):
+                if gt_ignore[a2, g0 + j] != gt_ignore[a, g0 + j]:
+                    equal = False
+                    break
+            if equal:
+                same = a2
+                break
+        for t in range(n_thr):
+            if same >= 0:
+                match[a, t, :n_d] = match[same, t, :n_d]
+            else:
+                taken[:n_g] = False
+                for d in range(n_d):
+                    best = thresholds[t]
+                    m = -1
+                    for jj in range(n_g):
+                        gj = order[a, jj]
+                        if taken[jj] and not gt_crowd[g0 + gj]:
+                            continue
+                        if m > -1 and not ig[a, m] and ig[a, jj]:
+                            break
+                        if ious[d, gj] < best:
+                            continue
+                        best = ious[d, gj]
+                        m = jj
+                    if m > -1:
+                        taken[m] = True
+                    match[a, t, d] = m
+            for d in range(n_d):
+                m = match[a, t, d]
+                matched = m > -1 and gt_id_nonzero[g0 + order[a, m]]
+                ignored = m > -1 and ig[a, m]
+                if not matched and dt_outside[a, d0 + d]:
+                    ignored = True
+                if ignored:
+                    state[d0 + d, a, t] = IGNORED
+                elif matched:
+                    state[d0 + d, a, t] = TP
+
+
+@njit(cache=True)
+def match_groups_with_ious(gt_key, dt_key, ious_of, gt_crowd, gt_ignore, gt_id_nonzero, dt_outside,
+                           iou_thresholds, gt_xywh, dt_xywh, iou_flat, iou_start):
+    """Greedy COCO matching of every (class, image) group; see :func:`match_groups`.
+
+    ``ious_of`` picks the overlap: 0 = box IoU computed here from ``gt_xywh`` /
+    ``dt_xywh`` (``bbIou``); 1 = given per group in ``iou_flat`` (row-major
+    ``(n_d, n_g)`` blocks, detection ``d``'s row at ``iou_start[d]``: mask IoU).
+    The matching itself is one rule for both (:func:`_match_group`).
+    """
+    n_area = gt_ignore.shape[0]
+    n_thr = iou_thresholds.shape[0]
+    state = np.zeros((dt_key.shape[0], n_area, n_thr), np.int8)
+    bounds = group_bounds(gt_key, dt_key)
+    max_g, max_d = _largest_group(bounds)
+    ious = np.empty((max_d, max_g))
+    order = np.empty((n_area, max_g), np.int64)
+    ig = np.empty((n_area, max_g), np.bool_)
+    taken = np.empty(max_g, np.bool_)
+    match = np.empty((n_area, n_thr, max_d), np.int64)  # matched position in ``order[a]``, -1 = none
+    thresholds = np.minimum(iou_thresholds, _IOU_CAP)
+    for b in range(bounds.shape[0]):
+        g0, g1, d0, d1 = bounds[b, 0], bounds[b, 1], bounds[b, 2], bounds[b, 3]
+        n_g, n_d = g1 - g0, d1 - d0
+        for d in range(n_d):
+            for j in range(n_g):
+                if ious_of == 0:
+                    ious[d, j] = _iou(dt_xywh[d0 + d, 0], dt_xywh[d0 + d, 1], dt_xywh[d0 + d, 2],
+                                      dt_xywh[d0 + d, 3], gt_xywh[g0 + j, 0], gt_xywh[g0 + j, 1],
+                                      gt_xywh[g0 + j, 2], gt_xywh[g0 + j, 3], gt_crowd[g0 + j])
+                else:
+                    ious[d, j] = iou_flat[iou_start[d0 + d] + j]
+        _match_group(state, ious, g0, n_g, d0, n_d, gt_crowd, gt_ignore, gt_id_nonzero, dt_outside, thresholds,
+                     order, ig, taken, match)
+    return state
+
+
+@njit(cache=True)
 def match_groups(gt_key, dt_key, gt_xywh, gt_crowd, gt_ignore, gt_id_nonzero,
                  dt_xywh, dt_outside, iou_thresholds):
-    """Greedy COCO matching of every (class, image) group.
+    """Greedy COCO matching of every (class, image) group, with box IoU.
 
     Ground truth and detections are sorted by group key (class, image rank):
     ground truth in input order inside a group, detections by score
@@ -117,98 +263,9 @@ def match_groups(gt_key, dt_key, gt_xywh, gt_crowd, gt_ignore, gt_id_nonzero,
     Returns:
         (n_dt, A, T) int8 state: FP (0), TP (1) or IGNORED (2).
     """
-    n_area = gt_ignore.shape[0]
-    n_thr = iou_thresholds.shape[0]
-    n_gt, n_dt = gt_key.shape[0], dt_key.shape[0]
-    state = np.zeros((n_dt, n_area, n_thr), np.int8)
-    max_g, max_d = 1, 1
-    run = 0
-    for i in range(n_gt):
-        run = run + 1 if i and gt_key[i] == gt_key[i - 1] else 1
-        max_g = max(max_g, run)
-    for i in range(n_dt):
-        run = run + 1 if i and dt_key[i] == dt_key[i - 1] else 1
-        max_d = max(max_d, run)
-    ious = np.empty((max_d, max_g))
-    order = np.empty((n_area, max_g), np.int64)
-    ig = np.empty((n_area, max_g), np.bool_)
-    taken = np.empty(max_g, np.bool_)
-    match = np.empty((n_area, n_thr, max_d), np.int64)  # matched position in ``order[a]``, -1 = none
-    thresholds = np.minimum(iou_thresholds, _IOU_CAP)
-    g0, d0 = 0, 0
-    while d0 < n_dt:  # groups without detections contribute only their ground-truth counts
-        key = dt_key[d0]
-        d1 = d0 + 1
-        while d1 < n_dt and dt_key[d1] == key:
-            d1 += 1
-        while g0 < n_gt and gt_key[g0] < key:
-            g0 += 1
-        g1 = g0
-        while g1 < n_gt and gt_key[g1] == key:
-            g1 += 1
-        n_g, n_d = g1 - g0, d1 - d0
-        for d in range(n_d):
-            for j in range(n_g):
-                ious[d, j] = _iou(dt_xywh[d0 + d, 0], dt_xywh[d0 + d, 1], dt_xywh[d0 + d, 2], dt_xywh[d0 + d, 3],
-                                  gt_xywh[g0 + j, 0], gt_xywh[g0 + j, 1], gt_xywh[g0 + j, 2], gt_xywh[g0 + j, 3],
-                                  gt_crowd[g0 + j])
-        for a in range(n_area):
-            # ground truth with ignored last, input order kept within each part (mergesort)
-            k = 0
-            for j in range(n_g):
-                if not gt_ignore[a, g0 + j]:
-                    order[a, k] = j
-                    ig[a, k] = False
-                    k += 1
-            for j in range(n_g):
-                if gt_ignore[a, g0 + j]:
-                    order[a, k] = j
-                    ig[a, k] = True
-                    k += 1
-            # an area range that ignores the same ground truth as an earlier one matches the same way
-            same = -1
-            for a2 in range(a):
-                equal = True
-                for j in range(n_g):
-                    if gt_ignore[a2, g0 + j] != gt_ignore[a, g0 + j]:
-                        equal = False
-                        break
-                if equal:
-                    same = a2
-                    break
-            for t in range(n_thr):
-                if same >= 0:
-                    match[a, t, :n_d] = match[same, t, :n_d]
-                else:
-                    taken[:n_g] = False
-                    for d in range(n_d):
-                        best = thresholds[t]
-                        m = -1
-                        for jj in range(n_g):
-                            gj = order[a, jj]
-                            if taken[jj] and not gt_crowd[g0 + gj]:
-                                continue
-                            if m > -1 and not ig[a, m] and ig[a, jj]:
-                                break
-                            if ious[d, gj] < best:
-                                continue
-                            best = ious[d, gj]
-                            m = jj
-                        if m > -1:
-                            taken[m] = True
-                        match[a, t, d] = m
-                for d in range(n_d):
-                    m = match[a, t, d]
-                    matched = m > -1 and gt_id_nonzero[g0 + order[a, m]]
-                    ignored = m > -1 and ig[a, m]
-                    if not matched and dt_outside[a, d0 + d]:
-                        ignored = True
-                    if ignored:
-                        state[d0 + d, a, t] = IGNORED
-                    elif matched:
-                        state[d0 + d, a, t] = TP
-        d0 = d1
-    return state
+    no_flat, no_start = np.empty(0), np.empty(0, np.int64)
+    return match_groups_with_ious(gt_key, dt_key, 0, gt_crowd, gt_ignore, gt_id_nonzero, dt_outside,
+                                  iou_thresholds, gt_xywh, dt_xywh, no_flat, no_start)
 
 
 @njit(cache=True)
