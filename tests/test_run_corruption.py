@@ -112,6 +112,8 @@ FIELDS = {
         "schema-2": _rewrite_json(_set("schema_version", 2)),
         "images-count-off": _rewrite_json(lambda d: d["counts"].update(images=d["counts"]["images"] + 1)),
         "iou-text": _rewrite_json(_set("config", "iou", "half")),
+        "iou-zero": _rewrite_json(_set("config", "iou", 0)),
+        "confidence-above-1": _rewrite_json(_set("config", "confidence", 1.5)),
         "inputs-list": _rewrite_json(_set("inputs", [])),
         "unfinished": _rewrite_json(_set("status", "writing")),
     },

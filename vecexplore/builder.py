@@ -37,7 +37,6 @@ from typing import Any
 import numpy as np
 
 from vecexplore.embed.pipeline import EmbedConfig
-from vecexplore.errors import ConfigError
 from vecexplore.io.source import DatasetSource
 from vecexplore.mapping.config import MapConfig
 from vecexplore.mapping.hierarchy import TREE_FILE
@@ -79,10 +78,11 @@ class BuildConfig:
     scan_workers: int | None = None
 
     def __post_init__(self):
-        if not 0.0 < self.iou <= 1.0:
-            raise ConfigError(f"--iou must be in (0, 1], got {self.iou}")
-        if self.confidence is not None and not 0.0 <= self.confidence <= 1.0:
-            raise ConfigError(f"--conf must be in [0, 1], got {self.confidence}")
+        from vecexplore.eval.operating_point import OperatingPoint
+
+        point = OperatingPoint(self.iou, self.confidence)
+        object.__setattr__(self, "iou", point.iou)  # frozen: the checked floats replace what was given
+        object.__setattr__(self, "confidence", point.confidence)
 
 
 @dataclass

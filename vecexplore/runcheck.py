@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from vecexplore.eval.operating_point import valid_confidence, valid_iou
 from vecexplore.store import MANIFEST, REBUILD_HINT, Run, broken_file, json_kind
 
 log = logging.getLogger(__name__)
@@ -131,10 +132,10 @@ def _check_manifest(run: Run) -> tuple[int, int]:
             raise broken_file(path, f'"counts.{key}" is {_what(counts.get(key))}, expected a count')
     config = manifest["config"]
     iou = config.get("iou")
-    if iou is not None and not (_is_number(iou) and 0 < iou <= 1):
+    if iou is not None and not valid_iou(iou):
         raise broken_file(path, f'"config.iou" is {_what(iou)}, expected a number in (0, 1]')
     conf = config.get("confidence")
-    if conf is not None and not (_is_number(conf) and 0 <= conf <= 1):
+    if conf is not None and not valid_confidence(conf):
         raise broken_file(path, f'"config.confidence" is {_what(conf)}, expected null or a number in [0, 1]')
     root = manifest["inputs"].get("images_root")
     if root is not None and not isinstance(root, str):

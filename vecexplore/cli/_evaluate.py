@@ -26,8 +26,9 @@ def run_evaluate(*, gt, pred, images, format, names, clip: bool, no_clip: bool, 
     dataset = load_dataset(source, check_images=False, progress=sys.stderr.isatty())
     if dataset.task == "classification" and iou != 0.5:
         raise ConfigError("--iou applies to detection only; this is a classification dataset")
-    if iou <= 0:
-        raise ConfigError(f"--iou must be in (0, 1], got {iou}")
+    from vecexplore.eval.operating_point import OperatingPoint
+
+    OperatingPoint(iou, conf)
     result = evaluate(dataset, iou=iou, confidence=conf, iou_type=iou_type)
     if sys.stdout.isatty():  # headings in bold through rich
         from rich.console import Console

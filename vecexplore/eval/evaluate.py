@@ -29,6 +29,7 @@ from vecexplore.errors import ConfigError
 from vecexplore.eval import classification as cls_mod
 from vecexplore.eval.confusion import ConfusionMatrix
 from vecexplore.eval.matching import Matching, match_detections
+from vecexplore.eval.operating_point import check_confidence
 from vecexplore.eval.outcomes import (
     ERROR_TYPE_NAMES,
     FP_TYPES,
@@ -92,12 +93,6 @@ def evaluate(dataset: Dataset, *, iou: float = 0.5, confidence: float | None = N
     return DetectionEvaluation._build(dataset, iou, confidence, {"iou_type": iou_type})
 
 
-def _check_confidence(confidence: float) -> float:
-    c = float(confidence)
-    if not (math.isfinite(c) and 0.0 <= c <= 1.0):
-        raise ConfigError(f"confidence threshold must be in [0, 1], got {confidence}")
-    return c
-
 
 @dataclass(frozen=True, eq=False)
 class Evaluation:
@@ -159,7 +154,7 @@ class DetectionEvaluation(Evaluation):
             best, _ = sweep.optimal()
             c = 0.0 if math.isnan(best) else best
         else:
-            c = _check_confidence(confidence)
+            c = check_confidence(confidence)
         return cls(dataset=dataset, confidence=c, confidence_is_default=default, sweep=sweep, iou=iou,
                    matching=matching, outcomes=resolve_outcomes(matching, confidence=c), _shared=shared)
 
@@ -322,7 +317,7 @@ class ClassificationEvaluation(Evaluation):
     @classmethod
     def _build(cls, dataset: Dataset, arrays: dict, sweep: Sweep, confidence: float | None):
         default = confidence is None
-        c = 0.0 if default else _check_confidence(confidence)
+        c = 0.0 if default else check_confidence(confidence)
         accepted = cls_mod.accepted_prediction(arrays["prediction"], arrays["score"], c)
         label = arrays["label"]
         use = (label >= 0) & (accepted >= 0)

@@ -60,6 +60,7 @@ import numpy as np
 
 from vecexplore.errors import ConfigError, ValidationError
 from vecexplore.eval.iou import pair_iou
+from vecexplore.eval.operating_point import check_iou
 from vecexplore.eval.outcomes import PredOutcome
 from vecexplore.types import Boxes
 
@@ -190,13 +191,11 @@ def match_detections(gt: Boxes, pred: Boxes, *, iou: float, num_images: int,
         iou_type: ``"bbox"`` (box IoU) or ``"segm"`` (mask IoU of ``Boxes.rle``,
             pycocotools' ``maskUtils.iou``; see :mod:`vecexplore.eval.segm`).
     """
-    iou = float(iou)
+    iou = check_iou(iou)
     if iou_type not in ("bbox", "segm"):
         raise ConfigError(f"iou_type must be 'bbox' or 'segm', got {iou_type!r}")
     if iou_type == "segm" and (gt.rle is None or pred.rle is None):
         raise ConfigError("iou_type 'segm' needs masks on both the ground truth and the predictions")
-    if not 0.0 < iou <= 1.0:
-        raise ConfigError(f"iou threshold must be in (0, 1], got {iou}")
     if not pred.is_prediction:
         raise ValidationError("match_detections: predictions must carry scores")
     n, m = len(pred), len(gt)
