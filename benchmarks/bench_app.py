@@ -4,7 +4,7 @@
 
 Writes a synthetic run directory (default 100k images, ~1M predictions from
 ``benchmarks/coco_synth.py``) without CLIP: the evaluation, objects and slice
-tables are the real ones (``vecexplore.runtables``, ``mapping.slices``,
+tables are the real ones (``vecexplore.store.tables``, ``mapping.slices``,
 ``store.write_run``); the map is 60 Gaussian blobs in 2-D with the blob as the
 cluster (5% noise); every image shares one real 160 px JPEG thumbnail; image
 files do not exist (the image route serves its placeholder). Then times:
@@ -61,8 +61,9 @@ def write_synthetic_run(out: Path, *, images: int, seed: int = 0) -> dict:
     from vecexplore.eval.evaluate import evaluate
     from vecexplore.mapping.slices import slice_table
     from vecexplore.properties import PIXEL_PROPERTIES
-    from vecexplore.runtables import image_table, object_table, sweep_json
     from vecexplore.store import MANIFEST, SCHEMA_VERSION, write_run
+    from vecexplore.store.layout import CLUSTERS, IMAGES, LABEL_ISSUES, OBJECTS
+    from vecexplore.store.tables import image_table, object_table, sweep_json
 
     timings = {}
     t = time.perf_counter()
@@ -85,13 +86,13 @@ def write_synthetic_run(out: Path, *, images: int, seed: int = 0) -> dict:
                                class_names=list(ds.categories.names))
         table = image_table(ds, per_image, xy, labels, np.ones(n, np.float32), np.ones(n, bool),
                             [None] * n, [f"{i:040x}" for i in range(n)], props)
-        writer.write_table("images", table)
-        writer.write_table("objects", object_table(ds, ev.objects))
-        writer.write_table("clusters", clusters)
-        from vecexplore.analysis.label_issues import LABEL_ISSUES_FILE, label_issues
+        writer.write_table(IMAGES, table)
+        writer.write_table(OBJECTS, object_table(ds, ev.objects))
+        writer.write_table(CLUSTERS, clusters)
+        from vecexplore.analysis.label_issues import label_issues
 
         t_labels = time.perf_counter()
-        writer.write_table(LABEL_ISSUES_FILE, label_issues(ev))  # as build's "labels" stage does
+        writer.write_table(LABEL_ISSUES, label_issues(ev))  # as build's "labels" stage does
         t_labels = time.perf_counter() - t_labels
         writer.write_array("embeddings.npy", np.zeros((n, 8), np.float32))
         thumb = _thumbnail()

@@ -28,7 +28,7 @@ from vecexplore.analysis.quality import (
     sweep_for,
 )
 from vecexplore.eval.evaluate import evaluate
-from vecexplore.runtables import object_table
+from vecexplore.store.tables import object_table
 
 
 def _best(fn, repeat: int) -> float:

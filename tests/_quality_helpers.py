@@ -9,7 +9,7 @@ from vecexplore.analysis.quality import RunTables
 from vecexplore.eval.evaluate import evaluate
 from vecexplore.mapping.slices import slice_table
 from vecexplore.properties import table_properties
-from vecexplore.runtables import object_table
+from vecexplore.store.tables import object_table
 from vecexplore.types import Boxes, Categories, Dataset, ImageTable, Labels
 
 PIXEL = ("brightness", "contrast", "sharpness", "colorfulness")

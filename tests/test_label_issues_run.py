@@ -11,7 +11,6 @@ import pytest
 
 from vecexplore.analysis.label_issues import (
     COLUMNS,
-    LABEL_ISSUES_FILE,
     label_issues,
     of_run,
     to_json,
@@ -33,7 +32,7 @@ def _ev(run):
 def test_the_build_stores_the_label_issues_of_its_operating_point(which, request):
     path = request.getfixturevalue(which)[0]
     run = Run(path)
-    assert (path / f"{LABEL_ISSUES_FILE}.parquet").exists()
+    assert (path / "label_issues.parquet").exists()
     stored = of_run(run)
     assert list(stored.columns) == list(COLUMNS)
     fresh = label_issues(_ev(run))
@@ -59,15 +58,15 @@ def test_info_lists_the_likely_ones_and_an_older_run_computes_them(which, reques
     json.dumps(summary)  # JSON-safe
     old = tmp_path / "old"
     shutil.copytree(path, old)
-    (old / f"{LABEL_ISSUES_FILE}.parquet").unlink()
+    (old / "label_issues.parquet").unlink()
     assert run_summary(open_run(old))["label_issues"] == items
-    assert not (old / f"{LABEL_ISSUES_FILE}.parquet").exists()  # reading never writes
+    assert not (old / "label_issues.parquet").exists()  # reading never writes
 
 
 def test_a_damaged_label_issue_table_is_named(demo_run, tmp_path):
     bad = tmp_path / "bad"
     shutil.copytree(demo_run[0], bad)
-    (bad / f"{LABEL_ISSUES_FILE}.parquet").write_bytes(b"not parquet")
+    (bad / "label_issues.parquet").write_bytes(b"not parquet")
     with pytest.raises(RunStoreError, match=r"label_issues\.parquet"):
         open_run(bad)
 

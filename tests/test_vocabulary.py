@@ -112,3 +112,25 @@ def test_each_concept_is_written_once():
     assert [f for f, t in src.items() if columns.search(t)] == []  # derived from the codes
     assert [f for f, t in src.items() if wilson.search(t)] == ["rates.py"]
     assert sorted(f for f, t in src.items() if iou_formula.search(t)) == ["eval/iou.py"]
+
+
+def test_the_run_files_are_named_only_in_the_layout():
+    """Every file of a run is spelled once, in ``vecexplore.store.layout``; everything
+    else (writer, reader, run check, build, stages, views, info) uses its constant."""
+    import ast
+
+    from vecexplore.store import layout
+
+    names = {v for k, v in vars(layout).items() if k.isupper() and isinstance(v, str) and "." in v[1:]}
+    tables = [v for k, v in vars(layout).items() if k.isupper() and isinstance(v, str) and "." not in v
+              and v not in (layout.EXPORTS, layout.SELECTIONS, layout.TAGS)]
+    names |= {layout.table_file(t) for t in tables}
+    assert {"manifest.json", "images.parquet", "embeddings.npy", "thumbs.bin", "label_issues.parquet"} <= names
+    offenders = []
+    for path in SRC.rglob("*.py"):
+        if path == SRC / "store" / "layout.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value in names:
+                offenders.append(f"{path.relative_to(SRC)}:{node.lineno} {node.value!r}")
+    assert not offenders, "run file names spelled outside store/layout.py:\n" + "\n".join(offenders)

@@ -39,8 +39,18 @@ import numpy as np
 from vecexplore.embed.pipeline import EmbedConfig
 from vecexplore.io.source import DatasetSource
 from vecexplore.mapping.config import MapConfig
-from vecexplore.mapping.hierarchy import TREE_FILE
 from vecexplore.store import MANIFEST, SCHEMA_VERSION, estimate_run_bytes, write_run
+from vecexplore.store.layout import (
+    CATEGORIES,
+    CLASS_SCORES,
+    CLUSTER_TREE,
+    CLUSTERS,
+    EMBEDDINGS,
+    IMAGES,
+    LABEL_ISSUES,
+    METRICS,
+    OBJECTS,
+)
 
 log = logging.getLogger(__name__)
 
@@ -151,11 +161,11 @@ def build_run(config: BuildConfig, *, progress: bool = False) -> BuildResult:
         readable = emb.ok & scan.ok
         with timer.stage("map"):
             xy, labels, prob, tree, map_info = _map(emb.vectors, readable, config.map)
-        from vecexplore.runtables import image_table, object_table
+        from vecexplore.store.tables import image_table, object_table
 
         reasons = np.where(emb.ok, scan.error, emb.error)
         images = image_table(dataset, per_image, xy, labels, prob, readable, reasons, emb.digests, scan.properties)
-        writer.write_table("images", images)
+        writer.write_table(IMAGES, images)
         object_rows = object_table(dataset, ev.objects) if dataset.task == "detection" else None
         with timer.stage("slices"):
             from vecexplore.analysis.quality import RunTables
@@ -166,29 +176,29 @@ def build_run(config: BuildConfig, *, progress: bool = False) -> BuildResult:
                 RunTables(images, object_rows), ev, labels, tree, objects=objects,
                 class_names=list(dataset.categories.names),
             )
-        writer.write_table(TREE_FILE, tree.to_frame())
+        writer.write_table(CLUSTER_TREE, tree.to_frame())
         with timer.stage("labels"):
-            from vecexplore.analysis.label_issues import LABEL_ISSUES_FILE, label_issues
+            from vecexplore.analysis.label_issues import label_issues
 
             issues = label_issues(ev)
-            writer.write_table(LABEL_ISSUES_FILE, issues)
+            writer.write_table(LABEL_ISSUES, issues)
         with timer.stage("analyse"):
             from vecexplore.analysis.stage import write_analysis
 
             write_analysis(writer, ev, images, object_rows, clusters, seed=config.map.seed or 0,
                            label_issues=issues)
         if object_rows is not None:
-            writer.write_table("objects", object_rows)
+            writer.write_table(OBJECTS, object_rows)
         elif dataset.pred.scores is not None:
             scores = np.full((dataset.num_images, len(dataset.categories)), np.nan)
             scores[dataset.pred.image_idx] = dataset.pred.scores
-            writer.write_array("class_scores.npy", scores)
-        writer.write_table("clusters", clusters)
-        writer.write_array("embeddings.npy", emb.vectors)
-        writer.write_json("categories.json", [
+            writer.write_array(CLASS_SCORES, scores)
+        writer.write_table(CLUSTERS, clusters)
+        writer.write_array(EMBEDDINGS, emb.vectors)
+        writer.write_json(CATEGORIES, [
             {"id": int(i), "name": str(n)} for i, n in zip(dataset.categories.ids, dataset.categories.names, strict=True)
         ])
-        writer.write_json("metrics.json", _metrics_json(ev, metrics))
+        writer.write_json(METRICS, _metrics_json(ev, metrics))
         manifest = _manifest(config, dataset, emb, fallback, map_info, timer.timings, readable, report,
                              iou_type=getattr(ev, "iou_type", None))
         writer.write_json(MANIFEST, manifest)
@@ -269,7 +279,7 @@ def _map(vectors: np.ndarray, readable: np.ndarray, map_config: MapConfig):
 
 def _metrics_json(ev, metrics: dict) -> dict:
     """The evaluate --json object plus the sweep curves the app plots."""
-    from vecexplore.runtables import sweep_json
+    from vecexplore.store.tables import sweep_json
 
     return {**metrics, "sweep": sweep_json(ev)}
 

@@ -30,6 +30,7 @@ from __future__ import annotations
 from typing import Any
 
 from vecexplore.store import Run, json_safe
+from vecexplore.store.layout import RECOMMENDATIONS
 
 #: Cluster columns shown by ``info`` (others stay in ``--json``).
 CLUSTER_COLUMNS = ("cluster", "rank", "size", "error_rate", "ci_low", "ci_high", "lift", "dominant_error")
@@ -98,7 +99,7 @@ def run_summary(run: Run, *, max_unreadable: int | None = None) -> dict[str, Any
         unreadable = unreadable[:max_unreadable]
     model = manifest.get("model", {})
     metrics = run.metrics
-    recs = run.json("recommendations.json") if (run.path / "recommendations.json").exists() else []
+    recs = run.json(RECOMMENDATIONS) if (run.path / RECOMMENDATIONS).exists() else []
     out = {
         "run": str(run.path),
         "task": run.task,
@@ -133,9 +134,9 @@ def comparison_summary(run: Run) -> dict[str, Any]:
     ``improvements`` (A's clusters where B's mean error rate rose / fell, surest first; each
     ``{"cluster", "size", "delta", "ci_low", "ci_high", "error_a", "error_b", "sure", "rank",
     "members", "fixed", "regressed", "both_wrong", "both_right"}``)."""
-    from vecexplore.compare.write import COMPARE_FILE
+    from vecexplore.store.layout import COMPARE
 
-    doc = run.json(COMPARE_FILE)
+    doc = run.json(COMPARE)
     return {
         "comparison": {k: doc.get(k) for k in ("a", "b", "deltas", "overall", "changes", "method", "level", "map")},
         "regressions": doc.get("regressions", []),

@@ -25,6 +25,23 @@ import numpy as np
 
 from vecexplore.eval.operating_point import valid_confidence, valid_iou
 from vecexplore.store import MANIFEST, REBUILD_HINT, Run, broken_file, json_kind
+from vecexplore.store.layout import (
+    ANALYSIS,
+    CATEGORIES,
+    CLASS_SCORES,
+    CLUSTER_TREE,
+    CLUSTERS,
+    COMPARE,
+    EMBEDDINGS,
+    IMAGES,
+    LABEL_ISSUES,
+    METRICS,
+    METRICS_B,
+    OBJECTS,
+    OBJECTS_B,
+    RECOMMENDATIONS,
+    table_file,
+)
 
 log = logging.getLogger(__name__)
 
@@ -83,28 +100,28 @@ def validate_run(run: Run) -> list[str]:
     clusters_of_images = _check_images(run, n, k)
     if run.task == "detection":
         counts = run.manifest["counts"]
-        _check_table(run, "objects", OBJECT_COLUMNS, rows=counts["gt"] + counts["pred"],
+        _check_table(run, OBJECTS, OBJECT_COLUMNS, rows=counts["gt"] + counts["pred"],
                      rows_say=f"counts.gt + counts.pred = {counts['gt']} + {counts['pred']}")
-        _check_range(run, "objects", "image_idx", 0, n)
-        _check_range(run, "objects", "class_idx", 0, k)
-    _check_table(run, "clusters", CLUSTER_COLUMNS)
+        _check_range(run, OBJECTS, "image_idx", 0, n)
+        _check_range(run, OBJECTS, "class_idx", 0, k)
+    _check_table(run, CLUSTERS, CLUSTER_COLUMNS)
     clusters = _slice_members(run)
     if clusters != clusters_of_images:
-        raise broken_file(run.path / "clusters.parquet",
+        raise broken_file(run.path / table_file(CLUSTERS),
                           f"lists clusters {_few(clusters - clusters_of_images) or 'none'} that images.parquet has not, "
                           f"and lacks {_few(clusters_of_images - clusters) or 'none'} that it has")
     _check_cluster_tree(run, len(clusters_of_images))
     _check_metrics(run)
     _check_analysis(run)
     _check_recommendations(run, n)
-    if (run.path / "label_issues.parquet").exists():
-        _check_table(run, "label_issues", LABEL_ISSUE_COLUMNS)
-        _check_range(run, "label_issues", "image_idx", 0, n)
-    _check_array(run, "embeddings.npy", rows=n, dim=_int_or_none(run.manifest["model"].get("dim")))
+    if (run.path / table_file(LABEL_ISSUES)).exists():
+        _check_table(run, LABEL_ISSUES, LABEL_ISSUE_COLUMNS)
+        _check_range(run, LABEL_ISSUES, "image_idx", 0, n)
+    _check_array(run, EMBEDDINGS, rows=n, dim=_int_or_none(run.manifest["model"].get("dim")))
     if "comparison" in run.manifest:
         _check_comparison(run, n, k)
-    if (run.path / "class_scores.npy").exists():
-        _check_array(run, "class_scores.npy", rows=n, dim=k, floating=True)
+    if (run.path / CLASS_SCORES).exists():
+        _check_array(run, CLASS_SCORES, rows=n, dim=k, floating=True)
     from vecexplore.thumbs import check_thumbs
 
     warnings = []
@@ -181,13 +198,13 @@ def _check_table(run: Run, name: str, columns: dict[str, str], *, rows: int | No
 def _check_images(run: Run, n: int, k: int) -> set[int]:
     """Check images.parquet; returns the cluster ids its images are in (noise left out)."""
     columns = dict(IMAGE_COLUMNS, **(CLASSIFICATION_COLUMNS if run.task == "classification" else {}))
-    _check_table(run, "images", columns, rows=n, rows_say="counts.images")
-    if not np.array_equal(_column(run, "images", "image_idx"), np.arange(n)):
-        raise broken_file(run.path / "images.parquet", "image_idx is not 0, 1, …, N-1 in row order")
+    _check_table(run, IMAGES, columns, rows=n, rows_say="counts.images")
+    if not np.array_equal(_column(run, IMAGES, "image_idx"), np.arange(n)):
+        raise broken_file(run.path / table_file(IMAGES), "image_idx is not 0, 1, …, N-1 in row order")
     if run.task == "classification":
         for column in ("gt_class_idx", "pred_class_idx"):
-            _check_range(run, "images", column, -1, k)
-    labels = _column(run, "images", "cluster")
+            _check_range(run, IMAGES, column, -1, k)
+    labels = _column(run, IMAGES, "cluster")
     return set(np.unique(labels[labels >= 0]).tolist())
 
 
@@ -197,16 +214,16 @@ def _check_images(run: Run, n: int, k: int) -> set[int]:
 def _slice_members(run: Run) -> set[int]:
     """The clusters clusters.parquet covers: each row's ``members`` (a merged slice, 4+9, lists several;
     runs built before slices merged have one row per cluster and no such column). Each cluster once."""
-    schema, num_rows = _parquet(run, "clusters")
-    path = run.path / "clusters.parquet"
+    schema, num_rows = _parquet(run, CLUSTERS)
+    path = run.path / table_file(CLUSTERS)
     if "members" not in schema.names or num_rows == 0:  # an empty table's column has no type to check
-        return set(_column(run, "clusters", "cluster").tolist())
+        return set(_column(run, CLUSTERS, "cluster").tolist())
     import pyarrow as pa
 
     if not (pa.types.is_list(schema.field("members").type) and pa.types.is_integer(schema.field("members").type.value_type)):
         raise broken_file(path, f"column members is {schema.field('members').type}, expected lists of integers")
-    rows = [[int(m) for m in ms] for ms in _column(run, "clusters", "members")]
-    ids = _column(run, "clusters", "cluster").tolist()
+    rows = [[int(m) for m in ms] for ms in _column(run, CLUSTERS, "members")]
+    ids = _column(run, CLUSTERS, "cluster").tolist()
     flat = [m for ms in rows for m in ms]
     if len(flat) != len(set(flat)) or any(not ms or int(c) != min(ms) for c, ms in zip(ids, rows, strict=True)):
         raise broken_file(path, "members do not partition the clusters (each slice is named by its smallest cluster)")
@@ -216,16 +233,16 @@ def _slice_members(run: Run) -> set[int]:
 def _check_cluster_tree(run: Run, n_clusters: int) -> None:
     """cluster_tree.parquet (optional: older runs have none) is a hierarchy over the run's clusters."""
     from vecexplore.errors import ValidationError
-    from vecexplore.mapping.hierarchy import TREE_COLUMNS, TREE_FILE, ClusterTree
+    from vecexplore.mapping.hierarchy import TREE_COLUMNS, ClusterTree
 
-    if not (run.path / f"{TREE_FILE}.parquet").exists():
+    if not (run.path / table_file(CLUSTER_TREE)).exists():
         return
     kinds = {"node": "int", "parent": "int", "size": "int", "lambda_birth": "float"}
-    _check_table(run, TREE_FILE, {c: kinds[c] for c in TREE_COLUMNS})
-    path = run.path / f"{TREE_FILE}.parquet"
+    _check_table(run, CLUSTER_TREE, {c: kinds[c] for c in TREE_COLUMNS})
+    path = run.path / table_file(CLUSTER_TREE)
     import pandas as pd
 
-    frame = pd.DataFrame({c: _column(run, TREE_FILE, c) for c in TREE_COLUMNS})
+    frame = pd.DataFrame({c: _column(run, CLUSTER_TREE, c) for c in TREE_COLUMNS})
     try:
         tree = ClusterTree.from_frame(frame, n_clusters)
     except ValidationError as exc:
@@ -281,20 +298,18 @@ def _is_kind(arrow_type, kind: str) -> bool:
 
 def _check_comparison(run: Run, n: int, k: int) -> None:
     """A run written by ``vecexplore compare``: B's columns, B's objects and metrics, compare.json."""
-    from vecexplore.compare.write import COMPARE_FILE, METRICS_B, OBJECTS_B
-
-    _check_table(run, "images", {"change": "str", "b_error_rate": "float"})
+    _check_table(run, IMAGES, {"change": "str", "b_error_rate": "float"})
     if run.task == "detection":
         _check_table(run, OBJECTS_B, OBJECT_COLUMNS)
         _check_range(run, OBJECTS_B, "image_idx", 0, n)
         _check_range(run, OBJECTS_B, "class_idx", 0, k)
     _document(run, METRICS_B, dict)
-    doc = _document(run, COMPARE_FILE, dict)
+    doc = _document(run, COMPARE, dict)
     for key in ("regressions", "improvements"):
         rows = doc.get(key)
         if not isinstance(rows, list) or not all(isinstance(r, dict) and isinstance(r.get("members"), list)
                                                  for r in rows):
-            raise broken_file(run.path / COMPARE_FILE, f'"{key}" is not a list of clusters')
+            raise broken_file(run.path / COMPARE, f'"{key}" is not a list of clusters')
 
 
 # ---------------------------------------------------------------- arrays
@@ -314,8 +329,8 @@ def _check_array(run: Run, name: str, *, rows: int, dim: int | None = None, floa
 
 
 def _check_categories(run: Run, k: int) -> None:
-    path = run.path / "categories.json"
-    cats = run.json("categories.json")
+    path = run.path / CATEGORIES
+    cats = run.json(CATEGORIES)
     if not isinstance(cats, list):
         raise broken_file(path, f"a JSON {json_kind(cats)}, expected a list of {{\"id\", \"name\"}}")
     for i, c in enumerate(cats):
@@ -328,8 +343,8 @@ def _check_categories(run: Run, k: int) -> None:
 
 
 def _check_metrics(run: Run) -> None:
-    path = run.path / "metrics.json"
-    metrics = _document(run, "metrics.json", dict)
+    path = run.path / METRICS
+    metrics = _document(run, METRICS, dict)
     if metrics.get("task") != run.task:
         raise broken_file(path, f'"task" is {_what(metrics.get("task"))}, the run is {run.task}')
     for key, kind in METRICS_BLOCKS[run.task].items():
@@ -343,10 +358,10 @@ def _check_metrics(run: Run) -> None:
 
 
 def _check_analysis(run: Run) -> None:
-    if not (run.path / "analysis.json").exists():
+    if not (run.path / ANALYSIS).exists():
         return
-    path = run.path / "analysis.json"
-    analysis = _document(run, "analysis.json", dict)
+    path = run.path / ANALYSIS
+    analysis = _document(run, ANALYSIS, dict)
     op = analysis.get("operating_point")
     if op is not None and not isinstance(op, dict):
         raise broken_file(path, f'"operating_point" is {_what(op)}, expected an object')
@@ -357,10 +372,10 @@ def _check_analysis(run: Run) -> None:
 
 
 def _check_recommendations(run: Run, n: int) -> None:
-    if not (run.path / "recommendations.json").exists():
+    if not (run.path / RECOMMENDATIONS).exists():
         return
-    path = run.path / "recommendations.json"
-    recs = _document(run, "recommendations.json", list)
+    path = run.path / RECOMMENDATIONS
+    recs = _document(run, RECOMMENDATIONS, list)
     for i, rec in enumerate(recs):
         if not isinstance(rec, dict):
             raise broken_file(path, f"entry {i} is {_what(rec)}, expected an object")

@@ -25,9 +25,8 @@ import numpy as np
 
 from vecexplore.atomic import atomic_write_json
 from vecexplore.errors import ConfigError, RunStoreError
+from vecexplore.store.layout import SELECTIONS, TAGS
 
-SELECTIONS_DIR = "selections"
-TAGS_DIR = "tags"
 FORMAT = 1
 _NAME_RE = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9 ._-]{0,63}")
 
@@ -76,7 +75,7 @@ def _read(path: Path, key: str) -> dict:
 def save_selection(run, name: str, image_idx, *, how: str = "", overwrite: bool = True) -> Path:
     """Write ``image_idx`` (of ``run``) as ``RUN/selections/<name>.json``; returns the path."""
     name = check_name(name)
-    path = Path(run.path) / SELECTIONS_DIR / f"{name}.json"
+    path = Path(run.path) / SELECTIONS / f"{name}.json"
     if path.exists() and not overwrite:
         raise ConfigError(f"{path}: a selection named {name!r} exists")
     idx = np.unique(np.asarray(image_idx, np.int64))
@@ -89,7 +88,7 @@ def save_selection(run, name: str, image_idx, *, how: str = "", overwrite: bool 
 def list_selections(run) -> list[dict]:
     """Every saved selection: ``{"name", "images", "how", "created"}``, by name; a damaged file is
     listed with ``"error"`` instead of being skipped silently."""
-    folder = Path(run.path) / SELECTIONS_DIR
+    folder = Path(run.path) / SELECTIONS
     out = []
     for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
         try:
@@ -109,7 +108,7 @@ def load_selection(run, name: str) -> np.ndarray:
         RunStoreError: the file is damaged or names images the run lacks.
     """
     name = check_name(name)
-    path = Path(run.path) / SELECTIONS_DIR / f"{name}.json"
+    path = Path(run.path) / SELECTIONS / f"{name}.json"
     if not path.is_file():
         have = ", ".join(s["name"] for s in list_selections(run)) or "none"
         raise ConfigError(f"no saved selection {name!r} in {run.path} (saved: {have})")
@@ -117,7 +116,7 @@ def load_selection(run, name: str) -> np.ndarray:
 
 
 def delete_selection(run, name: str) -> None:
-    path = Path(run.path) / SELECTIONS_DIR / f"{check_name(name)}.json"
+    path = Path(run.path) / SELECTIONS / f"{check_name(name)}.json"
     path.unlink(missing_ok=True)
 
 
@@ -131,7 +130,7 @@ def _tag_lock(run):
 
     @contextlib.contextmanager
     def locked():
-        folder = Path(run.path) / TAGS_DIR
+        folder = Path(run.path) / TAGS
         folder.mkdir(parents=True, exist_ok=True)
         with open(folder / ".lock", "a+") as fh:
             fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
@@ -145,7 +144,7 @@ def _tag_lock(run):
 def tag_images(run, tag: str, image_idx, *, remove: bool = False) -> int:
     """Add (or with ``remove``, take away) ``tag`` on ``image_idx``; returns the images tagged after."""
     tag = check_name(tag, what="tag")
-    path = Path(run.path) / TAGS_DIR / f"{tag}.json"
+    path = Path(run.path) / TAGS / f"{tag}.json"
     ids = set(run.images["image_id"].to_numpy(np.int64)[np.unique(np.asarray(image_idx, np.int64))].tolist())
     with _tag_lock(run):
         have = set(_read(path, "tag")["image_ids"]) if path.is_file() else set()
@@ -163,12 +162,12 @@ def load_tags(run) -> dict[str, np.ndarray]:
     Raises:
         RunStoreError: a tag file is damaged (named).
     """
-    folder = Path(run.path) / TAGS_DIR
+    folder = Path(run.path) / TAGS
     out = {}
     for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
         out[path.stem] = _ids_to_idx(run, _read(path, "tag")["image_ids"], path)
     return out
 
 
-__all__ = ["SELECTIONS_DIR", "TAGS_DIR", "check_name", "delete_selection", "list_selections", "load_selection",
+__all__ = ["check_name", "delete_selection", "list_selections", "load_selection",
            "load_tags", "save_selection", "tag_images"]

@@ -35,6 +35,7 @@ import numpy as np
 from vecexplore.atomic import atomic_write_array
 from vecexplore.progress import progress_bar
 from vecexplore.properties import PIXEL_PROPERTIES, analysis_image, pixel_properties
+from vecexplore.store.layout import THUMBS_DATA, THUMBS_INDEX
 
 log = logging.getLogger(__name__)
 
@@ -105,7 +106,7 @@ def scan_images(
     workers = min(4, os.cpu_count() or 1) if workers is None else workers
     chunks = [paths[i : i + _CHUNK] for i in range(0, n, _CHUNK)]
     offset = 0
-    with open(out_dir / "thumbs.bin", "wb") as packed, progress_bar(
+    with open(out_dir / THUMBS_DATA, "wb") as packed, progress_bar(
         "thumbnails", total=n, unit="img", enabled=progress
     ) as bar:
         if workers > 0 and len(chunks) > 1:
@@ -132,7 +133,7 @@ def scan_images(
         finally:
             if pool is not None:
                 pool.shutdown(cancel_futures=True)
-    atomic_write_array(out_dir / "thumbs.npy", index)
+    atomic_write_array(out_dir / THUMBS_INDEX, index)
     log.info("thumbnails: %d written, %d undecodable", int(ok.sum()), int(n - ok.sum()))
     return ScanResult(properties=props, ok=ok, error=error)
 
@@ -199,7 +200,7 @@ class _Damaged(Exception):
 
 def _open_store(run_dir: Path, num_images: int | None) -> tuple[np.ndarray, np.ndarray]:
     """``(index (N, 2) int64, packed bytes memmap)``; raises :class:`_Damaged` saying why."""
-    index_path, data_path = run_dir / "thumbs.npy", run_dir / "thumbs.bin"
+    index_path, data_path = run_dir / THUMBS_INDEX, run_dir / THUMBS_DATA
     try:
         index = np.load(index_path, allow_pickle=False)
     except FileNotFoundError:
@@ -240,15 +241,15 @@ def check_thumbs(run_dir: str | Path, num_images: int | None = None) -> str | No
         return str(exc)
     present = np.flatnonzero(index[:, 1] > 0)
     if ((index[:, 0] < 0) | (index[:, 1] < 0)).any():
-        return f"{run_dir / 'thumbs.npy'}: negative offsets or lengths"
+        return f"{run_dir / THUMBS_INDEX}: negative offsets or lengths"
     ends = index[present, 0] + index[present, 1]
     if len(present) and int(ends.max()) > len(data):
         n_out = int((ends > len(data)).sum())
-        return f"{run_dir / 'thumbs.bin'}: {n_out} of {len(present)} thumbnails lie past its end ({len(data)} bytes); truncated"
+        return f"{run_dir / THUMBS_DATA}: {n_out} of {len(present)} thumbnails lie past its end ({len(data)} bytes); truncated"
     sample = present[np.unique(np.linspace(0, len(present) - 1, min(_SAMPLED, len(present))).astype(np.int64))]
     bad = [int(i) for i in sample if _record(index, data, int(i)) is None]
     if bad:
-        return f"{run_dir / 'thumbs.bin'}: thumbnails {bad} are not JPEG images; damaged"
+        return f"{run_dir / THUMBS_DATA}: thumbnails {bad} are not JPEG images; damaged"
     return None
 
 

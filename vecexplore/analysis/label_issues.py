@@ -66,6 +66,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from vecexplore.errors import ConfigError
+from vecexplore.store.layout import LABEL_ISSUES, table_file
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +75,6 @@ KINDS = ("wrong_class", "missing", "spurious", "bad_box", "wrong_label")
 COLUMNS = ("image_idx", "image_id", "annotation_id", "kind", "score", "likely", "class_idx",
            "suggested_class_idx", "pred_id", "x", "y", "w", "h")
 #: Run file holding the table (see :mod:`vecexplore.store`).
-LABEL_ISSUES_FILE = "label_issues"
 
 
 @dataclass(frozen=True)
@@ -123,8 +123,8 @@ def of_run(run, *, ev=None):
     """
     cache = run._cache
     if "label_issues" not in cache:
-        if (run.path / f"{LABEL_ISSUES_FILE}.parquet").exists():
-            cache["label_issues"] = run.table(LABEL_ISSUES_FILE)
+        if (run.path / table_file(LABEL_ISSUES)).exists():
+            cache["label_issues"] = run.table(LABEL_ISSUES)
         else:
             if ev is None:
                 from vecexplore.eval.evaluate import evaluate
@@ -132,7 +132,7 @@ def of_run(run, *, ev=None):
                 config = run.manifest.get("config", {})
                 kw = {"iou": float(config.get("iou") or 0.5)} if run.task == "detection" else {}
                 ev = evaluate(run.dataset(), confidence=config.get("confidence"), **kw)
-            log.info("%s: no %s.parquet (an older run); label issues computed now", run.path, LABEL_ISSUES_FILE)
+            log.info("%s: no %s (an older run); label issues computed now", run.path, table_file(LABEL_ISSUES))
             cache["label_issues"] = label_issues(ev)
     return cache["label_issues"]
 

@@ -197,10 +197,10 @@ def table_slice_labels(table, labels: np.ndarray) -> np.ndarray:
 def read_tree(run) -> ClusterTree | None:
     """The run's cluster hierarchy, or None for a run built before it was stored."""
     from vecexplore.errors import RunStoreError
-    from vecexplore.mapping.hierarchy import TREE_FILE
+    from vecexplore.store.layout import CLUSTER_TREE
 
     try:
-        frame = run.table(TREE_FILE)
+        frame = run.table(CLUSTER_TREE)
     except RunStoreError:
         return None
     labels = run.images["cluster"].to_numpy(np.int64)

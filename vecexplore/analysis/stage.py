@@ -27,11 +27,10 @@ from vecexplore.analysis.describe import describe_images
 from vecexplore.analysis.quality import RunTables, property_importance
 from vecexplore.analysis.recommend import RecommendConfig, recommend
 from vecexplore.analysis.slicing import members_of
+from vecexplore.store.layout import ANALYSIS, RECOMMENDATIONS
 
 log = logging.getLogger(__name__)
 
-ANALYSIS_FILE = "analysis.json"
-RECOMMENDATIONS_FILE = "recommendations.json"
 
 
 def analyse(ev, images, objects, clusters, *, seed: int = 0, label_issues=None,
@@ -72,5 +71,5 @@ def analyse(ev, images, objects, clusters, *, seed: int = 0, label_issues=None,
 def write_analysis(writer, ev, images, objects, clusters, *, seed: int = 0, label_issues=None) -> None:
     """Run :func:`analyse` and write its two files with ``writer.write_json`` (atomic)."""
     analysis, recs = analyse(ev, images, objects, clusters, seed=seed, label_issues=label_issues)
-    writer.write_json(ANALYSIS_FILE, analysis)
-    writer.write_json(RECOMMENDATIONS_FILE, recs)
+    writer.write_json(ANALYSIS, analysis)
+    writer.write_json(RECOMMENDATIONS, recs)

@@ -60,12 +60,13 @@ class Comparison:
 def load_comparison(data) -> Comparison:
     """The :class:`Comparison` of a loaded comparison run (``data``: its :class:`~vecexplore.app.data.RunData`)."""
     from vecexplore.app.data import ObjectIndex
-    from vecexplore.compare.write import B_PREFIX, COMPARE_FILE, OBJECTS_B
+    from vecexplore.compare.write import B_PREFIX
     from vecexplore.eval.evaluate import evaluate
+    from vecexplore.store.layout import COMPARE, OBJECTS_B
     from vecexplore.types import Boxes, Labels
 
     run, ds = data.run, data.dataset
-    doc = run.json(COMPARE_FILE)
+    doc = run.json(COMPARE)
     images = run.images
     n = ds.num_images
     if data.task == "detection":

@@ -52,6 +52,8 @@ from typing import Any
 
 import numpy as np
 
+from vecexplore.store.layout import EXPORTS
+
 log = logging.getLogger(__name__)
 
 #: Longest side of a served full image, in pixels.
@@ -61,7 +63,6 @@ JPEG_QUALITY = 90
 #: Browser cache lifetime of thumbnails and full images (seconds); ETags revalidate after.
 CACHE_SECONDS = 86400
 #: Sub-directory of a run where page exports are written and served from.
-EXPORTS_DIR = "exports"
 #: Content types of the export files the route serves, by suffix; other suffixes are 404.
 EXPORT_TYPES: dict[str, str] = {
     ".json": "application/json",
@@ -246,7 +247,7 @@ class RunFiles:
         digests = images["digest"].to_numpy(object) if "digest" in images else np.full(len(images), "", object)
         run_tag = hashlib.sha1(str(data.run.manifest.get("created", "")).encode()).hexdigest()[:8]
         self.digests = np.array([d if d else f"run-{run_tag}-{i}" for i, d in enumerate(digests)], dtype=object)
-        self.exports_dir = Path(data.run.path) / EXPORTS_DIR
+        self.exports_dir = Path(data.run.path) / EXPORTS
         # Defence in depth: the build refused images outside the root; check again at serve time.
         inputs = data.run.manifest.get("inputs", {})
         self.allow_outside_root = bool(inputs.get("allow_outside_root", False))
@@ -423,7 +424,6 @@ def route_patterns_lazy(files: Callable[[], RunFiles], *, url_base: str) -> list
 
 __all__ = [
     "CACHE_SECONDS",
-    "EXPORTS_DIR",
     "EXPORT_TYPES",
     "MAX_SIDE",
     "Rendered",

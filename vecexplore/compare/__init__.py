@@ -6,6 +6,6 @@
 * :mod:`~vecexplore.compare.write`: the comparison run.
 """
 
-from vecexplore.compare.write import COMPARE_FILE, compare_runs, is_comparison
+from vecexplore.compare.write import compare_runs, is_comparison
 
-__all__ = ["COMPARE_FILE", "compare_runs", "is_comparison"]
+__all__ = ["compare_runs", "is_comparison"]

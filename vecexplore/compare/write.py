@@ -38,12 +38,10 @@ from vecexplore.compare.match import align_images
 from vecexplore.errors import ConfigError, RunStoreError
 from vecexplore.eval.outcomes import IMAGE_INT_COLUMNS, IMAGE_RATE_COLUMNS
 from vecexplore.store import MANIFEST, write_run
+from vecexplore.store.layout import COMPARE, IMAGES, METRICS_B, OBJECTS_B, table_file
 
 log = logging.getLogger(__name__)
 
-COMPARE_FILE = "compare.json"
-OBJECTS_B = "objects_b"
-METRICS_B = "metrics_b.json"
 #: Prefix of B's columns in a comparison run's images table.
 B_PREFIX = "b_"
 #: Columns of B's images table carried into the comparison run (those present).
@@ -53,7 +51,7 @@ B_COLUMNS = {
                        "pred_class_idx", "pred_score"),
 }
 #: A's files that a comparison run does not copy (rewritten, or B's counterpart written).
-_NOT_COPIED = {MANIFEST, "images.parquet"}
+_NOT_COPIED = {MANIFEST, table_file(IMAGES)}
 
 
 @dataclass(frozen=True)
@@ -130,7 +128,7 @@ def compare_runs(run_a: str | Path, run_b: str | Path, out: str | Path, *, force
             if item.name in _NOT_COPIED or not item.is_file():
                 continue  # exports/ and selections/ belong to run A's sessions
             shutil.copy2(item, writer.path(item.name))
-        writer.write_table("images", table)
+        writer.write_table(IMAGES, table)
         if a.task == "detection":
             objects = b.objects.copy()
             inverse = np.empty(len(order), np.int64)
@@ -138,7 +136,7 @@ def compare_runs(run_a: str | Path, run_b: str | Path, out: str | Path, *, force
             objects["image_idx"] = inverse[objects["image_idx"].to_numpy()]
             writer.write_table(OBJECTS_B, objects)
         writer.write_json(METRICS_B, b.metrics)
-        writer.write_json(COMPARE_FILE, document)
+        writer.write_json(COMPARE, document)
         writer.write_json(MANIFEST, manifest)
     log.info("compared %s and %s into %s", a.path, b.path, out)
     return CompareResult(out=out, n_images=len(table), regressions=regressions, improvements=improvements,
@@ -159,4 +157,4 @@ def _num(v) -> bool:
 
 def is_comparison(run) -> bool:
     """Whether ``run`` (a :class:`~vecexplore.store.Run`) was written by :func:`compare_runs`."""
-    return "comparison" in run.manifest and (run.path / COMPARE_FILE).exists()
+    return "comparison" in run.manifest and (run.path / COMPARE).exists()

@@ -44,7 +44,6 @@ if TYPE_CHECKING:
     import pandas as pd
 
 #: The run table that stores the tree (``RUN/cluster_tree.parquet``).
-TREE_FILE = "cluster_tree"
 #: Columns of ``cluster_tree.parquet`` (see :meth:`ClusterTree.to_frame`).
 TREE_COLUMNS = ("node", "parent", "size", "lambda_birth")
 

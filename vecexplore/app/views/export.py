@@ -21,6 +21,7 @@ import numpy as np
 from vecexplore.app import client, ui
 from vecexplore.app.view import View
 from vecexplore.errors import ConfigError, VecexploreError
+from vecexplore.store.layout import EXPORTS
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +59,7 @@ def write_export(run, image_idx: np.ndarray, *, fmt: str, how: str) -> Path:
         raise ConfigError("the selection is empty; nothing to export")
     if fmt == "coco" and run.task != "detection":
         raise ConfigError("coco export is for detection runs; use csv, json or txt")
-    folder = Path(run.path) / "exports"
+    folder = Path(run.path) / EXPORTS
     folder.mkdir(parents=True, exist_ok=True)
     stem = describe_selection(f"{how}-{fmt}" if fmt == "coco" else how, int(image_idx.size))
     for n in range(1, 10_000):

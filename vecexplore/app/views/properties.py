@@ -23,6 +23,7 @@ from vecexplore.app import events as ev
 from vecexplore.app.view import View
 from vecexplore.errors import VecexploreError
 from vecexplore.properties import DESCRIPTIONS, OBJECT_PROPERTIES
+from vecexplore.store.layout import ANALYSIS
 
 _RATES = {"precision": ("precision", "#2f6db5"), "fn_rate": ("FN rate", "#e6ab02"),
           "accuracy": ("accuracy", "#2ca02c")}
@@ -93,7 +94,7 @@ def _same(a: tuple, b: tuple | None) -> bool:
 def default_prop(run, props: list[str]) -> str:
     """The build's strongest property (analysis.json), else the first one stored."""
     try:
-        ranked = [r["prop"] for r in run.json("analysis.json").get("importance", [])]
+        ranked = [r["prop"] for r in run.json(ANALYSIS).get("importance", [])]
     except VecexploreError:
         ranked = []
     return next((p for p in ranked if p in props), props[0] if props else "")

@@ -23,6 +23,7 @@ from vecexplore.app import events as ev
 from vecexplore.app import ui
 from vecexplore.app.view import View
 from vecexplore.errors import RunStoreError
+from vecexplore.store.layout import ANALYSIS, RECOMMENDATIONS
 
 #: Rows on the page (``RecommendConfig.max_total`` is 12).
 MAX_ROWS = 12
@@ -36,11 +37,11 @@ def build_recommendations(run) -> tuple[list[dict], dict | None]:
     Runs built without the analysis stage have neither file: an empty list.
     """
     try:
-        recs = run.json("recommendations.json")
+        recs = run.json(RECOMMENDATIONS)
     except RunStoreError:
         return [], None
     try:
-        op = run.json("analysis.json").get("operating_point")
+        op = run.json(ANALYSIS).get("operating_point")
     except RunStoreError:
         op = None
     return list(recs), op

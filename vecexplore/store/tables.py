@@ -22,6 +22,7 @@ import numpy as np
 
 from vecexplore.errors import ValidationError
 from vecexplore.properties import object_properties, table_properties
+from vecexplore.store.layout import CLASS_SCORES
 
 #: Most points kept per confidence curve in metrics.json (the optimum is always kept).
 MAX_CURVE_POINTS = 400
@@ -119,3 +120,74 @@ def sweep_json(ev) -> dict:
         "overall": _curve_json(ev.sweep.overall),
         "per_class": [_curve_json(c) for c in ev.sweep.per_class],
     }
+
+
+def dataset_of(run):
+    """The evaluated :class:`~vecexplore.types.Dataset` rebuilt from a run's tables (the
+    inverse of :func:`image_table` / :func:`object_table`); see :meth:`vecexplore.store.Run.dataset`."""
+    from vecexplore.types import Boxes, Categories, Dataset, ImageTable, Labels
+
+    images = run.images
+    table = ImageTable(
+        image_id=images["image_id"].to_numpy(),
+        file_name=images["file_name"].to_numpy(object),
+        width=images["width"].to_numpy(),
+        height=images["height"].to_numpy(),
+        split=images["split"].to_numpy(object) if "split" in images else None,
+    )
+    cats = Categories(
+        ids=np.array([c["id"] for c in run.categories], np.int64),
+        names=np.array([c["name"] for c in run.categories], object),
+    )
+    if run.task == "detection":
+        obj = run.objects
+
+        def boxes(rows, predictions: bool):
+            return Boxes(
+                image_idx=rows["image_idx"].to_numpy(),
+                class_idx=rows["class_idx"].to_numpy(),
+                xywh=rows[["x", "y", "w", "h"]].to_numpy(np.float64),
+                object_id=rows["object_id"].to_numpy(),
+                score=rows["score"].to_numpy(np.float64) if predictions else None,
+                iscrowd=rows["iscrowd"].to_numpy(bool),
+                area=rows["area"].to_numpy(np.float64),
+                rle=_masks(rows, table),
+            )
+
+        gt = boxes(obj[obj["kind"] == "gt"], False)
+        pred = boxes(obj[obj["kind"] == "pred"], True)
+    else:
+        has_gt = images["gt_class_idx"].to_numpy() >= 0
+        has_pred = images["pred_class_idx"].to_numpy() >= 0
+        idx = np.arange(len(images))
+        scores_path = run.path / CLASS_SCORES
+        scores = run.array(scores_path.name)[has_pred] if scores_path.exists() else None
+        gt = Labels(image_idx=idx[has_gt], class_idx=images["gt_class_idx"].to_numpy()[has_gt])
+        pred = Labels(
+            image_idx=idx[has_pred],
+            class_idx=images["pred_class_idx"].to_numpy()[has_pred],
+            score=images["pred_score"].to_numpy(np.float64)[has_pred],
+            scores=scores,
+        )
+    inputs = run.manifest.get("inputs", {})
+    ds = Dataset(
+        task=run.task,
+        images=table,
+        categories=cats,
+        gt=gt,
+        pred=pred,
+        images_root=inputs.get("images_root"),
+        boxes_clipped=run.boxes_clipped is True,
+    )
+    return ds
+
+
+def _masks(rows, images) -> np.ndarray | None:
+    """The objects' compressed RLEs from ``mask_counts`` (None unless every row has one)."""
+    if "mask_counts" not in rows or len(rows) == 0 or rows["mask_counts"].isna().any():
+        return None
+    idx = rows["image_idx"].to_numpy()
+    h, w = images.height[idx].tolist(), images.width[idx].tolist()
+    out = np.empty(len(rows), object)
+    out[:] = [{"size": [hi, wi], "counts": bytes(c)} for hi, wi, c in zip(h, w, rows["mask_counts"], strict=True)]
+    return out
