@@ -38,6 +38,31 @@ _TABS = """() => {
 }"""
 
 
+# Each Div's box and the box of the text inside it: text that overflows its Div is cut off.
+_TEXT = """(names) => Object.fromEntries(names.map(n => {
+  const m = Bokeh.documents[0].get_model_by_name(n);
+  const v = m && Bokeh.index.find_one(m);
+  if (!v || !v.el.isConnected || !v.shadow_el) return [n, null];
+  const host = v.el.getBoundingClientRect();
+  const range = document.createRange();
+  range.selectNodeContents(v.shadow_el);
+  const r = range.getBoundingClientRect();
+  return [n, [[host.left, host.top, host.right, host.bottom], [r.left, r.top, r.right, r.bottom]]];
+}))"""
+# The gallery badges: font size of each glyph variant, the widest badge at that size, the tile width.
+_BADGES = """() => {
+  const doc = Bokeh.documents[0];
+  const r = doc.get_model_by_name('gallery-badges'), f = doc.get_model_by_name('gallery');
+  const sizes = [r.glyph, r.selection_glyph, r.nonselection_glyph].map(g => g.text_font_size.value);
+  const texts = doc.get_model_by_name('gallery-source').data.badge;
+  const ctx = document.createElement('canvas').getContext('2d');
+  ctx.font = `${sizes[0]} helvetica`;
+  const widest = Math.max(...Array.from(texts, t => ctx.measureText(String(t)).width));
+  return {sizes, widest, tile: f.inner_width / (f.x_range.end - f.x_range.start)};
+}"""
+CAPTIONS = ["confusion-caption", "gallery-legend", "gallery-caption"]
+
+
 def _inside(box, frame, slack=1.0) -> bool:
     return (box[0] >= frame[0] - slack and box[1] >= frame[1] - slack and box[2] <= frame[2] + slack
             and box[3] <= frame[3] + slack)
@@ -70,6 +95,18 @@ def test_map_tab_gallery_and_detail_fit_the_window(browser, detection, classific
     tabs = boxes["tabs"]
     for title in page.evaluate(_TABS):
         assert _inside(title, tabs), f"a tab title {title} is outside the tab strip {tabs}"
+    # captions and legends are whole: their text lies inside their Div, and the Div inside the window
+    for name, got in page.evaluate(_TEXT, CAPTIONS).items():
+        if got is None:
+            continue
+        div, text = got
+        if text[2] > text[0]:  # not empty
+            assert _inside(text, div, slack=2.0), f"{name}'s text {text} overflows its box {div} at {w}x{h}"
+            assert _inside(div, window), f"{name} {div} is cut off at {w}x{h}"
+    # every badge under the thumbnails fits its tile, selected or not
+    badges = page.evaluate(_BADGES)
+    assert len(set(badges["sizes"])) == 1, badges
+    assert badges["widest"] <= badges["tile"], badges
     # the gallery shows at least two rows of thumbnails
     n_tiles = page.evaluate("() => Bokeh.documents[0].get_model_by_name('gallery-source').get_length()")
     assert n_tiles >= 10, n_tiles

@@ -202,7 +202,9 @@ class GalleryView(View):
                              name=f"gallery-boxes-{pattern}")
         self.badge_text = self.figure.text("x", "by", text="badge", source=self.source, text_align="center",
                                            text_baseline="middle", text_font_size="10.5px", text_color="#333333",
-                                           nonselection_text_alpha=1.0)
+                                           nonselection_text_alpha=1.0, name="gallery-badges")
+        # an explicit selection glyph (not "auto", fixed when the page is built) that _font can resize
+        self.badge_text.selection_glyph = self.badge_text.glyph.clone()
         self.figure.add_tools(HoverTool(renderers=[self.frames], tooltips=[("file", "@file_name"),
                                                                            ("id", "@image_id")]))
         self.sort = Select(value="error", name="gallery-sort", width=130, options=[
@@ -254,7 +256,7 @@ class GalleryView(View):
         self._rows = page.image_idx
         self._longest = max((len(str(b)) for b in tiles["badge"]), default=10)
         self._fit(cols, rows)
-        self._font(cols)
+        self._font(cols, rows)
         self.images.data = {k: tiles[k] for k in ("x", "y", "w", "h", "url")}
         self.source.data = tiles
         self.boxes.data = p["boxes"]
@@ -269,26 +271,38 @@ class GalleryView(View):
         if self.sort.value != p["sort"]:
             self.sort.value = p["sort"]
 
+    def _tile_px(self, cols: int, rows: int) -> float | None:
+        """Screen pixels per tile width when ``cols × rows`` tiles fit the frame (None: size unknown)."""
+        w, h = ui.frame_size(self.figure)
+        if not w or not h:
+            return None
+        return min(w / cols, h / ((rows - 1) * PITCH + LAST + 0.02))
+
     def _fit(self, cols: int, rows: int) -> None:
         """Ranges that fit ``cols × rows`` tiles with as many pixels per data unit across as down
         (square tiles; spare room goes right and below)."""
-        w, h = ui.frame_size(self.figure)
-        height = (rows - 1) * PITCH + LAST + 0.02
-        if not w or not h:
+        ppu = self._tile_px(cols, rows)
+        if ppu is None:
+            height = (rows - 1) * PITCH + LAST + 0.02
             self.figure.x_range.update(start=0, end=cols)
             self.figure.y_range.update(start=0.02 - height, end=0.02)
             return
-        ppu = min(w / cols, h / height)
+        w, h = ui.frame_size(self.figure)
         self.figure.x_range.update(start=0, end=w / ppu)
         self.figure.y_range.update(start=0.02 - h / ppu, end=0.02)
 
-    def _font(self, cols: int) -> None:
-        """Badge text sized so the page's longest badge fits its tile (a character is ~0.58 em wide)."""
-        w, _ = ui.frame_size(self.figure)
-        tile = (w or cols * TILE_PX) / max(cols, 1)
+    def _font(self, cols: int, rows: int) -> None:
+        """Badge text sized so the page's longest badge fits its tile (a character is ~0.58 em wide).
+
+        The tile is the one :meth:`_fit` draws: narrower than ``width / cols`` when the
+        frame's height is what limits it (badges of neighbouring tiles ran into each other).
+        """
+        tile = self._tile_px(cols, rows) or TILE_PX
         size = f"{max(7.0, min(11.0, 0.92 * tile / (0.58 * max(self._longest, 1)))):.1f}px"
-        if self.badge_text.glyph.text_font_size != size:
-            self.badge_text.glyph.text_font_size = size
+        r = self.badge_text  # the selection made copies of the glyph: non-selected badges draw with those
+        for glyph in (r.glyph, r.selection_glyph, r.nonselection_glyph):
+            if glyph is not None and glyph != "auto" and glyph.text_font_size != size:
+                glyph.text_font_size = size
 
     def wire(self, session) -> None:
         def resized(_attr, _old, _new):
@@ -297,7 +311,7 @@ class GalleryView(View):
                 session.emit(ev.SetView.of(gallery_shape=shape))
             else:
                 self._fit(*shape)
-                self._font(shape[0])
+                self._font(*shape)
 
         self.figure.on_change("inner_width", resized)
         self.figure.on_change("inner_height", resized)
