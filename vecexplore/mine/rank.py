@@ -4,10 +4,13 @@
 Method (every search through :mod:`vecexplore.mine.index`, i.e. FAISS):
 
 1. **Candidates.** The pool is indexed; each selected run image asks for its
-   ``m`` most similar pool images, ``m = max(16, ⌈4·top / |selection|⌉)``
-   (doubled until the union holds at least ``top`` images or the whole pool).
+   ``m`` most similar pool images, ``m = max(16, ⌈4·top / |selection|⌉)``,
+   doubled until the union holds ``8·top`` images or the whole pool (the
+   neighbourhoods of a tight selection overlap: widening keeps the vote from
+   choosing among too few).
    Pool images near no selected image are never candidates: they would lose
-   the vote below anyway.
+   the vote below anyway (a weak match, with a vote well under 1/2, can be
+   missed this way; the tests check that strong ones never are).
 2. **Vote.** The run (every embedded image, selected or not) is indexed; each
    candidate takes its ``k`` nearest run images (``neighbors``, default 10) and
    its *vote* is the similarity-weighted share of them that are in the selection:
@@ -38,6 +41,8 @@ DEFAULT_NEIGHBORS = 10
 #: Temperature of the similarity weights of the vote.
 TAU = 0.05
 _MIN_PER_QUERY = 16
+#: Candidates scored per result asked for (the candidate search widens until it has them).
+_CANDIDATES_PER_RESULT = 8
 
 
 @dataclass(frozen=True)
@@ -102,7 +107,7 @@ def _candidates(pool: VectorIndex, queries: np.ndarray, top: int) -> np.ndarray:
     while True:
         _, ids = pool.search(queries, min(per_query, pool.n))
         found = np.unique(ids[ids >= 0])
-        if len(found) >= min(top, pool.n) or per_query >= pool.n:
+        if len(found) >= min(_CANDIDATES_PER_RESULT * top, pool.n) or per_query >= pool.n:
             return found
         per_query *= 2
 
