@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 from vecexplore.errors import ConfigError
-from vecexplore.mine.index import build_index
-from vecexplore.mine.rank import TAU, knn_vote, rank_pool
+from vecexplore.mining.index import build_index
+from vecexplore.mining.rank import TAU, knn_vote, rank_pool
 
 
 def _unit(rng, n, d, *, centers: int = 0, spread: float = 0.3) -> np.ndarray:

@@ -19,7 +19,7 @@ from vecexplore.types import Boxes, Categories, Dataset, ImageTable, Labels
 __version__ = "0.1.0"
 
 #: The curated API, imported from :mod:`vecexplore.api` on first access.
-_API = ("build", "evaluate", "load_dataset", "open_run", "serve")
+_API = ("build", "evaluate", "load_dataset", "mine", "open_run", "serve")
 
 
 def __getattr__(name: str):
@@ -45,6 +45,7 @@ __all__ = [
     "build",
     "evaluate",
     "load_dataset",
+    "mine",
     "open_run",
     "serve",
 ]

@@ -41,9 +41,11 @@ def mine_command(
     vectors, an IVF index beyond. Selectors combine as in export (intersection).
     """
     from vecexplore.export import select_images
-    from vecexplore.mine import mine_pool
+    from vecexplore.extras import require
+    from vecexplore.mining import mine_pool
     from vecexplore.runcheck import open_run
 
+    require("embed", "mine", what="mine")  # before any file is read
     show_build_logs(False)
     run = open_run(run_dir)
     selection = select_images(run, clusters=cluster, images_file=images_file, where=where, saved=saved)

@@ -5,13 +5,13 @@ and a pool of unlabeled images go in; the pool images that look most like the
 selection *and not like the rest of the run* come out, best first, with a
 contact sheet. Stages:
 
-1. **pool**: list the pool (:func:`~vecexplore.mine.pool.list_pool`) and embed it
+1. **pool**: list the pool (:func:`~vecexplore.mining.pool.list_pool`) and embed it
    with the run's own model through the embedding cache
-   (:func:`~vecexplore.mine.pool.embed_pool`);
+   (:func:`~vecexplore.mining.pool.embed_pool`);
 2. **rank**: a weighted kNN vote of the run's images on each pool image, every
-   search through FAISS (:mod:`vecexplore.mine.rank`, :mod:`vecexplore.mine.index`);
+   search through FAISS (:mod:`vecexplore.mining.rank`, :mod:`vecexplore.mining.index`);
 3. **write**: the list (txt / csv / label-studio), the contact sheet and the
-   unreadable images, atomically (:mod:`vecexplore.mine.write`).
+   unreadable images, atomically (:mod:`vecexplore.mining.write`).
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ from pathlib import Path
 import numpy as np
 
 from vecexplore.errors import ConfigError, InputError
-from vecexplore.mine.rank import DEFAULT_NEIGHBORS, Ranking
-from vecexplore.mine.write import FORMATS, MineFormat
+from vecexplore.mining.rank import DEFAULT_NEIGHBORS, Ranking
+from vecexplore.mining.write import FORMATS, MineFormat
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +35,7 @@ class MineResult:
 
     Attributes:
         paths: the top pool images, best first.
-        scores: ``(len(paths),) float32``, their scores (see :mod:`vecexplore.mine.rank`).
+        scores: ``(len(paths),) float32``, their scores (see :mod:`vecexplore.mining.rank`).
         files: ``{"out", "sheet"}`` and ``"unreadable"`` when some pool images failed.
         n_pool: images in the pool; ``n_cached`` of them came from the embedding cache,
             ``n_embedded`` were embedded now and ``n_failed`` could not be embedded.
@@ -68,9 +68,9 @@ def mine_pool(run, selection: np.ndarray, pool: str | Path, *, k: int, out: str 
         WeightsError: the run's model cannot be loaded.
     """
     from vecexplore.extras import require
-    from vecexplore.mine.pool import embed_pool, list_pool
-    from vecexplore.mine.rank import check_selection, rank_pool
-    from vecexplore.mine.write import write_mined
+    from vecexplore.mining.pool import embed_pool, list_pool
+    from vecexplore.mining.rank import check_selection, rank_pool
+    from vecexplore.mining.write import write_mined
 
     require("embed", "mine", what="mine")
     out = Path(out)

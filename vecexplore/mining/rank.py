@@ -1,7 +1,7 @@
 """Ranking an unlabeled pool by how much each image looks like a selection of a run
 *rather than like the rest of the run*: a weighted k-nearest-neighbour vote.
 
-Method (every search through :mod:`vecexplore.mine.index`, i.e. FAISS):
+Method (every search through :mod:`vecexplore.mining.index`, i.e. FAISS):
 
 1. **Candidates.** The pool is indexed; each selected run image asks for its
    ``m`` most similar pool images, ``m = max(16, ⌈4·top / |selection|⌉)``,
@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from vecexplore.errors import ConfigError
-from vecexplore.mine.index import VectorIndex, build_index
+from vecexplore.mining.index import VectorIndex, build_index
 
 #: Nearest run images that vote on each candidate.
 DEFAULT_NEIGHBORS = 10
