@@ -82,7 +82,7 @@ def _reference_ranking(run, in_sel, pool, top, k):
     """The documented two stages in NumPy: candidates = the union of each selected image's
     m nearest pool images (m doubled until there are 8·top), then the vote on them."""
     sel = run[in_sel]
-    m = max(16, int(np.ceil(4 * top / len(sel))))
+    m = max(16, int(np.ceil(16 * top / len(sel))))
     while True:
         _, ids = _brute(pool, sel, min(m, len(pool)))
         cand = np.unique(ids)

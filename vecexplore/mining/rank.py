@@ -4,7 +4,7 @@
 Method (every search through :mod:`vecexplore.mining.index`, i.e. FAISS):
 
 1. **Candidates.** The pool is indexed; each selected run image asks for its
-   ``m`` most similar pool images, ``m = max(16, ⌈4·top / |selection|⌉)``,
+   ``m`` most similar pool images, ``m = max(16, ⌈16·top / |selection|⌉)``,
    doubled until the union holds ``8·top`` images or the whole pool (the
    neighbourhoods of a tight selection overlap: widening keeps the vote from
    choosing among too few).
@@ -103,7 +103,7 @@ def knn_vote(sims: np.ndarray, ids: np.ndarray, in_selection: np.ndarray) -> tup
 
 def _candidates(pool: VectorIndex, queries: np.ndarray, top: int) -> np.ndarray:
     """Sorted pool rows among the nearest pool images of each query (see the module doc)."""
-    per_query = max(_MIN_PER_QUERY, math.ceil(4 * top / len(queries)))
+    per_query = max(_MIN_PER_QUERY, math.ceil(2 * _CANDIDATES_PER_RESULT * top / len(queries)))
     while True:
         _, ids = pool.search(queries, min(per_query, pool.n))
         found = np.unique(ids[ids >= 0])
