@@ -37,9 +37,10 @@ def write_pool(directory: str | Path, *, n: int, mode: str, share: float = 0.1, 
     return wanted
 
 
-def mode_clusters(run, image_ids, *, purity: float = 0.8) -> list[int]:
-    """The run's clusters of which at least ``purity`` of the images are in ``image_ids``."""
+def mode_clusters(run, file_names, *, purity: float = 0.8) -> list[int]:
+    """The run's clusters of which at least ``purity`` of the images are in ``file_names``
+    (as in planted.json; its ``image_ids`` are 1-based, a classification run's 0-based)."""
     images = run.images
-    hit = images["image_id"].isin(set(image_ids))
+    hit = images["file_name"].isin(set(file_names))
     share = hit.groupby(images["cluster"]).mean()
     return [int(c) for c, s in share.items() if c >= 0 and s >= purity]

@@ -237,6 +237,7 @@ def test_evaluate_works_without_the_extras(tmp_path):
     (("umap", "hdbscan"), ["build", "--out", "{tmp}/run", "--gt", "{gt}", "--pred", "{pred}"], "map"),
     (("bokeh",), ["serve", "{tmp}"], "app"),
     (("torch", "bokeh"), ["demo", "--dir", "{tmp}/demo"], "embed,app"),
+    (("faiss",), ["mine", "{tmp}", "--cluster", "0", "--pool", "{tmp}", "--k", "1", "--out", "{tmp}/o.txt"], "mine"),
 ])
 def test_commands_name_the_missing_extra(tmp_path, blocked, argv, extra):
     gt, pred = _write_coco(tmp_path, 0)

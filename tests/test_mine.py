@@ -29,17 +29,17 @@ from vecexplore.mining.write import SHEET_IMAGES, sheet_path, sheet_size, unread
 from vecexplore.store import Run
 
 
-def _precision_per_mode(run, data, base, *, pool_n, pool_seed):
+def _precision_per_mode(run, data, base, *, pool_n, pool_seed, task="detection"):
     """``{mode: (N, precision in the top N)}`` for every planted mode the run found as a
     cluster (≥ 80 % of a cluster's images of that mode): a mode the run did not
     separate (blur in some small runs) is no failing cluster of it, and is left out."""
     planted = read_planted(data)["modes"]
     out = {}
     for mode in PLANTED_MODES:
-        clusters = mode_clusters(run, planted[mode]["image_ids"])
+        clusters = mode_clusters(run, planted[mode]["file_names"])
         if not clusters:
             continue
-        wanted = set(write_pool(base / f"pool-{mode}", n=pool_n, mode=mode, seed=pool_seed))
+        wanted = set(write_pool(base / f"pool-{mode}", n=pool_n, mode=mode, seed=pool_seed, task=task))
         res = mine_pool(run, select_clusters(run, clusters), base / f"pool-{mode}", k=len(wanted),
                         out=base / f"{mode}.txt", device="cpu", num_workers=0, cache_dir=base / "cache")
         out[mode] = (len(wanted), float(np.mean([p in wanted for p in res.paths])))
@@ -85,8 +85,8 @@ def _cli(args, capsys):
 
 
 def _dark_cluster(run, data) -> list[str]:
-    ids = read_planted(data)["modes"]["dark_small_missed"]["image_ids"]
-    return [a for c in mode_clusters(run, ids) for a in ("--cluster", str(c))]
+    names = read_planted(data)["modes"]["dark_small_missed"]["file_names"]
+    return [a for c in mode_clusters(run, names) for a in ("--cluster", str(c))]
 
 
 def test_cli_formats_sheet_cache_and_bad_images(run, demo_run, pool, tmp_path, capsys):
@@ -211,3 +211,11 @@ def test_vx_mine_is_the_function_after_the_package_is_imported():
     import vecexplore.mining
 
     assert callable(vx.mine) and vx.mine.__module__ == "vecexplore.api"
+
+
+def test_a_classification_run_mines_too(demo_run_classification, tmp_path):
+    run_dir, data = demo_run_classification
+    figures = _precision_per_mode(Run(run_dir), data, tmp_path, pool_n=150, pool_seed=21, task="classification")
+    print(f"classification run seed 0 n=300, pool 150: {figures}")
+    assert figures, "the run separates none of the planted modes"
+    assert all(p >= 0.8 for _, p in figures.values()), figures
