@@ -131,3 +131,31 @@ def test_rank_pool_refuses_what_cannot_be_ranked():
         rank_pool(run, some, pool[:0], top=3)
     with pytest.raises(ConfigError, match="dimension"):
         rank_pool(run, some, _unit(rng, 5, 9), top=3)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_the_vote_contrasts_with_the_rest_where_a_centroid_cannot(seed):
+    """The selection is two blobs A and B; the run's clean blob R lies between them, where
+    their centroid is. Pool images near R are nearest that centroid, yet they look like
+    the rest of the run: the vote ranks the pool's A/B images first, the centroid does not."""
+    rng = np.random.default_rng(seed)
+    d = 64
+    a, b = _unit(rng, 2, d)
+    r = (a + b) / np.linalg.norm(a + b)
+
+    def blob(center, n):
+        x = center + 0.12 * rng.standard_normal((n, d)).astype(np.float32) / np.sqrt(d) * 4
+        return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+
+    run = np.concatenate([blob(a, 60), blob(b, 60), blob(r, 200), _unit(rng, 300, d)])
+    in_sel = np.r_[np.ones(120, bool), np.zeros(500, bool)]
+    n_target = int(rng.integers(20, 40))
+    pool = np.concatenate([blob(a, n_target // 2), blob(b, n_target - n_target // 2), blob(r, 80), _unit(rng, 200, d)])
+    is_target = np.r_[np.ones(n_target, bool), np.zeros(280, bool)]
+    ranking = rank_pool(run, in_sel, pool, top=n_target)
+    vote_precision = is_target[ranking.pool_idx].mean()
+    centroid = run[in_sel].mean(axis=0)
+    centroid_precision = is_target[np.argsort(-(pool @ centroid), kind="stable")[:n_target]].mean()
+    print(f"seed {seed}: precision@{n_target} vote {vote_precision:.2f}, centroid {centroid_precision:.2f}")
+    assert vote_precision >= 0.9
+    assert centroid_precision <= 0.5

@@ -5,8 +5,9 @@
     ev = vx.evaluate(ds)
     run = vx.build(gt="annotations.json", pred="predictions.json", out="runs/exp")
     vx.serve(run)
+    vx.mine(run, cluster=3, pool="unlabeled/", k=500, out="collect.txt")
 
-Importing this package is cheap: the five calls above (see :mod:`vecexplore.api`)
+Importing this package is cheap: the six calls above (see :mod:`vecexplore.api`)
 are resolved on first use, and torch, open_clip, umap, hdbscan and bokeh are
 imported only by the functions that need them.
 """
