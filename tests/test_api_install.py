@@ -185,7 +185,7 @@ def _imported_distributions() -> dict[str, set[str]]:
 
 def test_every_imported_package_is_declared_and_every_declared_one_imported():
     declared = _declared()
-    runtime = declared["core"] | declared["embed"] | declared["map"] | declared["app"]
+    runtime = declared["core"] | declared["embed"] | declared["map"] | declared["app"] | declared["mine"]
     imported = _imported_distributions()
     undeclared = {d: sorted(files) for d, files in imported.items() if d not in runtime}
     assert not undeclared, f"imported but not declared in pyproject.toml: {undeclared}"
@@ -200,7 +200,8 @@ def test_the_core_install_has_no_torch_and_the_extras_add_it():
     assert {"umap-learn", "hdbscan"} <= declared["map"]
     assert {"bokeh"} <= declared["app"]
     doc = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
-    assert doc["all"] == ["vecexplore[embed,map,app]"]
+    assert {"faiss-cpu"} <= declared["mine"]
+    assert doc["all"] == ["vecexplore[embed,map,app,mine]"]
     assert "'.[all,dev]'" in (ROOT / "Makefile").read_text()
 
 
@@ -236,6 +237,7 @@ def test_evaluate_works_without_the_extras(tmp_path):
     (("umap", "hdbscan"), ["build", "--out", "{tmp}/run", "--gt", "{gt}", "--pred", "{pred}"], "map"),
     (("bokeh",), ["serve", "{tmp}"], "app"),
     (("torch", "bokeh"), ["demo", "--dir", "{tmp}/demo"], "embed,app"),
+    (("faiss",), ["mine", "{tmp}", "--cluster", "0", "--pool", "{tmp}", "--k", "1", "--out", "{tmp}/o.txt"], "mine"),
 ])
 def test_commands_name_the_missing_extra(tmp_path, blocked, argv, extra):
     gt, pred = _write_coco(tmp_path, 0)

@@ -1,4 +1,4 @@
-"""The Python API in five calls: load, evaluate, build, open, serve.
+"""The Python API: load, evaluate, build, open, serve, and mine a pool for more of a failure.
 
 ``import vecexplore as vx`` exposes these functions lazily: importing the
 package pulls in no torch, open_clip, umap, hdbscan or bokeh, and each function
@@ -24,6 +24,7 @@ from vecexplore.errors import ConfigError
 if TYPE_CHECKING:
     from vecexplore.app.server import ServerThread
     from vecexplore.eval.evaluate import Evaluation
+    from vecexplore.mining import MineResult
     from vecexplore.store import Run
     from vecexplore.types import Dataset
 
@@ -171,6 +172,52 @@ def open_run(path: str | Path) -> Run:
     return open_checked(path)
 
 
+def mine(
+    run: Any,
+    /,
+    *,
+    pool: str | Path,
+    k: int,
+    out: str | Path,
+    cluster: int | Sequence[int] | None = None,
+    selection: str | Sequence[str] | None = None,
+    images_file: str | Path | None = None,
+    where: str | None = None,
+    format: str = "txt",
+    neighbors: int = 10,
+    device: str = "auto",
+    batch_size: int | None = None,
+    workers: int | None = None,
+    cache_dir: str | Path | None = None,
+    force: bool = False,
+    progress: bool | None = None,
+) -> MineResult:
+    """Find the ``k`` pool images most like a selection of ``run`` (what ``vecexplore mine`` does).
+
+    ``run`` is a run object or directory; the selection is given as in ``export``
+    (``cluster`` ids, saved ``selection`` names, an ``images_file``, a ``where``
+    condition; several combine by intersection). ``pool`` is a folder of images or a
+    text file of paths; it is embedded with the run's model through the embedding
+    cache. Writes ``out`` (``format`` txt, csv or label-studio) and the contact sheet
+    beside it, and returns a :class:`~vecexplore.mining.MineResult` (``paths``,
+    ``scores``, ``files``, cache counts). The method is in :mod:`vecexplore.mining.rank`.
+    """
+    from vecexplore.export import select_images
+    from vecexplore.mining import mine_pool
+
+    opened = run if hasattr(run, "images") else open_run(run)
+    clusters = [cluster] if isinstance(cluster, int) else cluster
+    saved = [selection] if isinstance(selection, str) else selection
+    chosen = select_images(opened, clusters=clusters, images_file=images_file, where=where, saved=saved)
+    if progress is None:
+        import sys
+
+        progress = sys.stderr.isatty()
+    return mine_pool(opened, chosen, pool, k=k, out=out, fmt=format, neighbors=neighbors, device=device,
+                     batch_size=batch_size, num_workers=workers, cache_dir=cache_dir, force=force,
+                     progress=progress)
+
+
 def serve(
     *runs: Any,
     port: int = 5006,
@@ -198,4 +245,4 @@ def serve(
     return ServerThread(paths, port=port, host=host, allow_websocket_origin=allow_websocket_origin)
 
 
-__all__ = ["build", "evaluate", "load_dataset", "open_run", "serve"]
+__all__ = ["build", "evaluate", "load_dataset", "mine", "open_run", "serve"]

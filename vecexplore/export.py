@@ -130,6 +130,33 @@ def select_saved(run: Run, names) -> np.ndarray:
     return np.unique(np.concatenate(parts)).astype(np.int64) if parts else np.zeros(0, np.int64)
 
 
+def select_images(run: Run, *, clusters=None, images_file: str | Path | None = None, where: str | None = None,
+                  saved=None) -> np.ndarray:
+    """The images every given selector picks (their intersection), as sorted ``image_idx``:
+    ``clusters`` (:func:`select_clusters`), ``images_file`` (:func:`select_from_file`),
+    ``where`` (:func:`select_where`), ``saved`` selection names (:func:`select_saved`).
+
+    Raises:
+        ConfigError: no selector given, or an unknown cluster or selection name.
+        InputError: a bad images file.
+    """
+    chosen = []
+    if clusters:
+        chosen.append(select_clusters(run, clusters))
+    if images_file is not None:
+        chosen.append(select_from_file(run, images_file))
+    if where:
+        chosen.append(select_where(run, where))
+    if saved:
+        chosen.append(select_saved(run, saved))
+    if not chosen:
+        raise ConfigError("choose images with --cluster, --images-file, --where or --selection")
+    selection = chosen[0]
+    for other in chosen[1:]:
+        selection = np.intersect1d(selection, other)
+    return selection
+
+
 # ---------------------------------------------------------------- writers
 
 
@@ -257,6 +284,7 @@ __all__ = [
     "query_columns",
     "select_clusters",
     "select_from_file",
+    "select_images",
     "select_saved",
     "select_where",
 ]

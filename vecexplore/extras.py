@@ -10,6 +10,7 @@ extra     packages                            needed by
 embed     torch, open_clip_torch              ``build``, ``demo`` (CLIP embeddings)
 map       umap-learn, pynndescent, hdbscan    ``build``, ``demo`` (map and clusters)
 app       bokeh, tornado                      ``serve``, ``demo`` (the web app)
+mine      faiss-cpu                           ``mine`` (vector search over a pool)
 all       all of the above                    ``make demo`` and ``make test`` install it
 ========  ==================================  =====================================
 """
@@ -25,6 +26,7 @@ EXTRAS: dict[str, tuple[str, ...]] = {
     "embed": ("torch", "open_clip"),
     "map": ("umap", "pynndescent", "hdbscan"),
     "app": ("bokeh", "tornado"),
+    "mine": ("faiss",),
 }
 
 

@@ -23,7 +23,7 @@ import threading
 from vecexplore.errors import VecexploreError
 
 # Modules that register commands on ``_app.app``; listed in the order of ``--help``.
-_COMMAND_MODULES: tuple[str, ...] = ("demo", "data", "check", "evaluate", "run", "serve")
+_COMMAND_MODULES: tuple[str, ...] = ("demo", "data", "check", "evaluate", "run", "mine", "serve")
 
 EXIT_SIGINT = 130
 EXIT_SIGTERM = 143

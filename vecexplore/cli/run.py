@@ -159,15 +159,22 @@ def info_command(
     render_info(summary, top=top)
 
 
+#: The selectors of ``export`` and ``mine`` (see :func:`vecexplore.export.select_images`).
+ClusterOpt = Annotated[list[int] | None, typer.Option("--cluster", help="Select a cluster (repeatable).")]
+ImagesFileOpt = Annotated[Path | None, typer.Option("--images-file", help="Select images listed in a file (ids, file names or paths).")]
+WhereOpt = Annotated[str | None, typer.Option("--where", help="Select images by a condition, e.g. \"error_rate > 0.5 and split == 'val'\" or \"'hard' in tags\".")]
+SavedOpt = Annotated[list[str] | None, typer.Option("--selection", help="Select a selection saved in the app (repeatable).")]
+
+
 @app.command("export")
 def export_command(
     run_dir: Annotated[Path, typer.Argument(metavar="RUN", help="A run directory written by build.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="File to write (a folder for yolo).")],
     fmt: Annotated[str, typer.Option("--format", "-f", help="csv | json | coco | yolo | txt.")] = "csv",
-    cluster: Annotated[list[int] | None, typer.Option("--cluster", help="Select a cluster (repeatable).")] = None,
-    images_file: Annotated[Path | None, typer.Option("--images-file", help="Select images listed in a file (ids, file names or paths).")] = None,
-    where: Annotated[str | None, typer.Option("--where", help="Select images by a condition, e.g. \"error_rate > 0.5 and split == 'val'\" or \"'hard' in tags\".")] = None,
-    saved: Annotated[list[str] | None, typer.Option("--selection", help="Select a selection saved in the app (repeatable).")] = None,
+    cluster: ClusterOpt = None,
+    images_file: ImagesFileOpt = None,
+    where: WhereOpt = None,
+    saved: SavedOpt = None,
     force: Annotated[bool, typer.Option("--force", help="Overwrite --out.")] = False,
 ) -> None:
     """Export a selection of a run's images: a COCO or YOLO subset for relabeling, a list
@@ -175,32 +182,10 @@ def export_command(
 
     Selections combine: every given selector must hold (intersection).
     """
-    import numpy as np
-
-    from vecexplore.errors import ConfigError
-    from vecexplore.export import (
-        export_selection,
-        select_clusters,
-        select_from_file,
-        select_saved,
-        select_where,
-    )
+    from vecexplore.export import export_selection, select_images
     from vecexplore.runcheck import open_run
 
     run = open_run(run_dir)
-    chosen = []
-    if cluster:
-        chosen.append(select_clusters(run, cluster))
-    if images_file is not None:
-        chosen.append(select_from_file(run, images_file))
-    if where:
-        chosen.append(select_where(run, where))
-    if saved:
-        chosen.append(select_saved(run, saved))
-    if not chosen:
-        raise ConfigError("choose images with --cluster, --images-file, --where or --selection")
-    selection = chosen[0]
-    for other in chosen[1:]:
-        selection = np.intersect1d(selection, other)
+    selection = select_images(run, clusters=cluster, images_file=images_file, where=where, saved=saved)
     path = export_selection(run, selection, fmt=fmt, out=out, force=force)
     typer.echo(f"wrote {len(selection)} images to {path} ({fmt})")
