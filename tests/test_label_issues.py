@@ -143,3 +143,60 @@ def test_image_scores_take_the_highest_issue():
     for i in li["image_idx"].unique()[:20]:
         assert per[i] == li[li["image_idx"] == i]["score"].max()
     assert (per[np.setdiff1d(np.arange(ds.num_images), li["image_idx"])] == 0).all()
+
+
+def _messy_detection(seed: int, n_images: int):
+    """Random detections with crowds, coarse scores (ties), duplicates, near misses and far boxes."""
+    rng = np.random.default_rng(seed)
+    k = int(rng.integers(1, 5))
+    g_img, g_cls, g_box, g_crowd, p_img, p_cls, p_box, p_score = [], [], [], [], [], [], [], []
+    for i in range(n_images):
+        n_g = int(rng.integers(0, 6))
+        for _ in range(n_g):
+            box = rng.integers(0, 12, 4) * np.array([8, 8, 4, 4]) + np.array([0, 0, 8, 8])
+            g_img.append(i), g_cls.append(int(rng.integers(k))), g_box.append(box)
+            g_crowd.append(bool(rng.random() < 0.1))
+            for _ in range(int(rng.integers(0, 4))):  # detections on it: jittered, maybe another class
+                jitter = rng.choice([0, 0, 2, 6, 14], 4) * rng.choice([-1, 1], 4)
+                p_img.append(i), p_box.append(np.maximum(box + jitter, [0, 0, 1, 1]))
+                p_cls.append(g_cls[-1] if rng.random() < 0.7 else int(rng.integers(k)))
+                p_score.append(float(rng.integers(1, 11)) / 10)
+        for _ in range(int(rng.integers(0, 3))):  # background: some on one spot
+            box = rng.integers(0, 12, 4) * np.array([8, 8, 4, 4]) + np.array([100, 100, 8, 8])
+            for _ in range(int(rng.integers(1, 3))):
+                p_img.append(i), p_box.append(box + rng.integers(0, 3, 4)), p_cls.append(int(rng.integers(k)))
+                p_score.append(float(rng.integers(1, 11)) / 10)
+    n_g, n_p = len(g_img), len(p_img)
+    return Dataset(
+        task="detection",
+        images=ImageTable(image_id=np.arange(100, 100 + n_images), file_name=np.array(
+            [f"{i}.jpg" for i in range(n_images)], object), width=np.full(n_images, 300),
+            height=np.full(n_images, 300)),
+        categories=Categories.from_names([f"c{j}" for j in range(k)]),
+        gt=Boxes(image_idx=np.array(g_img, np.int64), class_idx=np.array(g_cls, np.int64),
+                 xywh=np.array(g_box, float).reshape(-1, 4), object_id=np.arange(1, n_g + 1),
+                 iscrowd=np.array(g_crowd, bool)),
+        pred=Boxes(image_idx=np.array(p_img, np.int64), class_idx=np.array(p_cls, np.int64),
+                   xywh=np.array(p_box, float).reshape(-1, 4), object_id=np.arange(1, n_p + 1),
+                   score=np.array(p_score, float), iscrowd=np.zeros(n_p, bool)),
+    )
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_vectorised_detection_equals_the_per_image_loop(seed):
+    """Row for row (kinds, scores, likely flags, suggested classes, predictions, order) the
+    vectorised scoring equals the per-image loop, at several operating points and thresholds."""
+    from _label_issues_reference import reference_detection_rows
+
+    from vecexplore.analysis.label_issues import LabelIssueConfig, _frame
+
+    ds = _messy_detection(seed, n_images=int(np.random.default_rng(seed).integers(1, 60)))
+    rng = np.random.default_rng(100 + seed)
+    for _ in range(3):
+        ev = evaluate(ds, iou=float(rng.choice([0.3, 0.5, 0.75])), confidence=float(rng.choice([0.0, 0.35, 0.6])))
+        cfg = LabelIssueConfig(near_iou=float(rng.choice([0.1, 0.2])), bad_box_iou=float(rng.choice([0.3, 0.4])),
+                               dedup_iou=float(rng.choice([0.3, 0.5])))
+        got = label_issues(ev, config=cfg)
+        want = _frame(reference_detection_rows(ev, cfg), ds.images.image_id)
+        assert len(want) > 0 or len(ds.pred) == 0
+        pd.testing.assert_frame_equal(got, want)

@@ -166,7 +166,14 @@ def image_scores(issues, num_images: int) -> np.ndarray:
 
 
 def _detection(ev, cfg: LabelIssueConfig) -> dict[str, list]:
-    from vecexplore.eval.iou import box_iou
+    """The detection kinds of the module docstring, over all images at once.
+
+    Every (prediction, GT) pair of an image with IoU ≥ the lowest threshold in
+    play is listed once (in memory-bounded chunks); each kind is then a masked
+    reduction over those pairs per GT (or per prediction for ``missing``), with
+    the per-image loop's tie rules: the best-scored prediction, lowest row first,
+    and on equal scores the kinds in the order wrong_class, spurious, bad_box.
+    """
     from vecexplore.eval.outcomes import GtOutcome, PredOutcome
 
     ds = ev.dataset
@@ -188,86 +195,164 @@ def _detection(ev, cfg: LabelIssueConfig) -> dict[str, list]:
     n_s = np.bincount(pred.class_idx[tp_pred], minlength=k)
     thresh = np.divide(sum_s, n_s, out=np.ones(k), where=n_s > 0)
 
-    rows = _empty_rows()
-    g_order = np.argsort(gt.image_idx, kind="stable")
-    p_order = np.argsort(pred.image_idx, kind="stable")
-    g_bounds = np.searchsorted(gt.image_idx[g_order], np.arange(ds.num_images + 1))
-    p_bounds = np.searchsorted(pred.image_idx[p_order], np.arange(ds.num_images + 1))
-    crowd_all = gt.iscrowd
     matched_pred = (pred_code == PredOutcome.TP) | (pred_code == PredOutcome.FP_DUPLICATE)
     # A prediction matched (TP or duplicate) to a GT of its own class is explained by that GT; a
     # wrong-class duplicate (on an object already found) is not.
     match_row = ev.outcomes.pred_match[0]
     explained = matched_pred & (match_row >= 0)
     explained[explained] = gt.class_idx[match_row[explained]] == pred.class_idx[explained]
-    for i in range(ds.num_images):
-        gi = g_order[g_bounds[i]:g_bounds[i + 1]]
-        pi = p_order[p_bounds[i]:p_bounds[i + 1]]
-        if len(pi) == 0 and len(gi) == 0:
+
+    s = pred.score
+    conf = s >= c
+    n_gt, n_pred = len(gt), len(pred)
+    lo = min(cfg.near_iou, cfg.bad_box_iou, t)
+    pr, gr, iou = _overlapping_pairs(pred.image_idx, pred.xywh, gt.image_idx, gt.xywh, gt.iscrowd, ds.num_images, lo)
+    same = pred.class_idx[pr] == gt.class_idx[gr]
+    crowd = gt.iscrowd
+
+    # Missing: confident predictions near no GT (crowd included), best per spot.
+    max_iou = np.zeros(n_pred)
+    np.maximum.at(max_iou, pr, iou)
+    far = conf & (max_iou < cfg.near_iou) & (pred_code != PredOutcome.IGNORED)
+    missing = _dedup(pred, far, ds.num_images, cfg.dedup_iou)
+
+    # Per GT: the best candidate of each kind (score, likely, suggested class, prediction row).
+    none = np.full(n_gt, -np.inf)
+    # Wrong class: a confident other-class prediction at IoU ≥ t that no GT of its class explains.
+    s_a = np.zeros(n_gt)
+    hit = conf[pr] & same & (iou >= t)
+    np.maximum.at(s_a, gr[hit], s[pr[hit]])
+    g_w, p_w = _best_per_gt(gr, pr, s, conf[pr] & ~same & (iou >= t) & ~explained[pr])
+    score_w = none.copy()
+    score_w[g_w] = s[p_w] * (1.0 - s_a[g_w])
+    # Spurious: no prediction of any class or score near, while the class is found elsewhere.
+    near_any = np.zeros(n_gt, bool)
+    near_any[gr[iou >= cfg.near_iou]] = True
+    spur = ~near_any & (n_c[gt.class_idx] > 0)
+    score_s = np.where(spur, cfg.spurious_weight * recall[gt.class_idx], -np.inf)
+    # Bad box: an unmatched GT under a loose confident same-class prediction not matched elsewhere.
+    fn = gt_code == GtOutcome.FN
+    g_b, p_b = _best_per_gt(gr, pr, s, conf[pr] & same & (iou >= cfg.bad_box_iou) & (iou < t) & ~matched_pred[pr]
+                            & fn[gr])
+    score_b = none.copy()
+    score_b[g_b] = s[p_b]
+
+    kind = np.zeros(n_gt, np.int8)  # 0 wrong_class, 1 spurious, 2 bad_box: a later kind must beat strictly
+    best = score_w.copy()
+    kind[score_s > best] = 1
+    best = np.maximum(best, score_s)
+    kind[score_b > best] = 2
+    best = np.maximum(best, score_b)
+    keep = (best > 0) & ~crowd
+    pred_w = np.full(n_gt, -1, np.int64)
+    pred_w[g_w] = p_w
+    pred_b = np.full(n_gt, -1, np.int64)
+    pred_b[g_b] = p_b
+    behind = np.where(kind == 0, pred_w, np.where(kind == 2, pred_b, -1))
+    s_pad, cls_pad = np.r_[s, 0.0], np.r_[pred.class_idx, 0]  # row -1 (no prediction) reads the pad
+    likely = np.where(kind == 0, (s_pad[pred_w] >= thresh[cls_pad[pred_w]]) & (s_a == 0.0),
+                      np.where(kind == 1, recall[gt.class_idx] >= cfg.spurious_recall,
+                               s_pad[pred_b] >= thresh[gt.class_idx]))
+    suggested = np.where(kind == 0, cls_pad[pred_w], np.where(kind == 1, -1, gt.class_idx))
+    g = np.flatnonzero(keep)
+    kinds = np.array(["wrong_class", "spurious", "bad_box"], object)
+    q = behind[g]
+    rows = {
+        "image_idx": np.concatenate([pred.image_idx[missing], gt.image_idx[g]]),
+        "annotation_id": [None] * len(missing) + gt.object_id[g].tolist(),
+        "kind": ["missing"] * len(missing) + kinds[kind[g]].tolist(),
+        "score": np.clip(np.concatenate([s[missing], best[g]]), 0.0, 1.0),
+        "likely": np.concatenate([s[missing] >= thresh[pred.class_idx[missing]], likely[g]]),
+        "class_idx": np.concatenate([np.full(len(missing), -1, np.int64), gt.class_idx[g]]),
+        "suggested_class_idx": np.concatenate([pred.class_idx[missing], suggested[g]]),
+        "pred_id": pred.object_id[missing].tolist()
+                   + [int(pred.object_id[r]) if r >= 0 else None for r in q.tolist()],
+    }
+    xywh = np.concatenate([pred.xywh[missing], gt.xywh[g]]).reshape(-1, 4)
+    for j, name in enumerate("xywh"):
+        rows[name] = xywh[:, j]
+    # the per-image order: each image's missing labels (best first), then its GT in input order
+    group = np.concatenate([np.zeros(len(missing), np.int8), np.ones(len(g), np.int8)])
+    rank = np.concatenate([np.arange(len(missing)), g])
+    order = np.lexsort((rank, group, rows["image_idx"]))
+    return {name: (np.asarray(v, object)[order].tolist() if isinstance(v, list) else np.asarray(v)[order])
+            for name, v in rows.items()}
+
+
+#: Pairs listed per chunk (memory: a few tens of MB).
+_PAIR_CHUNK = 1 << 21
+
+
+def _overlapping_pairs(a_image, a_xywh, b_image, b_xywh, b_crowd, num_images: int, lo: float):
+    """(rows of ``a``, rows of ``b``, box IoU) of every same-image pair with IoU ≥ ``lo``
+    (``b``'s crowd boxes as pycocotools: the ``a`` box's area is the union)."""
+    from vecexplore.eval.iou import pair_iou
+
+    b_order = np.argsort(b_image, kind="stable")
+    b_count = np.bincount(b_image, minlength=num_images)
+    b_start = np.cumsum(b_count) - b_count
+    a_order = np.argsort(a_image, kind="stable")
+    per = b_count[a_image[a_order]] if len(a_image) else np.zeros(0, np.int64)
+    cum = np.cumsum(per)
+    out_a, out_b, out_v = [], [], []
+    start = 0
+    while start < len(a_image):
+        done = cum[start - 1] if start else 0
+        stop = max(int(np.searchsorted(cum, done + _PAIR_CHUNK, side="right")), start + 1)
+        cnt = per[start:stop]
+        total = int(cnt.sum())
+        if total:
+            rows_a = a_order[np.repeat(np.arange(start, stop), cnt)]
+            offs = np.arange(total) - np.repeat(np.cumsum(cnt) - cnt, cnt)
+            rows_b = b_order[b_start[a_image[rows_a]] + offs]
+            crowd = b_crowd[rows_b] if b_crowd is not None else np.zeros(total, bool)
+            v = pair_iou(a_xywh[rows_a], b_xywh[rows_b], crowd)
+            keep = v >= lo
+            out_a.append(rows_a[keep])
+            out_b.append(rows_b[keep])
+            out_v.append(v[keep])
+        start = stop
+    if not out_a:
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0)
+    return np.concatenate(out_a), np.concatenate(out_b), np.concatenate(out_v)
+
+
+def _best_per_gt(gr: np.ndarray, pr: np.ndarray, score: np.ndarray, mask: np.ndarray):
+    """(GT rows, their best prediction rows) over the pairs in ``mask``: highest score, lowest row on ties."""
+    g, p = gr[mask], pr[mask]
+    if len(g) == 0:
+        return g, p
+    order = np.lexsort((p, -score[p], g))
+    g, p = g[order], p[order]
+    first = np.r_[True, g[1:] != g[:-1]]
+    return g[first], p[first]
+
+
+def _dedup(pred, keep: np.ndarray, num_images: int, thr: float) -> np.ndarray:
+    """Greedy class-agnostic NMS within each image over the rows in ``keep``, best score first
+    (ties: lower row first); returns the surviving rows in image order, best first."""
+    rows = np.flatnonzero(keep)
+    rows = rows[np.lexsort((rows, -pred.score[rows], pred.image_idx[rows]))]
+    if len(rows) < 2:
+        return rows
+    img, xywh = pred.image_idx[rows], pred.xywh[rows]
+    a, b, _ = _overlapping_pairs(img, xywh, img, xywh, None, num_images, thr)
+    clash = a != b
+    a, b = a[clash], b[clash]
+    if len(a) == 0:
+        return rows
+    # Only rows that overlap another candidate need the greedy pass (positions in ``rows`` = priority).
+    neighbours: dict[int, list[int]] = {}
+    for x, y in zip(a.tolist(), b.tolist(), strict=True):
+        neighbours.setdefault(x, []).append(y)
+    suppressed = np.zeros(len(rows), bool)
+    for x in sorted(neighbours):
+        if suppressed[x]:
             continue
-        iou = box_iou(pred.xywh[pi], gt.xywh[gi], crowd_all[gi])  # (P, G)
-        s = pred.score[pi]
-        conf = s >= c
-        pcls = pred.class_idx[pi]
-        gcls = gt.class_idx[gi]
-        same = pcls[:, None] == gcls[None, :]
-        # Missing: confident predictions near no GT, best per spot.
-        far = conf & ((iou.max(axis=1) if len(gi) else np.zeros(len(pi))) < cfg.near_iou)
-        far &= pred_code[pi] != PredOutcome.IGNORED
-        for p in _dedup(pred.xywh[pi], s, far, cfg.dedup_iou):
-            q = pi[p]
-            _add(rows, i, None, "missing", float(s[p]), bool(s[p] >= thresh[pcls[p]]), -1, int(pcls[p]),
-                 int(pred.object_id[q]), pred.xywh[q])
-        for j, g in enumerate(gi):
-            if crowd_all[g]:
-                continue
-            a = int(gcls[j])
-            col = iou[:, j]
-            best = None  # (score, kind, likely, suggested, pred row)
-            # Wrong class.
-            other = conf & ~same[:, j] & (col >= t) & ~explained[pi]
-            if other.any():
-                p = int(np.flatnonzero(other)[np.argmax(s[other])])
-                same_hit = conf & same[:, j] & (col >= t)
-                s_a = float(s[same_hit].max()) if same_hit.any() else 0.0
-                score = float(s[p]) * (1.0 - s_a)
-                best = _better(best, (score, "wrong_class", bool(s[p] >= thresh[pcls[p]]) and s_a == 0.0,
-                                      int(pcls[p]), int(pi[p])))
-            # Spurious.
-            near = col >= cfg.near_iou
-            if not near.any() and n_c[a] > 0:
-                s_near = float(s[near].max()) if near.any() else 0.0
-                score = cfg.spurious_weight * float(recall[a]) * (1.0 - s_near)
-                best = _better(best, (score, "spurious", bool(recall[a] >= cfg.spurious_recall), -1, -1))
-            # Bad box.
-            if gt_code[g] == GtOutcome.FN:
-                loose = conf & same[:, j] & (col >= cfg.bad_box_iou) & (col < t) & ~matched_pred[pi]
-                if loose.any():
-                    p = int(np.flatnonzero(loose)[np.argmax(s[loose])])
-                    best = _better(best, (float(s[p]), "bad_box", bool(s[p] >= thresh[a]), a, int(pi[p])))
-            if best is not None and best[0] > 0:
-                score, kind, likely, suggested, q = best
-                _add(rows, i, int(gt.object_id[g]), kind, score, likely, a, suggested,
-                     int(pred.object_id[q]) if q >= 0 else None, gt.xywh[g])
-    return rows
-
-
-def _better(best, cand):
-    return cand if best is None or cand[0] > best[0] else best
-
-
-def _dedup(xywh: np.ndarray, score: np.ndarray, keep: np.ndarray, thr: float) -> list[int]:
-    """Greedy class-agnostic NMS over the rows in ``keep``, best score first (stable ties)."""
-    from vecexplore.eval.iou import box_iou
-
-    cand = np.flatnonzero(keep)
-    cand = cand[np.argsort(-score[cand], kind="stable")]
-    chosen: list[int] = []
-    for p in cand:
-        if chosen and box_iou(xywh[[p]], xywh[chosen])[0].max() >= thr:
-            continue
-        chosen.append(int(p))
-    return chosen
+        for y in neighbours[x]:
+            if y > x:
+                suppressed[y] = True
+    return rows[~suppressed]
 
 
 # ---------------------------------------------------------------- classification
