@@ -17,10 +17,14 @@ Stages (each timed into the manifest):
    (``cluster_tree.parquet``) so the app can re-slice at other operating points.
 7. **labels**: every GT object (image label) scored by how likely it is wrong
    (``label_issues.parquet``; see :mod:`vecexplore.analysis.label_issues`).
-8. **analyse**: property importance, cluster descriptions and recommendations
+8. **duplicates**: near-duplicate image pairs within and across splits, and the
+   images of other splits that leak from the train split, with the metrics
+   without them (``near_duplicates.parquet``, ``leakage.json``; see
+   :mod:`vecexplore.analysis.duplicates`).
+9. **analyse**: property importance, cluster descriptions and recommendations
    (``analysis.json``, ``recommendations.json``; see :mod:`vecexplore.analysis.stage`);
    the likely label errors are one of them.
-9. **write**: the run store, atomically (see :mod:`vecexplore.store`).
+10. **write**: the run store, atomically (see :mod:`vecexplore.store`).
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ from typing import Any
 
 import numpy as np
 
+from vecexplore.analysis.duplicates import DEFAULT_THRESHOLD, DEFAULT_TRAIN_SPLIT, check_threshold
 from vecexplore.embed.pipeline import EmbedConfig
 from vecexplore.errors import ConfigError
 from vecexplore.io.source import DatasetSource
@@ -64,6 +69,8 @@ class BuildConfig:
         random_fallback: when the weights cannot be loaded, fall back to random
             weights (loudly) instead of failing — for ``vecexplore demo`` only.
         scan_workers: processes for thumbnails/properties (None = auto, 0 = inline).
+        dup_threshold: cosine similarity from which two images are near duplicates.
+        train_split: the split whose near duplicates in other splits are leakage.
     """
 
     source: DatasetSource
@@ -77,8 +84,11 @@ class BuildConfig:
     force: bool = False
     random_fallback: bool = False
     scan_workers: int | None = None
+    dup_threshold: float = DEFAULT_THRESHOLD
+    train_split: str = DEFAULT_TRAIN_SPLIT
 
     def __post_init__(self):
+        check_threshold(self.dup_threshold)
         if not 0.0 < self.iou <= 1.0:
             raise ConfigError(f"--iou must be in (0, 1], got {self.iou}")
         if self.confidence is not None and not 0.0 <= self.confidence <= 1.0:
@@ -172,6 +182,8 @@ def build_run(config: BuildConfig, *, progress: bool = False) -> BuildResult:
 
             issues = label_issues(ev)
             writer.write_table(LABEL_ISSUES_FILE, issues)
+        with timer.stage("duplicates"):
+            _write_duplicates(writer, ev, images, emb, readable, config)
         with timer.stage("analyse"):
             from vecexplore.analysis.stage import write_analysis
 
@@ -201,6 +213,27 @@ def build_run(config: BuildConfig, *, progress: bool = False) -> BuildResult:
         weights_random=bool(emb.model_info.get("random")),
         fallback_reason=fallback,
     )
+
+
+def _write_duplicates(writer, ev, images, emb, readable, config: BuildConfig) -> None:
+    """near_duplicates.parquet and leakage.json (see :mod:`vecexplore.analysis.duplicates`)."""
+    from vecexplore.analysis.duplicates import (
+        DUPLICATES_FILE,
+        LEAKAGE_FILE,
+        duplicate_table,
+        leakage,
+    )
+
+    split = images["split"].to_numpy(object) if "split" in images else None
+    random_weights = bool(emb.model_info.get("random"))
+    table, leaks = duplicate_table(emb.vectors, image_id=images["image_id"].to_numpy(), split=split,
+                                   digests=emb.digests, usable=readable, threshold=config.dup_threshold,
+                                   random_weights=random_weights, train_split=config.train_split)
+    writer.write_table(DUPLICATES_FILE, table)
+    writer.write_json(LEAKAGE_FILE, leakage(ev, leaks, split=split, train_split=config.train_split,
+                                            threshold=config.dup_threshold, random_weights=random_weights))
+    log.info("near duplicates: %d pairs (%d across splits); %d images leak from split %r",
+             len(table), int(table["cross_split"].sum()), int(leaks.sum()), config.train_split)
 
 
 def _refuse_early(out: Path, force: bool) -> None:
@@ -356,6 +389,8 @@ def _manifest(config, dataset, emb, fallback, map_info, timings, readable, repor
             "iou": config.iou,
             "iou_type": iou_type,  # as resolved (the user's None = auto is in the config only)
             "confidence": config.confidence,
+            "dup_threshold": config.dup_threshold,
+            "train_split": config.train_split,
             "embed": _plain(asdict(config.embed)),
             "map": _plain(asdict(config.map)),
         },

@@ -10,7 +10,7 @@ Thumbnails are the exception: they are a cache of the image files, so a
 damaged thumbnail store is a warning (logged, and returned) and the app shows
 the "unreadable" placeholder in their place. Optional files
 (``analysis.json``, ``recommendations.json``, ``class_scores.npy``,
-``label_issues.parquet``) may be
+``label_issues.parquet``, ``near_duplicates.parquet``, ``leakage.json``) may be
 absent; when present they must be sound.
 """
 
@@ -48,6 +48,10 @@ CLUSTER_COLUMNS = {
 LABEL_ISSUE_COLUMNS = {
     "image_idx": "int", "image_id": "int", "kind": "str", "score": "float", "likely": "bool",
     "class_idx": "int", "suggested_class_idx": "int",
+}
+DUPLICATE_COLUMNS = {
+    "image_idx_a": "int", "image_idx_b": "int", "image_id_a": "int", "image_id_b": "int",
+    "similarity": "float", "exact": "bool", "split_a": "str", "split_b": "str", "cross_split": "bool",
 }
 #: Top-level blocks of metrics.json per task, and their JSON types.
 METRICS_BLOCKS = {
@@ -99,6 +103,7 @@ def validate_run(run: Run) -> list[str]:
     if (run.path / "label_issues.parquet").exists():
         _check_table(run, "label_issues", LABEL_ISSUE_COLUMNS)
         _check_range(run, "label_issues", "image_idx", 0, n)
+    _check_duplicates(run, n)
     _check_array(run, "embeddings.npy", rows=n, dim=_int_or_none(run.manifest["model"].get("dim")))
     if "comparison" in run.manifest:
         _check_comparison(run, n, k)
@@ -294,6 +299,40 @@ def _check_comparison(run: Run, n: int, k: int) -> None:
         if not isinstance(rows, list) or not all(isinstance(r, dict) and isinstance(r.get("members"), list)
                                                  for r in rows):
             raise broken_file(run.path / COMPARE_FILE, f'"{key}" is not a list of clusters')
+
+
+def _check_duplicates(run: Run, n: int) -> None:
+    """near_duplicates.parquet and leakage.json (optional, but together: one without the other
+    is a damaged run)."""
+    from vecexplore.analysis.duplicates import DUPLICATES_FILE, LEAKAGE_FILE
+
+    table = run.path / f"{DUPLICATES_FILE}.parquet"
+    doc_path = run.path / LEAKAGE_FILE
+    if not table.exists() and not doc_path.exists():
+        return
+    for path in (table, doc_path):
+        if not path.exists():
+            raise broken_file(path, f"missing (the build writes {table.name} and {doc_path.name} together)")
+    _check_table(run, DUPLICATES_FILE, DUPLICATE_COLUMNS)
+    for column in ("image_idx_a", "image_idx_b"):
+        _check_range(run, DUPLICATES_FILE, column, 0, n)
+    sim = _column(run, DUPLICATES_FILE, "similarity")
+    if len(sim) and not ((sim >= -1.0) & (sim <= 1.0 + 1e-6)).all():
+        raise broken_file(table, "similarity outside [-1, 1]")
+    doc = _document(run, LEAKAGE_FILE, dict)
+    t = doc.get("threshold")
+    if not (_is_number(t) and 0 < t <= 1):
+        raise broken_file(doc_path, f'"threshold" is {_what(t)}, expected a number in (0, 1]')
+    idx = doc.get("leaking_image_idx")
+    if not isinstance(idx, list) or not all(_int_or_none(v) is not None and 0 <= v < n for v in idx):
+        raise broken_file(doc_path, f'"leaking_image_idx" is not a list of image indices 0…{n - 1}')
+    for key in ("n_eval", "n_leaking"):
+        if _int_or_none(doc.get(key)) is None or doc[key] < 0:
+            raise broken_file(doc_path, f'"{key}" is {_what(doc.get(key))}, expected a count')
+    metrics = doc.get("metrics")
+    if metrics is not None and not (isinstance(metrics, dict) and all(
+            metrics.get(k) is None or isinstance(metrics.get(k), dict) for k in ("all", "without_leaking"))):
+        raise broken_file(doc_path, '"metrics" is not {"all": {...}, "without_leaking": {...}}')
 
 
 # ---------------------------------------------------------------- arrays

@@ -22,6 +22,10 @@ Layout (schema version :data:`SCHEMA_VERSION`)::
       label_issues.parquet  one row per suspected label error, most likely first (kind, score,
                         annotation; :mod:`vecexplore.analysis.label_issues`); optional: older
                         runs compute it when read
+      near_duplicates.parquet  near-duplicate image pairs, most similar first; optional
+      leakage.json      images of other splits with a near duplicate in the train split, and the
+                        metrics with and without them (:mod:`vecexplore.analysis.duplicates`);
+                        optional: older runs have neither
       thumbs.bin/.npy   packed 160 px JPEG thumbnails (see :mod:`vecexplore.thumbs`)
       class_scores.npy  classification only, when the predictions carry per-class scores
       exports/          files exported from the app (``vecexplore serve``)
@@ -317,6 +321,22 @@ class Run:
     @property
     def categories(self) -> list[dict]:
         return self.json("categories.json")
+
+    @property
+    def near_duplicates(self):
+        """The near-duplicate pairs, most similar first (:mod:`vecexplore.analysis.duplicates`;
+        empty for a run built before they were stored)."""
+        from vecexplore.analysis.duplicates import of_run
+
+        return of_run(self)[0]
+
+    @property
+    def leakage(self) -> dict | None:
+        """The split leakage and the metrics with and without the leaking images
+        (:mod:`vecexplore.analysis.duplicates`; None for a run built before they were stored)."""
+        from vecexplore.analysis.duplicates import of_run
+
+        return of_run(self)[1]
 
     def embeddings(self, *, mmap: bool = True) -> np.ndarray:
         """(N, D) float32, memory-mapped by default."""
