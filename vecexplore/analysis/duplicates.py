@@ -86,6 +86,11 @@ def _top_partners(sim: np.ndarray, rows: np.ndarray, threshold: float, k: int):
     return rows[hit_r[keep]], hit_c[keep], s[keep].astype(np.float64)
 
 
+def _block_similarity(v: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """(len(rows), N) cosine similarities of one block of rows with every row."""
+    return v[rows] @ v.T
+
+
 def similar_pairs(vectors: np.ndarray, *, threshold: float = DEFAULT_THRESHOLD,
                   usable: np.ndarray | None = None, train: np.ndarray | None = None,
                   max_neighbors: int = MAX_NEIGHBORS, block_rows: int | None = None):
@@ -120,7 +125,7 @@ def similar_pairs(vectors: np.ndarray, *, threshold: float = DEFAULT_THRESHOLD,
     parts = []
     for lo in range(0, n, block):
         rows = np.arange(lo, min(lo + block, n))
-        sim = v[rows] @ v.T
+        sim = _block_similarity(v, rows)
         sim[:, ~usable] = -np.inf
         sim[~usable[rows]] = -np.inf
         sim[np.arange(len(rows)), rows] = -np.inf  # an image is not its own duplicate
