@@ -364,3 +364,18 @@ def test_the_api_run_and_the_app_tab_show_the_pairs_and_the_leakage(leaky_runs):
     view.source.selected.indices = [0]
     a, b = int(src["a"][0]), int(src["b"][0])
     assert sorted(session.selection.tolist()) == [a, b] and session.derived.detail == a
+
+
+def test_a_run_built_before_near_duplicates_reports_none(demo_run, tmp_path, capsys):
+    from vecexplore.app.views.duplicates import caption
+    from vecexplore.runcheck import open_run
+
+    run_dir = tmp_path / "old"
+    shutil.copytree(demo_run[0], run_dir)
+    (run_dir / "near_duplicates.parquet").unlink()
+    (run_dir / "leakage.json").unlink()
+    info = json.loads(_info(run_dir, capsys, "--json"))
+    assert info["near_duplicates"] is None and info["leakage"] is None
+    run = open_run(run_dir)
+    assert run.leakage is None and len(run.near_duplicates) == 0
+    assert "rebuild" in caption({"near_duplicates": None, "leakage": None})

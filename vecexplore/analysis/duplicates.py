@@ -229,7 +229,8 @@ def leakage(ev, leaks: np.ndarray, *, split, train_split: str = DEFAULT_TRAIN_SP
         "leaking_image_idx": np.flatnonzero(leaks).tolist(), "metrics": None,
     }
     if train.any():
-        out["metrics"] = {"all": _headline(ev, eval_idx), "without_leaking": _headline(ev, kept)}
+        every = _headline(ev, eval_idx)
+        out["metrics"] = {"all": every, "without_leaking": every if kept.size == eval_idx.size else _headline(ev, kept)}
     return out
 
 
