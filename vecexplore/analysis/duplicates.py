@@ -73,9 +73,8 @@ def check_threshold(threshold: float) -> float:
     return t
 
 
-def _top_partners(sim: np.ndarray, rows: np.ndarray, threshold: float, k: int):
-    """Pairs (row, col, sim) of one block: each row's ``k`` most similar columns ≥ threshold."""
-    hit_r, hit_c = np.nonzero(sim >= threshold)
+def _top_partners(sim: np.ndarray, hit_r: np.ndarray, hit_c: np.ndarray, rows: np.ndarray, k: int):
+    """Pairs (row, col, sim) of one block's hits (``sim >= threshold``): each row's ``k`` most similar."""
     if hit_r.size == 0:
         return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0)
     s = sim[hit_r, hit_c]
@@ -83,7 +82,7 @@ def _top_partners(sim: np.ndarray, rows: np.ndarray, threshold: float, k: int):
     hit_r, hit_c, s = hit_r[order], hit_c[order], s[order]
     start = np.searchsorted(hit_r, hit_r, side="left")
     keep = (np.arange(hit_r.size) - start) < k
-    return rows[hit_r[keep]], hit_c[keep], s[keep].astype(np.float64)
+    return rows[hit_r[keep]], hit_c[keep].astype(np.int64), s[keep].astype(np.float64)
 
 
 def _block_similarity(v: np.ndarray, rows: np.ndarray) -> np.ndarray:
@@ -108,6 +107,7 @@ def similar_pairs(vectors: np.ndarray, *, threshold: float = DEFAULT_THRESHOLD,
         (ties by a, then b); ``leaks`` (N,) bool, a usable non-train row with a partner ≥ threshold
         among the usable train rows (all of them, regardless of ``max_neighbors``).
     """
+    threshold = check_threshold(threshold)
     v = np.asarray(vectors, np.float32)
     if v.ndim != 2:
         raise ValidationError(f"near duplicates: vectors must be (N, D), got shape {v.shape}")
@@ -120,19 +120,19 @@ def similar_pairs(vectors: np.ndarray, *, threshold: float = DEFAULT_THRESHOLD,
     if max_neighbors < 1:
         raise ConfigError(f"near duplicates: max_neighbors must be ≥ 1, got {max_neighbors}")
     block = max(1, block_rows or BLOCK_ELEMENTS // max(n, 1))
+    # Unusable rows compare as 0 with everything: below any threshold (which is > 0).
+    v = np.where(usable[:, None], v, np.float32(0))
     leaks = np.zeros(n, bool)
-    train_cols = usable & train
     parts = []
     for lo in range(0, n, block):
         rows = np.arange(lo, min(lo + block, n))
         sim = _block_similarity(v, rows)
-        sim[:, ~usable] = -np.inf
-        sim[~usable[rows]] = -np.inf
         sim[np.arange(len(rows)), rows] = -np.inf  # an image is not its own duplicate
-        if train_cols.any():
-            hits = (sim[:, train_cols] >= threshold).any(axis=1)
-            leaks[rows] = hits & ~train[rows]
-        parts.append(_top_partners(sim, rows, threshold, max_neighbors))
+        hit_r, hit_c = np.nonzero(sim >= threshold)
+        if hit_r.size:
+            leaks[rows[hit_r[train[hit_c]]]] = True
+        parts.append(_top_partners(sim, hit_r, hit_c, rows, max_neighbors))
+    leaks &= ~train
     a = np.concatenate([p[0] for p in parts]) if parts else np.zeros(0, np.int64)
     b = np.concatenate([p[1] for p in parts]) if parts else np.zeros(0, np.int64)
     s = np.concatenate([p[2] for p in parts]) if parts else np.zeros(0)
