@@ -358,7 +358,7 @@ def test_the_api_run_and_the_app_tab_show_the_pairs_and_the_leakage(leaky_runs):
     src = view.source.data
     assert set(zip(src["image_id_a"], src["image_id_b"], strict=True)) == set(copies)
     caption = view.caption.text
-    assert "Split leakage:</b> 6 of" in caption and "random weights" in caption
+    assert "Split leakage: 6 of" in caption and "random weights" in caption
     m = run.leakage["metrics"]
     assert f"mAP {m['all']['mAP']:.3f} → {m['without_leaking']['mAP']:.3f}" in caption
     view.source.selected.indices = [0]

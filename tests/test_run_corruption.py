@@ -36,12 +36,12 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 
 JSON_FILES = ("manifest.json", "categories.json", "metrics.json", "analysis.json", "recommendations.json",
-              "leakage.json")
+              "leakage.json", "words.json")
 TABLES = ("images.parquet", "objects.parquet", "clusters.parquet", "cluster_tree.parquet", "label_issues.parquet",
           "near_duplicates.parquet")
 ARRAYS = ("embeddings.npy", "thumbs.npy")
 OPTIONAL = ("analysis.json", "recommendations.json", "class_scores.npy", "cluster_tree.parquet",
-            "label_issues.parquet")
+            "label_issues.parquet", "words.json")
 THUMBS = ("thumbs.bin", "thumbs.npy")
 
 
@@ -135,6 +135,11 @@ FIELDS = {
         "leaking-out-of-range": _rewrite_json(_set("leaking_image_idx", [10**6])),
         "metrics-list": _rewrite_json(_set("metrics", [1, 2])),
         "n-leaking-negative": _rewrite_json(_set("n_leaking", -1)),
+    },
+    "words.json": {
+        "hidden-number": _rewrite_json(_set("hidden", 3)),
+        "vocabulary-text": _rewrite_json(_set("vocabulary", "night")),
+        "clusters-text": _rewrite_json(_set("clusters", "all")),
     },
     "recommendations.json": {
         "entry-text": _rewrite_json(lambda d: d.__setitem__(0, "look at cluster 2")),

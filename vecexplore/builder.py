@@ -15,6 +15,9 @@ Stages (each timed into the manifest):
    was split (:mod:`vecexplore.mapping.hierarchy`), per-slice outcome rates,
    ranked by how surely they are worse; the hierarchy is kept in the run
    (``cluster_tree.parquet``) so the app can re-slice at other operating points.
+   **words**: each slice described by CLIP's text tower (zero-shot over conditions
+   and class names; ``words.json``, ``text_embeddings.npy``; hidden with random
+   weights; see :mod:`vecexplore.analysis.words`).
 7. **labels**: every GT object (image label) scored by how likely it is wrong
    (``label_issues.parquet``; see :mod:`vecexplore.analysis.label_issues`).
 8. **duplicates**: near-duplicate image pairs within and across splits, and the
@@ -148,7 +151,7 @@ def build_run(config: BuildConfig, *, progress: bool = False) -> BuildResult:
         per_image = ev.per_image
         metrics = ev.to_json_dict()
     with timer.stage("embed"):
-        emb, fallback = _embed(paths, config, progress)
+        emb, fallback, model = _embed(paths, config, progress)
     size_hint = estimate_run_bytes(
         n_images=dataset.num_images, dim=emb.vectors.shape[1], n_classes=len(dataset.categories),
         n_objects=len(dataset.gt) + len(dataset.pred) if dataset.task == "detection" else 0,
@@ -177,6 +180,8 @@ def build_run(config: BuildConfig, *, progress: bool = False) -> BuildResult:
                 class_names=list(dataset.categories.names),
             )
         writer.write_table(TREE_FILE, tree.to_frame())
+        with timer.stage("words"):
+            clusters = _write_words(writer, model, emb, readable, labels, clusters, list(dataset.categories.names))
         with timer.stage("labels"):
             from vecexplore.analysis.label_issues import LABEL_ISSUES_FILE, label_issues
 
@@ -213,6 +218,39 @@ def build_run(config: BuildConfig, *, progress: bool = False) -> BuildResult:
         weights_random=bool(emb.model_info.get("random")),
         fallback_reason=fallback,
     )
+
+
+def _write_words(writer, model, emb, readable, labels, clusters, class_names):
+    """words.json and (trained weights only) text_embeddings.npy; returns ``clusters`` with a
+    ``words`` column ("" when hidden; see :mod:`vecexplore.analysis.words`)."""
+    from vecexplore.analysis.slicing import members_of
+    from vecexplore.analysis.words import (
+        TEXT_EMBEDDINGS_FILE,
+        WORDS_FILE,
+        by_cluster,
+        hidden_reason,
+        phrase,
+        vocabulary,
+        words_doc,
+    )
+
+    vocab = vocabulary(class_names)
+    hidden = hidden_reason(emb.model_info)
+    text = None
+    if hidden is None:
+        from vecexplore.embed.text import encode_prompts
+
+        text = encode_prompts(model, [v["prompt"] for v in vocab])
+        writer.write_array(TEXT_EMBEDDINGS_FILE, text)
+    else:
+        log.info("%s", hidden)
+    slices = [(int(row.cluster), members_of(row)) for row in clusters.itertuples(index=False)]
+    doc = words_doc(emb.vectors, text, vocab, labels, slices, usable=readable, hidden=hidden)
+    writer.write_json(WORDS_FILE, doc)
+    words = by_cluster(doc)
+    clusters = clusters.copy()
+    clusters["words"] = [phrase(words.get(int(c), [])) for c in clusters["cluster"]]
+    return clusters
 
 
 def _write_duplicates(writer, ev, images, emb, readable, config: BuildConfig) -> None:
@@ -271,7 +309,7 @@ def _embed(paths: list[str], config: BuildConfig, progress: bool):
         log.error("the embedding cache %s is full; vectors cached so far are kept: free space (or pass "
                   "--cache-dir on another disk) and rerun to go on from them", root)
         raise exc.with_needed(len(paths) * (model.dim * 4 + _CACHE_ROW_BYTES), path=root) from exc
-    return result, fallback
+    return result, fallback, model
 
 
 def _map(vectors: np.ndarray, readable: np.ndarray, map_config: MapConfig):

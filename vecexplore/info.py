@@ -24,6 +24,10 @@ duplicate in the train split and the metrics of those splits with and without
 them (both null for a run built before they were stored; ``leakage`` also null
 without a train split; see :func:`vecexplore.analysis.duplicates.summary`).
 
+``words`` gives each failure slice the phrases CLIP's text tower finds most
+typical of its images (also the ``words`` column of ``clusters``), or, with
+random weights, ``hidden``: why there are none (:mod:`vecexplore.analysis.words`).
+
 ``slices`` is the ranked list of failure slices a user reads: the failure
 findings of ``recommendations.json`` (kinds cluster, class_fn, class_fp,
 confusion, property; see :mod:`vecexplore.analysis.recommend`) in rank order,
@@ -83,6 +87,15 @@ def _label_issues(run: Run) -> list[dict]:
     return to_json(of_run(run), [c["name"] for c in run.categories])
 
 
+def _words(run: Run) -> dict | None:
+    """``{"hidden": reason or null, "clusters": [{"cluster", "members", "words": [{"phrase", "group",
+    "score", "share"}]}]}`` (:mod:`vecexplore.analysis.words`); null for a run built before words."""
+    from vecexplore.analysis.words import of_run
+
+    doc = of_run(run)
+    return None if doc is None else {"hidden": doc.get("hidden"), "clusters": doc.get("clusters") or []}
+
+
 def _duplicates(run: Run) -> dict:
     from vecexplore.analysis.duplicates import of_run, summary
 
@@ -137,6 +150,7 @@ def run_summary(run: Run, *, max_unreadable: int | None = None) -> dict[str, Any
         "recommendations": recs,
         "label_issues": _label_issues(run),
         **_duplicates(run),
+        "words": _words(run),
         "timings": manifest.get("timings", {}),
     }
     if "comparison" in manifest:

@@ -10,7 +10,8 @@ Thumbnails are the exception: they are a cache of the image files, so a
 damaged thumbnail store is a warning (logged, and returned) and the app shows
 the "unreadable" placeholder in their place. Optional files
 (``analysis.json``, ``recommendations.json``, ``class_scores.npy``,
-``label_issues.parquet``, ``near_duplicates.parquet``, ``leakage.json``) may be
+``label_issues.parquet``, ``near_duplicates.parquet``, ``leakage.json``,
+``words.json``) may be
 absent; when present they must be sound.
 """
 
@@ -104,6 +105,7 @@ def validate_run(run: Run) -> list[str]:
         _check_table(run, "label_issues", LABEL_ISSUE_COLUMNS)
         _check_range(run, "label_issues", "image_idx", 0, n)
     _check_duplicates(run, n)
+    _check_words(run)
     _check_array(run, "embeddings.npy", rows=n, dim=_int_or_none(run.manifest["model"].get("dim")))
     if "comparison" in run.manifest:
         _check_comparison(run, n, k)
@@ -333,6 +335,30 @@ def _check_duplicates(run: Run, n: int) -> None:
     if metrics is not None and not (isinstance(metrics, dict) and all(
             metrics.get(k) is None or isinstance(metrics.get(k), dict) for k in ("all", "without_leaking"))):
         raise broken_file(doc_path, '"metrics" is not {"all": {...}, "without_leaking": {...}}')
+
+
+def _check_words(run: Run) -> None:
+    """words.json (optional: older runs have none) and, when its words are not hidden, the
+    text embeddings it was computed from (one row per vocabulary entry)."""
+    from vecexplore.analysis.words import TEXT_EMBEDDINGS_FILE, WORDS_FILE
+
+    path = run.path / WORDS_FILE
+    if not path.exists():
+        return
+    doc = _document(run, WORDS_FILE, dict)
+    hidden = doc.get("hidden")
+    if hidden is not None and not isinstance(hidden, str):
+        raise broken_file(path, f'"hidden" is {_what(hidden)}, expected null or a reason')
+    vocab = doc.get("vocabulary")
+    if not isinstance(vocab, list) or not all(isinstance(v, dict) and isinstance(v.get("phrase"), str)
+                                              and isinstance(v.get("group"), str) for v in vocab):
+        raise broken_file(path, '"vocabulary" is not a list of {"group", "phrase", "prompt"}')
+    clusters = doc.get("clusters")
+    if not isinstance(clusters, list) or not all(isinstance(c, dict) and isinstance(c.get("words"), list)
+                                                 for c in clusters):
+        raise broken_file(path, '"clusters" is not a list of {"cluster", "members", "words": [...]}')
+    if hidden is None:
+        _check_array(run, TEXT_EMBEDDINGS_FILE, rows=len(vocab), dim=_int_or_none(run.manifest["model"].get("dim")))
 
 
 # ---------------------------------------------------------------- arrays

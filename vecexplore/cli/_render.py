@@ -6,6 +6,7 @@ import sys
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 
@@ -66,7 +67,9 @@ def render_info(summary: dict, *, top: int = 10, max_recommendations: int = 6) -
     title = (f"Failure clusters (error rate above average), worst first: {len(failing)} of {len(clusters)}"
              f"{note}")
     table = Table(title=title, title_justify="left")
-    for col in ("rank", "cluster", "size", "error rate [95% CI]", "lift", "dominant error", "top classes"):
+    with_words = any(c.get("words") for c in failing)
+    for col in ("rank", "cluster", "size", "error rate [95% CI]", "lift", "dominant error", "top classes",
+                *(("looks like (CLIP)",) if with_words else ())):
         table.add_column(col, justify="right" if col in ("rank", "cluster", "size", "lift") else "left")
     for c in failing[:top]:
         table.add_row(
@@ -77,9 +80,13 @@ def render_info(summary: dict, *, top: int = 10, max_recommendations: int = 6) -
             _f(c.get("lift"), 2),
             str(c.get("dominant_error") or ""),
             str(c.get("top_classes") or ""),
+            *((escape(str(c.get("words") or "")),) if with_words else ()),
         )
     if failing:
         console.print(table)
+    hidden = (summary.get("words") or {}).get("hidden")
+    if hidden:
+        console.print(f"Note: {escape(str(hidden))}.")
     elif clusters:
         console.print(f"No cluster fails more often than average ({len(clusters)} clusters).")
 
@@ -131,7 +138,6 @@ def _render_label_issues(console: Console, issues: list[dict], top: int) -> None
 
 
 def _render_duplicates(console: Console, dups: dict | None, leak: dict | None, top: int) -> None:
-    from rich.markup import escape
 
     if dups is None:
         return

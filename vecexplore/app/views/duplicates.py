@@ -8,8 +8,6 @@ follow the confidence slider. :func:`pair_rows` and :func:`caption` (pure) make 
 
 from __future__ import annotations
 
-import html
-
 import numpy as np
 
 from vecexplore.app import client, ui
@@ -43,7 +41,7 @@ def _num(value, digits: int = 3) -> str:
 
 
 def caption(summary: dict) -> str:
-    """The panel's caption (HTML, user text escaped) from :func:`vecexplore.analysis.duplicates.summary`."""
+    """The panel's caption (plain text: the Div shows it as text) from :func:`vecexplore.analysis.duplicates.summary`."""
     dups, leak = summary.get("near_duplicates"), summary.get("leakage")
     if dups is None:
         return "This run was built before near duplicates were stored: rebuild it to find them."
@@ -51,16 +49,16 @@ def caption(summary: dict) -> str:
              f"{dups['within_split']} within a split, {dups['across_splits']} across splits, "
              f"{dups['exact']} identical files; most similar first."]
     if dups.get("note"):
-        parts.append(f"<b>Note:</b> {html.escape(str(dups['note']))}.")
+        parts.append(f"Note: {dups['note']}.")
     if leak is None:
         parts.append("Split leakage: the run has no train split (--train-split names it).")
     else:
-        splits = html.escape(", ".join(leak.get("eval_splits") or []))
-        parts.append(f"<b>Split leakage:</b> {leak['n_leaking']} of {leak['n_eval']} images of {splits} have a "
-                     f"near duplicate in {html.escape(str(leak['train_split']))}.")
+        splits = ", ".join(leak.get("eval_splits") or [])
+        parts.append(f"Split leakage: {leak['n_leaking']} of {leak['n_eval']} images of {splits} have a "
+                     f"near duplicate in {leak['train_split']}.")
         metrics = leak.get("metrics") or {}
         every, kept = metrics.get("all") or {}, metrics.get("without_leaking") or {}
-        figures = [f"{html.escape(k)} {_num(v)} → {_num(kept.get(k))}" for k, v in every.items() if k != "n_images"]
+        figures = [f"{k} {_num(v)} → {_num(kept.get(k))}" for k, v in every.items() if k != "n_images"]
         if figures:
             parts.append(f"Metrics of {splits}, all → without the leaking images: {'; '.join(figures)}.")
     parts.append("Click a row to select both images.")
