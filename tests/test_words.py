@@ -162,7 +162,7 @@ def test_loaded_weights_describe_every_slice_everywhere(checkpoint_run, capsys):
     run = Run(run_dir)
     assert run.manifest["model"]["weights_kind"] == "file"
     doc = run.json("words.json")
-    assert doc["hidden"] is None
+    assert doc["hidden"] is None and run.words == doc  # the notebook API's run object
     vocab = doc["vocabulary"]
     text = run.array("text_embeddings.npy")
     assert text.shape == (len(vocab), 64)

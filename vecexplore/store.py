@@ -26,6 +26,8 @@ Layout (schema version :data:`SCHEMA_VERSION`)::
       leakage.json      images of other splits with a near duplicate in the train split, and the
                         metrics with and without them (:mod:`vecexplore.analysis.duplicates`);
                         optional: older runs have neither
+      words.json        CLIP's words for each slice, or why they are hidden (random weights)
+      text_embeddings.npy  (P, D) the vocabulary's text embeddings (trained weights only)
       thumbs.bin/.npy   packed 160 px JPEG thumbnails (see :mod:`vecexplore.thumbs`)
       class_scores.npy  classification only, when the predictions carry per-class scores
       exports/          files exported from the app (``vecexplore serve``)
@@ -337,6 +339,15 @@ class Run:
         from vecexplore.analysis.duplicates import of_run
 
         return of_run(self)[1]
+
+    @property
+    def words(self) -> dict | None:
+        """The words for clusters (``words.json``: ``hidden`` — why there are none, with random
+        weights —, the vocabulary and each slice's words; :mod:`vecexplore.analysis.words`), or None
+        for a run built before them."""
+        from vecexplore.analysis.words import of_run
+
+        return of_run(self)
 
     def embeddings(self, *, mmap: bool = True) -> np.ndarray:
         """(N, D) float32, memory-mapped by default."""
