@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _info_helpers import info_output as _info
 from PIL import Image, ImageEnhance
 
 from vecexplore.analysis.duplicates import (
@@ -253,16 +254,6 @@ def leaky_runs(tmp_path_factory, umap_warm):
         out[task] = (result.out, data, copies)
     return out
 
-
-def _info(run, capsys, *extra):
-    from vecexplore.cli import main
-
-    capsys.readouterr()
-    try:
-        main(["info", str(run), *extra])
-    except SystemExit as exit_:
-        assert exit_.code in (0, None)
-    return capsys.readouterr().out
 
 
 def test_detection_leakage_equals_pycocotools_on_the_subset(leaky_runs, capsys):

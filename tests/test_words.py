@@ -10,6 +10,7 @@ import shutil
 
 import numpy as np
 import pytest
+from _info_helpers import info_output as _info
 from scipy.special import softmax
 
 from vecexplore.analysis.words import (
@@ -21,18 +22,6 @@ from vecexplore.analysis.words import (
     vocabulary,
     zero_shot,
 )
-
-
-def _info(run, capsys, *extra):
-    from vecexplore.cli import main
-
-    capsys.readouterr()
-    try:
-        main(["info", str(run), *extra])
-    except SystemExit as exit_:
-        assert exit_.code in (0, None)
-    return capsys.readouterr().out
-
 
 # ---------------------------------------------------------------- the ranking
 
