@@ -68,7 +68,7 @@ def caption(summary: dict) -> str:
 class DuplicatesView(View):
     name = "duplicates"
     slot = "tab"
-    title = "Duplicates"
+    title = "Dups"  # "Duplicates" pushes the last tab title out of the strip at 1280 px
     depends = frozenset({"selection"})
     _COLUMNS = ("rank", "a", "b", "image_id_a", "image_id_b", "split_a", "split_b", "similarity", "identical",
                 "where")
