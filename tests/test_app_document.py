@@ -33,7 +33,7 @@ NAMES = ["header", "toolbar", "scatter", "scatter-source", "confusion", "confusi
          "gallery-next", "gallery-boxes", "detail", "detail-image", "detail-gt", "detail-pred", "detail-toggles",
          "detail-info", "confidence", "iou", "class-filter", "split-filter", "colour-by", "clear-selection",
          "select-mode", "selection-back", "selection-forward", "export-format", "export-button", "export-status",
-         "export-url", "tabs", "label-issues", "detail-issues"]
+         "export-url", "tabs", "label-issues", "detail-issues", "duplicates", "duplicates-caption"]
 
 
 class Views:

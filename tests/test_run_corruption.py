@@ -35,11 +35,13 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 
-JSON_FILES = ("manifest.json", "categories.json", "metrics.json", "analysis.json", "recommendations.json")
-TABLES = ("images.parquet", "objects.parquet", "clusters.parquet", "cluster_tree.parquet", "label_issues.parquet")
+JSON_FILES = ("manifest.json", "categories.json", "metrics.json", "analysis.json", "recommendations.json",
+              "leakage.json", "words.json")
+TABLES = ("images.parquet", "objects.parquet", "clusters.parquet", "cluster_tree.parquet", "label_issues.parquet",
+          "near_duplicates.parquet")
 ARRAYS = ("embeddings.npy", "thumbs.npy")
 OPTIONAL = ("analysis.json", "recommendations.json", "class_scores.npy", "cluster_tree.parquet",
-            "label_issues.parquet")
+            "label_issues.parquet", "words.json")
 THUMBS = ("thumbs.bin", "thumbs.npy")
 
 
@@ -130,19 +132,51 @@ FIELDS = {
         "importance-text": _rewrite_json(_set("importance", "brightness")),
         "operating-point-list": _rewrite_json(_set("operating_point", [0.5])),
     },
+    "leakage.json": {
+        "threshold-text": _rewrite_json(_set("threshold", "high")),
+        "leaking-out-of-range": _rewrite_json(_set("leaking_image_idx", [10**6])),
+        "metrics-list": _rewrite_json(_set("metrics", [1, 2])),
+        "n-leaking-negative": _rewrite_json(_set("n_leaking", -1)),
+    },
+    "words.json": {
+        "hidden-number": _rewrite_json(_set("hidden", 3)),
+        "vocabulary-text": _rewrite_json(_set("vocabulary", "night")),
+        "clusters-text": _rewrite_json(_set("clusters", "all")),
+    },
     "recommendations.json": {
         "entry-text": _rewrite_json(lambda d: d.__setitem__(0, "look at cluster 2")),
         "image-idx-out-of-range": _rewrite_json(lambda d: d[0]["selection"].update(image_idx=[10**6])),
     },
 }
 COLUMN_OF = {"images.parquet": "readable", "objects.parquet": "iscrowd", "clusters.parquet": "lift",
-             "cluster_tree.parquet": "parent", "label_issues.parquet": "likely"}
+             "cluster_tree.parquet": "parent", "label_issues.parquet": "likely", "near_duplicates.parquet": "similarity"}
 TYPED_COLUMN_OF = {"images.parquet": "readable", "objects.parquet": "class_idx", "clusters.parquet": "cluster",
                    "cluster_tree.parquet": "node", "label_issues.parquet": "score"}
 TABLE_DAMAGE = {
     "missing-column": lambda name: _rewrite_table(lambda df: df.drop(columns=[COLUMN_OF[name]])),
     "one-row-less": lambda name: _rewrite_table(lambda df: df.iloc[:-1]),
     "column-as-text": lambda name: _rewrite_table(lambda df: df.assign(**{TYPED_COLUMN_OF[name]: "x"})),
+}
+
+
+def _with_pair(**values):
+    """near_duplicates.parquet with one more pair (images 0 and 1; the demo runs have none), with ``values``."""
+    def change(df):
+        row = {"image_idx_a": 0, "image_idx_b": 1, "image_id_a": 1, "image_id_b": 2, "similarity": 0.99,
+               "exact": False, "split_a": "val", "split_b": "test", "cross_split": True, **values}
+        return pd.concat([df.astype({k: type(v) for k, v in row.items() if k in df}), pd.DataFrame([row])],
+                         ignore_index=True)
+
+    return _rewrite_table(change)
+
+
+#: The demo runs have no near duplicate (random weights: identical files only): damage an added pair.
+PAIR_DAMAGE = {
+    "missing-column": TABLE_DAMAGE["missing-column"]("near_duplicates.parquet"),
+    "column-as-text": _with_pair(image_idx_a="x"),
+    "image-idx-out-of-range": _with_pair(image_idx_b=10**6),
+    "similarity-above-one": _with_pair(similarity=3.0),
+    "one-pair-more": _with_pair(),
 }
 ARRAY_DAMAGE = {
     "one-row-less": _rewrite_array(lambda a: a[:-1]),
@@ -159,6 +193,8 @@ def _cases(files, tables=(), arrays=()):
         if name.endswith(".json"):
             kinds.update({k: (lambda doc: lambda p: p.write_bytes(doc))(v) for k, v in JSON_DOCS.items()})
             kinds.update(FIELDS.get(name, {}))
+        elif name == "near_duplicates.parquet":
+            kinds.update(PAIR_DAMAGE)
         elif name in tables:
             kinds.update({k: make(name) for k, make in TABLE_DAMAGE.items()})
         elif name in arrays:
@@ -186,6 +222,8 @@ def expected(name: str, kind: str) -> str:
     if (name, kind) in {("analysis.json", "{}"), ("recommendations.json", "[]")}:  # valid, just empty
         return "ok"
     if (name, kind) == ("label_issues.parquet", "one-row-less"):  # a valid table with one suspicion less
+        return "ok"
+    if (name, kind) == ("near_duplicates.parquet", "one-pair-more"):  # a valid table with one more pair
         return "ok"
     return "refused"
 

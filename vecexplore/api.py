@@ -123,6 +123,8 @@ def build(
     min_cluster_size: int | None = None,
     cache_dir: str | Path | None = None,
     scan_workers: int | None = None,
+    dup_threshold: float | None = None,
+    train_split: str | None = None,
     force: bool = False,
     progress: bool | None = None,
 ) -> Run:
@@ -131,6 +133,9 @@ def build(
     The inputs are given as in :func:`load_dataset`; the rest are the options
     of ``vecexplore build`` (``model``/``weights`` default to its ViT-B-32
     ``laion2b_s34b_b79k``; ``weights="random"`` needs no download).
+    ``dup_threshold`` / ``train_split``: ``--dup-threshold`` / ``--train-split`` (None: their
+    defaults, 0.95 and ``"train"``; see :mod:`vecexplore.analysis.duplicates`). The returned run's
+    ``near_duplicates`` and ``leakage`` hold what they found.
     ``progress`` shows progress bars; None: when stderr is a terminal, as the CLI.
     """
     from vecexplore.builder import BuildConfig, build_run
@@ -141,6 +146,7 @@ def build(
     src = _source(source, {"gt": gt, "pred": pred, "images": images, "format": format, "names": names,
                            "clip": clip, "allow_outside_root": allow_outside_root})
     embed = {k: v for k, v in {"model": model, "weights": weights}.items() if v is not None}
+    dups = {k: v for k, v in {"dup_threshold": dup_threshold, "train_split": train_split}.items() if v is not None}
     config = BuildConfig(
         source=src,
         out=Path(out),
@@ -152,6 +158,7 @@ def build(
         cache_dir=Path(cache_dir) if cache_dir is not None else None,
         force=force,
         scan_workers=scan_workers,
+        **dups,
     )
     if progress is None:
         import sys

@@ -15,12 +15,19 @@ Stages (each timed into the manifest):
    was split (:mod:`vecexplore.mapping.hierarchy`), per-slice outcome rates,
    ranked by how surely they are worse; the hierarchy is kept in the run
    (``cluster_tree.parquet``) so the app can re-slice at other operating points.
+   **words**: each slice described by CLIP's text tower (zero-shot over conditions
+   and class names; ``words.json``, ``text_embeddings.npy``; hidden with random
+   weights; see :mod:`vecexplore.analysis.words`).
 7. **labels**: every GT object (image label) scored by how likely it is wrong
    (``label_issues.parquet``; see :mod:`vecexplore.analysis.label_issues`).
-8. **analyse**: property importance, cluster descriptions and recommendations
+8. **duplicates**: near-duplicate image pairs within and across splits, and the
+   images of other splits that leak from the train split, with the metrics
+   without them (``near_duplicates.parquet``, ``leakage.json``; see
+   :mod:`vecexplore.analysis.duplicates`).
+9. **analyse**: property importance, cluster descriptions and recommendations
    (``analysis.json``, ``recommendations.json``; see :mod:`vecexplore.analysis.stage`);
    the likely label errors are one of them.
-9. **write**: the run store, atomically (see :mod:`vecexplore.store`).
+10. **write**: the run store, atomically (see :mod:`vecexplore.store`).
 """
 
 from __future__ import annotations
@@ -36,6 +43,7 @@ from typing import Any
 
 import numpy as np
 
+from vecexplore.analysis.duplicates import DEFAULT_THRESHOLD, DEFAULT_TRAIN_SPLIT, check_threshold
 from vecexplore.embed.pipeline import EmbedConfig
 from vecexplore.io.source import DatasetSource
 from vecexplore.mapping.config import MapConfig
@@ -73,6 +81,8 @@ class BuildConfig:
         random_fallback: when the weights cannot be loaded, fall back to random
             weights (loudly) instead of failing — for ``vecexplore demo`` only.
         scan_workers: processes for thumbnails/properties (None = auto, 0 = inline).
+        dup_threshold: cosine similarity from which two images are near duplicates.
+        train_split: the split whose near duplicates in other splits are leakage.
     """
 
     source: DatasetSource
@@ -86,10 +96,13 @@ class BuildConfig:
     force: bool = False
     random_fallback: bool = False
     scan_workers: int | None = None
+    dup_threshold: float = DEFAULT_THRESHOLD
+    train_split: str = DEFAULT_TRAIN_SPLIT
 
     def __post_init__(self):
         from vecexplore.eval.operating_point import OperatingPoint
 
+        check_threshold(self.dup_threshold)
         point = OperatingPoint(self.iou, self.confidence)
         object.__setattr__(self, "iou", point.iou)  # frozen: the checked floats replace what was given
         object.__setattr__(self, "confidence", point.confidence)
@@ -148,7 +161,7 @@ def build_run(config: BuildConfig, *, progress: bool = False) -> BuildResult:
         per_image = ev.per_image
         metrics = ev.to_json_dict()
     with timer.stage("embed"):
-        emb, fallback = _embed(paths, config, progress)
+        emb, fallback, model = _embed(paths, config, progress)
     size_hint = estimate_run_bytes(
         n_images=dataset.num_images, dim=emb.vectors.shape[1], n_classes=len(dataset.categories),
         n_objects=len(dataset.gt) + len(dataset.pred) if dataset.task == "detection" else 0,
@@ -177,11 +190,15 @@ def build_run(config: BuildConfig, *, progress: bool = False) -> BuildResult:
                 class_names=list(dataset.categories.names),
             )
         writer.write_table(CLUSTER_TREE, tree.to_frame())
+        with timer.stage("words"):
+            clusters = _write_words(writer, model, emb, readable, labels, clusters, list(dataset.categories.names))
         with timer.stage("labels"):
             from vecexplore.analysis.label_issues import label_issues
 
             issues = label_issues(ev)
             writer.write_table(LABEL_ISSUES, issues)
+        with timer.stage("duplicates"):
+            _write_duplicates(writer, ev, images, emb, readable, config)
         with timer.stage("analyse"):
             from vecexplore.analysis.stage import write_analysis
 
@@ -211,6 +228,49 @@ def build_run(config: BuildConfig, *, progress: bool = False) -> BuildResult:
         weights_random=bool(emb.model_info.get("random")),
         fallback_reason=fallback,
     )
+
+
+def _write_words(writer, model, emb, readable, labels, clusters, class_names):
+    """words.json and (trained weights only) text_embeddings.npy; returns ``clusters`` with a
+    ``words`` column ("" when hidden; see :mod:`vecexplore.analysis.words`)."""
+    from vecexplore.analysis.slicing import members_of
+    from vecexplore.analysis.words import by_cluster, hidden_reason, phrase, vocabulary, words_doc
+    from vecexplore.store.layout import TEXT_EMBEDDINGS, WORDS
+
+    vocab = vocabulary(class_names)
+    hidden = hidden_reason(emb.model_info)
+    text = None
+    if hidden is None:
+        from vecexplore.embed.text import encode_prompts
+
+        text = encode_prompts(model, [v["prompt"] for v in vocab])
+        writer.write_array(TEXT_EMBEDDINGS, text)
+    else:
+        log.info("%s", hidden)
+    slices = [(int(row.cluster), members_of(row)) for row in clusters.itertuples(index=False)]
+    doc = words_doc(emb.vectors, text, vocab, labels, slices, usable=readable, hidden=hidden)
+    writer.write_json(WORDS, doc)
+    words = by_cluster(doc)
+    clusters = clusters.copy()
+    clusters["words"] = [phrase(words.get(int(c), [])) for c in clusters["cluster"]]
+    return clusters
+
+
+def _write_duplicates(writer, ev, images, emb, readable, config: BuildConfig) -> None:
+    """near_duplicates.parquet and leakage.json (see :mod:`vecexplore.analysis.duplicates`)."""
+    from vecexplore.analysis.duplicates import duplicate_table, leakage
+    from vecexplore.store.layout import LEAKAGE, NEAR_DUPLICATES
+
+    split = images["split"].to_numpy(object) if "split" in images else None
+    random_weights = bool(emb.model_info.get("random"))
+    table, leaks = duplicate_table(emb.vectors, image_id=images["image_id"].to_numpy(), split=split,
+                                   digests=emb.digests, usable=readable, threshold=config.dup_threshold,
+                                   random_weights=random_weights, train_split=config.train_split)
+    writer.write_table(NEAR_DUPLICATES, table)
+    writer.write_json(LEAKAGE, leakage(ev, leaks, split=split, train_split=config.train_split,
+                                            threshold=config.dup_threshold, random_weights=random_weights))
+    log.info("near duplicates: %d pairs (%d across splits); %d images leak from split %r",
+             len(table), int(table["cross_split"].sum()), int(leaks.sum()), config.train_split)
 
 
 def _refuse_early(out: Path, force: bool) -> None:
@@ -248,7 +308,7 @@ def _embed(paths: list[str], config: BuildConfig, progress: bool):
         log.error("the embedding cache %s is full; vectors cached so far are kept: free space (or pass "
                   "--cache-dir on another disk) and rerun to go on from them", root)
         raise exc.with_needed(len(paths) * (model.dim * 4 + _CACHE_ROW_BYTES), path=root) from exc
-    return result, fallback
+    return result, fallback, model
 
 
 def _map(vectors: np.ndarray, readable: np.ndarray, map_config: MapConfig):
@@ -366,6 +426,8 @@ def _manifest(config, dataset, emb, fallback, map_info, timings, readable, repor
             "iou": config.iou,
             "iou_type": iou_type,  # as resolved (the user's None = auto is in the config only)
             "confidence": config.confidence,
+            "dup_threshold": config.dup_threshold,
+            "train_split": config.train_split,
             "embed": _plain(asdict(config.embed)),
             "map": _plain(asdict(config.map)),
         },

@@ -9,13 +9,24 @@
      "error_rate", "ci_low", "ci_high", "lift", "dominant_error", ...}] (worst
      first; a merged slice lists its clusters in "members"), "slices": [...],
      "recommendations": [...], "label_issues": [{"image_id", "annotation_id",
-     "kind", "score", "class", "suggested_class"}]}
+     "kind", "score", "class", "suggested_class"}], "near_duplicates": {...},
+     "leakage": {...}}
 
 ``label_issues`` lists the likely label errors, most likely first (kinds
 ``wrong_class``, ``missing``, ``spurious``, ``bad_box``, ``wrong_label``;
 ``annotation_id`` null for a missing label and for classification; see
 :mod:`vecexplore.analysis.label_issues`). A run built before label issues
 were stored gets them computed when read.
+
+``near_duplicates`` counts the near-duplicate pairs within and across splits and
+lists the most similar; ``leakage`` lists the images of other splits with a near
+duplicate in the train split and the metrics of those splits with and without
+them (both null for a run built before they were stored; ``leakage`` also null
+without a train split; see :func:`vecexplore.analysis.duplicates.summary`).
+
+``words`` gives each failure slice the phrases CLIP's text tower finds most
+typical of its images (also the ``words`` column of ``clusters``), or, with
+random weights, ``hidden``: why there are none (:mod:`vecexplore.analysis.words`).
 
 ``slices`` is the ranked list of failure slices a user reads: the failure
 findings of ``recommendations.json`` (kinds cluster, class_fn, class_fp,
@@ -75,6 +86,22 @@ def _label_issues(run: Run) -> list[dict]:
     return to_json(of_run(run), [c["name"] for c in run.categories])
 
 
+def _words(run: Run) -> dict | None:
+    """``{"hidden": reason or null, "clusters": [{"cluster", "members", "words": [{"phrase", "group",
+    "score", "share"}]}]}`` (:mod:`vecexplore.analysis.words`); null for a run built before words."""
+    from vecexplore.analysis.words import of_run
+
+    doc = of_run(run)
+    return None if doc is None else {"hidden": doc.get("hidden"), "clusters": doc.get("clusters") or []}
+
+
+def _duplicates(run: Run) -> dict:
+    from vecexplore.analysis.duplicates import of_run, summary
+
+    table, leak = of_run(run)
+    return summary(table, leak, image_id=run.images["image_id"].to_numpy())
+
+
 def boxes_state(run: Run) -> str | None:
     """How the run's detection boxes were evaluated: ``as_given`` (COCO numbers are
     pycocotools'), ``clipped`` (``--clip``: they are not) or ``not_recorded`` (a run
@@ -121,6 +148,8 @@ def run_summary(run: Run, *, max_unreadable: int | None = None) -> dict[str, Any
         "slices": failure_slices(recs),
         "recommendations": recs,
         "label_issues": _label_issues(run),
+        **_duplicates(run),
+        "words": _words(run),
         "timings": manifest.get("timings", {}),
     }
     if "comparison" in manifest:

@@ -10,7 +10,8 @@ Thumbnails are the exception: they are a cache of the image files, so a
 damaged thumbnail store is a warning (logged, and returned) and the app shows
 the "unreadable" placeholder in their place. Optional files
 (``analysis.json``, ``recommendations.json``, ``class_scores.npy``,
-``label_issues.parquet``) may be
+``label_issues.parquet``, ``near_duplicates.parquet``, ``leakage.json``,
+``words.json``) may be
 absent; when present they must be sound.
 """
 
@@ -67,6 +68,10 @@ LABEL_ISSUE_COLUMNS = {
     "image_idx": "int", "image_id": "int", "kind": "str", "score": "float", "likely": "bool",
     "class_idx": "int", "suggested_class_idx": "int",
 }
+DUPLICATE_COLUMNS = {
+    "image_idx_a": "int", "image_idx_b": "int", "image_id_a": "int", "image_id_b": "int",
+    "similarity": "float", "exact": "bool", "split_a": "str", "split_b": "str", "cross_split": "bool",
+}
 #: Top-level blocks of metrics.json per task, and their JSON types.
 METRICS_BLOCKS = {
     "detection": {"coco": dict, "operating_point": dict, "per_class": list},
@@ -117,6 +122,8 @@ def validate_run(run: Run) -> list[str]:
     if (run.path / table_file(LABEL_ISSUES)).exists():
         _check_table(run, LABEL_ISSUES, LABEL_ISSUE_COLUMNS)
         _check_range(run, LABEL_ISSUES, "image_idx", 0, n)
+    _check_duplicates(run, n)
+    _check_words(run)
     _check_array(run, EMBEDDINGS, rows=n, dim=_int_or_none(run.manifest["model"].get("dim")))
     if "comparison" in run.manifest:
         _check_comparison(run, n, k)
@@ -310,6 +317,64 @@ def _check_comparison(run: Run, n: int, k: int) -> None:
         if not isinstance(rows, list) or not all(isinstance(r, dict) and isinstance(r.get("members"), list)
                                                  for r in rows):
             raise broken_file(run.path / COMPARE, f'"{key}" is not a list of clusters')
+
+
+def _check_duplicates(run: Run, n: int) -> None:
+    """near_duplicates.parquet and leakage.json (optional, but together: one without the other
+    is a damaged run)."""
+    from vecexplore.store.layout import LEAKAGE, NEAR_DUPLICATES
+
+    table = run.path / table_file(NEAR_DUPLICATES)
+    doc_path = run.path / LEAKAGE
+    if not table.exists() and not doc_path.exists():
+        return
+    for path in (table, doc_path):
+        if not path.exists():
+            raise broken_file(path, f"missing (the build writes {table.name} and {doc_path.name} together)")
+    _check_table(run, NEAR_DUPLICATES, DUPLICATE_COLUMNS)
+    for column in ("image_idx_a", "image_idx_b"):
+        _check_range(run, NEAR_DUPLICATES, column, 0, n)
+    sim = _column(run, NEAR_DUPLICATES, "similarity")
+    if len(sim) and not ((sim >= -1.0) & (sim <= 1.0 + 1e-6)).all():
+        raise broken_file(table, "similarity outside [-1, 1]")
+    doc = _document(run, LEAKAGE, dict)
+    t = doc.get("threshold")
+    if not (_is_number(t) and 0 < t <= 1):
+        raise broken_file(doc_path, f'"threshold" is {_what(t)}, expected a number in (0, 1]')
+    idx = doc.get("leaking_image_idx")
+    if not isinstance(idx, list) or not all(_int_or_none(v) is not None and 0 <= v < n for v in idx):
+        raise broken_file(doc_path, f'"leaking_image_idx" is not a list of image indices 0…{n - 1}')
+    for key in ("n_eval", "n_leaking"):
+        if _int_or_none(doc.get(key)) is None or doc[key] < 0:
+            raise broken_file(doc_path, f'"{key}" is {_what(doc.get(key))}, expected a count')
+    metrics = doc.get("metrics")
+    if metrics is not None and not (isinstance(metrics, dict) and all(
+            metrics.get(k) is None or isinstance(metrics.get(k), dict) for k in ("all", "without_leaking"))):
+        raise broken_file(doc_path, '"metrics" is not {"all": {...}, "without_leaking": {...}}')
+
+
+def _check_words(run: Run) -> None:
+    """words.json (optional: older runs have none) and, when its words are not hidden, the
+    text embeddings it was computed from (one row per vocabulary entry)."""
+    from vecexplore.store.layout import TEXT_EMBEDDINGS, WORDS
+
+    path = run.path / WORDS
+    if not path.exists():
+        return
+    doc = _document(run, WORDS, dict)
+    hidden = doc.get("hidden")
+    if hidden is not None and not isinstance(hidden, str):
+        raise broken_file(path, f'"hidden" is {_what(hidden)}, expected null or a reason')
+    vocab = doc.get("vocabulary")
+    if not isinstance(vocab, list) or not all(isinstance(v, dict) and isinstance(v.get("phrase"), str)
+                                              and isinstance(v.get("group"), str) for v in vocab):
+        raise broken_file(path, '"vocabulary" is not a list of {"group", "phrase", "prompt"}')
+    clusters = doc.get("clusters")
+    if not isinstance(clusters, list) or not all(isinstance(c, dict) and isinstance(c.get("words"), list)
+                                                 for c in clusters):
+        raise broken_file(path, '"clusters" is not a list of {"cluster", "members", "words": [...]}')
+    if hidden is None:
+        _check_array(run, TEXT_EMBEDDINGS, rows=len(vocab), dim=_int_or_none(run.manifest["model"].get("dim")))
 
 
 # ---------------------------------------------------------------- arrays

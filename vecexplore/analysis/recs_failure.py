@@ -49,12 +49,15 @@ def cluster_candidates(ctx: Context, clusters) -> list[Candidate]:
                 f"vs {ctx.overall:.2f} overall")
         if len(members) > 1:
             head += f" (clusters {', '.join(map(str, members))}: siblings in the cluster hierarchy that fail alike)"
+        words = str(getattr(row, "words", "") or "")
+        if words:  # CLIP's words for the slice (vecexplore.analysis.words; absent with random weights)
+            head += f"; CLIP describes these images as: {words}"
         rec = Recommendation(
             "cluster", cluster_title(members_text(members), d, float(row.lift)), evidence_text(d, head),
             action_for(d, ctx), severity, sel(d.image_idx, cluster=c, clusters=members),
             {"cluster": c, "members": members, "size": int(row.size), "error_rate": d.error_rate,
              "ci_low": d.ci_low, "ci_high": d.ci_high, "overall_error_rate": ctx.overall,
-             "description": d.to_json()})
+             "description": d.to_json(), **({"words": words} if words else {})})
         out.append(Candidate(rec, mask, [image, *objects]))
     return out
 

@@ -205,6 +205,30 @@ class RunData:
         return self.__dict__["label_issue_scores"]
 
     @property
+    def words(self):
+        """``(probs, vocab, hidden)``: the per-image zero-shot probabilities over the run's vocabulary
+        ((N, P), :func:`vecexplore.analysis.words.zero_shot`; None when hidden or not stored), the
+        vocabulary, and why the words are hidden (None when shown; computed once, thread-safe)."""
+        with self._lock:
+            if "words" not in self.__dict__:
+                from vecexplore.analysis.words import of_run, zero_shot
+                from vecexplore.store.layout import TEXT_EMBEDDINGS
+
+                doc = of_run(self.run)
+                if doc is None:
+                    value = (None, [], "this run was built before words for clusters were stored: rebuild it")
+                elif doc.get("hidden"):
+                    value = (None, doc.get("vocabulary") or [], str(doc["hidden"]))
+                else:
+                    vocab = doc["vocabulary"]
+                    text = self.run.array(TEXT_EMBEDDINGS)
+                    probs = zero_shot(self.run.embeddings(), text, [v["group"] for v in vocab],
+                                      logit_scale=float(doc.get("logit_scale") or 100.0))
+                    value = (_frozen(probs), vocab, None)
+                self.__dict__["words"] = value
+            return self.__dict__["words"]
+
+    @property
     def num_images(self) -> int:
         return self.dataset.num_images
 

@@ -6,6 +6,7 @@ import sys
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 
@@ -66,7 +67,9 @@ def render_info(summary: dict, *, top: int = 10, max_recommendations: int = 6) -
     title = (f"Failure clusters (error rate above average), worst first: {len(failing)} of {len(clusters)}"
              f"{note}")
     table = Table(title=title, title_justify="left")
-    for col in ("rank", "cluster", "size", "error rate [95% CI]", "lift", "dominant error", "top classes"):
+    with_words = any(c.get("words") for c in failing)
+    for col in ("rank", "cluster", "size", "error rate [95% CI]", "lift", "dominant error", "top classes",
+                *(("looks like (CLIP)",) if with_words else ())):
         table.add_column(col, justify="right" if col in ("rank", "cluster", "size", "lift") else "left")
     for c in failing[:top]:
         table.add_row(
@@ -77,9 +80,13 @@ def render_info(summary: dict, *, top: int = 10, max_recommendations: int = 6) -
             _f(c.get("lift"), 2),
             str(c.get("dominant_error") or ""),
             str(c.get("top_classes") or ""),
+            *((escape(str(c.get("words") or "")),) if with_words else ()),
         )
     if failing:
         console.print(table)
+    hidden = (summary.get("words") or {}).get("hidden")
+    if hidden:
+        console.print(f"Note: {escape(str(hidden))}.")
     elif clusters:
         console.print(f"No cluster fails more often than average ({len(clusters)} clusters).")
 
@@ -104,6 +111,7 @@ def render_info(summary: dict, *, top: int = 10, max_recommendations: int = 6) -
             console.print(f"… and {len(recs) - max_recommendations} more (vecexplore info --json lists all)")
 
     _render_label_issues(console, summary.get("label_issues") or [], top)
+    _render_duplicates(console, summary.get("near_duplicates"), summary.get("leakage"), top)
 
     bad = summary.get("unreadable") or []
     if bad:
@@ -127,6 +135,41 @@ def _render_label_issues(console: Console, issues: list[dict], top: int) -> None
     console.print(table)
     if len(issues) > top:
         console.print(f"… and {len(issues) - top} more (vecexplore info --json lists all)")
+
+
+def _render_duplicates(console: Console, dups: dict | None, leak: dict | None, top: int) -> None:
+
+    if dups is None:
+        return
+    console.print(f"[bold]Near duplicates[/bold] (cosine ≥ {_f(dups.get('threshold'), 2)}): {dups.get('pairs')} pairs, "
+                  f"{dups.get('within_split')} within a split, {dups.get('across_splits')} across splits, "
+                  f"{dups.get('exact')} identical files")
+    if dups.get("note"):
+        console.print(f"  note: {escape(str(dups['note']))}")
+    if dups.get("top"):
+        table = Table(title="Most similar pairs", title_justify="left")
+        for col in ("similarity", "image_id a", "split a", "image_id b", "split b", "identical"):
+            table.add_column(col, justify="right" if col in ("similarity", "image_id a", "image_id b") else "left")
+        for p in dups["top"][:top]:
+            table.add_row(_f(p.get("similarity"), 4), str(p.get("image_id_a")), escape(str(p.get("split_a"))),
+                          str(p.get("image_id_b")), escape(str(p.get("split_b"))), "yes" if p.get("exact") else "")
+        console.print(table)
+    if leak is None:
+        return
+    splits = escape(", ".join(leak.get("eval_splits") or []))
+    console.print(f"[bold]Split leakage[/bold]: {leak.get('n_leaking')} of {leak.get('n_eval')} images of "
+                  f"{splits or 'the other splits'} have a near duplicate in {escape(str(leak.get('train_split')))}")
+    metrics = leak.get("metrics") or {}
+    every, kept = metrics.get("all") or {}, metrics.get("without_leaking") or {}
+    if every:
+        table = Table(title=f"Metrics of {splits} with and without the leaking images", title_justify="left")
+        for col in ("metric", "all", "without leaking", "difference"):
+            table.add_column(col, justify="left" if col == "metric" else "right")
+        for key, value in every.items():
+            other = kept.get(key)
+            diff = other - value if isinstance(value, (int, float)) and isinstance(other, (int, float)) else None
+            table.add_row(key, _f(value, 4), _f(other, 4), _f(diff, 4))
+        console.print(table)
 
 
 def render_comparison(console: Console, summary: dict, *, top: int = 10) -> None:

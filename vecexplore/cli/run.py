@@ -10,6 +10,7 @@ from typing import Annotated
 
 import typer
 
+from vecexplore.analysis.duplicates import DEFAULT_THRESHOLD, DEFAULT_TRAIN_SPLIT
 from vecexplore.cli._app import app
 from vecexplore.cli._inputs import (
     AllowOutsideRootOpt,
@@ -69,6 +70,11 @@ def build_command(
     seed: Annotated[int, typer.Option("--seed", help="Seed of UMAP (and of random weights).", rich_help_panel=_MAP)] = 0,
     n_neighbors: Annotated[int | None, typer.Option("--n-neighbors", min=2, help="UMAP neighbours (default scales with N).", rich_help_panel=_MAP)] = None,
     min_cluster_size: Annotated[int | None, typer.Option("--min-cluster-size", min=2, help="HDBSCAN min cluster size (default scales with N).", rich_help_panel=_MAP)] = None,
+    dup_threshold: Annotated[float, typer.Option(
+        "--dup-threshold", help="Cosine similarity from which two images are near duplicates "
+        f"(default {DEFAULT_THRESHOLD}: augmented copies stay above it with CLIP).")] = DEFAULT_THRESHOLD,
+    train_split: Annotated[str, typer.Option(
+        "--train-split", help="The split whose near duplicates in other splits are leakage.")] = DEFAULT_TRAIN_SPLIT,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing run at --out.")] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="More detail on stderr.")] = False,
 ) -> None:
@@ -96,6 +102,8 @@ def build_command(
         confidence=conf,
         cache_dir=cache_dir,
         force=force,
+        dup_threshold=dup_threshold,
+        train_split=train_split,
     )
     result = build_run(config, progress=sys.stderr.isatty())
     print_summary(result)

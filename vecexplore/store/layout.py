@@ -22,6 +22,12 @@ Layout (schema version :data:`SCHEMA_VERSION`)::
       label_issues.parquet  one row per suspected label error, most likely first (kind, score,
                         annotation; :mod:`vecexplore.analysis.label_issues`); optional: older
                         runs compute it when read
+      near_duplicates.parquet  near-duplicate image pairs, most similar first; optional
+      leakage.json      images of other splits with a near duplicate in the train split, and the
+                        metrics with and without them (:mod:`vecexplore.analysis.duplicates`);
+                        optional: older runs have neither
+      words.json        CLIP's words for each slice, or why they are hidden (random weights)
+      text_embeddings.npy  (P, D) the vocabulary's text embeddings (trained weights only)
       thumbs.bin/.npy   packed 160 px JPEG thumbnails (see :mod:`vecexplore.thumbs`)
       class_scores.npy  classification only, when the predictions carry per-class scores
       exports/          files exported from the app (``vecexplore serve``)
@@ -49,6 +55,7 @@ OBJECTS = "objects"
 CLUSTERS = "clusters"
 CLUSTER_TREE = "cluster_tree"
 LABEL_ISSUES = "label_issues"
+NEAR_DUPLICATES = "near_duplicates"
 OBJECTS_B = "objects_b"
 
 # ---------------------------------------------------------------- JSON documents
@@ -59,10 +66,13 @@ ANALYSIS = "analysis.json"
 RECOMMENDATIONS = "recommendations.json"
 COMPARE = "compare.json"
 METRICS_B = "metrics_b.json"
+LEAKAGE = "leakage.json"
+WORDS = "words.json"
 
 # ---------------------------------------------------------------- arrays and packed files
 EMBEDDINGS = "embeddings.npy"
 CLASS_SCORES = "class_scores.npy"
+TEXT_EMBEDDINGS = "text_embeddings.npy"
 THUMBS_INDEX = "thumbs.npy"
 THUMBS_DATA = "thumbs.bin"
 

@@ -121,6 +121,31 @@ class Run:
     def categories(self) -> list[dict]:
         return self.json(CATEGORIES)
 
+    @property
+    def near_duplicates(self):
+        """The near-duplicate pairs, most similar first (:mod:`vecexplore.analysis.duplicates`;
+        empty for a run built before they were stored)."""
+        from vecexplore.analysis.duplicates import of_run
+
+        return of_run(self)[0]
+
+    @property
+    def leakage(self) -> dict | None:
+        """The split leakage and the metrics with and without the leaking images
+        (:mod:`vecexplore.analysis.duplicates`; None for a run built before they were stored)."""
+        from vecexplore.analysis.duplicates import of_run
+
+        return of_run(self)[1]
+
+    @property
+    def words(self) -> dict | None:
+        """The words for clusters (``words.json``: ``hidden`` — why there are none, with random
+        weights —, the vocabulary and each slice's words; :mod:`vecexplore.analysis.words`), or None
+        for a run built before them."""
+        from vecexplore.analysis.words import of_run
+
+        return of_run(self)
+
     def embeddings(self, *, mmap: bool = True) -> np.ndarray:
         """(N, D) float32, memory-mapped by default."""
         return self.array(EMBEDDINGS, mmap=mmap)

@@ -16,6 +16,7 @@ from vecexplore.app.views.confusion import ConfusionView
 from vecexplore.app.views.controls import ControlsView
 from vecexplore.app.views.curve import CurveView
 from vecexplore.app.views.detail import DetailView
+from vecexplore.app.views.duplicates import DuplicatesView
 from vecexplore.app.views.export import ExportView
 from vecexplore.app.views.gallery import GalleryView
 from vecexplore.app.views.header import HeaderView
@@ -46,6 +47,7 @@ REGISTRY = (
     PropertyView,
     RecommendationsView,
     LabelIssuesView,
+    DuplicatesView,
     QueryView,
     GalleryView,
     ExportView,

@@ -136,7 +136,7 @@ class ClustersView(View):
     title = "Clusters"
     depends = frozenset({"op", "selection"})
     _COLUMNS = ("rank", "cluster", "label", "size", "error_rate", "error_text", "lift", "lift_text", "dominant",
-                "dominant_error", "classes", "confused")
+                "dominant_error", "classes", "confused", "words")
 
     def __init__(self, ctx):
         super().__init__(ctx)
@@ -157,6 +157,7 @@ class ClustersView(View):
                 TableColumn(field="dominant", title="Dominant error", width=100),
                 TableColumn(field="classes", title="Top classes", width=170),
                 TableColumn(field="confused", title="Most confused", width=170),
+                TableColumn(field="words", title="Looks like (CLIP)", width=170),
             ],
         )
         self.caption = ui.text_div(text="", name="clusters-caption", css_classes=["vx-caption"],
@@ -171,13 +172,22 @@ class ClustersView(View):
         return self.root
 
     def compute(self, d):
+        from vecexplore.analysis.words import slice_phrases
+
         tab = cluster_rows(d.evaluation, self.data.images.cluster, run=self.data.run, tree=self.data.tree,
                            class_names=self.data.class_names)
+        probs, vocab, hidden = self.data.words
+        tab["words"] = ([""] * len(tab) if probs is None else
+                        slice_phrases(probs, vocab, self.data.images.cluster, tab["members"],
+                                      usable=self.data.run.images["readable"].to_numpy(bool)))
         merged = sum(len(m) > 1 for m in tab["members"])
         note = f"; {merged} join sibling clusters that fail alike (e.g. 4+9)" if merged else ""
         caption = (f"{len(tab)} slices{note}, worst first at confidence ≥ {d.state.confidence:.3f}: ranked by the "
                    "lower end of the 95% interval of their error rate; lift = error rate / the run's. Click a row "
-                   "to select it (ctrl- or shift-click adds rows).")
+                   "to select it (ctrl- or shift-click adds rows). Looks like: the phrases CLIP's text tower finds more "
+                   "typical of the slice's images than of the run's.")
+        if hidden:
+            caption += f" Note: {hidden}."
         return {"tab": tab, "caption": caption, "marked": [int(m) for m in d.state.marked(self.name)]}
 
     def apply(self, p) -> None:
