@@ -162,15 +162,21 @@ def info_command(
 def export_command(
     run_dir: Annotated[Path, typer.Argument(metavar="RUN", help="A run directory written by build.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="File to write (a folder for yolo).")],
-    fmt: Annotated[str, typer.Option("--format", "-f", help="csv | json | coco | yolo | txt.")] = "csv",
+    fmt: Annotated[str, typer.Option("--format", "-f", help="csv | json | coco | yolo | txt | label-studio | cvat.")] = "csv",
     cluster: Annotated[list[int] | None, typer.Option("--cluster", help="Select a cluster (repeatable).")] = None,
     images_file: Annotated[Path | None, typer.Option("--images-file", help="Select images listed in a file (ids, file names or paths).")] = None,
     where: Annotated[str | None, typer.Option("--where", help="Select images by a condition, e.g. \"error_rate > 0.5 and split == 'val'\" or \"'hard' in tags\".")] = None,
     saved: Annotated[list[str] | None, typer.Option("--selection", help="Select a selection saved in the app (repeatable).")] = None,
+    document_root: Annotated[Path | None, typer.Option(
+        "--document-root", help="label-studio: reference images as Label Studio local files "
+        "(/data/local-files/?d=PATH relative to this folder, Label Studio's LOCAL_FILES_DOCUMENT_ROOT) "
+        "instead of by absolute path.")] = None,
+    with_images: Annotated[bool, typer.Option("--with-images", help="cvat: put the image files in the zip too.")] = False,
     force: Annotated[bool, typer.Option("--force", help="Overwrite --out.")] = False,
 ) -> None:
-    """Export a selection of a run's images: a COCO or YOLO subset for relabeling, a list
-    of paths for data collection, or a CSV/JSON table of their outcomes.
+    """Export a selection of a run's images: a COCO or YOLO subset, Label Studio tasks
+    (GT and predictions as pre-annotations) or a CVAT archive for relabeling, a list of
+    paths for data collection, or a CSV/JSON table of their outcomes.
 
     Selections combine: every given selector must hold (intersection).
     """
@@ -201,5 +207,11 @@ def export_command(
     selection = chosen[0]
     for other in chosen[1:]:
         selection = np.intersect1d(selection, other)
-    path = export_selection(run, selection, fmt=fmt, out=out, force=force)
+    path = export_selection(run, selection, fmt=fmt, out=out, force=force, document_root=document_root,
+                            with_images=with_images)
     typer.echo(f"wrote {len(selection)} images to {path} ({fmt})")
+    if fmt == "label-studio":
+        from vecexplore.labeltools.label_studio import import_hint
+
+        for line in import_hint(path, document_root=document_root):
+            typer.echo(line)
