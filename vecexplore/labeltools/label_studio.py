@@ -238,6 +238,23 @@ def run_tasks(run, image_idx: np.ndarray, *, document_root: str | Path | None = 
     return ds, tasks(ds, images=refs, data=data, min_score=conf, model_version=Path(run.path).name)
 
 
+def images_root_of(run, image_idx: np.ndarray) -> str | None:
+    """The run's images root when every selected image lies inside it (then it can be Label
+    Studio's LOCAL_FILES_DOCUMENT_ROOT), else None."""
+    from vecexplore.export import image_paths
+
+    root = (run.manifest.get("inputs") or {}).get("images_root")
+    if not root:
+        return None
+    paths = image_paths(run)
+    try:
+        for i in np.asarray(image_idx, np.int64).tolist():
+            image_ref(paths[i], root)
+    except ConfigError:
+        return None
+    return os.path.abspath(root)
+
+
 def write_label_studio(run, image_idx: np.ndarray, out: str | Path, *,
                        document_root: str | Path | None = None) -> LabelStudioExport:
     """Write the tasks of ``image_idx`` to ``out`` (JSON) and the labeling config beside it
@@ -260,17 +277,24 @@ def write_label_studio(run, image_idx: np.ndarray, out: str | Path, *,
                              None if document_root is None else os.path.abspath(document_root))
 
 
-def import_hint(tasks_file: str | Path, *, document_root: str | Path | None = None) -> list[str]:
-    """How to bring an export into Label Studio, for a person (the CLI prints it)."""
+def import_hint(tasks_file: str | Path, *, config: str | Path | None = None,
+                document_root: str | Path | None = None) -> list[str]:
+    """How to bring an export into Label Studio, for a person (the CLI prints it).
+
+    ``config`` is the labeling config file (default: :func:`config_path` of ``tasks_file``)."""
     tasks_file = Path(tasks_file)
-    lines = [f"labeling config: {config_path(tasks_file)}",
+    config = config_path(tasks_file) if config is None else Path(config)
+    lines = [f"labeling config: {config}",
              "import: Label Studio → Create Project → Labeling Setup → Custom template: paste the config; "
              f"then Data Import: {tasks_file.name}",
              "  or: curl -H 'Authorization: Token $TOKEN' -H 'Content-Type: application/json' "
              f"-X POST $LABEL_STUDIO_URL/api/projects/$PROJECT/import --data @{tasks_file}"]
     if document_root is not None:
-        lines.append("images load as local files: start Label Studio with LOCAL_FILES_SERVING_ENABLED=true "
-                     f"LOCAL_FILES_DOCUMENT_ROOT={os.path.abspath(document_root)}")
+        root = os.path.abspath(document_root)
+        lines += ["images load as local files: start Label Studio with LOCAL_FILES_SERVING_ENABLED=true "
+                  f"LOCAL_FILES_DOCUMENT_ROOT={root}, and give the project a local-files source storage "
+                  f"(Settings → Cloud Storage → Add Source Storage → Local files) whose absolute path, at or "
+                  f"below {root}, holds the images (no need to sync it)"]
     else:
         lines.append("images are referenced by absolute path; pass --document-root DIR to reference them as "
                      "Label Studio local files (LOCAL_FILES_DOCUMENT_ROOT=DIR), so that they show in the editor")
@@ -282,6 +306,7 @@ __all__ = [
     "config_path",
     "from_percent",
     "image_ref",
+    "images_root_of",
     "import_hint",
     "label_config",
     "region_kinds",
