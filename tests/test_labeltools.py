@@ -234,3 +234,83 @@ def test_cli_refuses_bad_label_tool_exports(demo_run, tmp_path, capsys, argv, me
     code, _, err = _cli(["export", str(run_dir), *argv, "--out", str(out)], capsys)
     assert code == 2 and message in err and "Traceback" not in err
     assert not out.exists() and not ls.config_path(out).exists()
+
+
+# ---------------------------------------------------------------- merging relabeled COCO back
+
+
+def _gt_doc() -> dict:
+    return {"info": {"v": 1},
+            "images": [{"id": 7, "file_name": "images/0001.jpg", "width": 10, "height": 10},
+                       {"id": 8, "file_name": "images/0002.jpg", "width": 10, "height": 10},
+                       {"id": 9, "file_name": "other/0002.jpg", "width": 10, "height": 10}],
+            "annotations": [{"id": 40, "image_id": 7, "category_id": 3, "bbox": [1, 1, 2, 2], "area": 4, "iscrowd": 0},
+                            {"id": 41, "image_id": 8, "category_id": 3, "bbox": [1, 1, 2, 2], "area": 4, "iscrowd": 0},
+                            {"id": 42, "image_id": 9, "category_id": 5, "bbox": [1, 1, 2, 2], "area": 4, "iscrowd": 0}],
+            "categories": [{"id": 3, "name": "cat"}, {"id": 5, "name": "dog"}]}
+
+
+def test_merge_replaces_only_the_relabeled_images_matching_names_and_classes():
+    from vecexplore.labeltools.merge import merge_coco
+
+    gt = _gt_doc()
+    tool = {"images": [{"id": 0, "file_name": "../data/images/0002.jpg"}],  # the tool's own ids and paths
+            "annotations": [{"id": 0, "image_id": 0, "category_id": 0, "bbox": [2, 3, 4, 5], "segmentation": []},
+                            {"id": 1, "image_id": 0, "category_id": 1, "bbox": [0, 0, 1, 1], "area": 0.5}],
+            "categories": [{"id": 0, "name": "dog"}, {"id": 1, "name": "cat"}]}
+    before = json.dumps(gt)
+    merged, report = merge_coco(gt, tool)
+    assert json.dumps(gt) == before, "the input is not modified"
+    assert (report.n_images, report.n_before, report.n_after) == (1, 1, 2)
+    assert merged["images"] == gt["images"] and merged["categories"] == gt["categories"] and merged["info"] == gt["info"]
+    by_image = {}
+    for a in merged["annotations"]:
+        by_image.setdefault(a["image_id"], []).append(a)
+    assert by_image[7] == [gt["annotations"][0]] and by_image[9] == [gt["annotations"][2]]
+    assert by_image[8] == [{"id": 43, "image_id": 8, "category_id": 5, "bbox": [2.0, 3.0, 4.0, 5.0], "area": 20.0, "iscrowd": 0},
+                           {"id": 44, "image_id": 8, "category_id": 3, "bbox": [0.0, 0.0, 1.0, 1.0], "area": 0.5, "iscrowd": 0}]
+    # an image the tool lost all boxes of keeps none
+    merged, report = merge_coco(gt, {**tool, "annotations": []})
+    assert [a["id"] for a in merged["annotations"]] == [40, 42] and report.n_after == 0
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda t: t["images"].append({"id": 5, "file_name": "x/9999.jpg"}), r"images\[1\].*'x/9999.jpg' is not an image of the original"),
+    (lambda t: t["images"].__setitem__(0, {"id": 0, "file_name": "0002.jpg"}), "matches several original images"),
+    (lambda t: t["images"].append({"id": 5, "file_name": "b/images/0002.jpg"}), r"images\[0\] and images\[1\] are both"),
+    (lambda t: t["categories"].append({"id": 2, "name": "cow"}), r"categories\[1\].*'cow' is not a category"),
+    (lambda t: t["annotations"][0].__setitem__("bbox", [1, 2]), r"annotations\[0\].*bbox must be"),
+    (lambda t: t["annotations"][0].__setitem__("image_id", 3), r"annotations\[0\].*image_id 3"),
+    (lambda t: t.pop("annotations"), "no 'annotations' list"),
+])
+def test_merge_refuses_what_it_cannot_place(change, message):
+    from vecexplore.errors import InputError
+    from vecexplore.labeltools.merge import merge_coco
+
+    tool = {"images": [{"id": 0, "file_name": "data/images/0002.jpg"}],
+            "annotations": [{"id": 0, "image_id": 0, "category_id": 0, "bbox": [2, 3, 4, 5]}],
+            "categories": [{"id": 0, "name": "dog"}]}
+    change(tool)
+    with pytest.raises(InputError, match=message) as exc:
+        merge_coco(_gt_doc(), tool, relabeled_path="tool.json")
+    assert str(exc.value).startswith("tool.json")
+
+
+def test_merge_labels_cli_reads_a_tool_zip(tmp_path, capsys):
+    gt = tmp_path / "gt.json"
+    gt.write_text(json.dumps(_gt_doc()))
+    with zipfile.ZipFile(tmp_path / "export.zip", "w") as z:
+        z.writestr("images/", "")
+        z.writestr("result.json", json.dumps({"images": [{"id": 1, "file_name": "images/0001.jpg"}], "annotations": [],
+                                              "categories": [{"id": 0, "name": "cat"}]}))
+    out = tmp_path / "merged.json"
+    argv = ["merge-labels", "--gt", str(gt), "--relabeled", str(tmp_path / "export.zip"), "--out", str(out)]
+    code, stdout, err = _cli(argv, capsys)
+    assert code == 0, err
+    assert "1 relabeled images replaced (1 → 0 annotations)" in stdout
+    assert [a["id"] for a in json.loads(out.read_text())["annotations"]] == [41, 42]
+    code, _, err = _cli(argv, capsys)
+    assert code == 2 and "already exists" in err
+    (tmp_path / "bad.json").write_text("{")
+    code, _, err = _cli([*argv[:4], str(tmp_path / "bad.json"), "--out", str(tmp_path / "m2.json")], capsys)
+    assert code == 2 and "bad.json" in err and "invalid JSON" in err and "Traceback" not in err

@@ -215,3 +215,26 @@ def export_command(
 
         for line in import_hint(path, document_root=document_root):
             typer.echo(line)
+
+
+@app.command("merge-labels")
+def merge_labels_command(
+    gt: Annotated[Path, typer.Option("--gt", help="The original COCO ground truth.")],
+    relabeled: Annotated[Path, typer.Option("--relabeled", help="COCO exported from Label Studio or CVAT (a .json or its .zip).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="The merged COCO ground truth to write.")],
+    force: Annotated[bool, typer.Option("--force", help="Overwrite --out.")] = False,
+) -> None:
+    """Put labels fixed in Label Studio or CVAT back into the original COCO ground truth:
+    the relabeled images' annotations are replaced (images matched by file name, classes by
+    name), everything else is kept. Then build again and compare."""
+    from vecexplore.atomic import atomic_write_text
+    from vecexplore.errors import ConfigError
+    from vecexplore.io._read import read_json
+    from vecexplore.labeltools.merge import merge_coco, read_coco
+
+    if out.exists() and not force:
+        raise ConfigError(f"{out}: already exists; pass --force to overwrite")
+    merged, report = merge_coco(read_json(gt), read_coco(relabeled), gt_path=gt, relabeled_path=relabeled)
+    atomic_write_text(out, json.dumps(merged) + "\n")
+    typer.echo(f"wrote {out}: the annotations of {report.n_images} relabeled images replaced "
+               f"({report.n_before} → {report.n_after} annotations)")
