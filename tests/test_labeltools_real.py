@@ -129,6 +129,33 @@ def test_label_studio_takes_the_detection_tasks_as_exported(label_studio, demo_r
                                                             "use_blob_urls": True})
     body = label_studio.call("GET", back[0]["data"]["image"], raw=True)
     assert body == Path(image_paths(run)[selection[0]]).read_bytes()
+    _round_trip_through_coco(label_studio, project, run, selection, demo_run[1] / "annotations.json", tmp_path)
+
+
+def _round_trip_through_coco(server, project: int, run: Run, selection: np.ndarray, gt_file: Path, tmp_path: Path):
+    """Label Studio's own COCO export, merged into the original GT (``merge-labels``), gives the
+    original GT back: the relabeling loop closes without a hand edit."""
+    from vecexplore.cli import main
+
+    (tmp_path / "ls-coco.zip").write_bytes(server.call("GET", f"/api/projects/{project}/export?exportType=COCO", raw=True))
+    merged_file = tmp_path / "merged.json"
+    with pytest.raises(SystemExit) as exc:
+        main(["merge-labels", "--gt", str(gt_file), "--relabeled", str(tmp_path / "ls-coco.zip"), "--out", str(merged_file)])
+    assert exc.value.code == 0
+    original, merged = json.loads(gt_file.read_text()), json.loads(merged_file.read_text())
+    assert merged["images"] == original["images"] and merged["categories"] == original["categories"]
+    chosen = set(run.images["image_id"].to_numpy()[selection].tolist())
+
+    def boxes(doc, keep):
+        out: dict = {}
+        for a in doc["annotations"]:
+            if keep(a["image_id"]) and not a.get("iscrowd"):
+                out.setdefault(a["image_id"], []).append((a["category_id"], *np.round(a["bbox"], 6).tolist()))
+        return {k: sorted(v) for k, v in out.items()}
+
+    assert boxes(merged, chosen.__contains__) == boxes(original, chosen.__contains__)
+    untouched = [a for a in original["annotations"] if a["image_id"] not in chosen]
+    assert [a for a in merged["annotations"] if a["image_id"] not in chosen] == untouched
 
 
 def test_label_studio_takes_mask_polygons(label_studio, segm_run, tmp_path):
