@@ -10,7 +10,7 @@ STAMP  := $(VENV)/.installed
 DEMO   ?= demo
 PORT   ?= 5006
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-PYTEST_ARGS ?= -n 2
+PYTEST_ARGS ?= -n 2 --dist loadgroup
 
 .PHONY: demo test lint bench chromium clean-demo
 

@@ -101,3 +101,19 @@ def assert_same_dataset(a: Dataset, b: Dataset, *, atol: float = 0.0, metadata: 
     assert a.categories.names.tolist() == b.categories.names.tolist()
     assert_same_objects(a.gt, b.gt, atol=atol)
     assert_same_objects(a.pred, b.pred, atol=atol)
+
+
+def add_demo_masks(data: Path) -> None:
+    """The demo's boxes as polygon masks: GT the box's inscribed octagon, predictions their box."""
+    gt = json.loads((data / "annotations.json").read_text())
+    for a in gt["annotations"]:
+        x, y, w, h = a["bbox"]
+        a["segmentation"] = [[x + w * 0.3, y, x + w * 0.7, y, x + w, y + h * 0.3, x + w, y + h * 0.7,
+                              x + w * 0.7, y + h, x + w * 0.3, y + h, x, y + h * 0.7, x, y + h * 0.3]]
+    (data / "annotations.json").write_text(json.dumps(gt))
+    pred = json.loads((data / "predictions.json").read_text())
+    recs = pred["annotations"] if isinstance(pred, dict) else pred
+    for r in recs:
+        x, y, w, h = r["bbox"]
+        r["segmentation"] = [[x, y, x + w, y, x + w, y + h, x, y + h]]
+    (data / "predictions.json").write_text(json.dumps(pred))

@@ -431,7 +431,7 @@ def test_classification_page_follows_the_threshold(cls):
 # ---------------------------------------------------------------- export
 
 
-@pytest.mark.parametrize("fmt", ["csv", "coco", "txt", "json"])
+@pytest.mark.parametrize("fmt", ["csv", "coco", "txt", "json", "label-studio", "cvat"])
 def test_page_export_writes_a_file_that_loads(det, fmt):
     import json
 
@@ -454,6 +454,27 @@ def test_page_export_writes_a_file_that_loads(det, fmt):
         assert len(preds) == int(np.isin(det.dataset.pred.image_idx, s.selection).sum())
     elif fmt == "json":
         assert {r["image_id"] for r in json.loads(path.read_text())} == ids
+    elif fmt == "label-studio":  # one zip: the tasks, the config to create the project with, how to import
+        import xml.etree.ElementTree as ET
+        import zipfile
+
+        with zipfile.ZipFile(path) as z:
+            assert sorted(z.namelist()) == ["README.txt", "label_config.xml", "tasks.json"]
+            tasks = json.loads(z.read("tasks.json"))
+            ET.fromstring(z.read("label_config.xml"))
+            readme = z.read("README.txt").decode()
+        assert {t["data"]["image_id"] for t in tasks} == ids
+        # the run's images root serves as Label Studio's document root
+        assert all(t["data"]["image"].startswith("/data/local-files/?d=") for t in tasks)
+        assert "LOCAL_FILES_DOCUMENT_ROOT=" in readme and "label_config.xml" in readme
+    elif fmt == "cvat":
+        import xml.etree.ElementTree as ET
+        import zipfile
+
+        with zipfile.ZipFile(path) as z:
+            assert z.namelist() == ["annotations.xml"]
+            root = ET.fromstring(z.read("annotations.xml"))
+        assert len(root.findall("image")) == len(ids)
     else:
         assert len(path.read_text().splitlines()) == len(ids)
     assert v.export.trigger.text == f"/vx/test/export/{path.name}|{path.name}"

@@ -7,24 +7,9 @@ import json
 
 import numpy as np
 import pytest
+from _io_helpers import add_demo_masks
 
 pytest.importorskip("pycocotools")
-
-
-def _add_masks(data):
-    """The demo's boxes as polygon masks: GT the box's inscribed octagon, predictions their box."""
-    gt = json.loads((data / "annotations.json").read_text())
-    for a in gt["annotations"]:
-        x, y, w, h = a["bbox"]
-        a["segmentation"] = [[x + w * 0.3, y, x + w * 0.7, y, x + w, y + h * 0.3, x + w, y + h * 0.7,
-                              x + w * 0.7, y + h, x + w * 0.3, y + h, x, y + h * 0.7, x, y + h * 0.3]]
-    (data / "annotations.json").write_text(json.dumps(gt))
-    pred = json.loads((data / "predictions.json").read_text())
-    recs = pred["annotations"] if isinstance(pred, dict) else pred
-    for r in recs:
-        x, y, w, h = r["bbox"]
-        r["segmentation"] = [[x, y, x + w, y, x + w, y + h, x, y + h]]
-    (data / "predictions.json").write_text(json.dumps(pred))
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +24,7 @@ def segm_run(tmp_path_factory, umap_warm):
     base = tmp_path_factory.mktemp("segm-run")
     data = base / "data"
     generate_demo(data, n=60, seed=1)
-    _add_masks(data)
+    add_demo_masks(data)
     result = build_run(BuildConfig(source=demo_source(data), out=base / "run",
                                    embed=EmbedConfig(model=TINY_MODEL, weights="random", device="cpu", num_workers=0),
                                    map=MapConfig(seed=0), cache_dir=base / "cache", scan_workers=0))

@@ -12,6 +12,14 @@ Formats:
                 beside it, ``<stem>.predictions.json``: the model's predictions on
                 those images as a COCO results list (every score, no threshold)
     yolo        the same subset as a YOLO folder (labels/*.txt, data.yaml, images.txt)
+    label-studio  Label Studio JSON tasks: the image (path, or a local-files URL under
+                ``document_root``), the GT as annotations, the predictions at the run's
+                operating point as pre-annotations with scores, in percent coordinates;
+                beside it, ``<stem>.label_config.xml`` to create the project with
+                (:mod:`vecexplore.labeltools.label_studio`)
+    cvat        a zip CVAT imports: ``annotations.xml`` in CVAT for images 1.1 (GT boxes,
+                mask polygons or classification tags), with ``with_images`` the image
+                files too (:mod:`vecexplore.labeltools.cvat`)
 """
 
 from __future__ import annotations
@@ -29,8 +37,8 @@ from vecexplore.atomic import disk_full_error, make_unique_dir
 from vecexplore.errors import ConfigError, InputError
 from vecexplore.store import Run, atomic_write_bytes, atomic_write_text, json_safe
 
-ExportFormat = Literal["csv", "json", "coco", "yolo", "txt"]
-FORMATS: tuple[str, ...] = ("csv", "json", "coco", "yolo", "txt")
+ExportFormat = Literal["csv", "json", "coco", "yolo", "txt", "label-studio", "cvat"]
+FORMATS: tuple[str, ...] = ("csv", "json", "coco", "yolo", "txt", "label-studio", "cvat")
 
 # Columns of images.parquet that are internal plumbing, not useful in an export.
 _HIDDEN_COLUMNS = ("gt_class_idx", "pred_class_idx")
@@ -181,11 +189,17 @@ def image_rows(run: Run, image_idx: np.ndarray):
 
 
 def export_selection(
-    run: Run, image_idx: np.ndarray, *, fmt: ExportFormat, out: str | Path, force: bool = False
+    run: Run, image_idx: np.ndarray, *, fmt: ExportFormat, out: str | Path, force: bool = False,
+    document_root: str | Path | None = None, with_images: bool = False,
 ) -> Path:
     """Write the selected images in ``fmt`` to ``out`` (a file; a directory for yolo).
 
     Files and the yolo folder are written atomically, with the user's umask.
+
+    Args:
+        document_root: label-studio only: reference images as Label Studio local files
+            (``/data/local-files/?d=<path relative to it>``) instead of by path.
+        with_images: cvat only: put the image files in the zip too.
 
     Raises:
         ConfigError: unknown format, empty selection, or ``out`` exists without ``force``.
@@ -200,7 +214,11 @@ def export_selection(
     if out.exists() and not force:
         raise ConfigError(f"{out}: already exists; pass --force to overwrite")
     if fmt in ("coco", "yolo") and run.task != "detection":
-        raise ConfigError(f"{fmt} export is for detection runs; use csv, json or txt")
+        raise ConfigError(f"{fmt} export is for detection runs; use csv, json, txt, label-studio or cvat")
+    if document_root is not None and fmt != "label-studio":
+        raise ConfigError("--document-root is for the label-studio format")
+    if with_images and fmt != "cvat":
+        raise ConfigError("--with-images is for the cvat format")
     if fmt == "txt":
         paths = image_paths(run)
         atomic_write_text(out, "".join(f"{paths[i]}\n" for i in image_idx))
@@ -217,6 +235,16 @@ def export_selection(
         except BaseException:  # never a GT subset without the predictions the export promised
             out.unlink(missing_ok=True)
             raise
+    elif fmt == "label-studio":
+        from vecexplore.labeltools.label_studio import config_path, write_label_studio
+
+        if config_path(out).exists() and not force:
+            raise ConfigError(f"{config_path(out)}: already exists; pass --force to overwrite")
+        write_label_studio(run, image_idx, out, document_root=document_root)
+    elif fmt == "cvat":
+        from vecexplore.labeltools.cvat import write_cvat
+
+        write_cvat(run, image_idx, out, with_images=with_images)
     else:
         _write_yolo_dir(run, image_idx, out, force=force)
     return out

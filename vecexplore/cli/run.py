@@ -178,15 +178,21 @@ SavedOpt = Annotated[list[str] | None, typer.Option("--selection", help="Select 
 def export_command(
     run_dir: Annotated[Path, typer.Argument(metavar="RUN", help="A run directory written by build.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="File to write (a folder for yolo).")],
-    fmt: Annotated[str, typer.Option("--format", "-f", help="csv | json | coco | yolo | txt.")] = "csv",
+    fmt: Annotated[str, typer.Option("--format", "-f", help="csv | json | coco | yolo | txt | label-studio | cvat.")] = "csv",
     cluster: ClusterOpt = None,
     images_file: ImagesFileOpt = None,
     where: WhereOpt = None,
     saved: SavedOpt = None,
+    document_root: Annotated[Path | None, typer.Option(
+        "--document-root", help="label-studio: reference images as Label Studio local files "
+        "(/data/local-files/?d=PATH relative to this folder, Label Studio's LOCAL_FILES_DOCUMENT_ROOT) "
+        "instead of by absolute path.")] = None,
+    with_images: Annotated[bool, typer.Option("--with-images", help="cvat: put the image files in the zip too.")] = False,
     force: Annotated[bool, typer.Option("--force", help="Overwrite --out.")] = False,
 ) -> None:
-    """Export a selection of a run's images: a COCO or YOLO subset for relabeling, a list
-    of paths for data collection, or a CSV/JSON table of their outcomes.
+    """Export a selection of a run's images: a COCO or YOLO subset, Label Studio tasks
+    (GT and predictions as pre-annotations) or a CVAT archive for relabeling, a list of
+    paths for data collection, or a CSV/JSON table of their outcomes.
 
     Selections combine: every given selector must hold (intersection).
     """
@@ -195,5 +201,34 @@ def export_command(
 
     run = open_run(run_dir)
     selection = select_images(run, clusters=cluster, images_file=images_file, where=where, saved=saved)
-    path = export_selection(run, selection, fmt=fmt, out=out, force=force)
+    path = export_selection(run, selection, fmt=fmt, out=out, force=force, document_root=document_root,
+                            with_images=with_images)
     typer.echo(f"wrote {len(selection)} images to {path} ({fmt})")
+    if fmt == "label-studio":
+        from vecexplore.labeltools.label_studio import import_hint
+
+        for line in import_hint(path, document_root=document_root):
+            typer.echo(line)
+
+
+@app.command("merge-labels")
+def merge_labels_command(
+    gt: Annotated[Path, typer.Option("--gt", help="The original COCO ground truth.")],
+    relabeled: Annotated[Path, typer.Option("--relabeled", help="COCO exported from Label Studio or CVAT (a .json or its .zip).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="The merged COCO ground truth to write.")],
+    force: Annotated[bool, typer.Option("--force", help="Overwrite --out.")] = False,
+) -> None:
+    """Put labels fixed in Label Studio or CVAT back into the original COCO ground truth:
+    the relabeled images' annotations are replaced (images matched by file name, classes by
+    name), everything else is kept. Then build again and compare."""
+    from vecexplore.atomic import atomic_write_text
+    from vecexplore.errors import ConfigError
+    from vecexplore.io._read import read_json
+    from vecexplore.labeltools.merge import merge_coco, read_coco
+
+    if out.exists() and not force:
+        raise ConfigError(f"{out}: already exists; pass --force to overwrite")
+    merged, report = merge_coco(read_json(gt), read_coco(relabeled), gt_path=gt, relabeled_path=relabeled)
+    atomic_write_text(out, json.dumps(merged) + "\n")
+    typer.echo(f"wrote {out}: the annotations of {report.n_images} relabeled images replaced "
+               f"({report.n_before} → {report.n_after} annotations)")

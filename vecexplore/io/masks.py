@@ -313,3 +313,14 @@ def rle_polygons(rle: dict) -> list[np.ndarray]:
             out.append(pts)
     return out
 
+
+def mask_outline(rle: dict, xywh: np.ndarray) -> np.ndarray:
+    """(2k,) pixel ``x1 y1 … xk yk`` of a mask's largest outer contour (the most corners), for
+    formats with one polygon per object (YOLO-seg, Label Studio, CVAT); its box's corners if the
+    mask is empty."""
+    polys = rle_polygons(rle)
+    if not polys:
+        x, y, w, h = xywh
+        return np.array([x, y, x + w, y, x + w, y + h, x, y + h], np.float64)
+    return max(polys, key=len).ravel()
+

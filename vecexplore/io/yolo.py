@@ -35,6 +35,7 @@ import numpy as np
 from vecexplore.errors import ConfigError, InputError
 from vecexplore.io._common import LoadReport, clip_to_images, fits_int64, out_of_range
 from vecexplore.io._read import image_sizes, read_text, require_dir, warn_unreadable
+from vecexplore.io.masks import mask_outline
 from vecexplore.io.paths import check_image_paths, list_images, resolve_image_path
 from vecexplore.types import Boxes, Categories, Dataset, ImageTable
 
@@ -310,12 +311,7 @@ def write_yolo(dataset: Dataset, out_dir: str | Path, image_idx: Sequence[int] |
     out_dir = Path(out_dir)
     if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
         raise ConfigError(f"{out_dir}: exists and is not an empty folder; choose a new output folder")
-    rel = [_export_name(str(f)) for f in ds.images.file_name]
-    seen: dict[str, int] = {}
-    for j, r in enumerate(rel):
-        if r in seen:
-            raise ConfigError(f"images {ds.images.image_id[seen[r]]} and {ds.images.image_id[j]} would both be written as {r}")
-        seen[r] = j
+    rel = export_names(ds.images)
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.partial-", dir=out_dir.parent))
     try:
@@ -357,7 +353,7 @@ def _write_labels(ds: Dataset, folder: Path, rel: list[str], boxes: Boxes, *, wr
         cols.append(boxes.score)
     values = np.stack(cols, axis=1).tolist()
     if boxes.rle is not None:  # YOLO-seg: class x1 y1 … xk yk [conf], the mask's outline
-        values = [[*(_outline(rle, xywh).reshape(-1, 2) / si).ravel().tolist(), *v[4:]] for rle, xywh, si, v in
+        values = [[*(mask_outline(rle, xywh).reshape(-1, 2) / si).ravel().tolist(), *v[4:]] for rle, xywh, si, v in
                   zip(boxes.rle, boxes.xywh, s, values, strict=True)]
     lines: dict[int, list[str]] = {}
     for j, c, v in zip(boxes.image_idx.tolist(), boxes.class_idx.tolist(), values, strict=True):
@@ -370,22 +366,28 @@ def _write_labels(ds: Dataset, folder: Path, rel: list[str], boxes: Boxes, *, wr
         path.write_text("".join(f"{ln}\n" for ln in lines.get(j, [])), encoding="utf-8")
 
 
-def _outline(rle: dict, xywh: np.ndarray) -> np.ndarray:
-    """(2k,) pixel ``x1 y1 … xk yk`` of a mask's largest outer contour (its box's corners if empty)."""
-    from vecexplore.io.masks import rle_polygons
-
-    polys = rle_polygons(rle)
-    if not polys:
-        x, y, w, h = xywh
-        return np.array([x, y, x + w, y, x + w, y + h, x, y + h], np.float64)
-    return max(polys, key=len).ravel()
-
-
-def _export_name(file_name: str) -> str:
+def export_name(file_name: str) -> str:
+    """The name an image gets inside an export folder or archive: its ``file_name`` if relative
+    and inside the root, else its base name."""
     p = Path(file_name)
     if p.is_absolute() or ".." in p.parts:
         return p.name
     return p.as_posix()
+
+
+def export_names(images: ImageTable) -> list[str]:
+    """:func:`export_name` of every image, in table order.
+
+    Raises:
+        ConfigError: two images would get the same name.
+    """
+    rel = [export_name(str(f)) for f in images.file_name]
+    seen: dict[str, int] = {}
+    for j, r in enumerate(rel):
+        if r in seen:
+            raise ConfigError(f"images {images.image_id[seen[r]]} and {images.image_id[j]} would both be written as {r}")
+        seen[r] = j
+    return rel
 
 
 # ---------------------------------------------------------------- matching label files to images

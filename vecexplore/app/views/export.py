@@ -26,7 +26,9 @@ from vecexplore.store.layout import EXPORTS
 log = logging.getLogger(__name__)
 
 #: Page formats: (value, label, extension); coco is for detection runs only.
-FORMATS = (("coco", "COCO subset", "zip"), ("csv", "CSV table", "csv"),
+#: label-studio is one zip: ``tasks.json`` and ``label_config.xml`` (see :func:`_write_label_studio_zip`).
+FORMATS = (("coco", "COCO subset", "zip"), ("label-studio", "Label Studio tasks", "zip"),
+           ("cvat", "CVAT archive", "zip"), ("csv", "CSV table", "csv"),
            ("json", "JSON records", "json"), ("txt", "List of paths", "txt"))
 
 
@@ -61,7 +63,7 @@ def write_export(run, image_idx: np.ndarray, *, fmt: str, how: str) -> Path:
         raise ConfigError("coco export is for detection runs; use csv, json or txt")
     folder = Path(run.path) / EXPORTS
     folder.mkdir(parents=True, exist_ok=True)
-    stem = describe_selection(f"{how}-{fmt}" if fmt == "coco" else how, int(image_idx.size))
+    stem = describe_selection(f"{how}-{fmt}" if ext == "zip" else how, int(image_idx.size))
     for n in range(1, 10_000):
         out = folder / (f"{stem}.{ext}" if n == 1 else f"{stem}-{n}.{ext}")
         try:
@@ -71,6 +73,8 @@ def write_export(run, image_idx: np.ndarray, *, fmt: str, how: str) -> Path:
         try:
             if fmt == "coco":  # one download: the GT subset and the predictions on it
                 return _write_coco_zip(run, image_idx, out)
+            if fmt == "label-studio":  # one download: the tasks and the config to create the project with
+                return _write_label_studio_zip(run, image_idx, out)
             return export_selection(run, image_idx, fmt=fmt, out=out, force=True)
         except BaseException:
             out.unlink(missing_ok=True)
@@ -92,6 +96,35 @@ def _write_coco_zip(run, image_idx: np.ndarray, out: Path) -> Path:
         with zipfile.ZipFile(fh, "w", compression=zipfile.ZIP_DEFLATED) as z:
             z.writestr("annotations.json", gt)
             z.writestr("predictions.json", results)
+    atomic_write(out, write)
+    return out
+
+
+def _write_label_studio_zip(run, image_idx: np.ndarray, out: Path) -> Path:
+    """``out`` (a .zip, atomically): ``tasks.json`` (Label Studio tasks with the GT and the
+    predictions) and ``label_config.xml``. Images are Label Studio local files under the run's
+    images root when every image lies in it (:func:`~vecexplore.labeltools.label_studio.images_root_of`),
+    else absolute paths; ``README.txt`` says how to import and serve them."""
+    import json
+    import zipfile
+
+    from vecexplore.atomic import atomic_write
+    from vecexplore.labeltools.label_studio import (
+        images_root_of,
+        import_hint,
+        label_config,
+        run_tasks,
+    )
+
+    root = images_root_of(run, image_idx)
+    ds, tasks = run_tasks(run, image_idx, document_root=root)
+    hint = "\n".join(import_hint(Path("tasks.json"), config="label_config.xml", document_root=root)) + "\n"
+
+    def write(fh) -> None:
+        with zipfile.ZipFile(fh, "w", compression=zipfile.ZIP_DEFLATED) as z:
+            z.writestr("tasks.json", json.dumps(tasks, indent=1) + "\n")
+            z.writestr("label_config.xml", label_config(ds))
+            z.writestr("README.txt", hint)
     atomic_write(out, write)
     return out
 
