@@ -116,7 +116,7 @@ def first_page(s, images) -> list[int]:
 @pytest.mark.parametrize("data", TASKS, indirect=True)
 def test_quality_tabs_and_their_named_models(data):
     doc, _s, _v = page(data)
-    assert [t.title for t in doc.get_model_by_name("tabs").tabs] == [*TITLES[data.task], "Label errors", "Query"]
+    assert [t.title for t in doc.get_model_by_name("tabs").tabs] == [*TITLES[data.task], "Label errors", "Dups", "Query"]
     rates = ["property-precision", "property-fn-rate"] if data.task == "detection" else ["property-accuracy"]
     for name in [*NAMES, *rates]:
         assert doc.get_model_by_name(name) is not None, name
