@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from vecexplore.analysis.label_issues import _add, _empty_rows
+from vecexplore.analysis.label_issues import _add, _empty_rows, class_statistics
 from vecexplore.eval.iou import box_iou
 
 
@@ -18,17 +18,7 @@ def reference_detection_rows(ev, cfg) -> dict[str, list]:
     t, c = float(ev.iou), float(ev.confidence)
     gt_code = ev.outcomes.gt_code
     pred_code = ev.outcomes.pred_code
-    k = len(ds.categories)
-    # Per-class recall over non-crowd GT at the operating point (spurious).
-    counted = gt_code != GtOutcome.CROWD
-    n_c = np.bincount(gt.class_idx[counted], minlength=k)
-    tp_c = np.bincount(gt.class_idx[gt_code == GtOutcome.TP], minlength=k)
-    recall = np.divide(tp_c, n_c, out=np.zeros(k), where=n_c > 0)
-    # Confident learning's per-class threshold: mean score of the class's true positives.
-    tp_pred = pred_code == PredOutcome.TP
-    sum_s = np.bincount(pred.class_idx[tp_pred], weights=pred.score[tp_pred], minlength=k)
-    n_s = np.bincount(pred.class_idx[tp_pred], minlength=k)
-    thresh = np.divide(sum_s, n_s, out=np.ones(k), where=n_s > 0)
+    n_c, recall, thresh = class_statistics(ev)
 
     rows = _empty_rows()
     g_order = np.argsort(gt.image_idx, kind="stable")

@@ -165,6 +165,26 @@ def image_scores(issues, num_images: int) -> np.ndarray:
 # ---------------------------------------------------------------- detection
 
 
+def class_statistics(ev) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per class (K,): non-crowd GT count, recall at the operating point (``spurious``) and
+    confident learning's threshold, the mean score of the class's true positives (1 where none)."""
+    from vecexplore.eval.outcomes import GtOutcome, PredOutcome
+
+    ds = ev.dataset
+    gt, pred = ds.gt, ds.pred
+    gt_code, pred_code = ev.outcomes.gt_code, ev.outcomes.pred_code
+    k = len(ds.categories)
+    counted = gt_code != GtOutcome.CROWD
+    n_c = np.bincount(gt.class_idx[counted], minlength=k)
+    tp_c = np.bincount(gt.class_idx[gt_code == GtOutcome.TP], minlength=k)
+    recall = np.divide(tp_c, n_c, out=np.zeros(k), where=n_c > 0)
+    tp_pred = pred_code == PredOutcome.TP
+    sum_s = np.bincount(pred.class_idx[tp_pred], weights=pred.score[tp_pred], minlength=k)
+    n_s = np.bincount(pred.class_idx[tp_pred], minlength=k)
+    thresh = np.divide(sum_s, n_s, out=np.ones(k), where=n_s > 0)
+    return n_c, recall, thresh
+
+
 def _detection(ev, cfg: LabelIssueConfig) -> dict[str, list]:
     """The detection kinds of the module docstring, over all images at once.
 
@@ -183,17 +203,7 @@ def _detection(ev, cfg: LabelIssueConfig) -> dict[str, list]:
         log.info("label issues: bad_box_iou %.2f ≥ IoU threshold %.2f, no bad_box issues", cfg.bad_box_iou, t)
     gt_code = ev.outcomes.gt_code
     pred_code = ev.outcomes.pred_code
-    k = len(ds.categories)
-    # Per-class recall over non-crowd GT at the operating point (spurious).
-    counted = gt_code != GtOutcome.CROWD
-    n_c = np.bincount(gt.class_idx[counted], minlength=k)
-    tp_c = np.bincount(gt.class_idx[gt_code == GtOutcome.TP], minlength=k)
-    recall = np.divide(tp_c, n_c, out=np.zeros(k), where=n_c > 0)
-    # Confident learning's per-class threshold: mean score of the class's true positives.
-    tp_pred = pred_code == PredOutcome.TP
-    sum_s = np.bincount(pred.class_idx[tp_pred], weights=pred.score[tp_pred], minlength=k)
-    n_s = np.bincount(pred.class_idx[tp_pred], minlength=k)
-    thresh = np.divide(sum_s, n_s, out=np.ones(k), where=n_s > 0)
+    n_c, recall, thresh = class_statistics(ev)
 
     matched_pred = (pred_code == PredOutcome.TP) | (pred_code == PredOutcome.FP_DUPLICATE)
     # A prediction matched (TP or duplicate) to a GT of its own class is explained by that GT; a

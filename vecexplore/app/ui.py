@@ -112,6 +112,18 @@ def refused(widget: str, value) -> None:
     logging.getLogger("vecexplore.app").warning("ignored an invalid %s value from the browser: %.200r", widget, value)
 
 
+def clicked_row(old, new, n: int, widget: str) -> int | None:
+    """The row a click on a table of ``n`` rows added to its selection (the last new one), or None:
+    nothing was added, or the browser sent rows the page could not have (logged, ignored)."""
+    from vecexplore.app.client import rows
+
+    if rows(new, n) is None:
+        refused(widget, new)
+        return None
+    added = [int(r) for r in new if r not in set(old)]
+    return added[-1] if added else None
+
+
 def on_tap(figure, session, handler) -> None:
     """Call ``handler(x, y, shift)`` (data coordinates; on a categorical axis the factor at index k
     spans [k, k + 1)) for each click on ``figure``. Clicks are hit-tested on the server from the

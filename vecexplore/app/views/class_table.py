@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from vecexplore.app import client, ui
 from vecexplore.app import events as ev
 from vecexplore.app import state as st
+from vecexplore.app import ui
 from vecexplore.app.view import View
 from vecexplore.eval.outcomes import ERROR_TYPE_LABELS, FP_COLUMNS
 
@@ -125,12 +125,8 @@ class ClassTableView(View):
         def pick(_attr, old, new):
             if session.applying:
                 return
-            rows = client.rows(new, n)
-            if rows is None:
-                ui.refused("class-table row", new)
-                return
-            added = [int(r) for r in new if r not in set(old)]
-            if added:
-                session.emit(ev.SetFilters(classes=(added[-1],)))
+            row = ui.clicked_row(old, new, n, "class-table row")
+            if row is not None:
+                session.emit(ev.SetFilters(classes=(row,)))
 
         self.source.selected.on_change("indices", pick)

@@ -15,9 +15,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from vecexplore.app import client, ui
 from vecexplore.app import events as ev
 from vecexplore.app import state as st
+from vecexplore.app import ui
 from vecexplore.app.view import View
 from vecexplore.eval.outcomes import GtOutcome as G
 from vecexplore.eval.outcomes import PredOutcome as P
@@ -208,15 +208,10 @@ class ClustersView(View):
         def pick(_attr, old, new):
             if session.applying:
                 return
-            rows = client.rows(new, len(self._ids))
-            if rows is None:
-                ui.refused("clusters row", new)
-                return
-            added = [int(r) for r in new if r not in set(old)]
-            if not added:
+            row = ui.clicked_row(old, new, len(self._ids), "clusters row")
+            if row is None:
                 return
             add = len(new) > 1  # SlickGrid extends the selection on ctrl/shift-click
-            row = added[-1]
             sid, members = int(self._ids[row]), self._members[row]
             session.emit(ev.Select(np.flatnonzero(np.isin(clusters, members)), f"cluster {self._labels[row]}",
                                    focus=error_focus(self._dominant.get(sid, "")), mode="add" if add else None,

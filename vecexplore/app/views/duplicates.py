@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from vecexplore.app import client, ui
 from vecexplore.app import events as ev
+from vecexplore.app import ui
 from vecexplore.app.view import View
 
 #: Pairs on the page, most similar first.
@@ -132,14 +132,9 @@ class DuplicatesView(View):
         def pick(_attr, old, new):
             if session.applying:
                 return
-            rows = client.rows(new, len(self._pairs))
-            if rows is None:
-                ui.refused("duplicates row", new)
+            r = ui.clicked_row(old, new, len(self._pairs), "duplicates row")
+            if r is None:
                 return
-            added = [int(r) for r in new if r not in set(old)]
-            if not added:
-                return
-            r = added[-1]
             a, b = (int(i) for i in self._pairs[r])
             session.emit(ev.Select(np.array([a, b], np.int64), f"near-duplicate pair {r + 1}"))
             session.emit(ev.OpenImage(a))

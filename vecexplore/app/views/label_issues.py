@@ -13,8 +13,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from vecexplore.app import client, ui
 from vecexplore.app import events as ev
+from vecexplore.app import ui
 from vecexplore.app.view import View
 
 #: Rows on the page: the likely issues first, then the other candidates, at most this many.
@@ -120,14 +120,9 @@ class LabelIssuesView(View):
         def pick(_attr, old, new):
             if session.applying:
                 return
-            rows = client.rows(new, len(self._rows))
-            if rows is None:
-                ui.refused("label-issues row", new)
+            r = ui.clicked_row(old, new, len(self._rows), "label-issues row")
+            if r is None:
                 return
-            added = [int(r) for r in new if r not in set(old)]
-            if not added:
-                return
-            r = added[-1]
             i = int(self._image_idx[r])
             session.emit(ev.Select(np.array([i], np.int64), f"label issue {int(self.source.data['rank'][r])}",
                                    marks=((self.name, int(self._rows[r])),)))
