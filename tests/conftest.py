@@ -61,6 +61,23 @@ def build_demo_run(base, *, task="detection", n=400, seed=0, out_name="run", **o
 
 
 @pytest.fixture(scope="session")
+def checkpoint_run(tmp_path_factory, umap_warm):
+    """A detection demo run built with the tiny model's weights loaded from a checkpoint file
+    (not random: words for clusters and text search are on), and that file."""
+    import torch
+
+    from vecexplore.embed.clip import load_clip
+    from vecexplore.embed.pipeline import EmbedConfig
+
+    base = tmp_path_factory.mktemp("checkpoint")
+    ckpt = base / "tiny.pt"
+    torch.save(load_clip(TINY_MODEL, "random", seed=5).model.state_dict(), ckpt)
+    result, _ = build_demo_run(base, n=160, seed=4,
+                               embed=EmbedConfig(model=TINY_MODEL, weights=str(ckpt), device="cpu", num_workers=0))
+    return result.out, ckpt
+
+
+@pytest.fixture(scope="session")
 def demo_run(tmp_path_factory, umap_warm):
     """A detection run of 400 demo images built once per session: (run dir, data dir)."""
     base = tmp_path_factory.mktemp("demo-detection")

@@ -120,23 +120,6 @@ def _page(data):
     return doc, session, None
 
 
-@pytest.fixture(scope="module")
-def checkpoint_run(tmp_path_factory, umap_warm):
-    """A detection demo run built with the tiny model's weights loaded from a checkpoint file."""
-    import torch
-    from conftest import TINY_MODEL, build_demo_run
-
-    from vecexplore.embed.clip import load_clip
-    from vecexplore.embed.pipeline import EmbedConfig
-
-    base = tmp_path_factory.mktemp("words")
-    ckpt = base / "tiny.pt"
-    torch.save(load_clip(TINY_MODEL, "random", seed=5).model.state_dict(), ckpt)
-    result, _ = build_demo_run(base, n=160, seed=4,
-                               embed=EmbedConfig(model=TINY_MODEL, weights=str(ckpt), device="cpu", num_workers=0))
-    return result.out, ckpt
-
-
 def test_loaded_weights_describe_every_slice_everywhere(checkpoint_run, capsys):
     import open_clip
     import torch

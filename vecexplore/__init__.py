@@ -5,9 +5,10 @@
     ev = vx.evaluate(ds)
     run = vx.build(gt="annotations.json", pred="predictions.json", out="runs/exp")
     vx.serve(run)
+    vx.search_text(run, "at night", top=50)
     vx.mine(run, cluster=3, pool="unlabeled/", k=500, out="collect.txt")
 
-Importing this package is cheap: the six calls above (see :mod:`vecexplore.api`)
+Importing this package is cheap: the seven calls above (see :mod:`vecexplore.api`)
 are resolved on first use, and torch, open_clip, umap, hdbscan and bokeh are
 imported only by the functions that need them.
 """
@@ -20,7 +21,7 @@ from vecexplore.types import Boxes, Categories, Dataset, ImageTable, Labels
 __version__ = "0.1.0"
 
 #: The curated API, imported from :mod:`vecexplore.api` on first access.
-_API = ("build", "evaluate", "load_dataset", "mine", "open_run", "serve")
+_API = ("build", "evaluate", "load_dataset", "mine", "open_run", "search_text", "serve")
 
 
 def __getattr__(name: str):
@@ -48,5 +49,6 @@ __all__ = [
     "load_dataset",
     "mine",
     "open_run",
+    "search_text",
     "serve",
 ]

@@ -1,4 +1,4 @@
-"""The Python API: load, evaluate, build, open, serve, and mine a pool for more of a failure.
+"""The Python API: load, evaluate, build, open, serve, search by a phrase, and mine a pool for more of a failure.
 
 ``import vecexplore as vx`` exposes these functions lazily: importing the
 package pulls in no torch, open_clip, umap, hdbscan or bokeh, and each function
@@ -179,6 +179,30 @@ def open_run(path: str | Path) -> Run:
     return open_checked(path)
 
 
+def search_text(run: Any, phrase: str, /, *, top: int = 100, device: str = "auto"):
+    """The ``top`` images of ``run`` (a run object or directory) that CLIP's text tower finds closest
+    to ``phrase`` ("at night", "in fog"), best first, as a DataFrame: ``rank``, ``image_idx``,
+    ``image_id``, ``file_name``, ``similarity`` (cosine). The run's own model is loaded (the
+    weights it was embedded with); the method is in :mod:`vecexplore.text_search`.
+
+    Raises:
+        WeightsError: the run has random weights (similarities would mean nothing), or its
+            model cannot be loaded here.
+        ConfigError: an empty phrase or a bad ``top``.
+    """
+    import pandas as pd
+
+    from vecexplore.text_search import TextSearch
+
+    opened = run if hasattr(run, "images") else open_run(run)
+    matches = TextSearch(opened, device=device).search(phrase, top)
+    images = opened.images
+    return pd.DataFrame({"rank": range(1, len(matches.image_idx) + 1), "image_idx": matches.image_idx,
+                         "image_id": images["image_id"].to_numpy()[matches.image_idx],
+                         "file_name": images["file_name"].to_numpy()[matches.image_idx],
+                         "similarity": matches.similarity})
+
+
 def mine(
     run: Any,
     /,
@@ -190,6 +214,8 @@ def mine(
     selection: str | Sequence[str] | None = None,
     images_file: str | Path | None = None,
     where: str | None = None,
+    text: str | None = None,
+    text_top: int = 100,
     format: str = "txt",
     neighbors: int = 10,
     device: str = "auto",
@@ -203,7 +229,8 @@ def mine(
 
     ``run`` is a run object or directory; the selection is given as in ``export``
     (``cluster`` ids, saved ``selection`` names, an ``images_file``, a ``where``
-    condition; several combine by intersection). ``pool`` is a folder of images or a
+    condition, the ``text_top`` images closest to a ``text`` phrase; several combine by
+    intersection). ``pool`` is a folder of images or a
     text file of paths; it is embedded with the run's model through the embedding
     cache. Writes ``out`` (``format`` txt, csv or label-studio) and the contact sheet
     beside it, and returns a :class:`~vecexplore.mining.MineResult` (``paths``,
@@ -215,7 +242,8 @@ def mine(
     opened = run if hasattr(run, "images") else open_run(run)
     clusters = [cluster] if isinstance(cluster, int) else cluster
     saved = [selection] if isinstance(selection, str) else selection
-    chosen = select_images(opened, clusters=clusters, images_file=images_file, where=where, saved=saved)
+    chosen = select_images(opened, clusters=clusters, images_file=images_file, where=where, saved=saved,
+                           text=text, text_top=text_top)
     if progress is None:
         import sys
 

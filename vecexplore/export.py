@@ -138,15 +138,30 @@ def select_saved(run: Run, names) -> np.ndarray:
     return np.unique(np.concatenate(parts)).astype(np.int64) if parts else np.zeros(0, np.int64)
 
 
+def select_text(run: Run, phrase: str, top: int = 100) -> np.ndarray:
+    """The ``top`` images closest to ``phrase`` by the run's CLIP text tower (:mod:`vecexplore.text_search`),
+    as sorted ``image_idx``.
+
+    Raises:
+        WeightsError: the run has random weights, or its model cannot be loaded.
+        ConfigError: an empty phrase or a bad ``top``.
+    """
+    from vecexplore.text_search import TextSearch
+
+    return np.sort(TextSearch(run).search(phrase, top).image_idx)
+
+
 def select_images(run: Run, *, clusters=None, images_file: str | Path | None = None, where: str | None = None,
-                  saved=None) -> np.ndarray:
+                  saved=None, text: str | None = None, text_top: int = 100) -> np.ndarray:
     """The images every given selector picks (their intersection), as sorted ``image_idx``:
     ``clusters`` (:func:`select_clusters`), ``images_file`` (:func:`select_from_file`),
-    ``where`` (:func:`select_where`), ``saved`` selection names (:func:`select_saved`).
+    ``where`` (:func:`select_where`), ``saved`` selection names (:func:`select_saved`),
+    ``text`` a phrase whose ``text_top`` closest images are taken (:func:`select_text`).
 
     Raises:
         ConfigError: no selector given, or an unknown cluster or selection name.
         InputError: a bad images file.
+        WeightsError: ``text`` on a run whose text search is off.
     """
     chosen = []
     if clusters:
@@ -157,8 +172,10 @@ def select_images(run: Run, *, clusters=None, images_file: str | Path | None = N
         chosen.append(select_where(run, where))
     if saved:
         chosen.append(select_saved(run, saved))
+    if text is not None:
+        chosen.append(select_text(run, text, text_top))
     if not chosen:
-        raise ConfigError("choose images with --cluster, --images-file, --where or --selection")
+        raise ConfigError("choose images with --cluster, --images-file, --where, --selection or --text")
     selection = chosen[0]
     for other in chosen[1:]:
         selection = np.intersect1d(selection, other)

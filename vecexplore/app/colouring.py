@@ -37,10 +37,15 @@ DYNAMIC_MODES = frozenset({"error_rate", "fp", "fn", "error_type", "pred_class",
 CHANGE_MODE: tuple[str, str] = ("change", "Change A → B")
 
 
-def modes(task: str, *, comparison: bool = False) -> tuple[tuple[str, str], ...]:
-    """(value, label) of the colour-by modes of a task, the default first (a comparison run adds "change")."""
+#: The mode a run with trained weights adds: similarity to the phrase of the last text search.
+TEXT_MODE: tuple[str, str] = ("text", "Similarity to the phrase")
+
+
+def modes(task: str, *, comparison: bool = False, text: bool = False) -> tuple[tuple[str, str], ...]:
+    """(value, label) of the colour-by modes of a task, the default first (a comparison run adds
+    "change"; a run whose text search is on, :mod:`vecexplore.text_search`, adds "text")."""
     base = DETECTION_MODES if task == "detection" else CLASSIFICATION_MODES
-    return (*base, CHANGE_MODE) if comparison else base
+    return (*base, *((CHANGE_MODE,) if comparison else ()), *((TEXT_MODE,) if text else ()))
 
 
 @dataclass(frozen=True, eq=False)
@@ -96,7 +101,7 @@ def _codes(codes: np.ndarray) -> np.ndarray:
 def colour_values(mode: str, *, outcomes: ImageOutcomes, cluster: np.ndarray, gt_class: np.ndarray,
                   readable: np.ndarray, score: np.ndarray, class_names: Sequence[str],
                   pred_class: np.ndarray | None = None, label_issue: np.ndarray | None = None,
-                  comparison=None) -> Colouring:
+                  comparison=None, text: np.ndarray | None = None) -> Colouring:
     """The colour column of ``mode`` (see :data:`DETECTION_MODES` / :data:`CLASSIFICATION_MODES`).
 
     Args:
@@ -113,6 +118,8 @@ def colour_values(mode: str, *, outcomes: ImageOutcomes, cluster: np.ndarray, gt
             for "label_issue" (:func:`vecexplore.analysis.label_issues.image_scores`; the build's
             operating point, so it does not follow the slider).
         comparison: the run's :class:`~vecexplore.app.comparison.Comparison`; required for "change".
+        text: (N,) similarity to the session's phrase (NaN = no embedding) for "text"; None = no
+            phrase yet (every point grey). The colour map spans the 1st to 99th percentile.
     """
     names = tuple(str(n) for n in class_names)
     if mode == "error_rate":
@@ -156,6 +163,15 @@ def colour_values(mode: str, *, outcomes: ImageOutcomes, cluster: np.ndarray, gt
     if mode == "unreadable":
         return Colouring(mode, "Readable", (~np.asarray(readable, bool)).astype(np.float32), True,
                          ("readable", "unreadable"), -0.5, 1.5, "readable")
+    if mode == "text":
+        if text is None:
+            return Colouring(mode, "Similarity to the phrase (search one in the Query tab)",
+                             np.full(len(readable), np.nan, np.float32), False, (), 0.0, 1.0, "sequential")
+        v = np.asarray(text, np.float32)
+        finite = v[np.isfinite(v)]
+        low, high = (float(np.percentile(finite, 1)), float(np.percentile(finite, 99))) if finite.size else (0.0, 1.0)
+        return Colouring(mode, "Similarity to the phrase (cosine)", v, False, (), low, max(high, low + 1e-6),
+                         "sequential")
     if mode == "change":
         if comparison is None:
             raise ValueError("change colouring needs a comparison run")

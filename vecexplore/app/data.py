@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from vecexplore.errors import RunStoreError
+from vecexplore.errors import RunStoreError, VecexploreError
 from vecexplore.io.paths import resolve_image_path
 
 log = logging.getLogger(__name__)
@@ -227,6 +227,27 @@ class RunData:
                     value = (_frozen(probs), vocab, None)
                 self.__dict__["words"] = value
             return self.__dict__["words"]
+
+    @property
+    def text_search(self):
+        """The run's :class:`~vecexplore.text_search.TextSearch` (shared by every session; its model
+        is loaded on the first search). ``text_search.hidden`` says why it is off, or is None."""
+        with self._lock:
+            if "text_search" not in self.__dict__:
+                from vecexplore.text_search import TextSearch
+
+                self.__dict__["text_search"] = TextSearch(self.run)
+            return self.__dict__["text_search"]
+
+    def text_similarity(self, phrase: str) -> np.ndarray | None:
+        """(N,) similarity of every image to ``phrase``; None for no phrase, or when the search is off
+        or fails (the Query tab, which ran the search, shows why)."""
+        if not phrase:
+            return None
+        try:
+            return self.text_search.similarity(phrase)
+        except VecexploreError:
+            return None
 
     @property
     def num_images(self) -> int:

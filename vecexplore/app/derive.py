@@ -31,7 +31,7 @@ class Derived:
 
     Attributes are computed on first access: ``evaluation``, ``outcomes``,
     ``optimal``, ``universe``, ``selection``, ``candidates``, ``gallery``,
-    ``scores``, ``run_summary``, ``selection_summary``.
+    ``scores``, ``text_scores``, ``run_summary``, ``selection_summary``.
     """
 
     #: value → the state fields it depends on (a value is reused when these are unchanged).
@@ -42,7 +42,8 @@ class Derived:
         "universe": ("iou", "confidence", "classes", "splits"),
         "selection": ("iou", "confidence", "classes", "splits", "pick"),
         "scores": ("iou", "confidence"),
-        "gallery": ("iou", "confidence", "classes", "splits", "pick", "sort", "page", "gallery_shape"),
+        "gallery": ("iou", "confidence", "classes", "splits", "pick", "sort", "phrase", "page", "gallery_shape"),
+        "text_scores": ("phrase",),
         "run_summary": ("iou", "confidence"),
         "selection_summary": ("iou", "confidence", "classes", "splits", "pick"),
     }
@@ -94,6 +95,12 @@ class Derived:
             return self.data.images.max_score
         return self._get("scores", compute)
 
+    @property
+    def text_scores(self) -> np.ndarray | None:
+        """(N,) float32 similarity of every image to the session's phrase (NaN = no embedding); None
+        without a phrase or where text search is off (:mod:`vecexplore.text_search`)."""
+        return self._get("text_scores", lambda: self.data.text_similarity(self.state.phrase))
+
     # ------------------------------------------------------------- the selection
 
     def class_pairs(self):
@@ -131,7 +138,7 @@ class Derived:
         s = self.state
         return self._get("gallery", lambda: st.gallery_page(
             self.candidates, sort=s.sort, page=s.page, error_rate=self.outcomes.error_rate, score=self.scores,
-            per_page=s.per_page))
+            per_page=s.per_page, text=self.text_scores if s.sort == "text" else None))
 
     @property
     def detail(self) -> int:

@@ -88,13 +88,13 @@ class SetFilters(Event):
 class SetView(Event):
     """A change of what a view shows, not of the selection: any of the state's view fields
     (``colour``, ``matrix_mode``, ``matrix_scope``, ``sort``, ``page``, ``curve_scope``,
-    ``curve_class``, ``bar_classes``, ``prop``, ``detail_model``) by name."""
+    ``curve_class``, ``bar_classes``, ``prop``, ``detail_model``, ``phrase``) by name."""
 
     changes: tuple[tuple[str, object], ...]
 
     FIELDS: ClassVar[frozenset[str]] = frozenset({"colour", "matrix_mode", "matrix_scope", "sort", "page",
                                                   "gallery_shape", "curve_scope", "curve_class", "bar_classes",
-                                                  "pr_classes", "prop", "detail_model"})
+                                                  "pr_classes", "prop", "detail_model", "phrase"})
 
     @classmethod
     def of(cls, **changes) -> SetView:
@@ -197,7 +197,7 @@ ASPECTS: dict[str, str] = {
     "marks": "selection",
     "classes": "filters", "splits": "filters", "select_mode": "history", "history": "history",
     "history_pos": "history", "colour": "colour", "matrix_mode": "matrix", "matrix_scope": "matrix",
-    "sort": "gallery", "page": "gallery", "gallery_shape": "gallery", "detail": "detail", "tab": "tab", "curve_scope": "curve",
+    "sort": "gallery", "phrase": "phrase", "page": "gallery", "gallery_shape": "gallery", "detail": "detail", "tab": "tab", "curve_scope": "curve",
     "curve_class": "curve", "bar_classes": "bars", "pr_classes": "pr", "prop": "prop", "export": "export", "num_images": "run",
     "detail_model": "detail",
 }  # fmt: skip

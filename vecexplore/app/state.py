@@ -33,8 +33,8 @@ from vecexplore.eval.outcomes import (
 )
 from vecexplore.rates import precision_recall_f1
 
-SortKey = Literal["error", "confidence_desc", "confidence_asc"]
-SORT_KEYS: tuple[str, ...] = ("error", "confidence_desc", "confidence_asc")
+SortKey = Literal["error", "confidence_desc", "confidence_asc", "text"]
+SORT_KEYS: tuple[str, ...] = ("error", "confidence_desc", "confidence_asc", "text")
 MatrixMode = Literal["raw", "row"]
 MatrixScope = Literal["selection", "run"]
 SelectMode = Literal["replace", "add", "intersect", "subtract"]
@@ -110,6 +110,7 @@ class SessionState:
         matrix_mode: "raw" counts or "row"-normalised.
         matrix_scope: "selection" (the matrix of the selection) or "run" (the whole run's).
         sort: gallery order; page: gallery page (0-based; clamped where it is shown).
+        phrase: the last text search ("" = none): the "text" gallery order and colour-by mode use it.
         gallery_shape: (columns, rows) of thumbnails a gallery page shows (it follows the panel's size).
         detail: image_idx in the detail view, -1 = none.
         tab: index of the visible analysis tab; views of hidden tabs catch up when shown.
@@ -140,6 +141,7 @@ class SessionState:
     matrix_mode: MatrixMode = "raw"
     matrix_scope: MatrixScope = "selection"
     sort: SortKey = "error"
+    phrase: str = ""
     page: int = 0
     gallery_shape: tuple[int, int] = (8, 3)
     detail: int = -1
@@ -331,29 +333,37 @@ class GalleryPage:
 
 
 def gallery_order(candidates: np.ndarray, *, sort: SortKey, error_rate: np.ndarray,
-                  score: np.ndarray) -> np.ndarray:
+                  score: np.ndarray, text: np.ndarray | None = None) -> np.ndarray:
     """``candidates`` in gallery order.
 
     "error": error rate descending; "confidence_desc" / "confidence_asc": score
-    (NaN = no prediction) descending / ascending with NaN last. Ties: image_idx
-    ascending (the sort is stable on sorted candidates).
+    (NaN = no prediction) descending / ascending with NaN last; "text": similarity to
+    the session's phrase (``text``, :mod:`vecexplore.text_search`) descending, NaN last
+    (no phrase: every image ties). Ties: image_idx ascending (the sort is stable on
+    sorted candidates).
     """
     cand = np.sort(np.asarray(candidates, np.int64))
-    return cand[np.argsort(_sort_key(cand, sort, error_rate, score), kind="stable")]
+    return cand[np.argsort(_sort_key(cand, sort, error_rate, score, text), kind="stable")]
 
 
-def _sort_key(cand: np.ndarray, sort: str, error_rate: np.ndarray, score: np.ndarray) -> np.ndarray:
+def _sort_key(cand: np.ndarray, sort: str, error_rate: np.ndarray, score: np.ndarray,
+              text: np.ndarray | None = None) -> np.ndarray:
     """Ascending float key of ``cand`` for a gallery sort (NaN scores → +inf, i.e. last)."""
     if sort == "error":
         return -error_rate[cand]
     if sort in ("confidence_desc", "confidence_asc"):
         s = score[cand]
         return np.where(np.isnan(s), np.inf, -s if sort == "confidence_desc" else s)
+    if sort == "text":
+        if text is None:
+            return np.zeros(len(cand))
+        t = np.asarray(text, np.float64)[cand]
+        return np.where(np.isnan(t), np.inf, -t)
     raise ValueError(f"unknown gallery sort {sort!r}; choose one of {SORT_KEYS}")
 
 
 def gallery_page(candidates: np.ndarray, *, sort: SortKey, page: int, error_rate: np.ndarray,
-                 score: np.ndarray, per_page: int = PER_PAGE) -> GalleryPage:
+                 score: np.ndarray, per_page: int = PER_PAGE, text: np.ndarray | None = None) -> GalleryPage:
     """Page ``page`` (clamped to the last page) of ``candidates`` in :func:`gallery_order`.
 
     Only the images up to the end of the page are sorted (a partition finds
@@ -365,10 +375,10 @@ def gallery_page(candidates: np.ndarray, *, sort: SortKey, page: int, error_rate
     end = (page + 1) * per_page
     cand = np.asarray(candidates, np.int64)
     if end < total // 4:
-        key = _sort_key(cand, sort, error_rate, score)
+        key = _sort_key(cand, sort, error_rate, score, text)
         kth = np.partition(key, end - 1)[end - 1]
         cand = cand[key <= kth]  # the first `end` in order, plus every tie of the last one
-    ordered = gallery_order(cand, sort=sort, error_rate=error_rate, score=score)
+    ordered = gallery_order(cand, sort=sort, error_rate=error_rate, score=score, text=text)
     return GalleryPage(image_idx=ordered[page * per_page:end], page=page, pages=pages, total=total)
 
 

@@ -9,7 +9,15 @@ from typing import Annotated
 import typer
 
 from vecexplore.cli._app import app
-from vecexplore.cli.run import ClusterOpt, ImagesFileOpt, SavedOpt, WhereOpt, show_build_logs
+from vecexplore.cli.run import (
+    ClusterOpt,
+    ImagesFileOpt,
+    SavedOpt,
+    TextOpt,
+    TextTopOpt,
+    WhereOpt,
+    show_build_logs,
+)
 
 
 @app.command("mine")
@@ -23,6 +31,8 @@ def mine_command(
     images_file: ImagesFileOpt = None,
     where: WhereOpt = None,
     saved: SavedOpt = None,
+    text: TextOpt = None,
+    text_top: TextTopOpt = 100,
     neighbors: Annotated[int, typer.Option("--neighbors", min=1, help="Run images that vote on each pool image.")] = 10,
     device: Annotated[str, typer.Option("--device", help="auto | cpu | cuda | cuda:N | mps.")] = "auto",
     batch_size: Annotated[int | None, typer.Option("--batch-size", min=1, help="Images per forward pass (default per device).")] = None,
@@ -48,7 +58,8 @@ def mine_command(
     require("embed", "mine", what="mine")  # before any file is read
     show_build_logs(False)
     run = open_run(run_dir)
-    selection = select_images(run, clusters=cluster, images_file=images_file, where=where, saved=saved)
+    selection = select_images(run, clusters=cluster, images_file=images_file, where=where, saved=saved,
+                              text=text, text_top=text_top)
     result = mine_pool(run, selection, pool, k=k, out=out, fmt=fmt, neighbors=neighbors, device=device,
                        batch_size=batch_size, num_workers=workers, cache_dir=cache_dir, force=force,
                        progress=sys.stderr.isatty())

@@ -172,6 +172,8 @@ ClusterOpt = Annotated[list[int] | None, typer.Option("--cluster", help="Select 
 ImagesFileOpt = Annotated[Path | None, typer.Option("--images-file", help="Select images listed in a file (ids, file names or paths).")]
 WhereOpt = Annotated[str | None, typer.Option("--where", help="Select images by a condition, e.g. \"error_rate > 0.5 and split == 'val'\" or \"'hard' in tags\".")]
 SavedOpt = Annotated[list[str] | None, typer.Option("--selection", help="Select a selection saved in the app (repeatable).")]
+TextOpt = Annotated[str | None, typer.Option("--text", help="Select the images CLIP finds closest to a phrase, e.g. \"at night\" (runs with trained weights).")]
+TextTopOpt = Annotated[int, typer.Option("--text-top", min=1, help="How many images --text selects.")]
 
 
 @app.command("export")
@@ -183,6 +185,8 @@ def export_command(
     images_file: ImagesFileOpt = None,
     where: WhereOpt = None,
     saved: SavedOpt = None,
+    text: TextOpt = None,
+    text_top: TextTopOpt = 100,
     document_root: Annotated[Path | None, typer.Option(
         "--document-root", help="label-studio: reference images as Label Studio local files "
         "(/data/local-files/?d=PATH relative to this folder, Label Studio's LOCAL_FILES_DOCUMENT_ROOT) "
@@ -200,7 +204,8 @@ def export_command(
     from vecexplore.runcheck import open_run
 
     run = open_run(run_dir)
-    selection = select_images(run, clusters=cluster, images_file=images_file, where=where, saved=saved)
+    selection = select_images(run, clusters=cluster, images_file=images_file, where=where, saved=saved,
+                              text=text, text_top=text_top)
     path = export_selection(run, selection, fmt=fmt, out=out, force=force, document_root=document_root,
                             with_images=with_images)
     typer.echo(f"wrote {len(selection)} images to {path} ({fmt})")

@@ -76,6 +76,27 @@ def run_embed_config(run, *, device: str = "auto", batch_size: int | None = None
     return replace(config, precision=precision) if precision in ("fp32", "fp16", "bf16") else config
 
 
+def load_run_model(run, config=None, *, device: str = "auto", what: str = "new vectors"):
+    """The run's own open_clip model (:func:`run_embed_config`), checked to be the one the run was
+    embedded with: ``what`` would otherwise not be comparable with the run's vectors.
+
+    Raises:
+        WeightsError: the weights cannot be loaded here, or the checkpoint file is not the one the
+            run was built with (its content changed since).
+        RunStoreError: the manifest does not record the model.
+    """
+    from vecexplore.embed.clip import load_clip
+
+    config = config if config is not None else run_embed_config(run, device=device)
+    recorded = run.manifest["model"]
+    model = load_clip(config.model, config.weights, device=config.device, seed=config.seed)
+    if model.weights_id != recorded["weights_id"]:
+        raise WeightsError(f"the run {run.path} was embedded with weights {recorded['weights_id']}, but "
+                           f"{config.weights} is now {model.weights_id}: {what} would not be "
+                           "comparable with the run's")
+    return model
+
+
 def embed_pool(run, paths: list[str], *, device: str = "auto", batch_size: int | None = None,
                num_workers: int | None = None, cache_dir: str | Path | None = None, progress: bool = False):
     """Embed ``paths`` with the run's model through the embedding cache.
@@ -89,18 +110,13 @@ def embed_pool(run, paths: list[str], *, device: str = "auto", batch_size: int |
         ConfigError: the device is not available.
     """
     from vecexplore.embed.cache import default_root
-    from vecexplore.embed.clip import load_clip
     from vecexplore.embed.pipeline import embed_images
     from vecexplore.extras import require
 
     require("embed", what="mine")
     config = run_embed_config(run, device=device, batch_size=batch_size, num_workers=num_workers)
     recorded = run.manifest["model"]
-    model = load_clip(config.model, config.weights, device=config.device, seed=config.seed)
-    if model.weights_id != recorded["weights_id"]:
-        raise WeightsError(f"the run {run.path} was embedded with weights {recorded['weights_id']}, but "
-                           f"{config.weights} is now {model.weights_id}: the pool's vectors would not be "
-                           "comparable with the run's")
+    model = load_run_model(run, config, what="the pool's vectors")
     key = config.cache_key(model)
     if recorded.get("cache_key") and key != recorded["cache_key"]:
         log.warning("the pool is embedded as %s, the run was embedded as %s: similarities may be slightly off",
@@ -113,4 +129,4 @@ def embed_pool(run, paths: list[str], *, device: str = "auto", batch_size: int |
     return result
 
 
-__all__ = ["embed_pool", "list_pool", "run_embed_config"]
+__all__ = ["embed_pool", "list_pool", "load_run_model", "run_embed_config"]

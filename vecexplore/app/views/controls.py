@@ -43,7 +43,8 @@ class ControlsView(View):
             self.iou = Select(title="IoU threshold", value=f"{s.iou:.2f}", name="iou", width=110, visible=det,
                               options=[f"{t:.2f}" for t in data.iou_choices])
         self.colour = Select(title="Colour points by", value=s.colour, name="colour-by", width=170,
-                             options=list(modes(self.task, comparison=data.comparison is not None)))
+                             options=list(modes(self.task, comparison=data.comparison is not None,
+                                                text=data.text_search.hidden is None)))
         self.classes = MultiChoice(title="Class filter (GT or prediction)", value=[], name="class-filter",
                                    options=ui.choice_options(enumerate(data.class_names)), width=250,
                                    placeholder="all classes", css_classes=["vx-filter"])
@@ -89,7 +90,8 @@ class ControlsView(View):
         data = self.data
         n_classes, splits = len(data.class_names), set(data.images.splits)
         iou_choices = IOU_GRID if self.iou_is_grid else data.iou_choices
-        colours = {m for m, _ in modes(self.task, comparison=data.comparison is not None)}
+        colours = {m for m, _ in modes(self.task, comparison=data.comparison is not None,
+                                       text=data.text_search.hidden is None)}
 
         def on(widget, attr, make):
             def callback(_attr, _old, new):

@@ -159,7 +159,7 @@ def shape_for(width_px: float | None, height_px: float | None) -> tuple[int, int
 class GalleryView(View):
     name = "gallery"
     slot = "gallery"
-    depends = frozenset({"op", "selection", "gallery", "detail"})
+    depends = frozenset({"op", "selection", "gallery", "detail", "phrase"})
 
     def __init__(self, ctx):
         super().__init__(ctx)
@@ -207,9 +207,11 @@ class GalleryView(View):
         self.badge_text.selection_glyph = self.badge_text.glyph.clone()
         self.figure.add_tools(HoverTool(renderers=[self.frames], tooltips=[("file", "@file_name"),
                                                                            ("id", "@image_id")]))
-        self.sort = Select(value="error", name="gallery-sort", width=130, options=[
-            ("error", "Worst first"), ("confidence_desc", "Most confident first"),
-            ("confidence_asc", "Least confident first")])
+        sorts = [("error", "Worst first"), ("confidence_desc", "Most confident first"),
+                 ("confidence_asc", "Least confident first")]
+        if self.data.text_search.hidden is None:  # the order a text search (Query tab) sets
+            sorts.append(("text", "Closest to the phrase"))
+        self.sort = Select(value="error", name="gallery-sort", width=130, options=sorts)
         self.prev = Button(label="‹", name="gallery-prev", width=34, html_attributes={"title": "Previous page"})
         self.next = Button(label="›", name="gallery-next", width=34, html_attributes={"title": "Next page"})
         self.page = ui.text_div(text="", name="gallery-page", css_classes=["vx-caption"])
@@ -247,6 +249,8 @@ class GalleryView(View):
         boxes = explaining_boxes(self.data, d.evaluation, idx, tiles, s.focus)
         boxes["dash_name"] = np.where(boxes["dash"] == 1, "dashed", "solid").astype(object)
         caption = f"{page.total:,} images" if page.total else "no images"
+        if s.sort == "text" and page.total:
+            caption += f", closest to “{s.phrase}” first" if s.phrase else " (search a phrase in the Query tab)"
         return {"tiles": tiles, "boxes": boxes, "page": page, "caption": caption, "detail": d.detail,
                 "shape": s.gallery_shape, "legend": legend_html(boxes, self.task, s.focus), "sort": s.sort}
 

@@ -1,9 +1,13 @@
-"""Query, save and tag: select images by a condition, keep selections by name, tag images.
+"""Query, search, save and tag: select images by a condition or a phrase, keep selections by name, tag images.
 
 * **Query**: the language of ``vecexplore export --where`` (:mod:`vecexplore.query`)
   over the image table, with the outcome columns (``error_rate``, ``tp``, ``fp``,
   ``fn``, ...) at the session's operating point and ``'name' in tags``; the
   result is a selection like any other (it combines in the selection mode).
+* **Text search**: a phrase ("at night", "in fog") through the run's own CLIP text
+  tower (:mod:`vecexplore.text_search`); the ``top`` most similar images become the
+  selection, the gallery shows them closest first, and the scatter can be coloured by
+  the similarity. Off, with the reason shown, when the run's weights are random.
 * **Saved selections**: the current selection under a name, in
   ``RUN/selections/<name>.json`` (:mod:`vecexplore.selections`); a click on a row
   selects it again; ``vecexplore export RUN --selection NAME`` exports it.
@@ -25,6 +29,8 @@ from vecexplore.errors import VecexploreError
 from vecexplore.eval.outcomes import FP_COLUMNS
 
 #: Outcome columns whose values follow the session's operating point (the rest are the stored ones).
+#: How many images a text search can select.
+TEXT_TOPS = (25, 50, 100, 200, 500, 1000)
 DYNAMIC = ("n_pred", "n_ignored", "tp", "fp", *FP_COLUMNS, "fn", "fn_missed", "precision", "recall", "f1", "error_rate", "correct", "prediction")
 
 
@@ -55,6 +61,7 @@ class QueryView(View):
             DataTable,
             Div,
             Row,
+            Select,
             TableColumn,
             TextInput,
         )
@@ -66,6 +73,16 @@ class QueryView(View):
                                    sizing_mode="stretch_width")
         self.help = Div(text="", name="query-columns", css_classes=["vx-caption", "vx-query-help"],
                         sizing_mode="stretch_width")
+        self.text_hidden = self.data.text_search.hidden
+        self.phrase = TextInput(placeholder="at night, in fog, a blurry photo", name="text-search",
+                                sizing_mode="stretch_width", title="Find images that look like",
+                                disabled=self.text_hidden is not None)
+        self.text_top = Select(title="Top", value="100", options=[str(n) for n in TEXT_TOPS], name="text-top",
+                               width=80, disabled=self.text_hidden is not None)
+        self.run_text = Button(label="Find", name="text-search-run", width=70, align="end",
+                               disabled=self.text_hidden is not None)
+        self.text_message = ui.text_div(text=self.text_hidden or "", name="text-search-message",
+                                        css_classes=["vx-caption"], sizing_mode="stretch_width")
         self.save_name = TextInput(placeholder="name", name="selection-name", width=160, title="Save the selection as")
         self.save = Button(label="Save", name="selection-save", width=70, align="end")
         self.saved = ColumnDataSource(data={"name": [], "images": [], "how": [], "created": []}, name="saved-source")
@@ -83,6 +100,8 @@ class QueryView(View):
                                     columns=[TableColumn(field="tag", title="Tag", width=140),
                                              TableColumn(field="images", title="Images", width=60)])
         self.root = Column(Row(self.input, self.run_query, sizing_mode="stretch_width"), self.message, self.help,
+                           Row(self.phrase, self.text_top, self.run_text, sizing_mode="stretch_width"),
+                           self.text_message,
                            Row(Column(Row(self.save_name, self.save), self.saved_table, sizing_mode="stretch_both"),
                                Column(Row(self.tag_name, self.tag, self.untag), self.tags_table,
                                       sizing_mode="stretch_both"), sizing_mode="stretch_both"),
@@ -136,6 +155,13 @@ class QueryView(View):
         self.input.on_change("value", lambda _a, _o, new: None if session.applying else
                              session.run(lambda: self._query(session, str(new or ""))))
         self.save.on_click(lambda: session.run(lambda: self._save(session, str(self.save_name.value or ""))))
+        if self.text_hidden is None:
+            def search(phrase=None):
+                text = str(self.phrase.value if phrase is None else phrase or "")
+                top = client.choice(self.text_top.value, {str(n) for n in TEXT_TOPS})
+                session.run(lambda: self._search(session, text, int(top or 100)))
+            self.run_text.on_click(lambda: search())
+            self.phrase.on_change("value", lambda _a, _o, new: None if session.applying else search(new))
         self.tag.on_click(lambda: session.run(lambda: self._tag(session, str(self.tag_name.value or ""), False)))
         self.untag.on_click(lambda: session.run(lambda: self._tag(session, str(self.tag_name.value or ""), True)))
 
@@ -171,6 +197,25 @@ class QueryView(View):
         images = np.flatnonzero(mask)
         session.emit(ev.Select(images, f"query {text.strip()}"))
         return self._say(f"{len(images):,} images match {text.strip()!r}.")
+
+    def _search(self, session, phrase: str, top: int):
+        if not phrase.strip():
+            return None
+        def say(text: str):
+            return lambda: setattr(self.text_message, "text", text)
+
+        try:
+            matches = self.data.text_search.search(phrase, top)
+        except VecexploreError as exc:
+            return say(f"Text search failed: {exc}")
+        session.emit(ev.SetView.of(phrase=matches.phrase, sort="text"))
+        session.emit(ev.Select(matches.image_idx, f"text “{matches.phrase}” (top {len(matches.image_idx):,})"))
+        if not len(matches.image_idx):
+            return say(f"No image has an embedding to compare with “{matches.phrase}”.")
+        return say(f"The {len(matches.image_idx):,} images closest to “{matches.phrase}”: cosine similarity "
+                   f"{float(matches.similarity[0]):.3f} to {float(matches.similarity[-1]):.3f} (median of the run "
+                   f"{matches.median:.3f}). The gallery shows them closest first; colour the map by "
+                   "“Similarity to the phrase” to see where the phrase lies.")
 
     def _save(self, session, name: str):
         from vecexplore.selections import save_selection

@@ -97,7 +97,7 @@ def _span(start, end, values: np.ndarray) -> tuple[float, float]:
 class ScatterView(View):
     name = "scatter"
     slot = "map"
-    depends = frozenset({"op", "selection", "colour", "history"})
+    depends = frozenset({"op", "selection", "colour", "history", "phrase"})
 
     def __init__(self, ctx):
         super().__init__(ctx)
@@ -177,14 +177,15 @@ class ScatterView(View):
             pred_class = self._pred_class[1]
         info = self.data.images
         # The colour and outcome columns are re-sent only when they change (a selection moves neither).
-        key = (d.evaluation, s.colour)
+        key = (d.evaluation, s.colour, s.phrase if s.colour == "text" else "")
         col = packed = None
-        if self._sent is None or not (self._sent[0] is key[0] and self._sent[1] == key[1]):
+        if self._sent is None or not (self._sent[0] is key[0] and self._sent[1:] == key[1:]):
             col = colouring.colour_values(s.colour, outcomes=d.outcomes, cluster=info.cluster,
                                           gt_class=info.gt_class, readable=info.readable, score=d.scores,
                                           class_names=self.data.class_names, pred_class=pred_class,
                                           label_issue=self.data.label_issue_scores if s.colour == "label_issue"
-                                          else None, comparison=self.data.comparison)
+                                          else None, comparison=self.data.comparison,
+                                          text=d.text_scores if s.colour == "text" else None)
             if self._sent is None or self._sent[0] is not key[0]:
                 packed = colouring.pack_outcomes(d.outcomes)
             self._sent = key
