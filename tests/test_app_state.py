@@ -124,14 +124,16 @@ def test_describe_names_pick_and_filters():
 # ---------------------------------------------------------------- gallery
 
 
-def brute_order(cand, sort, er, score):
+def brute_order(cand, sort, er, score, text=None):
     def key(i):
         if sort == "error":
             return (-er[i], i)
-        s = score[i]
+        if sort == "text" and text is None:
+            return (0, 0.0, i)
+        s = text[i] if sort == "text" else score[i]
         if np.isnan(s):
             return (1, 0.0, i)
-        return (0, -s if sort == "confidence_desc" else s, i)
+        return (0, s if sort == "confidence_asc" else -s, i)
     return sorted(cand, key=key)
 
 
@@ -142,7 +144,11 @@ def test_gallery_order_equals_brute_force(seed, sort):
     n = 200
     er = rng.choice([0.0, 0.25, 0.5, 1.0], n)  # many ties
     score = np.where(rng.random(n) < 0.2, np.nan, rng.choice([0.1, 0.5, 0.9], n))
+    text = np.where(rng.random(n) < 0.1, np.nan, rng.choice([-0.2, 0.1, 0.3], n)).astype(np.float32)
     cand = rng.choice(n, 80, replace=False)
+    got = st.gallery_order(cand, sort=sort, error_rate=er, score=score, text=text)
+    assert got.tolist() == brute_order(cand.tolist(), sort, er, score, text)
+    # without a phrase the "text" order is image order (every image ties); the others ignore it
     got = st.gallery_order(cand, sort=sort, error_rate=er, score=score)
     assert got.tolist() == brute_order(cand.tolist(), sort, er, score)
 
@@ -155,8 +161,9 @@ def test_partial_sort_of_early_pages_equals_the_full_order(sort, page):
     er = rng.choice([0.0, 0.5, 1.0], n, p=[0.5, 0.3, 0.2])  # heavy ties at the page boundary
     score = np.where(rng.random(n) < 0.3, np.nan, rng.choice([0.2, 0.9], n))
     cand = np.sort(rng.choice(n, 990, replace=False))
-    p = st.gallery_page(cand, sort=sort, page=page, error_rate=er, score=score)
-    whole = st.gallery_order(cand, sort=sort, error_rate=er, score=score)
+    text = np.where(rng.random(n) < 0.2, np.nan, rng.choice([0.1, 0.2, 0.3], n))
+    p = st.gallery_page(cand, sort=sort, page=page, error_rate=er, score=score, text=text)
+    whole = st.gallery_order(cand, sort=sort, error_rate=er, score=score, text=text)
     assert p.image_idx.tolist() == whole[p.page * st.PER_PAGE:(p.page + 1) * st.PER_PAGE].tolist()
 
 

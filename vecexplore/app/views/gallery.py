@@ -211,7 +211,7 @@ class GalleryView(View):
                  ("confidence_asc", "Least confident first")]
         if self.data.text_search.hidden is None:  # the order a text search (Query tab) sets
             sorts.append(("text", "Closest to the phrase"))
-        self.sort = Select(value="error", name="gallery-sort", width=130, options=sorts)
+        self.sort = Select(value="error", name="gallery-sort", width=150, options=sorts)
         self.prev = Button(label="‹", name="gallery-prev", width=34, html_attributes={"title": "Previous page"})
         self.next = Button(label="›", name="gallery-next", width=34, html_attributes={"title": "Next page"})
         self.page = ui.text_div(text="", name="gallery-page", css_classes=["vx-caption"])
