@@ -717,3 +717,39 @@ def test_a_label_issue_row_selects_its_image_and_highlights_the_box(task, det, c
     v.controls.colour.value = "label_issue"
     np.testing.assert_allclose(v.scatter.source.data["c"],
                                image_scores(issues, data.num_images).astype(np.float32))
+
+
+def test_a_pending_event_is_replaced_only_by_one_that_sets_the_same_fields(det):
+    """A colour change waiting behind a long job (a text search loading its model) must survive the
+    search's own gallery change; an IoU change must survive a confidence change; the second of two
+    colour changes replaces the first."""
+    from conftest import RecordingDoc
+
+    from vecexplore.app import events as ev
+
+    assert ev.SetView.of(colour="fp").coalesce_key() == ev.SetView.of(colour="fn").coalesce_key()
+    assert ev.SetView.of(colour="fp").coalesce_key() != ev.SetView.of(sort="text", phrase="x").coalesce_key()
+    assert ev.SetOperatingPoint(confidence=0.2).coalesce_key() == ev.SetOperatingPoint(confidence=0.3).coalesce_key()
+    assert ev.SetOperatingPoint(confidence=0.2).coalesce_key() != ev.SetOperatingPoint(iou=0.6).coalesce_key()
+    assert ev.SetFilters(classes=(0,)).coalesce_key() != ev.SetFilters(splits=("val",)).coalesce_key()
+
+    _doc, s, _v = page(det)
+    recorder = RecordingDoc()
+    s.dispatch = Dispatcher(recorder, sync=False)
+    gate = threading.Event()
+    s.run(lambda: gate.wait(5) and None)
+    time.sleep(0.05)
+    s.emit(ev.SetView.of(colour="fp"))
+    s.emit(ev.SetView.of(colour="fn"))  # replaces the pending "fp"
+    s.emit(ev.SetView.of(sort="confidence_desc"))
+    s.emit(ev.SetOperatingPoint(iou=0.6))
+    s.emit(ev.SetOperatingPoint(confidence=0.7))
+    gate.set()
+    deadline = time.time() + 30
+    while len(recorder.ticks) < 3 and time.time() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.2)
+    for cb in recorder.ticks:
+        cb()
+    assert (s.state.colour, s.state.sort) == ("fn", "confidence_desc")
+    assert (s.state.iou, s.state.confidence) == (0.6, 0.7)

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import test_app_browser as _browser_tests
 from _io_helpers import add_demo_masks
 
 from vecexplore.export import export_selection, image_paths
@@ -31,6 +32,8 @@ pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("label-tools")]
 
 DATUMARO = "1.13.12"
 HERE = Path(__file__).parent
+
+browser = _browser_tests.browser  # Chromium, for the app's own downloads
 
 
 @pytest.fixture(scope="module")
@@ -96,9 +99,22 @@ def _selection(run: Run, n: int, seed: int) -> np.ndarray:
 
 def test_label_studio_takes_the_detection_tasks_as_exported(label_studio, demo_run, tmp_path):
     run = Run(demo_run[0])
-    ds = run.dataset()
     selection = _selection(run, 40, seed=11)
     project, back = _import(label_studio, run, selection, tmp_path / "det.json")
+    _check_detection_tasks(run, selection, back)
+    # the image behind the first task is served by Label Studio as a local file
+    label_studio.call("POST", "/api/storages/localfiles", {"project": project, "title": "images",
+                                                            "path": str(Path(image_paths(run)[selection[0]]).parent),
+                                                            "use_blob_urls": True})
+    body = label_studio.call("GET", back[0]["data"]["image"], raw=True)
+    assert body == Path(image_paths(run)[selection[0]]).read_bytes()
+    _round_trip_through_coco(label_studio, project, run, selection, demo_run[1] / "annotations.json", tmp_path)
+
+
+def _check_detection_tasks(run: Run, selection: np.ndarray, back: list[dict]) -> None:
+    """The tasks Label Studio gives back (in selection order) hold the run's GT (not crowd) as
+    annotations and its predictions at the operating point as pre-annotations, box for box."""
+    ds = run.dataset()
     conf = run.metrics["operating_point"]["confidence"]
     names = ds.categories.names
     n_gt = n_pred = 0
@@ -123,13 +139,6 @@ def test_label_studio_takes_the_detection_tasks_as_exported(label_studio, demo_r
             n_pred += len(rows) if kind == "predictions" else 0
     assert n_gt > 0 and n_pred > 0
     assert sum(len(_regions(t, "annotations")) for t in back) == n_gt
-    # the image behind the first task is served by Label Studio as a local file
-    label_studio.call("POST", "/api/storages/localfiles", {"project": project, "title": "images",
-                                                            "path": str(Path(image_paths(run)[selection[0]]).parent),
-                                                            "use_blob_urls": True})
-    body = label_studio.call("GET", back[0]["data"]["image"], raw=True)
-    assert body == Path(image_paths(run)[selection[0]]).read_bytes()
-    _round_trip_through_coco(label_studio, project, run, selection, demo_run[1] / "annotations.json", tmp_path)
 
 
 def _round_trip_through_coco(server, project: int, run: Run, selection: np.ndarray, gt_file: Path, tmp_path: Path):
@@ -297,3 +306,57 @@ def test_datumaro_reads_mask_polygons_and_classification_tags(datumaro_python, s
         out = export_selection(run, selection, fmt="cvat", out=tmp_path / f"{shape}.zip", with_images=True)
         found = _datumaro(datumaro_python, _unzip(out, tmp_path / shape))
         assert _check_cvat(run, selection, found, shape=shape) > 0
+
+
+# ---------------------------------------------------------------- the app's downloads, into the same tools
+
+
+def test_the_apps_label_studio_and_cvat_downloads_load_in_the_real_tools(browser, label_studio, datumaro_python,
+                                                                         demo_run, tmp_path):
+    """In Chromium: select a confusion cell, export it as Label Studio tasks and as a CVAT archive
+    with the page's own format menu and button; Label Studio imports the first download and
+    datumaro reads the second, each holding the run's boxes for exactly the selected images."""
+    from test_app_browser import TIMEOUT_MS, AppPage, _pick_cell
+
+    from vecexplore.app.data import load_run_data
+    from vecexplore.app.server import ServerThread
+
+    data = load_run_data(demo_run[0])
+    run = Run(demo_run[0])
+    i, j, images = _pick_cell(data.evaluation())
+    server = ServerThread([demo_run[0]])
+    try:
+        app = AppPage(browser, server.url)
+        app.click_glyph("confusion-cells", i * len(data.evaluation().confusion.labels) + j)
+        app.wait_for("([n]) => Bokeh.documents[0].get_model_by_name('scatter-source').selected.indices.length == n",
+                     [len(images)])
+        app.settle()
+        menu = app.page.evaluate_handle("() => Bokeh.index.find_one(Bokeh.documents[0].get_model_by_name("
+                                        "'export-format')).shadow_el.querySelector('select')").as_element()
+        files = {}
+        for fmt, label in (("label-studio", "Label Studio tasks"), ("cvat", "CVAT archive")):
+            menu.select_option(label=label)
+            app.wait_for(f"() => Bokeh.documents[0].get_model_by_name('export-format').value == '{fmt}'")
+            with app.page.expect_download(timeout=TIMEOUT_MS) as info:
+                app.click_widget("export-button", "button")
+            files[fmt] = tmp_path / info.value.suggested_filename
+            info.value.save_as(files[fmt])
+            assert files[fmt].suffix == ".zip"
+        assert app.close() == []
+    finally:
+        server.stop()
+    selection = np.sort(np.asarray(images, np.int64))
+    # Label Studio: a project from the download's config, its tasks imported and read back
+    folder = _unzip(files["label-studio"], tmp_path / "ls")
+    tasks = json.loads((folder / "tasks.json").read_text())
+    assert sorted(t["data"]["image_id"] for t in tasks) == sorted(run.images["image_id"].to_numpy()[selection].tolist())
+    project = label_studio.call("POST", "/api/projects", {"title": "vecexplore app download",
+                                                          "label_config": (folder / "label_config.xml").read_text()})["id"]
+    report = label_studio.call("POST", f"/api/projects/{project}/import", tasks)
+    assert report["task_count"] == len(selection)
+    order = {int(run.images["image_id"].iloc[k]): n for n, k in enumerate(selection.tolist())}
+    back = sorted(label_studio.tasks(project), key=lambda t: order[t["data"]["image_id"]])
+    _check_detection_tasks(run, selection, back)
+    # CVAT: datumaro reads the annotations of exactly those images
+    found = _datumaro(datumaro_python, _unzip(files["cvat"], tmp_path / "cvat"))
+    assert _check_cvat(run, selection, found, shape="bbox") > 0

@@ -27,10 +27,19 @@ from vecexplore.app import state as st
 
 
 class Event:
-    """Base of every event. ``coalesce``: a pending event of the same type is replaced by a newer one
-    (a burst of slider values computes only the last); clicks are never coalesced."""
+    """Base of every event. ``coalesce``: a pending event is replaced by a newer one with the same
+    :meth:`coalesce_key` (a burst of slider values computes only the last); clicks are never coalesced."""
 
     coalesce: ClassVar[bool] = True
+
+    def coalesce_key(self) -> tuple:
+        """What a newer event must share to replace this one while it waits: its type and the state
+        fields it sets. A newer event that sets other fields (a gallery page after a colour change,
+        an IoU after a confidence) must not drop this one."""
+        return (type(self).__name__, *sorted(self._sets()))
+
+    def _sets(self) -> tuple[str, ...]:
+        return ()
 
 
 @dataclass(frozen=True, eq=False)
@@ -75,6 +84,9 @@ class SetOperatingPoint(Event):
     confidence: float | None = None
     iou: float | None = None
 
+    def _sets(self) -> tuple[str, ...]:
+        return tuple(k for k in ("confidence", "iou") if getattr(self, k) is not None)
+
 
 @dataclass(frozen=True)
 class SetFilters(Event):
@@ -82,6 +94,9 @@ class SetFilters(Event):
 
     classes: tuple[int, ...] | None = None
     splits: tuple[str, ...] | None = None
+
+    def _sets(self) -> tuple[str, ...]:
+        return tuple(k for k in ("classes", "splits") if getattr(self, k) is not None)
 
 
 @dataclass(frozen=True)
@@ -95,6 +110,9 @@ class SetView(Event):
     FIELDS: ClassVar[frozenset[str]] = frozenset({"colour", "matrix_mode", "matrix_scope", "sort", "page",
                                                   "gallery_shape", "curve_scope", "curve_class", "bar_classes",
                                                   "pr_classes", "prop", "detail_model", "phrase"})
+
+    def _sets(self) -> tuple[str, ...]:
+        return tuple(name for name, _ in self.changes)
 
     @classmethod
     def of(cls, **changes) -> SetView:

@@ -82,7 +82,7 @@ class Session:
     def emit(self, intent: ev.Intent, *, key: Any = None) -> None:
         """Queue an event (or an intent resolved against the current Derived) as a job."""
         if key is None:
-            key = type(intent).__name__ if isinstance(intent, ev.Event) and intent.coalesce else next(self._keys)
+            key = intent.coalesce_key() if isinstance(intent, ev.Event) and intent.coalesce else next(self._keys)
         self.dispatch.submit(key, lambda: self._update(intent))
 
     def run(self, job: Callable[[], Callable[[], None] | None], *, key: Any = None, low: bool = False) -> None:
