@@ -357,6 +357,15 @@ def test_the_apps_label_studio_and_cvat_downloads_load_in_the_real_tools(browser
     order = {int(run.images["image_id"].iloc[k]): n for n, k in enumerate(selection.tolist())}
     back = sorted(label_studio.tasks(project), key=lambda t: order[t["data"]["image_id"]])
     _check_detection_tasks(run, selection, back)
-    # CVAT: datumaro reads the annotations of exactly those images
-    found = _datumaro(datumaro_python, _unzip(files["cvat"], tmp_path / "cvat"))
+    # CVAT: the annotations of exactly those images (the zip CVAT imports into a task that holds
+    # them); datumaro reads it with the images placed as the task holds them
+    import shutil
+
+    from vecexplore.io.yolo import export_names
+
+    folder = _unzip(files["cvat"], tmp_path / "cvat")
+    for name, k in zip(export_names(run.dataset().subset(selection).images), selection.tolist(), strict=True):
+        (folder / "images" / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(image_paths(run)[k], folder / "images" / name)
+    found = _datumaro(datumaro_python, folder)
     assert _check_cvat(run, selection, found, shape="bbox") > 0
