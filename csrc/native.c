@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <errno.h>
+#include <float.h>
 
 #define FP 0
 #define TP 1
@@ -764,34 +765,17 @@ static PyObject *make_str(Vec *buf) {
     return s;
 }
 
-/* A JSON number: kind 1 = int (in *i), 2 = float (in *d); 0 = bail. */
-static int read_number(Cur *c, int64_t *i, double *d) {
-    const char *s = c->p, *q = c->p;
-    if (q < c->end && *q == '-') q++;
-    if (q >= c->end) return 0;
-    if (*q == '0') q++;
-    else if (*q >= '1' && *q <= '9') { while (q < c->end && *q >= '0' && *q <= '9') q++; }
-    else return 0;
-    int is_float = 0;
-    if (q < c->end && *q == '.') {
-        is_float = 1;
-        q++;
-        if (q >= c->end || *q < '0' || *q > '9') return 0;
-        while (q < c->end && *q >= '0' && *q <= '9') q++;
-    }
-    if (q < c->end && (*q == 'e' || *q == 'E')) {
-        is_float = 1;
-        q++;
-        if (q < c->end && (*q == '+' || *q == '-')) q++;
-        if (q >= c->end || *q < '0' || *q > '9') return 0;
-        while (q < c->end && *q >= '0' && *q <= '9') q++;
-    }
+/* Exact powers of ten as doubles (10^22 is the largest that is exact). */
+static const double POW10[23] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,  1e8,  1e9,  1e10, 1e11,
+                                 1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
+
+/* The slow, general conversion of the literal [s, q): what json/float() give. */
+static int number_slow(const char *s, const char *q, int is_float, int64_t *i, double *d) {
     Py_ssize_t n = q - s;
     char tmp[64];
     if (n >= (Py_ssize_t)sizeof tmp) return 0; /* a 60-digit literal: the standard path */
     memcpy(tmp, s, (size_t)n);
     tmp[n] = 0;
-    c->p = q;
     if (!is_float) {
         errno = 0;
         char *endp;
@@ -807,6 +791,76 @@ static int read_number(Cur *c, int64_t *i, double *d) {
     }
     *d = v;
     return 2;
+}
+
+/* A JSON number: kind 1 = int (in *i), 2 = float (in *d); 0 = bail.
+ *
+ * Fast path (the common case: up to 18 significant digits): integers are summed
+ * digit by digit; a float whose significand m <= 2^53 and whose decimal exponent e
+ * is within [-22, 22] is m * 10^e or m / 10^-e, one IEEE operation on two exact
+ * doubles, hence the correctly rounded value: the same bits as Python's float()
+ * (Clinger's fast path). Everything else goes through number_slow. The fast path
+ * needs double arithmetic without extended precision (FLT_EVAL_METHOD 0, e.g.
+ * x86-64 SSE2); elsewhere every float takes the slow path. */
+static int read_number(Cur *c, int64_t *i, double *d) {
+    const char *s = c->p, *q = c->p;
+    int neg = 0;
+    if (q < c->end && *q == '-') { neg = 1; q++; }
+    if (q >= c->end) return 0;
+    uint64_t m = 0;
+    int sig = 0; /* significant digits summed into m (leading zeros not counted) */
+    int frac = 0; /* digits after the point summed into m */
+    if (*q == '0') q++;
+    else if (*q >= '1' && *q <= '9') {
+        while (q < c->end && *q >= '0' && *q <= '9') {
+            if (sig < 19) m = m * 10 + (uint64_t)(*q - '0');
+            sig++;
+            q++;
+        }
+    } else return 0;
+    int is_float = 0;
+    if (q < c->end && *q == '.') {
+        is_float = 1;
+        q++;
+        if (q >= c->end || *q < '0' || *q > '9') return 0;
+        while (q < c->end && *q >= '0' && *q <= '9') {
+            if (sig < 19) {
+                m = m * 10 + (uint64_t)(*q - '0');
+                frac++;
+                if (m) sig++;
+            } else sig++;
+            q++;
+        }
+    }
+    int64_t e10 = 0;
+    if (q < c->end && (*q == 'e' || *q == 'E')) {
+        is_float = 1;
+        q++;
+        int eneg = 0;
+        if (q < c->end && (*q == '+' || *q == '-')) { eneg = *q == '-'; q++; }
+        if (q >= c->end || *q < '0' || *q > '9') return 0;
+        while (q < c->end && *q >= '0' && *q <= '9') {
+            if (e10 < 100000) e10 = e10 * 10 + (*q - '0');
+            q++;
+        }
+        if (eneg) e10 = -e10;
+    }
+    c->p = q;
+    if (sig > 18) return number_slow(s, q, is_float, i, d);
+    if (!is_float) {
+        *i = neg ? -(int64_t)m : (int64_t)m;
+        return 1;
+    }
+#if defined(FLT_EVAL_METHOD) && FLT_EVAL_METHOD == 0
+    e10 -= frac;
+    if (m <= ((uint64_t)1 << 53) && e10 >= -22 && e10 <= 22) {
+        double v = (double)m;
+        v = e10 >= 0 ? v * POW10[e10] : v / POW10[-e10];
+        *d = neg ? -v : v;
+        return 2;
+    }
+#endif
+    return number_slow(s, q, is_float, i, d);
 }
 
 static int lit(Cur *c, const char *word) {

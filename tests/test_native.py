@@ -367,3 +367,51 @@ def test_c_reader_keeps_the_document():
     del ref["annotations"]
     assert doc == ref and list(doc) == list(ref) and cols["n"] == 0
     assert repr(doc["b"][3]) == "-0.0" and type(doc["b"][1]) is int
+
+
+def _random_number_literals(rng, n: int) -> list[str]:
+    """JSON number literals of every shape a COCO file holds: float reprs (float64 and
+    float32 values), short decimals, long digit strings, exponents, signs, edges."""
+    out = []
+    for _ in range(n):
+        kind = int(rng.integers(6))
+        if kind == 0:
+            v = repr(float(rng.uniform(-1e3, 1e3)))
+        elif kind == 1:
+            v = repr(float(np.float32(rng.uniform(0, 700))))
+        elif kind == 2:  # up to 24 digits with the point anywhere
+            digits = "".join(map(str, rng.integers(0, 10, int(rng.integers(1, 25))))).lstrip("0") or "0"
+            cut = int(rng.integers(0, len(digits) + 1))
+            v = f"{digits[:cut] or '0'}.{digits[cut:] or '0'}"
+        elif kind == 3:
+            v = f"{int(rng.integers(1, 10 ** int(rng.integers(1, 18))))}{'eE'[int(rng.integers(2))]}{int(rng.integers(-40, 40))}"
+        elif kind == 4:
+            v = f"0.{'0' * int(rng.integers(0, 8))}{int(rng.integers(1, 10**9))}"
+        else:
+            v = str(round(float(rng.uniform(0, 1000)), int(rng.integers(0, 5))))
+        out.append("-" + v if rng.random() < 0.3 and not v.startswith("-") else v)
+    return out + ["9007199254740993.0", "9007199254740992.0", "9007199254740993e-5", "1e22", "1e23", "1e-22",
+                  "1e-23", "-0.0", "0.0", "0e5", "4.9e-324", "1e-400", "1e400", "123456789012345678.5",
+                  "2.2250738585072014e-308", "1.7976931348623157e308", "0.1", "0.30000000000000004"]
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_c_reader_numbers_have_the_bits_of_float(seed):
+    """The C reader's fast decimal conversion gives float()'s bits, and int()'s values."""
+    from vecexplore import _native as nat
+
+    rng = np.random.default_rng(seed)
+    lits = _random_number_literals(rng, 20_000)
+    ints = [str(int(v)) for v in rng.integers(-2**62, 2**62, 2000)] + ["0", "-0", str(2**63 - 1), str(-2**63),
+                                                                        "999999999999999999", "1000000000000000000"]
+    recs = ",".join(f'{{"image_id": {i}, "category_id": 1, "bbox": [{v}, 1, 2, 3], "score": {v}}}'
+                    for i, v in zip(ints * (len(lits) // len(ints) + 1), lits, strict=False))
+    doc, cols = nat.parse_coco(f"[{recs}]".encode(), True)
+    ref = np.array([float(v) for v in lits])
+    bbox_x = np.frombuffer(cols["bbox"], np.float64).reshape(-1, 4)[:, 0].copy()
+    for got in (bbox_x, np.frombuffer(cols["score"], np.float64)):
+        _assert_bits(got, ref)
+    want_ids = [int(v) for v in (ints * (len(lits) // len(ints) + 1))[:len(lits)]]
+    assert np.frombuffer(cols["image_id"], np.int64).tolist() == want_ids
+    doc, _ = nat.parse_coco(json.dumps({"v": [json.loads(v) for v in lits[:500]]}).encode(), False)
+    assert [repr(x) for x in doc["v"]] == [repr(float(v)) for v in lits[:500]]
