@@ -1166,6 +1166,99 @@ static PyObject *py_parse_coco(PyObject *self, PyObject *args) {
     return result;
 }
 
+/* ---------------------------------------------------------------- operating-point candidate pairs
+ *
+ * candidate_pairs(order, p_image, p_class, p_xywh, gt_order, g_start, g_count, g_class, g_xywh, g_crowd,
+ *                 t, lo, error_iou, crowd_hit, near_same, near_other)
+ * -> (same_pos, same_gt, same_iou, other_pos, other_gt, other_iou) as bytearrays (int64, int64, float64).
+ * The loop of matching._candidate_pairs without its chunks: for each processing position a (prediction
+ * p = order[a]) and each GT g of p's image in gt_order, the box IoU (iou1: pycocotools' arithmetic, the
+ * same bits as eval/iou.pair_iou); pairs in the same order as the Python loop emits them. */
+static PyObject *py_candidate_pairs(PyObject *self, PyObject *args) {
+    PyObject *o[13];
+    Buf b[13];
+    double t, lo, error_iou;
+    memset(b, 0, sizeof b);
+    if (!PyArg_ParseTuple(args, "OOOOOOOOOOdddOOO", &o[0], &o[1], &o[2], &o[3], &o[4], &o[5], &o[6], &o[7], &o[8],
+                          &o[9], &t, &lo, &error_iou, &o[10], &o[11], &o[12]))
+        return NULL;
+    static const Py_ssize_t size[13] = {8, 8, 8, 8, 8, 8, 8, 8, 8, 1, 1, 1, 1};
+    static const char *names[13] = {"order", "p_image", "p_class", "p_xywh", "gt_order", "g_start", "g_count",
+                                    "g_class", "g_xywh", "g_crowd", "crowd_hit", "near_same", "near_other"};
+    for (int i = 0; i < 13; i++) {
+        if (get(o[i], &b[i], size[i], i >= 10, names[i])) {
+            release(b, 13);
+            return NULL;
+        }
+    }
+    const int64_t *order = b[0].view.buf, *p_image = b[1].view.buf, *p_class = b[2].view.buf;
+    const double *p_xywh = b[3].view.buf, *g_xywh = b[8].view.buf;
+    const int64_t *gt_order = b[4].view.buf, *g_start = b[5].view.buf, *g_count = b[6].view.buf;
+    const int64_t *g_class = b[7].view.buf;
+    const char *g_crowd = b[9].view.buf;
+    char *crowd_hit = b[10].view.buf, *near_same = b[11].view.buf, *near_other = b[12].view.buf;
+    Py_ssize_t n = len_of(&b[0]), n_img = len_of(&b[5]), m = len_of(&b[7]);
+    int bad = len_of(&b[1]) != n || len_of(&b[2]) != n || len_of(&b[3]) != 4 * n || len_of(&b[6]) != n_img ||
+              len_of(&b[4]) != m || len_of(&b[8]) != 4 * m || len_of(&b[9]) != m || len_of(&b[10]) != n ||
+              len_of(&b[11]) != n || len_of(&b[12]) != n;
+    for (Py_ssize_t a = 0; !bad && a < n; a++) {
+        int64_t p = order[a];
+        bad = p < 0 || p >= n || p_image[p] < 0 || p_image[p] >= n_img;
+    }
+    for (Py_ssize_t i = 0; !bad && i < n_img; i++)
+        bad = g_count[i] < 0 || g_start[i] < 0 || g_start[i] + g_count[i] > m;
+    for (Py_ssize_t i = 0; !bad && i < m; i++) bad = gt_order[i] < 0 || gt_order[i] >= m;
+    if (bad) {
+        release(b, 13);
+        PyErr_SetString(PyExc_ValueError, "candidate_pairs: inconsistent array sizes or indices");
+        return NULL;
+    }
+    Vec sp = {0}, sg = {0}, sv = {0}, op = {0}, og = {0}, ov = {0};
+    int ok = 1;
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t a = 0; ok && a < n; a++) {
+        int64_t p = order[a], img = p_image[p], cls = p_class[p];
+        const double *d = p_xywh + 4 * p;
+        const int64_t *gs = gt_order + g_start[img];
+        for (int64_t k = 0; k < g_count[img]; k++) {
+            int64_t g = gs[k];
+            const double *q = g_xywh + 4 * g;
+            int crowd = g_crowd[g] != 0;
+            double v = iou1(d[0], d[1], d[2], d[3], q[0], q[1], q[2], q[3], crowd);
+            if (!(v >= lo)) continue;
+            int same = cls == g_class[g], hit = v >= t, near = v >= error_iou;
+            int64_t pos = (int64_t)a;
+            if (crowd) {
+                if (same && hit) crowd_hit[p] = 1;
+                continue;
+            }
+            if (hit) {
+                Vec *vp = same ? &sp : &op, *vg = same ? &sg : &og, *vv = same ? &sv : &ov;
+                ok = vec_put(vp, &pos, 8) && vec_put(vg, &g, 8) && vec_put(vv, &v, 8);
+            }
+            if (near) {
+                if (same) near_same[p] = 1;
+                else near_other[p] = 1;
+            }
+        }
+    }
+    Py_END_ALLOW_THREADS
+    release(b, 13);
+    PyObject *out = NULL;
+    if (!ok) PyErr_NoMemory();
+    else {
+        Vec *v[6] = {&sp, &sg, &sv, &op, &og, &ov};
+        out = PyTuple_New(6);
+        for (int i = 0; out && i < 6; i++) {
+            PyObject *ba = PyByteArray_FromStringAndSize(v[i]->data ? v[i]->data : "", v[i]->len);
+            if (!ba) { Py_CLEAR(out); break; }
+            PyTuple_SET_ITEM(out, i, ba);
+        }
+    }
+    free(sp.data); free(sg.data); free(sv.data); free(op.data); free(og.data); free(ov.data);
+    return out;
+}
+
 static PyMethodDef methods[] = {
     {"counting_order", py_counting_order, METH_VARARGS, "counting_order(order, key, n_buckets, out)"},
     {"descending_score_order", py_descending_score_order, METH_VARARGS, "descending_score_order(order, score, out)"},
@@ -1176,6 +1269,7 @@ static PyMethodDef methods[] = {
     {"coco_columns", py_coco_columns, METH_VARARGS, "coco_columns(recs, predictions, ...outputs) -> bool"},
     {"has_digit_run", py_has_digit_run, METH_VARARGS, "has_digit_run(data, n) -> bool"},
     {"parse_coco", py_parse_coco, METH_VARARGS, "parse_coco(data, predictions) -> (document, columns) | None"},
+    {"candidate_pairs", py_candidate_pairs, METH_VARARGS, "candidate_pairs(...) -> (same_pos, same_gt, same_iou, other_pos, other_gt, other_iou)"},
     {NULL, NULL, 0, NULL},
 };
 

@@ -34,15 +34,15 @@ def _both(fn):
     from vecexplore.eval import native
     from vecexplore.eval.matching import _numba_kernels
 
-    c_coco, c_match = native._native_coco(), native.matching_kernels.__wrapped__()
-    saved = native.coco_kernels, native.matching_kernels
+    c_coco, c_match, c_pairs = native._native_coco(), native.matching_kernels.__wrapped__(), native.pair_kernel.__wrapped__()
+    saved = native.coco_kernels, native.matching_kernels, native.pair_kernel
     try:
-        native.coco_kernels, native.matching_kernels = (lambda: numba_kern), _numba_kernels
+        native.coco_kernels, native.matching_kernels, native.pair_kernel = (lambda: numba_kern), _numba_kernels, (lambda: None)
         ref = fn()
-        native.coco_kernels, native.matching_kernels = (lambda: c_coco), (lambda: c_match)
+        native.coco_kernels, native.matching_kernels, native.pair_kernel = (lambda: c_coco), (lambda: c_match), (lambda: c_pairs)
         got = fn()
     finally:
-        native.coco_kernels, native.matching_kernels = saved
+        native.coco_kernels, native.matching_kernels, native.pair_kernel = saved
     return ref, got
 
 
@@ -416,3 +416,46 @@ def test_c_reader_numbers_have_the_bits_of_float(seed):
     assert np.frombuffer(cols["image_id"], np.int64).tolist() == want_ids
     doc, _ = nat.parse_coco(json.dumps({"v": [json.loads(v) for v in lits[:500]]}).encode(), False)
     assert [repr(x) for x in doc["v"]] == [repr(float(v)) for v in lits[:500]]
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_candidate_pairs_c_loop_equals_the_python_loop(seed, monkeypatch):
+    """The C candidate-pair loop gives the Python loop's pairs, order, IoU bits and flags:
+    crowded images, crowd GT, boxes on a grid (IoU exactly at the thresholds), empty images."""
+    from vecexplore.eval import matching, native
+    from vecexplore.types import Boxes
+
+    rng = np.random.default_rng(seed)
+    n_img, n_cls = int(rng.integers(1, 40)), int(rng.integers(1, 5))
+    m, n = int(rng.integers(0, 300)), int(rng.integers(0, 500))
+    grid = seed % 2 == 0  # integer boxes: many IoUs equal 0.5, 0.25, 0.1 exactly
+
+    def boxes(k):
+        if grid:
+            xy, wh = rng.integers(0, 8, (k, 2)) * 2.0, rng.integers(1, 5, (k, 2)) * 2.0
+        else:
+            xy, wh = rng.uniform(0, 50, (k, 2)), rng.uniform(0.5, 30, (k, 2))
+        return np.column_stack([xy, wh])
+
+    gt = Boxes(image_idx=rng.integers(0, n_img, m), class_idx=rng.integers(0, n_cls, m), xywh=boxes(m),
+               object_id=np.arange(1, m + 1), iscrowd=rng.random(m) < 0.15)
+    pred = Boxes(image_idx=rng.integers(0, n_img, n), class_idx=rng.integers(0, n_cls, n), xywh=boxes(n),
+                 object_id=np.arange(1, n + 1), score=np.round(rng.random(n), 1))
+    order = np.lexsort((np.arange(n), -pred.score, pred.image_idx)).astype(np.int64)
+    t = float(rng.choice([0.1, 0.25, 0.5, 0.75, 1.0, 0.05]))
+    got = matching._candidate_pairs(gt, pred, order, t, n_img)
+    monkeypatch.setattr(native, "pair_kernel", lambda: None)
+    monkeypatch.setattr(matching, "_PAIR_CHUNK", int(rng.integers(1, 500)))  # the Python loop's chunks, too
+    ref = matching._candidate_pairs(gt, pred, order, t, n_img)
+    (gs, gc, go, gn, gno), (rs, rc, ro, rn, rno) = got, ref
+    for a, b in (*zip(gs, rs, strict=True), *zip(go, ro, strict=True), (gc, rc), (gn, rn), (gno, rno)):
+        _assert_bits(a, b)
+
+
+def test_candidate_pairs_refuses_inconsistent_arrays():
+    from vecexplore import _native as nat
+
+    z, one = np.zeros(0, np.int64), np.zeros(1, np.int64)
+    with pytest.raises(ValueError, match="candidate_pairs"):  # a position beyond the predictions
+        nat.candidate_pairs(np.array([3], np.int64), one, one, np.zeros((1, 4)), z, one, one, z, np.zeros((0, 4)),
+                            np.zeros(0, bool), 0.5, 0.1, 0.1, np.zeros(1, bool), np.zeros(1, bool), np.zeros(1, bool))

@@ -132,3 +132,26 @@ def matching_kernels():
         return assigned
 
     return step1, step4
+
+
+@functools.cache
+def pair_kernel():
+    """The C loop of ``matching._candidate_pairs`` for box IoU, or None with the numba
+    kernels (the Python loop, the reference, then runs). Signature: see ``pairs`` below."""
+    if backend() == "numba":
+        return None
+    from vecexplore import _native
+
+    def pairs(order, p_image, p_class, p_xywh, gt_order, g_start, g_count, g_class, g_xywh, g_crowd,
+              t, lo, error_iou):
+        n = len(order)
+        flags = np.zeros((3, n), np.bool_)
+        out = _native.candidate_pairs(_i64(order), _i64(p_image), _i64(p_class), _f64(p_xywh).reshape(-1, 4),
+                                      _i64(gt_order), _i64(g_start), _i64(g_count), _i64(g_class),
+                                      _f64(g_xywh).reshape(-1, 4), _b(g_crowd), float(t), float(lo),
+                                      float(error_iou), flags[0], flags[1], flags[2])
+        same = tuple(np.frombuffer(buf, dt) for buf, dt in zip(out[:3], (np.int64, np.int64, np.float64), strict=True))
+        other = tuple(np.frombuffer(buf, dt) for buf, dt in zip(out[3:], (np.int64, np.int64, np.float64), strict=True))
+        return same, flags[0], other, flags[1], flags[2]
+
+    return pairs
