@@ -459,3 +459,62 @@ def test_candidate_pairs_refuses_inconsistent_arrays():
     with pytest.raises(ValueError, match="candidate_pairs"):  # a position beyond the predictions
         nat.candidate_pairs(np.array([3], np.int64), one, one, np.zeros((1, 4)), z, one, one, z, np.zeros((0, 4)),
                             np.zeros(0, bool), 0.5, 0.1, 0.1, np.zeros(1, bool), np.zeros(1, bool), np.zeros(1, bool))
+
+
+def _random_image_records(rng) -> list[dict]:
+    """Image records with extra keys of every kind (scalars, mixed kinds, nested, big ints,
+    missing on some records), splits on some, in varying key order."""
+    recs = []
+    for k, i in enumerate(rng.choice(np.arange(0, 10**7), int(rng.integers(1, 60)), replace=False)):
+        r = {"id": int(i), "file_name": f"img {k}.jpg", "width": int(rng.integers(0, 900)),
+             "height": int(rng.integers(0, 900))}
+        if rng.random() < 0.5:
+            r["split"] = ["train", "val", None][int(rng.integers(3))]
+        if rng.random() < 0.7:
+            r["license"] = int(rng.integers(1, 8))
+        if rng.random() < 0.5:
+            r["coco_url"] = f"http://x/{k}.jpg"
+        if rng.random() < 0.2:
+            r["mixed"] = [1, "a", 2.5, True, None, 2**70][int(rng.integers(6))]
+        if rng.random() < 0.1:
+            r["nested"] = {"a": [1]}
+        items = list(r.items())
+        order = rng.permutation(len(items))
+        recs.append(dict(items[j] for j in order))
+    return recs
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_image_columns_fast_equals_the_checked_pass(seed):
+    from vecexplore.io._coco_records import (
+        _image_columns_checked,
+        _image_columns_fast,
+        _parse_images,
+    )
+
+    recs = _random_image_records(np.random.default_rng(seed))
+    fast, ref = _image_columns_fast(recs), _image_columns_checked(recs, "g")
+    assert fast is not None
+    for a, b in zip(fast, ref, strict=True):
+        if isinstance(a, np.ndarray):
+            _assert_bits(a, b)
+        elif isinstance(a, dict):
+            assert list(a) == list(b) and all(a[k] == b[k] and list(map(type, a[k])) == list(map(type, b[k])) for k in a)
+        else:
+            assert a == b
+    table, missing = _parse_images(recs, "g")
+    assert not missing.any() and table.image_id.tolist() == [r["id"] for r in recs]
+
+
+@pytest.mark.parametrize("change", [
+    lambda r: r.pop("width"), lambda r: r.update(height=None), lambda r: r.update(id=7.0), lambda r: r.update(id=True),
+    lambda r: r.update(width=-1), lambda r: r.update(width=2**63), lambda r: r.update(file_name=""),
+    lambda r: r.update(file_name=3), lambda r: r.update(split=1), lambda r: r.pop("id"), lambda r: r.update(width=1.0),
+])
+def test_image_columns_fast_hands_every_surprise_to_the_checked_pass(change):
+    from vecexplore.io._coco_records import _image_columns_fast
+
+    recs = _random_image_records(np.random.default_rng(0))
+    change(recs[len(recs) // 2])
+    assert _image_columns_fast(recs) is None
+    assert _image_columns_fast([*recs[:1], 5]) is None
