@@ -17,6 +17,7 @@
 #include <string.h>
 #include <errno.h>
 #include <float.h>
+#include <pthread.h>
 
 #define FP 0
 #define TP 1
@@ -157,43 +158,48 @@ static PyObject *py_descending_score_order(PyObject *self, PyObject *args) {
     Py_RETURN_NONE;
 }
 
+/* ---------------------------------------------------------------- worker threads
+ *
+ * match_groups and accumulate split their work into up to MAX_JOBS contiguous ranges of
+ * independent groups (classes for accumulate), each written by exactly one thread, so the
+ * results are the same bits for any thread count. The caller passes the count. */
+#define MAX_JOBS 8
+
+static void run_jobs(void *(*fn)(void *), void *jobs, size_t job_size, int n_jobs) {
+    pthread_t tid[MAX_JOBS];
+    int started[MAX_JOBS] = {0};
+    for (int i = 1; i < n_jobs; i++) started[i] = pthread_create(&tid[i], NULL, fn, (char *)jobs + i * job_size) == 0;
+    fn(jobs);
+    for (int i = 1; i < n_jobs; i++) {
+        if (started[i]) pthread_join(tid[i], NULL);
+        else fn((char *)jobs + i * job_size); /* no thread: run it here */
+    }
+}
+
+static int clamp_jobs(int threads) { return threads < 1 ? 1 : threads > MAX_JOBS ? MAX_JOBS : threads; }
+
 /* match_groups(gt_key, dt_key, gt_xywh, gt_crowd, gt_ignore, gt_id_nonzero, dt_xywh, dt_outside,
- *              thresholds (already capped), state): see coco_kernels.match_groups. */
-static PyObject *py_match_groups(PyObject *self, PyObject *args) {
-    PyObject *o[10];
-    Buf b[10];
-    memset(b, 0, sizeof b);
-    if (!PyArg_ParseTuple(args, "OOOOOOOOOO", &o[0], &o[1], &o[2], &o[3], &o[4], &o[5], &o[6], &o[7], &o[8], &o[9]))
-        return NULL;
-    static const Py_ssize_t size[10] = {8, 8, 8, 1, 1, 1, 8, 1, 8, 1};
-    static const char *names[10] = {"gt_key", "dt_key", "gt_xywh", "gt_crowd", "gt_ignore", "gt_id_nonzero",
-                                    "dt_xywh", "dt_outside", "thresholds", "state"};
-    for (int i = 0; i < 10; i++) {
-        if (get(o[i], &b[i], size[i], i == 9, names[i])) {
-            release(b, 10);
-            return NULL;
-        }
-    }
-    const int64_t *gt_key = b[0].view.buf, *dt_key = b[1].view.buf;
-    const double *gt_xywh = b[2].view.buf, *dt_xywh = b[6].view.buf, *thresholds = b[8].view.buf;
-    const char *gt_crowd = b[3].view.buf, *gt_ignore = b[4].view.buf, *gt_id_nonzero = b[5].view.buf;
-    const char *dt_outside = b[7].view.buf;
-    int8_t *state = b[9].view.buf;
-    Py_ssize_t n_gt = len_of(&b[0]), n_dt = len_of(&b[1]), n_thr = len_of(&b[8]);
-    Py_ssize_t n_area = n_gt ? len_of(&b[4]) / n_gt : (n_dt ? len_of(&b[7]) / n_dt : 0);
-    if (n_gt == 0 && n_dt == 0) {
-        release(b, 10);
-        Py_RETURN_NONE;
-    }
-    Py_ssize_t max_g = 1, max_d = 1, run = 0;
-    for (Py_ssize_t i = 0; i < n_gt; i++) {
-        run = (i && gt_key[i] == gt_key[i - 1]) ? run + 1 : 1;
-        if (run > max_g) max_g = run;
-    }
-    for (Py_ssize_t i = 0; i < n_dt; i++) {
-        run = (i && dt_key[i] == dt_key[i - 1]) ? run + 1 : 1;
-        if (run > max_d) max_d = run;
-    }
+ *              thresholds (already capped), state[, threads]): see coco_kernels.match_groups. */
+typedef struct {
+    const int64_t *gt_key, *dt_key;
+    const double *gt_xywh, *dt_xywh, *thresholds;
+    const char *gt_crowd, *gt_ignore, *gt_id_nonzero, *dt_outside;
+    int8_t *state;
+    Py_ssize_t n_gt, n_dt, n_thr, n_area, max_g, max_d, d_begin, d_end;
+    int ok;
+} MatchJob;
+
+static void *match_range(void *arg) {
+    MatchJob *J = arg;
+    const int64_t *gt_key = J->gt_key, *dt_key = J->dt_key;
+    const double *gt_xywh = J->gt_xywh, *dt_xywh = J->dt_xywh, *thresholds = J->thresholds;
+    const char *gt_crowd = J->gt_crowd, *gt_ignore = J->gt_ignore, *gt_id_nonzero = J->gt_id_nonzero;
+    const char *dt_outside = J->dt_outside;
+    int8_t *state = J->state;
+    Py_ssize_t n_gt = J->n_gt, n_dt = J->n_dt, n_thr = J->n_thr, n_area = J->n_area, max_g = J->max_g,
+               max_d = J->max_d;
+    J->ok = 1;
+    if (J->d_begin >= J->d_end) return NULL;
     double *ious = malloc(sizeof(double) * (size_t)(max_d * max_g));
     int64_t *order = malloc(sizeof(int64_t) * (size_t)(n_area * max_g + 1));
     char *ig = malloc((size_t)(n_area * max_g + 1));
@@ -201,13 +207,17 @@ static PyObject *py_match_groups(PyObject *self, PyObject *args) {
     int64_t *match = malloc(sizeof(int64_t) * (size_t)(n_area * n_thr * max_d + 1));
     if (!ious || !order || !ig || !taken || !match) {
         free(ious), free(order), free(ig), free(taken), free(match);
-        release(b, 10);
-        return PyErr_NoMemory();
+        J->ok = 0;
+        return NULL;
     }
-    Py_BEGIN_ALLOW_THREADS
-    memset(state, 0, (size_t)(n_dt * n_area * n_thr));
-    Py_ssize_t g0 = 0, d0 = 0;
-    while (d0 < n_dt) {
+    memset(state + J->d_begin * n_area * n_thr, 0, (size_t)((J->d_end - J->d_begin) * n_area * n_thr));
+    Py_ssize_t g0 = 0, hi = n_gt, d0 = J->d_begin;
+    while (g0 < hi) { /* the first GT of a group >= this range's first key */
+        Py_ssize_t mid = g0 + (hi - g0) / 2;
+        if (gt_key[mid] < dt_key[d0]) g0 = mid + 1;
+        else hi = mid;
+    }
+    while (d0 < J->d_end) {
         int64_t key = dt_key[d0];
         Py_ssize_t d1 = d0 + 1;
         while (d1 < n_dt && dt_key[d1] == key) d1++;
@@ -274,48 +284,89 @@ static PyObject *py_match_groups(PyObject *self, PyObject *args) {
         }
         d0 = d1;
     }
-    Py_END_ALLOW_THREADS
     free(ious), free(order), free(ig), free(taken), free(match);
+    return NULL;
+}
+
+static PyObject *py_match_groups(PyObject *self, PyObject *args) {
+    PyObject *o[10];
+    Buf b[10];
+    int threads = 1;
+    memset(b, 0, sizeof b);
+    if (!PyArg_ParseTuple(args, "OOOOOOOOOO|i", &o[0], &o[1], &o[2], &o[3], &o[4], &o[5], &o[6], &o[7], &o[8], &o[9],
+                          &threads))
+        return NULL;
+    static const Py_ssize_t size[10] = {8, 8, 8, 1, 1, 1, 8, 1, 8, 1};
+    static const char *names[10] = {"gt_key", "dt_key", "gt_xywh", "gt_crowd", "gt_ignore", "gt_id_nonzero",
+                                    "dt_xywh", "dt_outside", "thresholds", "state"};
+    for (int i = 0; i < 10; i++) {
+        if (get(o[i], &b[i], size[i], i == 9, names[i])) {
+            release(b, 10);
+            return NULL;
+        }
+    }
+    MatchJob base = {b[0].view.buf, b[1].view.buf, b[2].view.buf, b[6].view.buf, b[8].view.buf, b[3].view.buf,
+                     b[4].view.buf, b[5].view.buf, b[7].view.buf, b[9].view.buf};
+    Py_ssize_t n_gt = len_of(&b[0]), n_dt = len_of(&b[1]), n_thr = len_of(&b[8]);
+    Py_ssize_t n_area = n_gt ? len_of(&b[4]) / n_gt : (n_dt ? len_of(&b[7]) / n_dt : 0);
+    if (n_gt == 0 && n_dt == 0) {
+        release(b, 10);
+        Py_RETURN_NONE;
+    }
+    Py_ssize_t max_g = 1, max_d = 1, run = 0;
+    for (Py_ssize_t i = 0; i < n_gt; i++) {
+        run = (i && base.gt_key[i] == base.gt_key[i - 1]) ? run + 1 : 1;
+        if (run > max_g) max_g = run;
+    }
+    for (Py_ssize_t i = 0; i < n_dt; i++) {
+        run = (i && base.dt_key[i] == base.dt_key[i - 1]) ? run + 1 : 1;
+        if (run > max_d) max_d = run;
+    }
+    base.n_gt = n_gt, base.n_dt = n_dt, base.n_thr = n_thr, base.n_area = n_area, base.max_g = max_g;
+    base.max_d = max_d;
+    int n_jobs = clamp_jobs(threads);
+    MatchJob jobs[MAX_JOBS];
+    Py_ssize_t start = 0;
+    for (int i = 0; i < n_jobs; i++) { /* equal shares of the detections, cut at group boundaries */
+        Py_ssize_t end = i == n_jobs - 1 ? n_dt : n_dt * (i + 1) / n_jobs;
+        if (end < start) end = start;
+        while (end > 0 && end < n_dt && base.dt_key[end] == base.dt_key[end - 1]) end++;
+        jobs[i] = base;
+        jobs[i].d_begin = start, jobs[i].d_end = end;
+        start = end;
+    }
+    int ok = 1;
+    Py_BEGIN_ALLOW_THREADS
+    run_jobs(match_range, jobs, sizeof(MatchJob), n_jobs);
+    Py_END_ALLOW_THREADS
+    for (int i = 0; i < n_jobs; i++) ok &= jobs[i].ok;
     release(b, 10);
+    if (!ok) return PyErr_NoMemory();
     Py_RETURN_NONE;
 }
 
 /* accumulate(class_start, acc, state, rank_in_image, score, num_gt, recall_thresholds, max_dets,
- *            n_area, n_thr, eps, precision, recall, scores): see coco_kernels.accumulate. */
-static PyObject *py_accumulate(PyObject *self, PyObject *args) {
-    PyObject *o[11];
-    long long n_area_ll, n_thr_ll;
-    double eps;
-    Buf b[11];
-    memset(b, 0, sizeof b);
-    if (!PyArg_ParseTuple(args, "OOOOOOOOLLdOOO", &o[0], &o[1], &o[2], &o[3], &o[4], &o[5], &o[6], &o[7],
-                          &n_area_ll, &n_thr_ll, &eps, &o[8], &o[9], &o[10]))
-        return NULL;
-    static const Py_ssize_t size[11] = {8, 8, 1, 8, 8, 8, 8, 8, 8, 8, 8};
-    static const char *names[11] = {"class_start", "acc", "state", "rank_in_image", "score", "num_gt",
-                                    "recall_thresholds", "max_dets", "precision", "recall", "scores"};
-    for (int i = 0; i < 11; i++) {
-        if (get(o[i], &b[i], size[i], i >= 8, names[i])) {
-            release(b, 11);
-            return NULL;
-        }
-    }
-    const int64_t *class_start = b[0].view.buf, *acc = b[1].view.buf, *rank = b[3].view.buf;
-    const int8_t *state = b[2].view.buf;
-    const double *score = b[4].view.buf, *rec_thr = b[6].view.buf;
-    const int64_t *num_gt = b[5].view.buf, *max_dets = b[7].view.buf;
-    double *precision = b[8].view.buf, *recall = b[9].view.buf, *scores = b[10].view.buf;
-    Py_ssize_t n_area = (Py_ssize_t)n_area_ll, n_thr = (Py_ssize_t)n_thr_ll;
-    Py_ssize_t n_rec = len_of(&b[6]), n_cls = len_of(&b[0]) - 1, n_m = len_of(&b[7]);
-    Py_ssize_t bound = 1, longest = 0;
-    for (Py_ssize_t k = 0; k < n_cls; k++) {
-        Py_ssize_t len = class_start[k + 1] - class_start[k];
-        if (len > longest) longest = len;
-        for (Py_ssize_t a = 0; a < n_area; a++) {
-            Py_ssize_t v = len < num_gt[k * n_area + a] ? len : num_gt[k * n_area + a];
-            if (v > bound) bound = v;
-        }
-    }
+ *            n_area, n_thr, eps, precision, recall, scores[, threads]): see coco_kernels.accumulate. */
+typedef struct {
+    const int64_t *class_start, *acc, *rank, *num_gt, *max_dets;
+    const int8_t *state;
+    const double *score, *rec_thr;
+    double *precision, *recall, *scores, eps;
+    Py_ssize_t n_area, n_thr, n_rec, n_cls, n_m, bound, longest, k_begin, k_end;
+    int ok;
+} AccJob;
+
+static void *accumulate_range(void *arg) {
+    AccJob *J = arg;
+    const int64_t *class_start = J->class_start, *acc = J->acc, *rank = J->rank;
+    const int8_t *state = J->state;
+    const double *score = J->score, *rec_thr = J->rec_thr;
+    const int64_t *num_gt = J->num_gt, *max_dets = J->max_dets;
+    double *precision = J->precision, *recall = J->recall, *scores = J->scores, eps = J->eps;
+    Py_ssize_t n_area = J->n_area, n_thr = J->n_thr, n_rec = J->n_rec, n_cls = J->n_cls, n_m = J->n_m;
+    Py_ssize_t bound = J->bound, longest = J->longest;
+    J->ok = 1;
+    if (J->k_begin >= J->k_end) return NULL;
     double *ev_fp = malloc(sizeof(double) * (size_t)(n_m * bound));
     int64_t *ev_row = malloc(sizeof(int64_t) * (size_t)(n_m * bound));
     int64_t *n_ev = malloc(sizeof(int64_t) * (size_t)(n_m ? n_m : 1));
@@ -325,15 +376,14 @@ static PyObject *py_accumulate(PyObject *self, PyObject *args) {
     int8_t *local = malloc((size_t)(n_area * n_thr * longest + 1));
     if (!ev_fp || !ev_row || !n_ev || !fp || !pr || !rc || !local) {
         free(ev_fp), free(ev_row), free(n_ev), free(fp), free(pr), free(rc), free(local);
-        release(b, 11);
-        return PyErr_NoMemory();
+        J->ok = 0;
+        return NULL;
     }
     /* (T, R, K, A, M) and (T, K, A, M) C-order strides */
     const Py_ssize_t M = n_m, A = n_area, K = n_cls, R = n_rec;
 #define P_AT(t, r, k, a, m) ((((((t) * R + (r)) * K + (k)) * A + (a)) * M) + (m))
 #define R_AT(t, k, a, m) (((((t) * K + (k)) * A + (a)) * M) + (m))
-    Py_BEGIN_ALLOW_THREADS
-    for (Py_ssize_t k = 0; k < n_cls; k++) {
+    for (Py_ssize_t k = J->k_begin; k < J->k_end; k++) {
         Py_ssize_t lo = class_start[k], hi = class_start[k + 1];
         for (Py_ssize_t i = lo; i < hi; i++) {
             const int8_t *row = state + acc[i] * n_area * n_thr;
@@ -401,11 +451,68 @@ static PyObject *py_accumulate(PyObject *self, PyObject *args) {
             }
         }
     }
-    Py_END_ALLOW_THREADS
 #undef P_AT
 #undef R_AT
     free(ev_fp), free(ev_row), free(n_ev), free(fp), free(pr), free(rc), free(local);
+    return NULL;
+}
+
+static PyObject *py_accumulate(PyObject *self, PyObject *args) {
+    PyObject *o[11];
+    long long n_area_ll, n_thr_ll;
+    double eps;
+    int threads = 1;
+    Buf b[11];
+    memset(b, 0, sizeof b);
+    if (!PyArg_ParseTuple(args, "OOOOOOOOLLdOOO|i", &o[0], &o[1], &o[2], &o[3], &o[4], &o[5], &o[6], &o[7],
+                          &n_area_ll, &n_thr_ll, &eps, &o[8], &o[9], &o[10], &threads))
+        return NULL;
+    static const Py_ssize_t size[11] = {8, 8, 1, 8, 8, 8, 8, 8, 8, 8, 8};
+    static const char *names[11] = {"class_start", "acc", "state", "rank_in_image", "score", "num_gt",
+                                    "recall_thresholds", "max_dets", "precision", "recall", "scores"};
+    for (int i = 0; i < 11; i++) {
+        if (get(o[i], &b[i], size[i], i >= 8, names[i])) {
+            release(b, 11);
+            return NULL;
+        }
+    }
+    AccJob base;
+    memset(&base, 0, sizeof base);
+    base.class_start = b[0].view.buf, base.acc = b[1].view.buf, base.state = b[2].view.buf;
+    base.rank = b[3].view.buf, base.score = b[4].view.buf, base.num_gt = b[5].view.buf;
+    base.rec_thr = b[6].view.buf, base.max_dets = b[7].view.buf, base.precision = b[8].view.buf;
+    base.recall = b[9].view.buf, base.scores = b[10].view.buf, base.eps = eps;
+    base.n_area = (Py_ssize_t)n_area_ll, base.n_thr = (Py_ssize_t)n_thr_ll;
+    base.n_rec = len_of(&b[6]), base.n_cls = len_of(&b[0]) - 1, base.n_m = len_of(&b[7]);
+    Py_ssize_t bound = 1, longest = 0, n_cls = base.n_cls;
+    const int64_t *class_start = base.class_start;
+    for (Py_ssize_t k = 0; k < n_cls; k++) {
+        Py_ssize_t len = class_start[k + 1] - class_start[k];
+        if (len > longest) longest = len;
+        for (Py_ssize_t a = 0; a < base.n_area; a++) {
+            Py_ssize_t v = len < base.num_gt[k * base.n_area + a] ? len : base.num_gt[k * base.n_area + a];
+            if (v > bound) bound = v;
+        }
+    }
+    base.bound = bound, base.longest = longest;
+    int n_jobs = clamp_jobs(threads);
+    AccJob jobs[MAX_JOBS];
+    Py_ssize_t total = n_cls > 0 ? class_start[n_cls] - class_start[0] : 0, k = 0;
+    for (int i = 0; i < n_jobs; i++) { /* equal shares of the detections, cut at class boundaries */
+        Py_ssize_t k0 = k;
+        if (i == n_jobs - 1) k = n_cls;
+        else
+            while (k < n_cls && class_start[k + 1] - class_start[0] <= total * (i + 1) / n_jobs) k++;
+        jobs[i] = base;
+        jobs[i].k_begin = k0, jobs[i].k_end = k;
+    }
+    int ok = 1;
+    Py_BEGIN_ALLOW_THREADS
+    run_jobs(accumulate_range, jobs, sizeof(AccJob), n_jobs);
+    Py_END_ALLOW_THREADS
+    for (int i = 0; i < n_jobs; i++) ok &= jobs[i].ok;
     release(b, 11);
+    if (!ok) return PyErr_NoMemory();
     Py_RETURN_NONE;
 }
 

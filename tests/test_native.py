@@ -518,3 +518,40 @@ def test_image_columns_fast_hands_every_surprise_to_the_checked_pass(change):
     change(recs[len(recs) // 2])
     assert _image_columns_fast(recs) is None
     assert _image_columns_fast([*recs[:1], 5]) is None
+
+
+@pytest.mark.parametrize("flavour", FLAVOURS)
+def test_coco_kernels_give_the_same_bits_on_any_thread_count(flavour, monkeypatch):
+    """match_groups / accumulate split their groups over threads; every count gives one thread's bits."""
+    from test_eval_coco import make_case, to_dataset
+
+    from vecexplore.eval import native
+
+    if native.backend() != "native":
+        pytest.skip("the C extension is not built")
+    gt_dict, results = make_case(9100 + FLAVOURS.index(flavour), flavour)
+    ds = to_dataset(gt_dict, results)
+    params = CocoParams(max_dets=(1, 10, 300)) if flavour == "many" else CocoParams()
+    monkeypatch.setattr(native, "_THREADED_FROM", 0)
+    monkeypatch.setattr(native.os, "sched_getaffinity", lambda pid: set(range(8)), raising=False)
+    runs = {}
+    for threads in (1, 2, 3, 4):
+        monkeypatch.setenv("VECEXPLORE_THREADS", str(threads))
+        assert native.threads_for(len(ds.pred)) == threads
+        runs[threads] = coco_mod.coco_metrics_of(ds, params=params)
+    for threads in (2, 3, 4):
+        for name in ("stats", "precision", "recall", "scores", "per_class_ap"):
+            _assert_bits(getattr(runs[threads], name), getattr(runs[1], name))
+
+
+def test_thread_count_setting():
+    from vecexplore.errors import ConfigError
+    from vecexplore.eval import native
+
+    assert native.threads_for(10) == 1
+    os.environ["VECEXPLORE_THREADS"] = "zero"
+    try:
+        with pytest.raises(ConfigError, match="VECEXPLORE_THREADS"):
+            native.threads_for(10**6)
+    finally:
+        del os.environ["VECEXPLORE_THREADS"]
