@@ -3,26 +3,30 @@ bit-exact evaluator we know), pycocotools and faster-coco-eval.
 
 One synthetic COCO-scale case (``coco_synth``; default 5,000 images, 80
 classes, ~27k GT, ~47k predictions), the same input for all, written to JSON
-files. Three sets of rows:
+files. Three sets of rows, every tool in each:
 
 * **whole process**: each tool as a fresh process on the JSON files, rounds
-  alternating between the tools (min and median of ``--rounds``): ``vecexplore
-  evaluate --json`` (load, evaluate, report, JSON) vs a script doing
-  ``COCO(gt)``, ``loadRes(pred)``, ``evaluate()``, ``accumulate()``,
-  ``summarize()`` with each COCO API (pycocotools only with
-  ``--process-pycocotools``: ~12 s a round);
+  alternating between the tools (min and median wall time of ``--rounds``, and the
+  median CPU time, user + system, of the process and its threads): ``vecexplore
+  evaluate --json`` (load, evaluate, report, JSON) vs a script doing ``COCO(gt)``,
+  ``loadRes(pred)``, ``evaluate()``, ``accumulate()``, ``summarize()`` with each
+  COCO API. pycocotools (~10 s a round) takes part in the first
+  ``--pycocotools-rounds`` rounds only;
 * **in process, cold**: a fresh interpreter timing its imports + load + evaluate
   (``load_dataset`` + ``evaluate(...).coco`` for ours; the COCO API calls for the
-  others), min over rounds;
-* **in process, warm**: load + evaluate again in the same interpreter (best of
-  ``--repeats``), and the evaluation alone from already-built inputs (COCO
-  objects / our Boxes).
+  others), in the same rounds;
+* **in process, warm**: load + evaluate from the files again in this interpreter
+  (best of ``--repeats``; pycocotools once), and the evaluation alone from
+  already-built inputs (COCO objects / our Boxes).
 
 Each row reports the largest difference of its 12 stats from pycocotools'.
+vecexplore's modules are byte-compiled first (``compileall``), as an installed
+package's are, so that an environment with ``PYTHONDONTWRITEBYTECODE`` does not
+time our Python compiler against the others' cached bytecode.
 
     python benchmarks/run.py coco [--images=5000] [--classes=80] [--repeats=3] [--rounds=7] [--seed=0]
                                   [--gt-per-image=5.6] [--fp-per-image=5.0] [--no-pycocotools]
-                                  [--process-pycocotools]
+                                  [--pycocotools-rounds=2]
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ import contextlib
 import io
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -135,36 +140,45 @@ print(json.dumps({"stats": stats, "inner": time.perf_counter() - t0}))
 """
 
 
-def _process_rows(files: Path, rounds: int, with_pycocotools: bool):
-    """Fresh processes, tools alternating each round: {name: (times, stats)} for the
-    whole process and for the cold in-process part (imports + load + evaluate)."""
+def _timed(cmd: list[str]) -> tuple[float, float, str]:
+    """(wall s, CPU s of the child incl. its threads, stdout) of one fresh process."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t = time.perf_counter()
+    res = subprocess.run(cmd, check=True, capture_output=True, text=True)
+    wall = time.perf_counter() - t
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime), res.stdout
+
+
+_STAT_KEYS = ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1", "AR10", "AR100", "ARs", "ARm", "ARl")
+
+
+def _process_rows(files: Path, rounds: int, pycocotools_rounds: int):
+    """Fresh processes, tools alternating each round: {tool: [(wall s, cpu s), ...]} for the
+    whole process, {tool: [s, ...]} for the cold in-process part, {tool: stats}."""
     gt, pred = str(files / "gt.json"), str(files / "pred.json")
     out_json = str(files / "vecexplore.json")
-    tools = ["vecexplore", "ultrafast-pycocotools", "faster-coco-eval"] + (["pycocotools"] if with_pycocotools else [])
+    tools = ["vecexplore", "ultrafast-pycocotools", "faster-coco-eval", "pycocotools"]
     whole = {t: [] for t in tools}
     cold = {t: [] for t in tools}
     stats = {}
-    for _ in range(rounds):
+    for r in range(rounds):
         for tool in tools:
+            if tool == "pycocotools" and r >= pycocotools_rounds:
+                continue
             if tool == "vecexplore":
-                cmd = [sys.executable, "-m", "vecexplore", "evaluate", "--gt", gt, "--pred", pred, "--json", out_json]
-                t = time.perf_counter()
-                subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
-                whole[tool].append(time.perf_counter() - t)
+                wall, cpu, _ = _timed([sys.executable, "-m", "vecexplore", "evaluate", "--gt", gt, "--pred", pred,
+                                       "--json", out_json])
                 doc = json.loads(Path(out_json).read_text())
-                stats[tool] = np.array([doc["coco"][k] for k in ("AP", "AP50", "AP75", "APs", "APm", "APl", "AR1",
-                                                                  "AR10", "AR100", "ARs", "ARm", "ARl")], np.float64)
-                res = subprocess.run([sys.executable, "-c", _OURS_COLD, gt, pred], check=True, capture_output=True,
-                                     text=True)
+                stats[tool] = np.array([doc["coco"][k] for k in _STAT_KEYS], np.float64)
+                _, _, out = _timed([sys.executable, "-c", _OURS_COLD, gt, pred])
             else:
-                t = time.perf_counter()
-                res = subprocess.run([sys.executable, "-c", _API_SCRIPT, tool, gt, pred], check=True,
-                                     capture_output=True, text=True)
-                whole[tool].append(time.perf_counter() - t)
-            doc = json.loads(res.stdout.strip().splitlines()[-1])
+                wall, cpu, out = _timed([sys.executable, "-c", _API_SCRIPT, tool, gt, pred])
+            whole[tool].append((wall, cpu))
+            doc = json.loads(out.strip().splitlines()[-1])
             cold[tool].append(doc["inner"])
             stats.setdefault(tool, np.asarray(doc["stats"]))
-    return whole, cold, stats
+    return {t: v for t, v in whole.items() if v}, {t: v for t, v in cold.items() if v}, stats
 
 
 def _run_faster(gt_dict, results, repeats):
@@ -194,7 +208,8 @@ def main(argv: list[str]) -> None:
     ap.add_argument("--gt-per-image", type=float, default=5.6)
     ap.add_argument("--fp-per-image", type=float, default=5.0)
     ap.add_argument("--no-pycocotools", action="store_true", help="skip pycocotools (for very large cases)")
-    ap.add_argument("--process-pycocotools", action="store_true", help="also run pycocotools as a fresh process")
+    ap.add_argument("--pycocotools-rounds", type=int, default=2,
+                    help="fresh-process rounds pycocotools takes part in (~10 s each)")
     args, _ = ap.parse_known_args(argv)
 
     t = time.perf_counter()
@@ -217,29 +232,41 @@ def main(argv: list[str]) -> None:
     def delta(stats) -> str:
         return f"{np.max(np.abs(np.asarray(stats) - ref_stats)):.1e}" if ref_stats is not None else "n/a"
 
+    _byte_compile_ours()
     with tempfile.TemporaryDirectory() as tmp:
         files = Path(tmp)
         (files / "gt.json").write_text(json.dumps(case.coco_gt()))
         (files / "pred.json").write_text(json.dumps(case.coco_results()))
-        whole, cold, stats = _process_rows(files, args.rounds, args.process_pycocotools)
-        warm_load = _best(lambda: _load_and_evaluate(files), args.repeats)
-        warm_uf = _best(lambda: _api_from_files("ultrafast-pycocotools", files), args.repeats)
+        whole, cold, stats = _process_rows(files, args.rounds, 0 if args.no_pycocotools else args.pycocotools_rounds)
+        warm = {"vecexplore": _best(lambda: _load_and_evaluate(files), args.repeats)}
+        for tool in ("ultrafast-pycocotools", "faster-coco-eval", "pycocotools"):
+            if tool != "pycocotools" or not args.no_pycocotools:
+                warm[tool] = _best(lambda t=tool: _api_from_files(t, files), 1 if tool == "pycocotools" else args.repeats)
 
-    print(f"\nwhole process (fresh processes, tools alternating, {args.rounds} rounds; vecexplore = "
-          "`vecexplore evaluate --json` incl. report; others = load + evaluate + accumulate + summarize)")
-    print(f"{'implementation':<24} {'min (s)':>8} {'median (s)':>11} {'vs ultrafast':>13} {'max |Δ stats|':>14}")
-    uf_min = min(whole["ultrafast-pycocotools"])
-    for tool, times in whole.items():
-        print(f"{tool:<24} {min(times):>8.3f} {statistics.median(times):>11.3f} {uf_min / min(times):>12.2f}× "
-              f"{delta(stats[tool]):>14}")
-    print("\nin process, cold interpreter (imports + load + evaluate, min over rounds)")
+    print(f"\nwhole process (fresh processes, tools alternating, {args.rounds} rounds, pycocotools in the first "
+          f"{0 if args.no_pycocotools else min(args.pycocotools_rounds, args.rounds)}; vecexplore = "
+          "`vecexplore evaluate --json` incl. report; others = load + evaluate + accumulate + summarize; "
+          "cpu = user + system of the process and its threads)")
+    print(f"{'implementation':<24} {'min (s)':>8} {'median (s)':>11} {'median cpu (s)':>15} {'vs ultrafast':>13} "
+          f"{'max |Δ stats|':>14}")
+    uf_med = statistics.median(w for w, _ in whole["ultrafast-pycocotools"])
+    for tool, runs in whole.items():
+        walls = [w for w, _ in runs]
+        med = statistics.median(walls)
+        print(f"{tool:<24} {min(walls):>8.3f} {med:>11.3f} {statistics.median(c for _, c in runs):>15.3f} "
+              f"{uf_med / med:>12.2f}× {delta(stats[tool]):>14}")
+    print("(vs ultrafast: ultrafast's median / this median; > 1 = faster than ultrafast)")
+    print("\nin process, cold interpreter (imports + load + evaluate, same rounds)")
     print(f"{'implementation':<24} {'min (s)':>8} {'median (s)':>11} {'vs ultrafast':>13}")
-    uf_cold = min(cold["ultrafast-pycocotools"])
+    uf_cold = statistics.median(cold["ultrafast-pycocotools"])
     for tool, times in cold.items():
-        print(f"{tool:<24} {min(times):>8.3f} {statistics.median(times):>11.3f} {uf_cold / min(times):>12.2f}×")
-    print(f"\nin process, warm (load + evaluate from the files again, best of {args.repeats})")
-    print(f"{'vecexplore':<24} {warm_load[1]:>8.3f}   (load_dataset + evaluate + COCO stats)")
-    print(f"{'ultrafast-pycocotools':<24} {warm_uf[1]:>8.3f}   ({warm_uf[1] / warm_load[1]:.2f}× vecexplore's time)")
+        print(f"{tool:<24} {min(times):>8.3f} {statistics.median(times):>11.3f} "
+              f"{uf_cold / statistics.median(times):>12.2f}×")
+    print(f"\nin process, warm (load + evaluate from the files again, best of {args.repeats}; pycocotools once)")
+    print(f"{'implementation':<24} {'best (s)':>9} {'best cpu (s)':>13} {'vs ultrafast':>13} {'max |Δ stats|':>14}")
+    uf_warm = warm["ultrafast-pycocotools"][1]
+    for tool, (_, best_s, cpu_s, st) in warm.items():
+        print(f"{tool:<24} {best_s:>9.3f} {cpu_s:>13.3f} {uf_warm / best_s:>12.2f}× {delta(st):>14}")
 
     rows = []  # (name, first s, best s, best cpu s, stats)
     first, best, cpu, ours = _run_ours(ds, args.repeats)
@@ -262,6 +289,15 @@ def main(argv: list[str]) -> None:
     print("AP / AP50 / AR100 (vecexplore): " + " / ".join(f"{ours.as_dict()[k]:.4f}" for k in ("AP", "AP50", "AR100")))
 
 
+def _byte_compile_ours() -> None:
+    """Write vecexplore's bytecode caches (what installing it does) so no row times compiling."""
+    import compileall
+
+    import vecexplore
+
+    compileall.compile_dir(str(Path(vecexplore.__file__).parent), quiet=1)
+
+
 def _load_and_evaluate(files: Path):
     from vecexplore.eval.evaluate import evaluate
     from vecexplore.io import DatasetSource, load_dataset
@@ -271,10 +307,14 @@ def _load_and_evaluate(files: Path):
 
 
 def _api_from_files(tool: str, files: Path):
-    from ultrafast_pycocotools.coco import COCO
-    from ultrafast_pycocotools.cocoeval import COCOeval
+    """A COCO-API package's load + evaluate + accumulate + summarize from the files."""
+    import importlib
 
-    assert tool == "ultrafast-pycocotools"
+    mod = {"pycocotools": ("pycocotools.coco", "pycocotools.cocoeval", "COCOeval"),
+           "ultrafast-pycocotools": ("ultrafast_pycocotools.coco", "ultrafast_pycocotools.cocoeval", "COCOeval"),
+           "faster-coco-eval": ("faster_coco_eval", "faster_coco_eval", "COCOeval_faster")}[tool]
+    COCO = importlib.import_module(mod[0]).COCO
+    COCOeval = getattr(importlib.import_module(mod[1]), mod[2])
     with contextlib.redirect_stdout(io.StringIO()):
         gt = COCO(str(files / "gt.json"))
         dt = gt.loadRes(str(files / "pred.json"))
@@ -282,7 +322,7 @@ def _api_from_files(tool: str, files: Path):
         ev.evaluate()
         ev.accumulate()
         ev.summarize()
-    return ev.stats
+    return np.asarray(ev.stats)
 
 
 def _run_ours(ds, repeats):

@@ -16,6 +16,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <errno.h>
+#include <float.h>
+#include <pthread.h>
 
 #define FP 0
 #define TP 1
@@ -156,43 +158,48 @@ static PyObject *py_descending_score_order(PyObject *self, PyObject *args) {
     Py_RETURN_NONE;
 }
 
+/* ---------------------------------------------------------------- worker threads
+ *
+ * match_groups and accumulate split their work into up to MAX_JOBS contiguous ranges of
+ * independent groups (classes for accumulate), each written by exactly one thread, so the
+ * results are the same bits for any thread count. The caller passes the count. */
+#define MAX_JOBS 8
+
+static void run_jobs(void *(*fn)(void *), void *jobs, size_t job_size, int n_jobs) {
+    pthread_t tid[MAX_JOBS];
+    int started[MAX_JOBS] = {0};
+    for (int i = 1; i < n_jobs; i++) started[i] = pthread_create(&tid[i], NULL, fn, (char *)jobs + i * job_size) == 0;
+    fn(jobs);
+    for (int i = 1; i < n_jobs; i++) {
+        if (started[i]) pthread_join(tid[i], NULL);
+        else fn((char *)jobs + i * job_size); /* no thread: run it here */
+    }
+}
+
+static int clamp_jobs(int threads) { return threads < 1 ? 1 : threads > MAX_JOBS ? MAX_JOBS : threads; }
+
 /* match_groups(gt_key, dt_key, gt_xywh, gt_crowd, gt_ignore, gt_id_nonzero, dt_xywh, dt_outside,
- *              thresholds (already capped), state): see coco_kernels.match_groups. */
-static PyObject *py_match_groups(PyObject *self, PyObject *args) {
-    PyObject *o[10];
-    Buf b[10];
-    memset(b, 0, sizeof b);
-    if (!PyArg_ParseTuple(args, "OOOOOOOOOO", &o[0], &o[1], &o[2], &o[3], &o[4], &o[5], &o[6], &o[7], &o[8], &o[9]))
-        return NULL;
-    static const Py_ssize_t size[10] = {8, 8, 8, 1, 1, 1, 8, 1, 8, 1};
-    static const char *names[10] = {"gt_key", "dt_key", "gt_xywh", "gt_crowd", "gt_ignore", "gt_id_nonzero",
-                                    "dt_xywh", "dt_outside", "thresholds", "state"};
-    for (int i = 0; i < 10; i++) {
-        if (get(o[i], &b[i], size[i], i == 9, names[i])) {
-            release(b, 10);
-            return NULL;
-        }
-    }
-    const int64_t *gt_key = b[0].view.buf, *dt_key = b[1].view.buf;
-    const double *gt_xywh = b[2].view.buf, *dt_xywh = b[6].view.buf, *thresholds = b[8].view.buf;
-    const char *gt_crowd = b[3].view.buf, *gt_ignore = b[4].view.buf, *gt_id_nonzero = b[5].view.buf;
-    const char *dt_outside = b[7].view.buf;
-    int8_t *state = b[9].view.buf;
-    Py_ssize_t n_gt = len_of(&b[0]), n_dt = len_of(&b[1]), n_thr = len_of(&b[8]);
-    Py_ssize_t n_area = n_gt ? len_of(&b[4]) / n_gt : (n_dt ? len_of(&b[7]) / n_dt : 0);
-    if (n_gt == 0 && n_dt == 0) {
-        release(b, 10);
-        Py_RETURN_NONE;
-    }
-    Py_ssize_t max_g = 1, max_d = 1, run = 0;
-    for (Py_ssize_t i = 0; i < n_gt; i++) {
-        run = (i && gt_key[i] == gt_key[i - 1]) ? run + 1 : 1;
-        if (run > max_g) max_g = run;
-    }
-    for (Py_ssize_t i = 0; i < n_dt; i++) {
-        run = (i && dt_key[i] == dt_key[i - 1]) ? run + 1 : 1;
-        if (run > max_d) max_d = run;
-    }
+ *              thresholds (already capped), state[, threads]): see coco_kernels.match_groups. */
+typedef struct {
+    const int64_t *gt_key, *dt_key;
+    const double *gt_xywh, *dt_xywh, *thresholds;
+    const char *gt_crowd, *gt_ignore, *gt_id_nonzero, *dt_outside;
+    int8_t *state;
+    Py_ssize_t n_gt, n_dt, n_thr, n_area, max_g, max_d, d_begin, d_end;
+    int ok;
+} MatchJob;
+
+static void *match_range(void *arg) {
+    MatchJob *J = arg;
+    const int64_t *gt_key = J->gt_key, *dt_key = J->dt_key;
+    const double *gt_xywh = J->gt_xywh, *dt_xywh = J->dt_xywh, *thresholds = J->thresholds;
+    const char *gt_crowd = J->gt_crowd, *gt_ignore = J->gt_ignore, *gt_id_nonzero = J->gt_id_nonzero;
+    const char *dt_outside = J->dt_outside;
+    int8_t *state = J->state;
+    Py_ssize_t n_gt = J->n_gt, n_dt = J->n_dt, n_thr = J->n_thr, n_area = J->n_area, max_g = J->max_g,
+               max_d = J->max_d;
+    J->ok = 1;
+    if (J->d_begin >= J->d_end) return NULL;
     double *ious = malloc(sizeof(double) * (size_t)(max_d * max_g));
     int64_t *order = malloc(sizeof(int64_t) * (size_t)(n_area * max_g + 1));
     char *ig = malloc((size_t)(n_area * max_g + 1));
@@ -200,13 +207,17 @@ static PyObject *py_match_groups(PyObject *self, PyObject *args) {
     int64_t *match = malloc(sizeof(int64_t) * (size_t)(n_area * n_thr * max_d + 1));
     if (!ious || !order || !ig || !taken || !match) {
         free(ious), free(order), free(ig), free(taken), free(match);
-        release(b, 10);
-        return PyErr_NoMemory();
+        J->ok = 0;
+        return NULL;
     }
-    Py_BEGIN_ALLOW_THREADS
-    memset(state, 0, (size_t)(n_dt * n_area * n_thr));
-    Py_ssize_t g0 = 0, d0 = 0;
-    while (d0 < n_dt) {
+    memset(state + J->d_begin * n_area * n_thr, 0, (size_t)((J->d_end - J->d_begin) * n_area * n_thr));
+    Py_ssize_t g0 = 0, hi = n_gt, d0 = J->d_begin;
+    while (g0 < hi) { /* the first GT of a group >= this range's first key */
+        Py_ssize_t mid = g0 + (hi - g0) / 2;
+        if (gt_key[mid] < dt_key[d0]) g0 = mid + 1;
+        else hi = mid;
+    }
+    while (d0 < J->d_end) {
         int64_t key = dt_key[d0];
         Py_ssize_t d1 = d0 + 1;
         while (d1 < n_dt && dt_key[d1] == key) d1++;
@@ -273,48 +284,89 @@ static PyObject *py_match_groups(PyObject *self, PyObject *args) {
         }
         d0 = d1;
     }
-    Py_END_ALLOW_THREADS
     free(ious), free(order), free(ig), free(taken), free(match);
+    return NULL;
+}
+
+static PyObject *py_match_groups(PyObject *self, PyObject *args) {
+    PyObject *o[10];
+    Buf b[10];
+    int threads = 1;
+    memset(b, 0, sizeof b);
+    if (!PyArg_ParseTuple(args, "OOOOOOOOOO|i", &o[0], &o[1], &o[2], &o[3], &o[4], &o[5], &o[6], &o[7], &o[8], &o[9],
+                          &threads))
+        return NULL;
+    static const Py_ssize_t size[10] = {8, 8, 8, 1, 1, 1, 8, 1, 8, 1};
+    static const char *names[10] = {"gt_key", "dt_key", "gt_xywh", "gt_crowd", "gt_ignore", "gt_id_nonzero",
+                                    "dt_xywh", "dt_outside", "thresholds", "state"};
+    for (int i = 0; i < 10; i++) {
+        if (get(o[i], &b[i], size[i], i == 9, names[i])) {
+            release(b, 10);
+            return NULL;
+        }
+    }
+    MatchJob base = {b[0].view.buf, b[1].view.buf, b[2].view.buf, b[6].view.buf, b[8].view.buf, b[3].view.buf,
+                     b[4].view.buf, b[5].view.buf, b[7].view.buf, b[9].view.buf};
+    Py_ssize_t n_gt = len_of(&b[0]), n_dt = len_of(&b[1]), n_thr = len_of(&b[8]);
+    Py_ssize_t n_area = n_gt ? len_of(&b[4]) / n_gt : (n_dt ? len_of(&b[7]) / n_dt : 0);
+    if (n_gt == 0 && n_dt == 0) {
+        release(b, 10);
+        Py_RETURN_NONE;
+    }
+    Py_ssize_t max_g = 1, max_d = 1, run = 0;
+    for (Py_ssize_t i = 0; i < n_gt; i++) {
+        run = (i && base.gt_key[i] == base.gt_key[i - 1]) ? run + 1 : 1;
+        if (run > max_g) max_g = run;
+    }
+    for (Py_ssize_t i = 0; i < n_dt; i++) {
+        run = (i && base.dt_key[i] == base.dt_key[i - 1]) ? run + 1 : 1;
+        if (run > max_d) max_d = run;
+    }
+    base.n_gt = n_gt, base.n_dt = n_dt, base.n_thr = n_thr, base.n_area = n_area, base.max_g = max_g;
+    base.max_d = max_d;
+    int n_jobs = clamp_jobs(threads);
+    MatchJob jobs[MAX_JOBS];
+    Py_ssize_t start = 0;
+    for (int i = 0; i < n_jobs; i++) { /* equal shares of the detections, cut at group boundaries */
+        Py_ssize_t end = i == n_jobs - 1 ? n_dt : n_dt * (i + 1) / n_jobs;
+        if (end < start) end = start;
+        while (end > 0 && end < n_dt && base.dt_key[end] == base.dt_key[end - 1]) end++;
+        jobs[i] = base;
+        jobs[i].d_begin = start, jobs[i].d_end = end;
+        start = end;
+    }
+    int ok = 1;
+    Py_BEGIN_ALLOW_THREADS
+    run_jobs(match_range, jobs, sizeof(MatchJob), n_jobs);
+    Py_END_ALLOW_THREADS
+    for (int i = 0; i < n_jobs; i++) ok &= jobs[i].ok;
     release(b, 10);
+    if (!ok) return PyErr_NoMemory();
     Py_RETURN_NONE;
 }
 
 /* accumulate(class_start, acc, state, rank_in_image, score, num_gt, recall_thresholds, max_dets,
- *            n_area, n_thr, eps, precision, recall, scores): see coco_kernels.accumulate. */
-static PyObject *py_accumulate(PyObject *self, PyObject *args) {
-    PyObject *o[11];
-    long long n_area_ll, n_thr_ll;
-    double eps;
-    Buf b[11];
-    memset(b, 0, sizeof b);
-    if (!PyArg_ParseTuple(args, "OOOOOOOOLLdOOO", &o[0], &o[1], &o[2], &o[3], &o[4], &o[5], &o[6], &o[7],
-                          &n_area_ll, &n_thr_ll, &eps, &o[8], &o[9], &o[10]))
-        return NULL;
-    static const Py_ssize_t size[11] = {8, 8, 1, 8, 8, 8, 8, 8, 8, 8, 8};
-    static const char *names[11] = {"class_start", "acc", "state", "rank_in_image", "score", "num_gt",
-                                    "recall_thresholds", "max_dets", "precision", "recall", "scores"};
-    for (int i = 0; i < 11; i++) {
-        if (get(o[i], &b[i], size[i], i >= 8, names[i])) {
-            release(b, 11);
-            return NULL;
-        }
-    }
-    const int64_t *class_start = b[0].view.buf, *acc = b[1].view.buf, *rank = b[3].view.buf;
-    const int8_t *state = b[2].view.buf;
-    const double *score = b[4].view.buf, *rec_thr = b[6].view.buf;
-    const int64_t *num_gt = b[5].view.buf, *max_dets = b[7].view.buf;
-    double *precision = b[8].view.buf, *recall = b[9].view.buf, *scores = b[10].view.buf;
-    Py_ssize_t n_area = (Py_ssize_t)n_area_ll, n_thr = (Py_ssize_t)n_thr_ll;
-    Py_ssize_t n_rec = len_of(&b[6]), n_cls = len_of(&b[0]) - 1, n_m = len_of(&b[7]);
-    Py_ssize_t bound = 1, longest = 0;
-    for (Py_ssize_t k = 0; k < n_cls; k++) {
-        Py_ssize_t len = class_start[k + 1] - class_start[k];
-        if (len > longest) longest = len;
-        for (Py_ssize_t a = 0; a < n_area; a++) {
-            Py_ssize_t v = len < num_gt[k * n_area + a] ? len : num_gt[k * n_area + a];
-            if (v > bound) bound = v;
-        }
-    }
+ *            n_area, n_thr, eps, precision, recall, scores[, threads]): see coco_kernels.accumulate. */
+typedef struct {
+    const int64_t *class_start, *acc, *rank, *num_gt, *max_dets;
+    const int8_t *state;
+    const double *score, *rec_thr;
+    double *precision, *recall, *scores, eps;
+    Py_ssize_t n_area, n_thr, n_rec, n_cls, n_m, bound, longest, k_begin, k_end;
+    int ok;
+} AccJob;
+
+static void *accumulate_range(void *arg) {
+    AccJob *J = arg;
+    const int64_t *class_start = J->class_start, *acc = J->acc, *rank = J->rank;
+    const int8_t *state = J->state;
+    const double *score = J->score, *rec_thr = J->rec_thr;
+    const int64_t *num_gt = J->num_gt, *max_dets = J->max_dets;
+    double *precision = J->precision, *recall = J->recall, *scores = J->scores, eps = J->eps;
+    Py_ssize_t n_area = J->n_area, n_thr = J->n_thr, n_rec = J->n_rec, n_cls = J->n_cls, n_m = J->n_m;
+    Py_ssize_t bound = J->bound, longest = J->longest;
+    J->ok = 1;
+    if (J->k_begin >= J->k_end) return NULL;
     double *ev_fp = malloc(sizeof(double) * (size_t)(n_m * bound));
     int64_t *ev_row = malloc(sizeof(int64_t) * (size_t)(n_m * bound));
     int64_t *n_ev = malloc(sizeof(int64_t) * (size_t)(n_m ? n_m : 1));
@@ -324,15 +376,14 @@ static PyObject *py_accumulate(PyObject *self, PyObject *args) {
     int8_t *local = malloc((size_t)(n_area * n_thr * longest + 1));
     if (!ev_fp || !ev_row || !n_ev || !fp || !pr || !rc || !local) {
         free(ev_fp), free(ev_row), free(n_ev), free(fp), free(pr), free(rc), free(local);
-        release(b, 11);
-        return PyErr_NoMemory();
+        J->ok = 0;
+        return NULL;
     }
     /* (T, R, K, A, M) and (T, K, A, M) C-order strides */
     const Py_ssize_t M = n_m, A = n_area, K = n_cls, R = n_rec;
 #define P_AT(t, r, k, a, m) ((((((t) * R + (r)) * K + (k)) * A + (a)) * M) + (m))
 #define R_AT(t, k, a, m) (((((t) * K + (k)) * A + (a)) * M) + (m))
-    Py_BEGIN_ALLOW_THREADS
-    for (Py_ssize_t k = 0; k < n_cls; k++) {
+    for (Py_ssize_t k = J->k_begin; k < J->k_end; k++) {
         Py_ssize_t lo = class_start[k], hi = class_start[k + 1];
         for (Py_ssize_t i = lo; i < hi; i++) {
             const int8_t *row = state + acc[i] * n_area * n_thr;
@@ -400,11 +451,68 @@ static PyObject *py_accumulate(PyObject *self, PyObject *args) {
             }
         }
     }
-    Py_END_ALLOW_THREADS
 #undef P_AT
 #undef R_AT
     free(ev_fp), free(ev_row), free(n_ev), free(fp), free(pr), free(rc), free(local);
+    return NULL;
+}
+
+static PyObject *py_accumulate(PyObject *self, PyObject *args) {
+    PyObject *o[11];
+    long long n_area_ll, n_thr_ll;
+    double eps;
+    int threads = 1;
+    Buf b[11];
+    memset(b, 0, sizeof b);
+    if (!PyArg_ParseTuple(args, "OOOOOOOOLLdOOO|i", &o[0], &o[1], &o[2], &o[3], &o[4], &o[5], &o[6], &o[7],
+                          &n_area_ll, &n_thr_ll, &eps, &o[8], &o[9], &o[10], &threads))
+        return NULL;
+    static const Py_ssize_t size[11] = {8, 8, 1, 8, 8, 8, 8, 8, 8, 8, 8};
+    static const char *names[11] = {"class_start", "acc", "state", "rank_in_image", "score", "num_gt",
+                                    "recall_thresholds", "max_dets", "precision", "recall", "scores"};
+    for (int i = 0; i < 11; i++) {
+        if (get(o[i], &b[i], size[i], i >= 8, names[i])) {
+            release(b, 11);
+            return NULL;
+        }
+    }
+    AccJob base;
+    memset(&base, 0, sizeof base);
+    base.class_start = b[0].view.buf, base.acc = b[1].view.buf, base.state = b[2].view.buf;
+    base.rank = b[3].view.buf, base.score = b[4].view.buf, base.num_gt = b[5].view.buf;
+    base.rec_thr = b[6].view.buf, base.max_dets = b[7].view.buf, base.precision = b[8].view.buf;
+    base.recall = b[9].view.buf, base.scores = b[10].view.buf, base.eps = eps;
+    base.n_area = (Py_ssize_t)n_area_ll, base.n_thr = (Py_ssize_t)n_thr_ll;
+    base.n_rec = len_of(&b[6]), base.n_cls = len_of(&b[0]) - 1, base.n_m = len_of(&b[7]);
+    Py_ssize_t bound = 1, longest = 0, n_cls = base.n_cls;
+    const int64_t *class_start = base.class_start;
+    for (Py_ssize_t k = 0; k < n_cls; k++) {
+        Py_ssize_t len = class_start[k + 1] - class_start[k];
+        if (len > longest) longest = len;
+        for (Py_ssize_t a = 0; a < base.n_area; a++) {
+            Py_ssize_t v = len < base.num_gt[k * base.n_area + a] ? len : base.num_gt[k * base.n_area + a];
+            if (v > bound) bound = v;
+        }
+    }
+    base.bound = bound, base.longest = longest;
+    int n_jobs = clamp_jobs(threads);
+    AccJob jobs[MAX_JOBS];
+    Py_ssize_t total = n_cls > 0 ? class_start[n_cls] - class_start[0] : 0, k = 0;
+    for (int i = 0; i < n_jobs; i++) { /* equal shares of the detections, cut at class boundaries */
+        Py_ssize_t k0 = k;
+        if (i == n_jobs - 1) k = n_cls;
+        else
+            while (k < n_cls && class_start[k + 1] - class_start[0] <= total * (i + 1) / n_jobs) k++;
+        jobs[i] = base;
+        jobs[i].k_begin = k0, jobs[i].k_end = k;
+    }
+    int ok = 1;
+    Py_BEGIN_ALLOW_THREADS
+    run_jobs(accumulate_range, jobs, sizeof(AccJob), n_jobs);
+    Py_END_ALLOW_THREADS
+    for (int i = 0; i < n_jobs; i++) ok &= jobs[i].ok;
     release(b, 11);
+    if (!ok) return PyErr_NoMemory();
     Py_RETURN_NONE;
 }
 
@@ -764,34 +872,17 @@ static PyObject *make_str(Vec *buf) {
     return s;
 }
 
-/* A JSON number: kind 1 = int (in *i), 2 = float (in *d); 0 = bail. */
-static int read_number(Cur *c, int64_t *i, double *d) {
-    const char *s = c->p, *q = c->p;
-    if (q < c->end && *q == '-') q++;
-    if (q >= c->end) return 0;
-    if (*q == '0') q++;
-    else if (*q >= '1' && *q <= '9') { while (q < c->end && *q >= '0' && *q <= '9') q++; }
-    else return 0;
-    int is_float = 0;
-    if (q < c->end && *q == '.') {
-        is_float = 1;
-        q++;
-        if (q >= c->end || *q < '0' || *q > '9') return 0;
-        while (q < c->end && *q >= '0' && *q <= '9') q++;
-    }
-    if (q < c->end && (*q == 'e' || *q == 'E')) {
-        is_float = 1;
-        q++;
-        if (q < c->end && (*q == '+' || *q == '-')) q++;
-        if (q >= c->end || *q < '0' || *q > '9') return 0;
-        while (q < c->end && *q >= '0' && *q <= '9') q++;
-    }
+/* Exact powers of ten as doubles (10^22 is the largest that is exact). */
+static const double POW10[23] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,  1e8,  1e9,  1e10, 1e11,
+                                 1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
+
+/* The slow, general conversion of the literal [s, q): what json/float() give. */
+static int number_slow(const char *s, const char *q, int is_float, int64_t *i, double *d) {
     Py_ssize_t n = q - s;
     char tmp[64];
     if (n >= (Py_ssize_t)sizeof tmp) return 0; /* a 60-digit literal: the standard path */
     memcpy(tmp, s, (size_t)n);
     tmp[n] = 0;
-    c->p = q;
     if (!is_float) {
         errno = 0;
         char *endp;
@@ -807,6 +898,76 @@ static int read_number(Cur *c, int64_t *i, double *d) {
     }
     *d = v;
     return 2;
+}
+
+/* A JSON number: kind 1 = int (in *i), 2 = float (in *d); 0 = bail.
+ *
+ * Fast path (the common case: up to 18 significant digits): integers are summed
+ * digit by digit; a float whose significand m <= 2^53 and whose decimal exponent e
+ * is within [-22, 22] is m * 10^e or m / 10^-e, one IEEE operation on two exact
+ * doubles, hence the correctly rounded value: the same bits as Python's float()
+ * (Clinger's fast path). Everything else goes through number_slow. The fast path
+ * needs double arithmetic without extended precision (FLT_EVAL_METHOD 0, e.g.
+ * x86-64 SSE2); elsewhere every float takes the slow path. */
+static int read_number(Cur *c, int64_t *i, double *d) {
+    const char *s = c->p, *q = c->p;
+    int neg = 0;
+    if (q < c->end && *q == '-') { neg = 1; q++; }
+    if (q >= c->end) return 0;
+    uint64_t m = 0;
+    int sig = 0; /* significant digits summed into m (leading zeros not counted) */
+    int frac = 0; /* digits after the point summed into m */
+    if (*q == '0') q++;
+    else if (*q >= '1' && *q <= '9') {
+        while (q < c->end && *q >= '0' && *q <= '9') {
+            if (sig < 19) m = m * 10 + (uint64_t)(*q - '0');
+            sig++;
+            q++;
+        }
+    } else return 0;
+    int is_float = 0;
+    if (q < c->end && *q == '.') {
+        is_float = 1;
+        q++;
+        if (q >= c->end || *q < '0' || *q > '9') return 0;
+        while (q < c->end && *q >= '0' && *q <= '9') {
+            if (sig < 19) {
+                m = m * 10 + (uint64_t)(*q - '0');
+                frac++;
+                if (m) sig++;
+            } else sig++;
+            q++;
+        }
+    }
+    int64_t e10 = 0;
+    if (q < c->end && (*q == 'e' || *q == 'E')) {
+        is_float = 1;
+        q++;
+        int eneg = 0;
+        if (q < c->end && (*q == '+' || *q == '-')) { eneg = *q == '-'; q++; }
+        if (q >= c->end || *q < '0' || *q > '9') return 0;
+        while (q < c->end && *q >= '0' && *q <= '9') {
+            if (e10 < 100000) e10 = e10 * 10 + (*q - '0');
+            q++;
+        }
+        if (eneg) e10 = -e10;
+    }
+    c->p = q;
+    if (sig > 18) return number_slow(s, q, is_float, i, d);
+    if (!is_float) {
+        *i = neg ? -(int64_t)m : (int64_t)m;
+        return 1;
+    }
+#if defined(FLT_EVAL_METHOD) && FLT_EVAL_METHOD == 0
+    e10 -= frac;
+    if (m <= ((uint64_t)1 << 53) && e10 >= -22 && e10 <= 22) {
+        double v = (double)m;
+        v = e10 >= 0 ? v * POW10[e10] : v / POW10[-e10];
+        *d = neg ? -v : v;
+        return 2;
+    }
+#endif
+    return number_slow(s, q, is_float, i, d);
 }
 
 static int lit(Cur *c, const char *word) {
@@ -1112,6 +1273,99 @@ static PyObject *py_parse_coco(PyObject *self, PyObject *args) {
     return result;
 }
 
+/* ---------------------------------------------------------------- operating-point candidate pairs
+ *
+ * candidate_pairs(order, p_image, p_class, p_xywh, gt_order, g_start, g_count, g_class, g_xywh, g_crowd,
+ *                 t, lo, error_iou, crowd_hit, near_same, near_other)
+ * -> (same_pos, same_gt, same_iou, other_pos, other_gt, other_iou) as bytearrays (int64, int64, float64).
+ * The loop of matching._candidate_pairs without its chunks: for each processing position a (prediction
+ * p = order[a]) and each GT g of p's image in gt_order, the box IoU (iou1: pycocotools' arithmetic, the
+ * same bits as eval/iou.pair_iou); pairs in the same order as the Python loop emits them. */
+static PyObject *py_candidate_pairs(PyObject *self, PyObject *args) {
+    PyObject *o[13];
+    Buf b[13];
+    double t, lo, error_iou;
+    memset(b, 0, sizeof b);
+    if (!PyArg_ParseTuple(args, "OOOOOOOOOOdddOOO", &o[0], &o[1], &o[2], &o[3], &o[4], &o[5], &o[6], &o[7], &o[8],
+                          &o[9], &t, &lo, &error_iou, &o[10], &o[11], &o[12]))
+        return NULL;
+    static const Py_ssize_t size[13] = {8, 8, 8, 8, 8, 8, 8, 8, 8, 1, 1, 1, 1};
+    static const char *names[13] = {"order", "p_image", "p_class", "p_xywh", "gt_order", "g_start", "g_count",
+                                    "g_class", "g_xywh", "g_crowd", "crowd_hit", "near_same", "near_other"};
+    for (int i = 0; i < 13; i++) {
+        if (get(o[i], &b[i], size[i], i >= 10, names[i])) {
+            release(b, 13);
+            return NULL;
+        }
+    }
+    const int64_t *order = b[0].view.buf, *p_image = b[1].view.buf, *p_class = b[2].view.buf;
+    const double *p_xywh = b[3].view.buf, *g_xywh = b[8].view.buf;
+    const int64_t *gt_order = b[4].view.buf, *g_start = b[5].view.buf, *g_count = b[6].view.buf;
+    const int64_t *g_class = b[7].view.buf;
+    const char *g_crowd = b[9].view.buf;
+    char *crowd_hit = b[10].view.buf, *near_same = b[11].view.buf, *near_other = b[12].view.buf;
+    Py_ssize_t n = len_of(&b[0]), n_img = len_of(&b[5]), m = len_of(&b[7]);
+    int bad = len_of(&b[1]) != n || len_of(&b[2]) != n || len_of(&b[3]) != 4 * n || len_of(&b[6]) != n_img ||
+              len_of(&b[4]) != m || len_of(&b[8]) != 4 * m || len_of(&b[9]) != m || len_of(&b[10]) != n ||
+              len_of(&b[11]) != n || len_of(&b[12]) != n;
+    for (Py_ssize_t a = 0; !bad && a < n; a++) {
+        int64_t p = order[a];
+        bad = p < 0 || p >= n || p_image[p] < 0 || p_image[p] >= n_img;
+    }
+    for (Py_ssize_t i = 0; !bad && i < n_img; i++)
+        bad = g_count[i] < 0 || g_start[i] < 0 || g_start[i] + g_count[i] > m;
+    for (Py_ssize_t i = 0; !bad && i < m; i++) bad = gt_order[i] < 0 || gt_order[i] >= m;
+    if (bad) {
+        release(b, 13);
+        PyErr_SetString(PyExc_ValueError, "candidate_pairs: inconsistent array sizes or indices");
+        return NULL;
+    }
+    Vec sp = {0}, sg = {0}, sv = {0}, op = {0}, og = {0}, ov = {0};
+    int ok = 1;
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t a = 0; ok && a < n; a++) {
+        int64_t p = order[a], img = p_image[p], cls = p_class[p];
+        const double *d = p_xywh + 4 * p;
+        const int64_t *gs = gt_order + g_start[img];
+        for (int64_t k = 0; k < g_count[img]; k++) {
+            int64_t g = gs[k];
+            const double *q = g_xywh + 4 * g;
+            int crowd = g_crowd[g] != 0;
+            double v = iou1(d[0], d[1], d[2], d[3], q[0], q[1], q[2], q[3], crowd);
+            if (!(v >= lo)) continue;
+            int same = cls == g_class[g], hit = v >= t, near = v >= error_iou;
+            int64_t pos = (int64_t)a;
+            if (crowd) {
+                if (same && hit) crowd_hit[p] = 1;
+                continue;
+            }
+            if (hit) {
+                Vec *vp = same ? &sp : &op, *vg = same ? &sg : &og, *vv = same ? &sv : &ov;
+                ok = vec_put(vp, &pos, 8) && vec_put(vg, &g, 8) && vec_put(vv, &v, 8);
+            }
+            if (near) {
+                if (same) near_same[p] = 1;
+                else near_other[p] = 1;
+            }
+        }
+    }
+    Py_END_ALLOW_THREADS
+    release(b, 13);
+    PyObject *out = NULL;
+    if (!ok) PyErr_NoMemory();
+    else {
+        Vec *v[6] = {&sp, &sg, &sv, &op, &og, &ov};
+        out = PyTuple_New(6);
+        for (int i = 0; out && i < 6; i++) {
+            PyObject *ba = PyByteArray_FromStringAndSize(v[i]->data ? v[i]->data : "", v[i]->len);
+            if (!ba) { Py_CLEAR(out); break; }
+            PyTuple_SET_ITEM(out, i, ba);
+        }
+    }
+    free(sp.data); free(sg.data); free(sv.data); free(op.data); free(og.data); free(ov.data);
+    return out;
+}
+
 static PyMethodDef methods[] = {
     {"counting_order", py_counting_order, METH_VARARGS, "counting_order(order, key, n_buckets, out)"},
     {"descending_score_order", py_descending_score_order, METH_VARARGS, "descending_score_order(order, score, out)"},
@@ -1122,6 +1376,7 @@ static PyMethodDef methods[] = {
     {"coco_columns", py_coco_columns, METH_VARARGS, "coco_columns(recs, predictions, ...outputs) -> bool"},
     {"has_digit_run", py_has_digit_run, METH_VARARGS, "has_digit_run(data, n) -> bool"},
     {"parse_coco", py_parse_coco, METH_VARARGS, "parse_coco(data, predictions) -> (document, columns) | None"},
+    {"candidate_pairs", py_candidate_pairs, METH_VARARGS, "candidate_pairs(...) -> (same_pos, same_gt, same_iou, other_pos, other_gt, other_iou)"},
     {NULL, NULL, 0, NULL},
 };
 

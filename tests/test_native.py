@@ -34,15 +34,15 @@ def _both(fn):
     from vecexplore.eval import native
     from vecexplore.eval.matching import _numba_kernels
 
-    c_coco, c_match = native._native_coco(), native.matching_kernels.__wrapped__()
-    saved = native.coco_kernels, native.matching_kernels
+    c_coco, c_match, c_pairs = native._native_coco(), native.matching_kernels.__wrapped__(), native.pair_kernel.__wrapped__()
+    saved = native.coco_kernels, native.matching_kernels, native.pair_kernel
     try:
-        native.coco_kernels, native.matching_kernels = (lambda: numba_kern), _numba_kernels
+        native.coco_kernels, native.matching_kernels, native.pair_kernel = (lambda: numba_kern), _numba_kernels, (lambda: None)
         ref = fn()
-        native.coco_kernels, native.matching_kernels = (lambda: c_coco), (lambda: c_match)
+        native.coco_kernels, native.matching_kernels, native.pair_kernel = (lambda: c_coco), (lambda: c_match), (lambda: c_pairs)
         got = fn()
     finally:
-        native.coco_kernels, native.matching_kernels = saved
+        native.coco_kernels, native.matching_kernels, native.pair_kernel = saved
     return ref, got
 
 
@@ -367,3 +367,191 @@ def test_c_reader_keeps_the_document():
     del ref["annotations"]
     assert doc == ref and list(doc) == list(ref) and cols["n"] == 0
     assert repr(doc["b"][3]) == "-0.0" and type(doc["b"][1]) is int
+
+
+def _random_number_literals(rng, n: int) -> list[str]:
+    """JSON number literals of every shape a COCO file holds: float reprs (float64 and
+    float32 values), short decimals, long digit strings, exponents, signs, edges."""
+    out = []
+    for _ in range(n):
+        kind = int(rng.integers(6))
+        if kind == 0:
+            v = repr(float(rng.uniform(-1e3, 1e3)))
+        elif kind == 1:
+            v = repr(float(np.float32(rng.uniform(0, 700))))
+        elif kind == 2:  # up to 24 digits with the point anywhere
+            digits = "".join(map(str, rng.integers(0, 10, int(rng.integers(1, 25))))).lstrip("0") or "0"
+            cut = int(rng.integers(0, len(digits) + 1))
+            v = f"{digits[:cut] or '0'}.{digits[cut:] or '0'}"
+        elif kind == 3:
+            v = f"{int(rng.integers(1, 10 ** int(rng.integers(1, 18))))}{'eE'[int(rng.integers(2))]}{int(rng.integers(-40, 40))}"
+        elif kind == 4:
+            v = f"0.{'0' * int(rng.integers(0, 8))}{int(rng.integers(1, 10**9))}"
+        else:
+            v = str(round(float(rng.uniform(0, 1000)), int(rng.integers(0, 5))))
+        out.append("-" + v if rng.random() < 0.3 and not v.startswith("-") else v)
+    return [*out, "9007199254740993.0", "9007199254740992.0", "9007199254740993e-5", "1e22", "1e23", "1e-22",
+                  "1e-23", "-0.0", "0.0", "0e5", "4.9e-324", "1e-400", "1e400", "123456789012345678.5",
+                  "2.2250738585072014e-308", "1.7976931348623157e308", "0.1",
+            "0.30000000000000004"]
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_c_reader_numbers_have_the_bits_of_float(seed):
+    """The C reader's fast decimal conversion gives float()'s bits, and int()'s values."""
+    from vecexplore import _native as nat
+
+    rng = np.random.default_rng(seed)
+    lits = _random_number_literals(rng, 20_000)
+    ints = [str(int(v)) for v in rng.integers(-2**62, 2**62, 2000)] + ["0", "-0", str(2**63 - 1), str(-2**63),
+                                                                        "999999999999999999", "1000000000000000000"]
+    recs = ",".join(f'{{"image_id": {i}, "category_id": 1, "bbox": [{v}, 1, 2, 3], "score": {v}}}'
+                    for i, v in zip(ints * (len(lits) // len(ints) + 1), lits, strict=False))
+    doc, cols = nat.parse_coco(f"[{recs}]".encode(), True)
+    ref = np.array([float(v) for v in lits])
+    bbox_x = np.frombuffer(cols["bbox"], np.float64).reshape(-1, 4)[:, 0].copy()
+    for got in (bbox_x, np.frombuffer(cols["score"], np.float64)):
+        _assert_bits(got, ref)
+    want_ids = [int(v) for v in (ints * (len(lits) // len(ints) + 1))[:len(lits)]]
+    assert np.frombuffer(cols["image_id"], np.int64).tolist() == want_ids
+    doc, _ = nat.parse_coco(json.dumps({"v": [json.loads(v) for v in lits[:500]]}).encode(), False)
+    assert [repr(x) for x in doc["v"]] == [repr(float(v)) for v in lits[:500]]
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_candidate_pairs_c_loop_equals_the_python_loop(seed, monkeypatch):
+    """The C candidate-pair loop gives the Python loop's pairs, order, IoU bits and flags:
+    crowded images, crowd GT, boxes on a grid (IoU exactly at the thresholds), empty images."""
+    from vecexplore.eval import matching, native
+    from vecexplore.types import Boxes
+
+    rng = np.random.default_rng(seed)
+    n_img, n_cls = int(rng.integers(1, 40)), int(rng.integers(1, 5))
+    m, n = int(rng.integers(0, 300)), int(rng.integers(0, 500))
+    grid = seed % 2 == 0  # integer boxes: many IoUs equal 0.5, 0.25, 0.1 exactly
+
+    def boxes(k):
+        if grid:
+            xy, wh = rng.integers(0, 8, (k, 2)) * 2.0, rng.integers(1, 5, (k, 2)) * 2.0
+        else:
+            xy, wh = rng.uniform(0, 50, (k, 2)), rng.uniform(0.5, 30, (k, 2))
+        return np.column_stack([xy, wh])
+
+    gt = Boxes(image_idx=rng.integers(0, n_img, m), class_idx=rng.integers(0, n_cls, m), xywh=boxes(m),
+               object_id=np.arange(1, m + 1), iscrowd=rng.random(m) < 0.15)
+    pred = Boxes(image_idx=rng.integers(0, n_img, n), class_idx=rng.integers(0, n_cls, n), xywh=boxes(n),
+                 object_id=np.arange(1, n + 1), score=np.round(rng.random(n), 1))
+    order = np.lexsort((np.arange(n), -pred.score, pred.image_idx)).astype(np.int64)
+    t = float(rng.choice([0.1, 0.25, 0.5, 0.75, 1.0, 0.05]))
+    got = matching._candidate_pairs(gt, pred, order, t, n_img)
+    monkeypatch.setattr(native, "pair_kernel", lambda: None)
+    monkeypatch.setattr(matching, "_PAIR_CHUNK", int(rng.integers(1, 500)))  # the Python loop's chunks, too
+    ref = matching._candidate_pairs(gt, pred, order, t, n_img)
+    (gs, gc, go, gn, gno), (rs, rc, ro, rn, rno) = got, ref
+    for a, b in (*zip(gs, rs, strict=True), *zip(go, ro, strict=True), (gc, rc), (gn, rn), (gno, rno)):
+        _assert_bits(a, b)
+
+
+def test_candidate_pairs_refuses_inconsistent_arrays():
+    from vecexplore import _native as nat
+
+    z, one = np.zeros(0, np.int64), np.zeros(1, np.int64)
+    with pytest.raises(ValueError, match="candidate_pairs"):  # a position beyond the predictions
+        nat.candidate_pairs(np.array([3], np.int64), one, one, np.zeros((1, 4)), z, one, one, z, np.zeros((0, 4)),
+                            np.zeros(0, bool), 0.5, 0.1, 0.1, np.zeros(1, bool), np.zeros(1, bool), np.zeros(1, bool))
+
+
+def _random_image_records(rng) -> list[dict]:
+    """Image records with extra keys of every kind (scalars, mixed kinds, nested, big ints,
+    missing on some records), splits on some, in varying key order."""
+    recs = []
+    for k, i in enumerate(rng.choice(np.arange(0, 10**7), int(rng.integers(1, 60)), replace=False)):
+        r = {"id": int(i), "file_name": f"img {k}.jpg", "width": int(rng.integers(0, 900)),
+             "height": int(rng.integers(0, 900))}
+        if rng.random() < 0.5:
+            r["split"] = ["train", "val", None][int(rng.integers(3))]
+        if rng.random() < 0.7:
+            r["license"] = int(rng.integers(1, 8))
+        if rng.random() < 0.5:
+            r["coco_url"] = f"http://x/{k}.jpg"
+        if rng.random() < 0.2:
+            r["mixed"] = [1, "a", 2.5, True, None, 2**70][int(rng.integers(6))]
+        if rng.random() < 0.1:
+            r["nested"] = {"a": [1]}
+        items = list(r.items())
+        order = rng.permutation(len(items))
+        recs.append(dict(items[j] for j in order))
+    return recs
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_image_columns_fast_equals_the_checked_pass(seed):
+    from vecexplore.io._coco_records import (
+        _image_columns_checked,
+        _image_columns_fast,
+        _parse_images,
+    )
+
+    recs = _random_image_records(np.random.default_rng(seed))
+    fast, ref = _image_columns_fast(recs), _image_columns_checked(recs, "g")
+    assert fast is not None
+    for a, b in zip(fast, ref, strict=True):
+        if isinstance(a, np.ndarray):
+            _assert_bits(a, b)
+        elif isinstance(a, dict):
+            assert list(a) == list(b) and all(a[k] == b[k] and list(map(type, a[k])) == list(map(type, b[k])) for k in a)
+        else:
+            assert a == b
+    table, missing = _parse_images(recs, "g")
+    assert not missing.any() and table.image_id.tolist() == [r["id"] for r in recs]
+
+
+@pytest.mark.parametrize("change", [
+    lambda r: r.pop("width"), lambda r: r.update(height=None), lambda r: r.update(id=7.0), lambda r: r.update(id=True),
+    lambda r: r.update(width=-1), lambda r: r.update(width=2**63), lambda r: r.update(file_name=""),
+    lambda r: r.update(file_name=3), lambda r: r.update(split=1), lambda r: r.pop("id"), lambda r: r.update(width=1.0),
+])
+def test_image_columns_fast_hands_every_surprise_to_the_checked_pass(change):
+    from vecexplore.io._coco_records import _image_columns_fast
+
+    recs = _random_image_records(np.random.default_rng(0))
+    change(recs[len(recs) // 2])
+    assert _image_columns_fast(recs) is None
+    assert _image_columns_fast([*recs[:1], 5]) is None
+
+
+@pytest.mark.parametrize("flavour", FLAVOURS)
+def test_coco_kernels_give_the_same_bits_on_any_thread_count(flavour, monkeypatch):
+    """match_groups / accumulate split their groups over threads; every count gives one thread's bits."""
+    from test_eval_coco import make_case, to_dataset
+
+    from vecexplore.eval import native
+
+    if native.backend() != "native":
+        pytest.skip("the C extension is not built")
+    gt_dict, results = make_case(9100 + FLAVOURS.index(flavour), flavour)
+    ds = to_dataset(gt_dict, results)
+    params = CocoParams(max_dets=(1, 10, 300)) if flavour == "many" else CocoParams()
+    monkeypatch.setattr(native, "_THREADED_FROM", 0)
+    monkeypatch.setattr(native.os, "sched_getaffinity", lambda pid: set(range(8)), raising=False)
+    runs = {}
+    for threads in (1, 2, 3, 4):
+        monkeypatch.setenv("VECEXPLORE_THREADS", str(threads))
+        assert native.threads_for(len(ds.pred)) == threads
+        runs[threads] = coco_mod.coco_metrics_of(ds, params=params)
+    for threads in (2, 3, 4):
+        for name in ("stats", "precision", "recall", "scores", "per_class_ap"):
+            _assert_bits(getattr(runs[threads], name), getattr(runs[1], name))
+
+
+def test_thread_count_setting():
+    from vecexplore.errors import ConfigError
+    from vecexplore.eval import native
+
+    assert native.threads_for(10) == 1
+    os.environ["VECEXPLORE_THREADS"] = "zero"
+    try:
+        with pytest.raises(ConfigError, match="VECEXPLORE_THREADS"):
+            native.threads_for(10**6)
+    finally:
+        del os.environ["VECEXPLORE_THREADS"]

@@ -20,7 +20,6 @@ import errno
 import io
 import json
 import os
-import secrets
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -140,7 +139,7 @@ def written_size(write: Callable[[IO[bytes]], None]) -> int | None:
 
 def _unique(parent: Path, prefix: str, suffix: str, create: Callable[[Path], Any]):
     for _ in range(_TRIES):
-        candidate = parent / f"{prefix}{secrets.token_hex(4)}{suffix}"
+        candidate = parent / f"{prefix}{os.urandom(4).hex()}{suffix}"  # secrets.token_hex, without importing random
         try:
             return candidate, create(candidate)
         except FileExistsError:

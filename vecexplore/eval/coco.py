@@ -28,7 +28,6 @@ Example::
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from dataclasses import dataclass, field
 from typing import Literal
@@ -91,6 +90,8 @@ class CocoParams:
 
     def cache_key(self) -> str:
         """A short stable hash of the parameters."""
+        import hashlib  # here: loading OpenSSL is not worth it for `evaluate`, which never asks
+
         return hashlib.sha1(repr(self).encode()).hexdigest()[:12]
 
     def iou_index(self, iou: float) -> int:

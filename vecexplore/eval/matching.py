@@ -44,8 +44,9 @@ Clarifications agreed by the team:
     FP-class.
 
 Matching needs IoU only between objects of the same image; it is computed pair
-by pair in bounded chunks with the same arithmetic as
-:func:`vecexplore.eval.iou.box_iou` (bit-identical). The two greedy passes are
+by pair with the same arithmetic as :func:`vecexplore.eval.iou.box_iou`
+(bit-identical): for box IoU by one loop in the C extension, else (segm, or the
+numba backend: the reference) in bounded NumPy chunks. The two greedy passes are
 small kernels: the C extension's (``vecexplore._native``), or numba's as the
 fallback and reference (see :mod:`vecexplore.eval.native`).
 """
@@ -264,13 +265,17 @@ def _candidate_pairs(gt: Boxes, pred: Boxes, order: np.ndarray, t: float, num_im
     gt_order = np.argsort(gt.image_idx, kind="stable")
     gcount = np.bincount(gt.image_idx, minlength=num_images)
     gstart = np.cumsum(gcount) - gcount
+    lo = min(t, ERROR_IOU)
+    native = _pair_kernel() if iou_type == "bbox" else None
+    if native is not None:  # the same loop in C, unchunked (same pairs, same order, same bits)
+        return native(order, pred.image_idx, pred.class_idx, pred.xywh, gt_order, gstart, gcount, gt.class_idx,
+                      gt.xywh, gt.iscrowd, t, lo, ERROR_IOU)
     per_pos = gcount[pred.image_idx[order]] if n else np.zeros(0, np.int64)
     cum = np.cumsum(per_pos)
     crowd_hit = np.zeros(n, bool)
     near_same = np.zeros(n, bool)
     near_other = np.zeros(n, bool)
     same, other = [], []
-    lo = min(t, ERROR_IOU)
     a = 0
     while a < n:
         done = cum[a - 1] if a else 0
@@ -359,6 +364,13 @@ def _step4(pair_pred, pair_gt, pair_score, pair_gt_tp_score, confidence, num_gt)
         assigned[i] = True
         done = p
     return assigned
+
+
+def _pair_kernel():
+    """The C candidate-pair loop, or None (numba backend: the Python loop above runs)."""
+    from vecexplore.eval.native import pair_kernel
+
+    return pair_kernel()
 
 
 def _kernels():

@@ -8,6 +8,11 @@ cache loading) off ``vecexplore evaluate``.
 ``VECEXPLORE_KERNELS=numba`` forces the numba kernels (tests and benchmarks use
 it to compare); ``=native`` makes a missing extension an error.
 
+The C COCO kernels (``match_groups``, ``accumulate``) split large inputs over up to
+4 threads (no more than the CPUs this process may use; ``VECEXPLORE_THREADS=N``
+caps it, 1 = one thread). Each output element is computed by one thread with the
+same arithmetic, so the bits do not depend on the count.
+
 Functions take and return NumPy arrays with the signatures of
 :mod:`vecexplore.eval.coco_kernels` and ``vecexplore.eval.matching._step1/_step4``.
 """
@@ -50,6 +55,29 @@ def backend() -> str:
     return "native"
 
 
+#: Below this many detections a kernel runs on one thread (starting threads costs more).
+_THREADED_FROM = 20_000
+_MAX_THREADS = 4
+
+
+def threads_for(work: int) -> int:
+    """Worker threads for a C kernel over ``work`` detections (see the module docstring)."""
+    if work < _THREADED_FROM:
+        return 1
+    cap = os.environ.get("VECEXPLORE_THREADS", "").strip()
+    if cap:
+        if not cap.isdigit() or int(cap) < 1:
+            raise ConfigError(f"VECEXPLORE_THREADS must be a whole number >= 1, got {cap!r}")
+        limit = int(cap)
+    else:
+        limit = _MAX_THREADS
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cpus = os.cpu_count() or 1
+    return max(1, min(limit, cpus, _MAX_THREADS))
+
+
 def _i64(a) -> np.ndarray:
     return np.ascontiguousarray(a, dtype=np.int64)
 
@@ -82,7 +110,8 @@ def _native_coco() -> SimpleNamespace:
         thresholds = np.minimum(_f64(iou_thresholds), _IOU_CAP)
         state = np.zeros((len(dt_key), np.shape(gt_ignore)[0], len(thresholds)), np.int8)
         _native.match_groups(_i64(gt_key), _i64(dt_key), _f64(gt_xywh).reshape(-1, 4), _b(gt_crowd), _b(gt_ignore),
-                             _b(gt_id_nonzero), _f64(dt_xywh).reshape(-1, 4), _b(dt_outside), thresholds, state)
+                             _b(gt_id_nonzero), _f64(dt_xywh).reshape(-1, 4), _b(dt_outside), thresholds, state,
+                             threads_for(len(dt_key)))
         return state
 
     def accumulate(class_start, acc, state, rank_in_image, score, num_gt, recall_thresholds, max_dets,
@@ -93,7 +122,7 @@ def _native_coco() -> SimpleNamespace:
         state = np.ascontiguousarray(state, dtype=np.int8)
         _native.accumulate(_i64(class_start), _i64(acc), state, _i64(rank_in_image), _f64(score), _i64(num_gt),
                            _f64(recall_thresholds), _i64(max_dets), state.shape[1], state.shape[2], _EPS,
-                           precision, recall, scores)
+                           precision, recall, scores, threads_for(len(acc)))
 
     return SimpleNamespace(counting_order=counting_order, descending_score_order=descending_score_order,
                            match_groups=match_groups, accumulate=accumulate)
@@ -132,3 +161,26 @@ def matching_kernels():
         return assigned
 
     return step1, step4
+
+
+@functools.cache
+def pair_kernel():
+    """The C loop of ``matching._candidate_pairs`` for box IoU, or None with the numba
+    kernels (the Python loop, the reference, then runs). Signature: see ``pairs`` below."""
+    if backend() == "numba":
+        return None
+    from vecexplore import _native
+
+    def pairs(order, p_image, p_class, p_xywh, gt_order, g_start, g_count, g_class, g_xywh, g_crowd,
+              t, lo, error_iou):
+        n = len(order)
+        flags = np.zeros((3, n), np.bool_)
+        out = _native.candidate_pairs(_i64(order), _i64(p_image), _i64(p_class), _f64(p_xywh).reshape(-1, 4),
+                                      _i64(gt_order), _i64(g_start), _i64(g_count), _i64(g_class),
+                                      _f64(g_xywh).reshape(-1, 4), _b(g_crowd), float(t), float(lo),
+                                      float(error_iou), flags[0], flags[1], flags[2])
+        same = tuple(np.frombuffer(buf, dt) for buf, dt in zip(out[:3], (np.int64, np.int64, np.float64), strict=True))
+        other = tuple(np.frombuffer(buf, dt) for buf, dt in zip(out[3:], (np.int64, np.int64, np.float64), strict=True))
+        return same, flags[0], other, flags[1], flags[2]
+
+    return pairs

@@ -163,6 +163,20 @@ def _parse_images(recs: Any, path: str) -> tuple[ImageTable, np.ndarray]:
         raise InputError(f"'images' must be a list, got {_kind(recs)}", path=path)
     if not recs:
         raise InputError("'images' is empty: no images (empty dataset)", path=path)
+    cols = _image_columns_fast(recs)
+    ids, names, width, height, size_missing, split, extra = cols if cols is not None else _image_columns_checked(recs, path)
+    dup = first_duplicate(ids)
+    if dup is not None:
+        a, b = dup
+        raise InputError(f"duplicate image id (also images[{a}])", path=path, record=f"images[{b}] (id {ids[b]})")
+    metadata = {k: _metadata_column(v) for k, v in extra.items() if all(type(x) in _SCALAR for x in v)}
+    table = ImageTable(image_id=ids, file_name=np.array(names, dtype=object), width=width, height=height,
+                       split=None if all(s is None for s in split) else split, metadata=metadata)
+    return table, size_missing
+
+
+def _image_columns_checked(recs: list, path: str):
+    """Record by record: raise on the first bad key or value (naming it), else the image columns."""
     n = len(recs)
     ids, names = np.empty(n, np.int64), []
     width, height = np.zeros(n, np.int64), np.zeros(n, np.int64)
@@ -193,14 +207,33 @@ def _parse_images(recs: Any, path: str) -> tuple[ImageTable, np.ndarray]:
         for key, v in r.items():
             if key not in _IMAGE_KEYS:
                 extra.setdefault(key, [None] * n)[i] = v
-    dup = first_duplicate(ids)
-    if dup is not None:
-        a, b = dup
-        raise InputError(f"duplicate image id (also images[{a}])", path=path, record=f"images[{b}] (id {ids[b]})")
-    metadata = {k: _metadata_column(v) for k, v in extra.items() if all(type(x) in _SCALAR for x in v)}
-    table = ImageTable(image_id=ids, file_name=np.array(names, dtype=object), width=width, height=height,
-                       split=None if all(s is None for s in split) else split, metadata=metadata)
-    return table, size_missing
+    return ids, names, width, height, size_missing, split, extra
+
+
+def _image_columns_fast(recs: list):
+    """The image columns of well-formed records (every check of
+    :func:`_image_columns_checked`, column-wise; sizes all given), or None at the first
+    surprise: the checked pass then names the record."""
+    if _types(recs) - {dict}:
+        return None
+    try:
+        ids, names = list(map(itemgetter("id"), recs)), list(map(itemgetter("file_name"), recs))
+    except KeyError:
+        return None
+    width, height = [r.get("width") for r in recs], [r.get("height") for r in recs]
+    split = [r.get("split") for r in recs]
+    if (_types(ids) - {int} or _types(names) - {str} or not all(names) or _types(width) - {int}
+            or _types(height) - {int} or _types(split) - {str, type(None)}):
+        return None
+    try:
+        ids_a, width_a, height_a = np.array(ids, np.int64), np.array(width, np.int64), np.array(height, np.int64)
+    except OverflowError:
+        return None
+    if (width_a < 0).any() or (height_a < 0).any():
+        return None
+    keys = [k for k in dict.fromkeys(chain.from_iterable(recs)) if k not in _IMAGE_KEYS]  # first-seen order
+    extra = {k: [r.get(k) for r in recs] for k in keys}
+    return ids_a, names, width_a, height_a, np.zeros(len(recs), bool), split, extra
 
 
 def _metadata_column(values: list) -> list:

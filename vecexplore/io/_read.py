@@ -8,7 +8,6 @@ and PyYAML are imported inside the functions.
 
 from __future__ import annotations
 
-import csv
 import io
 import json
 import logging
@@ -149,6 +148,8 @@ def read_csv(path: str | Path) -> tuple[list[str], list[tuple[int, list[str]]]]:
         line 1) for messages. Blank rows are skipped. Every row must have as many
         fields as the header.
     """
+    import csv  # here: only CSV inputs need it
+
     text = read_text(path)
     reader = csv.reader(text.splitlines(keepends=True))
     try:
