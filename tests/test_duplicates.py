@@ -86,8 +86,12 @@ def test_blocks_change_nothing_and_never_hold_n_by_n(monkeypatch):
     monkeypatch.setattr(duplicates, "_block_similarity", spy)
     small = similar_pairs(v, threshold=0.9, block_rows=9)
     assert all(rows <= 9 for rows, _ in shapes) and len(shapes) == -(-len(v) // 9)
-    for x, y in zip(reference, small, strict=True):
-        np.testing.assert_array_equal(x, y)
+    # the same pairs; their cosines agree to float32 rounding (BLAS may sum a 9-row block in
+    # another order than the whole matrix: CI saw one value 1 ulp apart)
+    np.testing.assert_array_equal(reference[0], small[0])
+    np.testing.assert_array_equal(reference[1], small[1])
+    for x, y in zip(reference[2:], small[2:], strict=True):
+        np.testing.assert_allclose(x, y, rtol=0, atol=1e-6)
     assert planted <= set(zip(small[0].tolist(), small[1].tolist(), strict=True))
 
 
