@@ -214,11 +214,18 @@ def merge_findings(candidates: list[Candidate], *, severity: Callable[[Candidate
     def rank(r: int) -> float:
         return max(severity(candidates[m]) for m in groups[r])
 
+    verdicts: dict[tuple[int, int], bool] = {}
+
     def alike(i: int, j: int) -> bool:
         """Do the images ``j`` holds beyond ``i`` fail as the images they share do?"""
-        extra = images[j] & ~images[i]
-        return not extra.any() or same_failure is None or same_failure(images[i] & images[j], extra)
+        if (i, j) not in verdicts:
+            extra = images[j] & ~images[i]
+            verdicts[i, j] = not extra.any() or same_failure is None or same_failure(images[i] & images[j], extra)
+        return verdicts[i, j]
 
+    # A mixture explains a finding whose failure its other images do not share: it speaks for two
+    # failures, so it never leads one (it may still go into one of its parts, below).
+    mixed = {j for i, j in zip(*np.nonzero(explains & ~explains.T), strict=True) if not alike(i, j)}
     while True:
         pick = next(((i, covers) for i in sorted(groups, key=lambda r: (rank(r), -r))
                      if (covers := [j for j in groups if explains[i, j]])), None)
@@ -229,7 +236,7 @@ def merge_findings(candidates: list[Candidate], *, severity: Callable[[Candidate
         if explains[j, i]:  # the same errors: the larger leads if its extra images fail alike, else the smaller
             big, small = (i, j) if (size[i], rank(i)) > (size[j], rank(j)) else (j, i)
             keep, drop = (big, small) if alike(small, big) else (small, big)
-        elif alike(i, j):  # j covers more, and more of the same failure
+        elif j not in mixed and alike(i, j):  # j covers more, and more of the same failure
             keep, drop = j, i
         else:  # j mixes i's failure with another: i stays its own finding
             log.debug("not merged (mixture): %r in %r", candidates[i].rec.title, candidates[j].rec.title)
@@ -237,8 +244,8 @@ def merge_findings(candidates: list[Candidate], *, severity: Callable[[Candidate
             continue
         log.debug("merged: %r carries %r", candidates[keep].rec.title, candidates[drop].rec.title)
         groups[keep] += groups.pop(drop)
-    _absorb_mixtures(candidates, groups, overlap, rank, alone)
-    _absorb_covered(candidates, groups, overlap, rank)
+    _absorb_mixtures(candidates, groups, overlap, rank, alone, mixed)
+    _absorb_covered(candidates, groups, overlap, rank, mixed)
     out = []
     for r in sorted(groups, key=lambda r: (-rank(r), r)):
         c = candidates[r]
@@ -247,20 +254,25 @@ def merge_findings(candidates: list[Candidate], *, severity: Callable[[Candidate
     return out
 
 
-def _absorb_mixtures(candidates, groups: dict, overlap: np.ndarray, rank, alone: np.ndarray) -> None:
+def _absorb_mixtures(candidates, groups: dict, overlap: np.ndarray, rank, alone: np.ndarray,
+                     mixed: set[int]) -> None:
     """Merge each finding that no one finding explains but the others explain together (a mixture).
 
     F is such a mixture when F's claim holds inside the union of the findings
     whose own claims hold on F's images, and not beyond the rest outside it
     (a tail of low sharpness over dark scenes and blurry ones, each its own
     finding). F then goes to the one of them it shares most images with.
+    Known mixtures (``mixed``) are never among those parts: a dark cluster
+    whose images lie in two mixtures (missed objects over low sharpness, over
+    low contrast) is not itself a mixture of them.
     """
     while True:
         for r in sorted(groups, key=lambda r: (rank(r), -r)):
             f = candidates[r]
             if any(alone[r, g] and not alone[g, r] for g in groups if g != r):
                 continue  # a part of another finding (two that explain each other claim the same errors)
-            others = [g for g in groups if g != r and overlap[r, g] > 0 and candidates[g].holds(f.images)]
+            others = [g for g in groups if g != r and g not in mixed and overlap[r, g] > 0
+                      and candidates[g].holds(f.images)]
             if len(others) < 2:
                 continue
             union = np.any([candidates[g].images for g in others], axis=0)
@@ -274,19 +286,20 @@ def _absorb_mixtures(candidates, groups: dict, overlap: np.ndarray, rank, alone:
             return
 
 
-def _absorb_covered(candidates, groups: dict, overlap: np.ndarray, rank) -> None:
+def _absorb_covered(candidates, groups: dict, overlap: np.ndarray, rank, mixed: set[int]) -> None:
     """Most severe first, merge each finding whose claim no longer holds outside the images listed above it.
 
     What such a finding says is already said by the findings ranked above it
     (a cluster whose extra errors are all on blurry images a tail above lists);
     it goes to the one of them it shares most images with. Only findings whose
     claims their units on its images do not contradict count (:meth:`RateTest.allows`:
-    a set of images may hold a finding's images without its errors being there).
+    a set of images may hold a finding's images without its errors being there),
+    and no known mixture: what it says above is about two failures, not this one.
     """
     kept: list[int] = []
     for r in sorted(groups, key=lambda r: (-rank(r), r)):
         f = candidates[r]
-        near = [g for g in kept if overlap[r, g] > 0 and candidates[g].allows(f.images)]
+        near = [g for g in kept if g not in mixed and overlap[r, g] > 0 and candidates[g].allows(f.images)]
         covered = np.any([candidates[g].images for g in near], axis=0) if near else None
         if near and f.holds(covered) and not f.beyond_rest(~covered):
             target = max(near, key=lambda g: (overlap[r, g], rank(g), -g))
