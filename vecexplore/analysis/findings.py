@@ -290,17 +290,23 @@ def _absorb_covered(candidates, groups: dict, overlap: np.ndarray, rank, mixed: 
     """Most severe first, merge each finding whose claim no longer holds outside the images listed above it.
 
     What such a finding says is already said by the findings ranked above it
-    (a cluster whose extra errors are all on blurry images a tail above lists);
-    it goes to the one of them it shares most images with. Only findings whose
+    (a cluster whose extra errors are all on blurry images a tail above lists),
+    together with those below it that hold some of its images (a few striped
+    images with false positives inside a cluster of tinted ones); it goes to
+    the one above it shares most images with. Only findings whose
     claims their units on its images do not contradict count (:meth:`RateTest.allows`:
     a set of images may hold a finding's images without its errors being there),
     and no known mixture: what it says above is about two failures, not this one.
     """
     kept: list[int] = []
-    for r in sorted(groups, key=lambda r: (-rank(r), r)):
+    order = sorted(groups, key=lambda r: (-rank(r), r))
+    for at, r in enumerate(order):
         f = candidates[r]
-        near = [g for g in kept if g not in mixed and overlap[r, g] > 0 and candidates[g].allows(f.images)]
-        covered = np.any([candidates[g].images for g in near], axis=0) if near else None
+        speaks = [g for g in order if g != r and g not in mixed and overlap[r, g] > 0
+                  and candidates[g].allows(f.images)]
+        near = [g for g in speaks if g in kept]
+        below = [g for g in speaks if g in order[at + 1:]]  # the rest of it (a few striped images in a tinted cluster)
+        covered = np.any([candidates[g].images for g in near + below], axis=0) if near else None
         if near and f.holds(covered) and not f.beyond_rest(~covered):
             target = max(near, key=lambda g: (overlap[r, g], rank(g), -g))
             log.debug("merged (covered above): %r carries %r", candidates[target].rec.title, f.rec.title)
