@@ -20,7 +20,9 @@ findings from the least severe up, each explained F merges:
 1. *G explains F, F does not explain G* (G's claim also holds beyond F): into
    G if G's extra images fail alike (a property tail over both halves of a
    split mode); otherwise G mixes F's failure with another (a tail of low
-   sharpness over dark and blurry scenes) and F stays its own finding;
+   sharpness over dark and blurry scenes), F stays its own finding and G is
+   a *known mixture*: it never takes another finding, in this pass or the
+   two below (a fog cluster lying inside two such tails is not theirs);
 2. *they explain each other* (they claim the same errors): the larger takes
    the smaller if its extra images fail alike (a dark cluster and a tail of
    its darkest images), else the smaller, purer description takes the larger
@@ -33,9 +35,9 @@ Two passes complete the rule: a finding that no single finding explains but
 the findings whose claims hold on its images explain together (a mixture) goes
 to the one of them it shares most images with (:func:`_absorb_mixtures`);
 then, most severe first, a finding whose claim no longer holds beyond the rest
-outside the images of the findings kept above it (those whose units on its
-images do not fail surely less than their run's rate) goes to the one of them
-it shares most images with (:func:`_absorb_covered`).
+outside the images of the findings kept above it and of those below it (those
+whose units on its images do not fail surely less than their run's rate) goes
+to the one above it that shares most images with it (:func:`_absorb_covered`).
 
 The merged finding keeps its images, title and action, carries the others in
 ``Recommendation.merged`` and ranks by the largest severity among them.
