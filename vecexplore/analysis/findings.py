@@ -20,9 +20,11 @@ findings from the least severe up, each explained F merges:
 1. *G explains F, F does not explain G* (G's claim also holds beyond F): into
    G if G's extra images fail alike (a property tail over both halves of a
    split mode); otherwise G mixes F's failure with another (a tail of low
-   sharpness over dark and blurry scenes), F stays its own finding and G is
-   a *known mixture*: it never takes another finding, in this pass or the
-   two below (a fog cluster lying inside two such tails is not theirs);
+   sharpness over dark and blurry scenes), F stays its own finding and, when
+   G's other images are surely worse too but fail otherwise
+   (``other_failure``), G is a *known mixture*: it never takes another
+   finding, in this pass or the two below (a fog cluster lying inside two
+   such tails is not theirs);
 2. *they explain each other* (they claim the same errors): the larger takes
    the smaller if its extra images fail alike (a dark cluster and a tail of
    its darkest images), else the smaller, purer description takes the larger
@@ -31,13 +33,15 @@ findings from the least severe up, each explained F merges:
 
 F goes to the G among those that explain it that shares most images with it
 (then the more severe), so chains end in one finding that carries them all.
-Two passes complete the rule: a finding that no single finding explains but
-the findings whose claims hold on its images explain together (a mixture) goes
+Two passes complete the rule: a known mixture that no single finding explains
+but the other findings whose claims hold on its images explain together goes
 to the one of them it shares most images with (:func:`_absorb_mixtures`);
 then, most severe first, a finding whose claim no longer holds beyond the rest
 outside the images of the findings kept above it and of those below it (those
 whose units on its images do not fail surely less than their run's rate) goes
-to the one above it that shares most images with it (:func:`_absorb_covered`).
+to the one above it that shares most images with it, unless one below shares
+more (then that one is the better home, and it is visited later)
+(:func:`_absorb_covered`).
 
 The merged finding keeps its images, title and action, carries the others in
 ``Recommendation.merged`` and ranks by the largest severity among them.
@@ -184,7 +188,8 @@ def explained_by(f: Candidate, g: Candidate) -> bool:
 
 
 def merge_findings(candidates: list[Candidate], *, severity: Callable[[Candidate], float],
-                   same_failure: Callable[[np.ndarray, np.ndarray], bool] | None = None) -> list[Candidate]:
+                   same_failure: Callable[[np.ndarray, np.ndarray], bool] | None = None,
+                   other_failure: Callable[[np.ndarray, np.ndarray], bool] | None = None) -> list[Candidate]:
     """Merge every finding that others explain (module docstring).
 
     Args:
@@ -193,6 +198,9 @@ def merge_findings(candidates: list[Candidate], *, severity: Callable[[Candidate
         same_failure: ``(common, extra)`` image masks → whether the ``extra``
             images (held by one finding only) fail the way the ``common`` ones
             do; None = always.
+        other_failure: ``(common, extra)`` → whether the ``extra`` images fail
+            surely worse than the run, but otherwise (a second failure: what
+            makes a finding a mixture); None = not ``same_failure``.
 
     Returns:
         The remaining candidates, most severe first (by the largest severity of
@@ -225,9 +233,16 @@ def merge_findings(candidates: list[Candidate], *, severity: Callable[[Candidate
             verdicts[i, j] = not extra.any() or same_failure is None or same_failure(images[i] & images[j], extra)
         return verdicts[i, j]
 
-    # A mixture explains a finding whose failure its other images do not share: it speaks for two
-    # failures, so it never leads one (it may still go into one of its parts, below).
-    mixed = {j for i, j in zip(*np.nonzero(explains & ~explains.T), strict=True) if not alike(i, j)}
+    # A mixture explains a finding while its other images fail surely, and otherwise (not ordinary
+    # images that merely dilute it): it speaks for two failures, so it never leads one; it may go
+    # into one of its parts (below).
+    def otherwise(i: int, j: int) -> bool:
+        extra = images[j] & ~images[i]
+        if other_failure is None or not extra.any():
+            return not alike(i, j)
+        return other_failure(images[i] & images[j], extra)
+
+    mixed = {j for i, j in zip(*np.nonzero(explains & ~explains.T), strict=True) if otherwise(i, j)}
     while True:
         pick = next(((i, covers) for i in sorted(groups, key=lambda r: (rank(r), -r))
                      if (covers := [j for j in groups if explains[i, j]])), None)
@@ -258,9 +273,9 @@ def merge_findings(candidates: list[Candidate], *, severity: Callable[[Candidate
 
 def _absorb_mixtures(candidates, groups: dict, overlap: np.ndarray, rank, alone: np.ndarray,
                      mixed: set[int]) -> None:
-    """Merge each finding that no one finding explains but the others explain together (a mixture).
+    """Merge each known mixture that no one finding explains but the others explain together.
 
-    F is such a mixture when F's claim holds inside the union of the findings
+    F (one of ``mixed``) goes when F's claim holds inside the union of the findings
     whose own claims hold on F's images, and not beyond the rest outside it
     (a tail of low sharpness over dark scenes and blurry ones, each its own
     finding). F then goes to the one of them it shares most images with.
@@ -271,6 +286,8 @@ def _absorb_mixtures(candidates, groups: dict, overlap: np.ndarray, rank, alone:
     while True:
         for r in sorted(groups, key=lambda r: (rank(r), -r)):
             f = candidates[r]
+            if r not in mixed:
+                continue  # no part of it fails otherwise: what else holds on its images describes the same
             if any(alone[r, g] and not alone[g, r] for g in groups if g != r):
                 continue  # a part of another finding (two that explain each other claim the same errors)
             others = [g for g in groups if g != r and g not in mixed and overlap[r, g] > 0
@@ -295,7 +312,9 @@ def _absorb_covered(candidates, groups: dict, overlap: np.ndarray, rank, mixed: 
     (a cluster whose extra errors are all on blurry images a tail above lists),
     together with those below it that hold some of its images (a few striped
     images with false positives inside a cluster of tinted ones); it goes to
-    the one above it shares most images with. Only findings whose
+    the one above it shares most images with, unless one below shares more
+    (a pure tail inside a mixture's parts stays; the one below is tested in
+    its turn). Only findings whose
     claims their units on its images do not contradict count (:meth:`RateTest.allows`:
     a set of images may hold a finding's images without its errors being there),
     and no known mixture: what it says above is about two failures, not this one.
@@ -309,8 +328,9 @@ def _absorb_covered(candidates, groups: dict, overlap: np.ndarray, rank, mixed: 
         near = [g for g in speaks if g in kept]
         below = [g for g in speaks if g in order[at + 1:]]  # the rest of it (a few striped images in a tinted cluster)
         covered = np.any([candidates[g].images for g in near + below], axis=0) if near else None
-        if near and f.holds(covered) and not f.beyond_rest(~covered):
-            target = max(near, key=lambda g: (overlap[r, g], rank(g), -g))
+        best = max(near + below, key=lambda g: (overlap[r, g], rank(g), -g)) if near else None
+        if best in near and f.holds(covered) and not f.beyond_rest(~covered):
+            target = best
             log.debug("merged (covered above): %r carries %r", candidates[target].rec.title, f.rec.title)
             groups[target] += groups.pop(r)
             continue

@@ -151,6 +151,19 @@ def same_failure(run, ev):
     return alike
 
 
+def other_failure(run, ev):
+    """``(common, extra) → bool`` for :func:`~vecexplore.analysis.findings.merge_findings`: the
+    ``extra`` images are surely worse than the run, and their profile does not agree with
+    ``common``'s (a second failure, not ordinary images that only dilute the first)."""
+    profiles = FailureProfiles(run, ev)
+
+    def otherwise(common: np.ndarray, extra: np.ndarray) -> bool:
+        more = profiles.of_mask(extra)
+        return more.surely_worse and not profiles_agree(profiles.of_mask(common), more, part=True)
+
+    return otherwise
+
+
 def merge_clusters(run, ev, labels: np.ndarray, tree: ClusterTree | None) -> np.ndarray:
     """(K,) int64 slice id of each cluster under the merge rule (identity without a tree)."""
     labels = np.asarray(labels, np.int64)
