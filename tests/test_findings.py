@@ -147,3 +147,47 @@ def test_the_purer_of_two_descriptions_of_the_same_errors_leads():
 
     out = merge_findings([tail, wide], severity=lambda c: c.rec.severity, same_failure=surely_worse_extra)
     assert titles(out) == [("dark", ["cluster 2"])]
+
+
+def _modes_of(ranges: dict[str, tuple[int, int]]):
+    """A profile check: ``extra`` fails alike when it touches no mode that ``common`` does not."""
+    def alike(common, extra):
+        touched = {name for name, (a, b) in ranges.items() if extra[a:b].any()}
+        return touched <= {name for name, (a, b) in ranges.items() if common[a:b].any()}
+    return alike
+
+
+def test_a_mode_inside_two_mixtures_is_not_taken_by_them():
+    """The dark cluster lies in two tails that each mix it with another mode; it stays, they go."""
+    r = rates(dark=(0, 50, 0.8), blur=(100, 140, 0.8), tint=(150, 170, 0.8))
+    ranges = {"dark": (0, 50), "blur": (100, 140), "tint": (150, 170)}
+
+    def f(kind, title, m, sev):
+        return finding(kind, title, m, [image_claim(r, m)], sev)
+
+    dark, blurry, tinted = (f("cluster", "dark", mask((0, 50)), 0.10), f("property", "blurry", mask((100, 140)), 0.09),
+                            f("confusion", "tinted", mask((150, 170)), 0.08))
+    sharp = f("property", "low sharpness", mask((0, 40), (100, 140)), 0.20)
+    contrast = f("property", "low contrast", mask((10, 50), (150, 170)), 0.15)
+    out = merge_findings([sharp, contrast, dark, blurry, tinted], severity=lambda c: c.rec.severity,
+                         same_failure=_modes_of(ranges))
+    assert sorted(c.rec.title for c in out) == ["blurry", "dark", "tinted"]
+    carried = [a.rec.title for c in out for a in c.absorbed]
+    assert sorted(carried) == ["low contrast", "low sharpness"]
+
+
+def test_a_few_images_of_another_mode_do_not_keep_a_cluster_apart():
+    """A tinted cluster holds four striped images whose false positives are the striped tail's (ranked below)."""
+    r = rates(tint=(0, 40, 0.8), stripes=(100, 130, 0.9))
+    ranges = {"tint": (0, 40), "stripes": (100, 130)}
+    image_idx = np.repeat(np.arange(N), 2)
+    cl_images = mask((0, 40), (100, 104))
+    confusion = finding("confusion", "tinted", mask((0, 40)), [image_claim(r, mask((0, 40)))], 0.20)
+    cluster = finding("cluster", "cluster 1", cl_images,
+                      [image_claim(r, cl_images),
+                       objects_claim({(0, 40): 0.8, (100, 130): 1.0}, np.flatnonzero(cl_images[image_idx]))], 0.15)
+    stripes = finding("property", "striped", mask((100, 130)), [image_claim(r, mask((100, 130)))], 0.10)
+    assert not explained_by(cluster, confusion)  # its striped images' errors are beyond the rest outside it
+    out = merge_findings([confusion, cluster, stripes], severity=lambda c: c.rec.severity,
+                         same_failure=_modes_of(ranges))
+    assert titles(out) == [("tinted", ["cluster 1"]), ("striped", [])]

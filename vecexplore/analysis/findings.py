@@ -20,7 +20,11 @@ findings from the least severe up, each explained F merges:
 1. *G explains F, F does not explain G* (G's claim also holds beyond F): into
    G if G's extra images fail alike (a property tail over both halves of a
    split mode); otherwise G mixes F's failure with another (a tail of low
-   sharpness over dark and blurry scenes) and F stays its own finding;
+   sharpness over dark and blurry scenes), F stays its own finding and, when
+   G's other images are surely worse too but fail otherwise
+   (``other_failure``), G is a *known mixture*: it never takes another
+   finding, in this pass or the two below (a fog cluster lying inside two
+   such tails is not theirs);
 2. *they explain each other* (they claim the same errors): the larger takes
    the smaller if its extra images fail alike (a dark cluster and a tail of
    its darkest images), else the smaller, purer description takes the larger
@@ -29,13 +33,15 @@ findings from the least severe up, each explained F merges:
 
 F goes to the G among those that explain it that shares most images with it
 (then the more severe), so chains end in one finding that carries them all.
-Two passes complete the rule: a finding that no single finding explains but
-the findings whose claims hold on its images explain together (a mixture) goes
+Two passes complete the rule: a known mixture that no single finding explains
+but the other findings whose claims hold on its images explain together goes
 to the one of them it shares most images with (:func:`_absorb_mixtures`);
 then, most severe first, a finding whose claim no longer holds beyond the rest
-outside the images of the findings kept above it (those whose units on its
-images do not fail surely less than their run's rate) goes to the one of them
-it shares most images with (:func:`_absorb_covered`).
+outside the images of the findings kept above it and of those below it (those
+whose units on its images do not fail surely less than their run's rate) goes
+to the one above it that shares most images with it, unless one below shares
+more (then that one is the better home, and it is visited later)
+(:func:`_absorb_covered`).
 
 The merged finding keeps its images, title and action, carries the others in
 ``Recommendation.merged`` and ranks by the largest severity among them.
@@ -182,7 +188,8 @@ def explained_by(f: Candidate, g: Candidate) -> bool:
 
 
 def merge_findings(candidates: list[Candidate], *, severity: Callable[[Candidate], float],
-                   same_failure: Callable[[np.ndarray, np.ndarray], bool] | None = None) -> list[Candidate]:
+                   same_failure: Callable[[np.ndarray, np.ndarray], bool] | None = None,
+                   other_failure: Callable[[np.ndarray, np.ndarray], bool] | None = None) -> list[Candidate]:
     """Merge every finding that others explain (module docstring).
 
     Args:
@@ -191,6 +198,9 @@ def merge_findings(candidates: list[Candidate], *, severity: Callable[[Candidate
         same_failure: ``(common, extra)`` image masks → whether the ``extra``
             images (held by one finding only) fail the way the ``common`` ones
             do; None = always.
+        other_failure: ``(common, extra)`` → whether the ``extra`` images fail
+            surely worse than the run, but otherwise (a second failure: what
+            makes a finding a mixture); None = not ``same_failure``.
 
     Returns:
         The remaining candidates, most severe first (by the largest severity of
@@ -214,11 +224,25 @@ def merge_findings(candidates: list[Candidate], *, severity: Callable[[Candidate
     def rank(r: int) -> float:
         return max(severity(candidates[m]) for m in groups[r])
 
+    verdicts: dict[tuple[int, int], bool] = {}
+
     def alike(i: int, j: int) -> bool:
         """Do the images ``j`` holds beyond ``i`` fail as the images they share do?"""
-        extra = images[j] & ~images[i]
-        return not extra.any() or same_failure is None or same_failure(images[i] & images[j], extra)
+        if (i, j) not in verdicts:
+            extra = images[j] & ~images[i]
+            verdicts[i, j] = not extra.any() or same_failure is None or same_failure(images[i] & images[j], extra)
+        return verdicts[i, j]
 
+    # A mixture explains a finding while its other images fail surely, and otherwise (not ordinary
+    # images that merely dilute it): it speaks for two failures, so it never leads one; it may go
+    # into one of its parts (below).
+    def otherwise(i: int, j: int) -> bool:
+        extra = images[j] & ~images[i]
+        if other_failure is None or not extra.any():
+            return not alike(i, j)
+        return other_failure(images[i] & images[j], extra)
+
+    mixed = {j for i, j in zip(*np.nonzero(explains & ~explains.T), strict=True) if otherwise(i, j)}
     while True:
         pick = next(((i, covers) for i in sorted(groups, key=lambda r: (rank(r), -r))
                      if (covers := [j for j in groups if explains[i, j]])), None)
@@ -229,7 +253,7 @@ def merge_findings(candidates: list[Candidate], *, severity: Callable[[Candidate
         if explains[j, i]:  # the same errors: the larger leads if its extra images fail alike, else the smaller
             big, small = (i, j) if (size[i], rank(i)) > (size[j], rank(j)) else (j, i)
             keep, drop = (big, small) if alike(small, big) else (small, big)
-        elif alike(i, j):  # j covers more, and more of the same failure
+        elif j not in mixed and alike(i, j):  # j covers more, and more of the same failure
             keep, drop = j, i
         else:  # j mixes i's failure with another: i stays its own finding
             log.debug("not merged (mixture): %r in %r", candidates[i].rec.title, candidates[j].rec.title)
@@ -237,8 +261,8 @@ def merge_findings(candidates: list[Candidate], *, severity: Callable[[Candidate
             continue
         log.debug("merged: %r carries %r", candidates[keep].rec.title, candidates[drop].rec.title)
         groups[keep] += groups.pop(drop)
-    _absorb_mixtures(candidates, groups, overlap, rank, alone)
-    _absorb_covered(candidates, groups, overlap, rank)
+    _absorb_mixtures(candidates, groups, overlap, rank, alone, mixed)
+    _absorb_covered(candidates, groups, overlap, rank, mixed)
     out = []
     for r in sorted(groups, key=lambda r: (-rank(r), r)):
         c = candidates[r]
@@ -247,20 +271,27 @@ def merge_findings(candidates: list[Candidate], *, severity: Callable[[Candidate
     return out
 
 
-def _absorb_mixtures(candidates, groups: dict, overlap: np.ndarray, rank, alone: np.ndarray) -> None:
-    """Merge each finding that no one finding explains but the others explain together (a mixture).
+def _absorb_mixtures(candidates, groups: dict, overlap: np.ndarray, rank, alone: np.ndarray,
+                     mixed: set[int]) -> None:
+    """Merge each known mixture that no one finding explains but the others explain together.
 
-    F is such a mixture when F's claim holds inside the union of the findings
+    F (one of ``mixed``) goes when F's claim holds inside the union of the findings
     whose own claims hold on F's images, and not beyond the rest outside it
     (a tail of low sharpness over dark scenes and blurry ones, each its own
     finding). F then goes to the one of them it shares most images with.
+    Known mixtures (``mixed``) are never among those parts: a dark cluster
+    whose images lie in two mixtures (missed objects over low sharpness, over
+    low contrast) is not itself a mixture of them.
     """
     while True:
         for r in sorted(groups, key=lambda r: (rank(r), -r)):
             f = candidates[r]
+            if r not in mixed:
+                continue  # no part of it fails otherwise: what else holds on its images describes the same
             if any(alone[r, g] and not alone[g, r] for g in groups if g != r):
                 continue  # a part of another finding (two that explain each other claim the same errors)
-            others = [g for g in groups if g != r and overlap[r, g] > 0 and candidates[g].holds(f.images)]
+            others = [g for g in groups if g != r and g not in mixed and overlap[r, g] > 0
+                      and candidates[g].holds(f.images)]
             if len(others) < 2:
                 continue
             union = np.any([candidates[g].images for g in others], axis=0)
@@ -274,22 +305,32 @@ def _absorb_mixtures(candidates, groups: dict, overlap: np.ndarray, rank, alone:
             return
 
 
-def _absorb_covered(candidates, groups: dict, overlap: np.ndarray, rank) -> None:
+def _absorb_covered(candidates, groups: dict, overlap: np.ndarray, rank, mixed: set[int]) -> None:
     """Most severe first, merge each finding whose claim no longer holds outside the images listed above it.
 
     What such a finding says is already said by the findings ranked above it
-    (a cluster whose extra errors are all on blurry images a tail above lists);
-    it goes to the one of them it shares most images with. Only findings whose
+    (a cluster whose extra errors are all on blurry images a tail above lists),
+    together with those below it that hold some of its images (a few striped
+    images with false positives inside a cluster of tinted ones); it goes to
+    the one above it shares most images with, unless one below shares more
+    (a pure tail inside a mixture's parts stays; the one below is tested in
+    its turn). Only findings whose
     claims their units on its images do not contradict count (:meth:`RateTest.allows`:
-    a set of images may hold a finding's images without its errors being there).
+    a set of images may hold a finding's images without its errors being there),
+    and no known mixture: what it says above is about two failures, not this one.
     """
     kept: list[int] = []
-    for r in sorted(groups, key=lambda r: (-rank(r), r)):
+    order = sorted(groups, key=lambda r: (-rank(r), r))
+    for at, r in enumerate(order):
         f = candidates[r]
-        near = [g for g in kept if overlap[r, g] > 0 and candidates[g].allows(f.images)]
-        covered = np.any([candidates[g].images for g in near], axis=0) if near else None
-        if near and f.holds(covered) and not f.beyond_rest(~covered):
-            target = max(near, key=lambda g: (overlap[r, g], rank(g), -g))
+        speaks = [g for g in order if g != r and g not in mixed and overlap[r, g] > 0
+                  and candidates[g].allows(f.images)]
+        near = [g for g in speaks if g in kept]
+        below = [g for g in speaks if g in order[at + 1:]]  # the rest of it (a few striped images in a tinted cluster)
+        covered = np.any([candidates[g].images for g in near + below], axis=0) if near else None
+        best = max(near + below, key=lambda g: (overlap[r, g], rank(g), -g)) if near else None
+        if best in near and f.holds(covered) and not f.beyond_rest(~covered):
+            target = best
             log.debug("merged (covered above): %r carries %r", candidates[target].rec.title, f.rec.title)
             groups[target] += groups.pop(r)
             continue

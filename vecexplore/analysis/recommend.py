@@ -104,7 +104,7 @@ def recommend(run, ev, *, clusters=None, importance=None, label_issues=None,
     from vecexplore.analysis.quality import property_importance
     from vecexplore.analysis.recs_failure import class_candidates, cluster_candidates
     from vecexplore.analysis.recs_trust import eval_size, few_examples, label_errors
-    from vecexplore.analysis.slicing import same_failure
+    from vecexplore.analysis.slicing import other_failure, same_failure
     from vecexplore.analysis.tails import property_candidates
 
     ctx = Context(run, ev, config or RecommendConfig())
@@ -122,7 +122,8 @@ def recommend(run, ev, *, clusters=None, importance=None, label_issues=None,
         return c.rec.severity
 
     merged = [merged_recommendation(c, max([severity(c), *map(severity, c.absorbed)]))
-              for c in merge_findings(found, severity=severity, same_failure=same_failure(run, ev))]
+              for c in merge_findings(found, severity=severity, same_failure=same_failure(run, ev),
+                                            other_failure=other_failure(run, ev))]
     if label_issues is None:
         label_issues = find_label_issues(ev)
     recs = [*_capped(merged, ctx.cfg), *label_errors(ctx, label_issues), *few_examples(ctx), *eval_size(ctx)]

@@ -76,8 +76,13 @@ class Profile:
         return frozenset(confusions[0][:2]) if confusions else None
 
 
-def profiles_agree(a: Profile, b: Profile) -> bool:
-    """Whether two profiles describe the same failure (module docstring)."""
+def profiles_agree(a: Profile, b: Profile, *, part: bool = False) -> bool:
+    """Whether two profiles describe the same failure (module docstring).
+
+    ``part``: ``a`` is images another finding picked out of ``b``'s failure (by a
+    property tail, say), so it carries that selection's traits on top of the
+    failure's; ``b`` then agrees when its traits are all ``a``'s too.
+    """
     if a.dominant_error != b.dominant_error:
         return False
     if a.ci_high < b.ci_low or b.ci_high < a.ci_low:
@@ -86,6 +91,8 @@ def profiles_agree(a: Profile, b: Profile) -> bool:
         return a.top_confusion == b.top_confusion  # the same two classes taken for each other: one failure
     ta, tb = a.traits, b.traits
     if not ta and not tb:
+        return True
+    if part and tb and tb <= ta:
         return True
     return len(ta & tb) >= MIN_TRAIT_JACCARD * len(ta | tb)
 
@@ -139,9 +146,22 @@ def same_failure(run, ev):
 
     def alike(common: np.ndarray, extra: np.ndarray) -> bool:
         more = profiles.of_mask(extra)
-        return more.surely_worse and profiles_agree(profiles.of_mask(common), more)
+        return more.surely_worse and profiles_agree(profiles.of_mask(common), more, part=True)
 
     return alike
+
+
+def other_failure(run, ev):
+    """``(common, extra) → bool`` for :func:`~vecexplore.analysis.findings.merge_findings`: the
+    ``extra`` images are surely worse than the run, and their profile does not agree with
+    ``common``'s (a second failure, not ordinary images that only dilute the first)."""
+    profiles = FailureProfiles(run, ev)
+
+    def otherwise(common: np.ndarray, extra: np.ndarray) -> bool:
+        more = profiles.of_mask(extra)
+        return more.surely_worse and not profiles_agree(profiles.of_mask(common), more, part=True)
+
+    return otherwise
 
 
 def merge_clusters(run, ev, labels: np.ndarray, tree: ClusterTree | None) -> np.ndarray:
