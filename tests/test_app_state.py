@@ -204,6 +204,26 @@ def test_detection_summary_equals_engine_on_subsets(seed, confidence):
     np.testing.assert_equal(whole["f1"], ev.totals["f1"])
 
 
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("confidence", [0.0, 0.45, 0.8])
+def test_dominant_error_type_is_the_first_largest_count(seed, confidence):
+    """Each image's error type is the argmax of its error-type counts (first on ties), -1 with none."""
+    ev = evaluate(random_detection(seed), confidence=confidence)
+    out = st.image_outcomes(ev.per_image)
+    counts = ev.per_image[list(st.ERROR_TYPES)].to_numpy(np.int64)
+    want = np.where(counts.max(axis=1) > 0, counts.argmax(axis=1), -1)
+    np.testing.assert_array_equal(out.error_type, want)
+    assert (out.error_type >= 0).any()
+    rng = np.random.default_rng(seed)
+    ties = [rng.integers(0, 3, 500) for _ in st.ERROR_TYPES]
+    for t in ties:
+        t[:5] = 0  # images without errors
+    stacked = np.stack(ties, axis=1)
+    got = st._dominant_type(ties)
+    np.testing.assert_array_equal(got, np.where(stacked.max(axis=1) > 0, stacked.argmax(axis=1), -1))
+    assert (got[:5] == -1).all()
+
+
 @pytest.mark.parametrize("seed", range(5))
 @pytest.mark.parametrize("confidence", [0.0, 0.5])
 def test_classification_summary_equals_sklearn_on_subsets(seed, confidence):
@@ -491,3 +511,60 @@ def test_cluster_rows_show_merged_siblings_as_one_slice():
     tab = cluster_rows(ev, labels, run=tables, tree=tree, class_names=list(ds.categories.names))
     assert sorted(tab["label"]) == ["0+1", "2"] and tab["label"].iloc[0] == "0+1"  # the failing slice first
     assert [list(m) for m in tab["members"]] == [[0, 1], [2]]  # a row's pick takes every member cluster
+
+
+# ---------------------------------------------------------------- the gallery's explaining boxes
+
+
+def _boxes_one_by_one(data, evaluation, image_idx, tiles, focus):
+    """The explaining boxes by a loop over tiles and boxes: the reference for the vectorised pass."""
+    from vecexplore.app.views.gallery import GT_STYLE, PRED_STYLE
+
+    ds, oc, rows = data.dataset, evaluation.outcomes, []
+    for t, i in enumerate(image_idx):
+        w, h = float(data.images.width[i]), float(data.images.height[i])
+        if w <= 0 or h <= 0:
+            continue
+        x0, y0 = tiles["x"][t] - tiles["w"][t] / 2, tiles["y"][t] + tiles["h"][t] / 2
+        sx, sy = tiles["w"][t] / w, tiles["h"][t] / h
+        for boxes, codes, style, wanted, cls, dash in (
+                (ds.gt, oc.gt_code, GT_STYLE, focus.gt, focus.gt_class, 0),
+                (ds.pred, oc.pred_code, PRED_STYLE, focus.pred, focus.pred_class, 1)):
+            for r in np.flatnonzero(boxes.image_idx == i):
+                if int(codes[r]) not in wanted or (cls is not None and boxes.class_idx[r] != cls):
+                    continue
+                bx, by, bw, bh = boxes.xywh[r]
+                label, colour = style.get(int(codes[r]), ("", "#9aa5b1"))
+                rows.append((x0 + bx * sx, x0 + (bx + bw) * sx, y0 - by * sy, y0 - (by + bh) * sy, colour,
+                             f"{data.class_names[boxes.class_idx[r]]} · {label}", dash))
+    return rows
+
+
+@pytest.mark.parametrize("seed", range(4))
+@pytest.mark.parametrize("focus", [st.ALL_ERRORS, st.Focus(gt=frozenset({0, 1, 2}), pred=frozenset(range(8))),
+                                   st.Focus(pred=frozenset({0, 2}), pred_class=1), st.Focus(gt=frozenset({1}), gt_class=2),
+                                   st.Focus()])
+def test_explaining_boxes_equal_a_box_by_box_loop(seed, focus):
+    from types import SimpleNamespace
+
+    from vecexplore.app.data import ObjectIndex
+    from vecexplore.app.views.gallery import explaining_boxes
+
+    ds = random_detection(seed, n_images=40)
+    width = ds.images.width.copy()
+    width[3] = 0  # an image of unknown size draws no box
+    data = SimpleNamespace(task="detection", dataset=ds, class_names=ds.categories.names,
+                           images=SimpleNamespace(width=width, height=ds.images.height),
+                           gt_index=ObjectIndex.of(ds.gt.image_idx, ds.num_images),
+                           pred_index=ObjectIndex.of(ds.pred.image_idx, ds.num_images))
+    ev = evaluate(ds, confidence=0.4)
+    rng = np.random.default_rng(seed)
+    page = rng.permutation(ds.num_images)[:24]
+    page = np.concatenate([[3], page[page != 3]])
+    tiles = tile_layout(width[page], ds.images.height[page], 6)
+    got = explaining_boxes(data, ev, page, tiles, focus)
+    want = _boxes_one_by_one(data, ev, page, tiles, focus)
+    cols = ("left", "right", "top", "bottom", "colour", "label", "dash")
+    assert [tuple(got[c][j] for c in cols) for j in range(len(got["left"]))] == want
+    if focus.gt or focus.pred:
+        assert want, "the case draws some box"

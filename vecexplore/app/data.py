@@ -108,6 +108,16 @@ class ObjectIndex:
     def rows(self, image_idx: int) -> np.ndarray:
         return self.order[self.start[image_idx]:self.start[image_idx + 1]]
 
+    def rows_of(self, image_idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The rows of several images at once: ``(rows, at)`` where ``at[j]`` is the position in
+        ``image_idx`` of the image of ``rows[j]``; images in the given order, rows as :meth:`rows`."""
+        image_idx = np.asarray(image_idx, np.int64)
+        first, count = self.start[image_idx], self.start[image_idx + 1] - self.start[image_idx]
+        at = np.repeat(np.arange(len(image_idx), dtype=np.int64), count)
+        ends = np.cumsum(count)
+        offset = np.arange(int(ends[-1]) if len(ends) else 0, dtype=np.int64) - np.repeat(ends - count, count)
+        return self.order[np.repeat(first, count) + offset], at
+
 
 class RunData:
     """One run, loaded for the app (see module docstring). Build with :func:`load_run_data`.

@@ -299,12 +299,26 @@ class ImageOutcomes:
     extra: dict = field(default_factory=dict, repr=False)
 
 
+def _dominant_type(counts: list[np.ndarray]) -> np.ndarray:
+    """Per image the index of the largest of ``counts`` (the first on ties, as argmax), -1 where all are 0.
+
+    One comparison per column: argmax along the short axis of the stacked (N, 7) table took
+    ~9 ms at 100k images, most of a slider move's budget."""
+    best = counts[0].copy()
+    dominant = np.zeros(len(best), np.int64)
+    for t, c in enumerate(counts[1:], start=1):
+        more = c > best
+        dominant[more] = t
+        np.maximum(best, c, out=best)
+    dominant[best <= 0] = -1
+    return dominant
+
+
 def image_outcomes(per_image) -> ImageOutcomes:
     """:class:`ImageOutcomes` from an evaluation's ``per_image`` table (either task)."""
     er = per_image["error_rate"].to_numpy(np.float64)
     if "tp" in per_image:
-        types = np.stack([per_image[c].to_numpy(np.int64) for c in ERROR_TYPES], axis=1)
-        dominant = np.where(types.max(axis=1) > 0, types.argmax(axis=1), -1).astype(np.int64)
+        dominant = _dominant_type([per_image[c].to_numpy(np.int64) for c in ERROR_TYPES])
         return ImageOutcomes(task="detection", error_rate=er, tp=per_image["tp"].to_numpy(np.int64),
                              fp=per_image["fp"].to_numpy(np.int64), fn=per_image["fn"].to_numpy(np.int64),
                              error_type=dominant)

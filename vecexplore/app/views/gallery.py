@@ -86,47 +86,51 @@ def tile_layout(width: np.ndarray, height: np.ndarray, cols: int) -> dict[str, n
 def explaining_boxes(data, evaluation, image_idx: np.ndarray, tiles: dict, focus: st.Focus) -> dict[str, np.ndarray]:
     """The boxes of ``focus`` on each tile, in the gallery's data units (y up).
 
-    Returns columns ``left, right, top, bottom, colour, label`` (one row per box); GT boxes are
-    solid, predictions dashed (``dash`` = 1).
+    Returns columns ``left, right, top, bottom, colour, label`` (one row per box, tile by tile,
+    a tile's GT before its predictions); GT boxes are solid, predictions dashed (``dash`` = 1).
     """
-    out: dict[str, list] = {k: [] for k in ("left", "right", "top", "bottom", "colour", "label", "dash")}
-    types = {"left": np.float64, "right": np.float64, "top": np.float64, "bottom": np.float64, "dash": np.int8}
-    if data.task != "detection" or not (focus.gt or focus.pred):
-        return {k: np.asarray(v, dtype=types.get(k, object)) for k, v in out.items()}
+    image_idx = np.asarray(image_idx, np.int64)
+    empty = {"left": np.zeros(0), "right": np.zeros(0), "top": np.zeros(0), "bottom": np.zeros(0),
+             "colour": np.zeros(0, object), "label": np.zeros(0, object), "dash": np.zeros(0, np.int8)}
+    if data.task != "detection" or not (focus.gt or focus.pred) or len(image_idx) == 0:
+        return empty
     ds, oc = data.dataset, evaluation.outcomes
-    names = data.class_names
-    for t, i in enumerate(np.asarray(image_idx, np.int64)):
-        w, h = float(data.images.width[i]), float(data.images.height[i])
-        if w <= 0 or h <= 0:
+    names = np.asarray(data.class_names, dtype=object)
+    w = data.images.width[image_idx].astype(np.float64)
+    h = data.images.height[image_idx].astype(np.float64)
+    drawn = (w > 0) & (h > 0)
+    tw, th = np.asarray(tiles["w"], np.float64), np.asarray(tiles["h"], np.float64)
+    x0 = np.asarray(tiles["x"], np.float64) - tw / 2
+    y0 = np.asarray(tiles["y"], np.float64) + th / 2
+    sx, sy = np.divide(tw, w, out=np.zeros_like(tw), where=drawn), np.divide(th, h, out=np.zeros_like(th), where=drawn)
+    parts = []
+    for codes_of, boxes, index, style, wanted, cls, dash in (
+            (oc.gt_code, ds.gt, data.gt_index, GT_STYLE, focus.gt, focus.gt_class, 0),
+            (oc.pred_code, ds.pred, data.pred_index, PRED_STYLE, focus.pred, focus.pred_class, 1)):
+        if not wanted:
             continue
-        x0 = tiles["x"][t] - tiles["w"][t] / 2
-        y0 = tiles["y"][t] + tiles["h"][t] / 2
-        sx, sy = tiles["w"][t] / w, tiles["h"][t] / h
-        groups = []
-        if focus.gt:
-            g = data.gt_index.rows(int(i))
-            keep = np.isin(oc.gt_code[g], list(focus.gt))
-            if focus.gt_class is not None:
-                keep &= ds.gt.class_idx[g] == focus.gt_class
-            groups.append((g[keep], ds.gt, oc.gt_code, GT_STYLE, 0))
-        if focus.pred:
-            p = data.pred_index.rows(int(i))
-            keep = np.isin(oc.pred_code[p], list(focus.pred))
-            if focus.pred_class is not None:
-                keep &= ds.pred.class_idx[p] == focus.pred_class
-            groups.append((p[keep], ds.pred, oc.pred_code, PRED_STYLE, 1))
-        for rows, boxes, codes, style, dash in groups:
-            for r in rows:
-                bx, by, bw, bh = boxes.xywh[r]
-                label, colour = style.get(int(codes[r]), ("", "#9aa5b1"))
-                out["left"].append(x0 + bx * sx)
-                out["right"].append(x0 + (bx + bw) * sx)
-                out["top"].append(y0 - by * sy)
-                out["bottom"].append(y0 - (by + bh) * sy)
-                out["colour"].append(colour)
-                out["label"].append(f"{names[boxes.class_idx[r]]} · {label}")
-                out["dash"].append(dash)
-    return {k: np.asarray(v, dtype=types.get(k, object)) for k, v in out.items()}
+        rows, at = index.rows_of(image_idx)
+        codes = codes_of[rows]
+        keep = np.isin(codes, list(wanted)) & drawn[at]
+        if cls is not None:
+            keep &= boxes.class_idx[rows] == cls
+        rows, at, codes = rows[keep], at[keep], codes[keep].astype(np.int64)
+        label_of = np.full(256, "", dtype=object)
+        colour_of = np.full(256, "#9aa5b1", dtype=object)
+        for code, (label, colour) in style.items():
+            label_of[code], colour_of[code] = label, colour
+        xywh = boxes.xywh[rows]
+        labels = names[boxes.class_idx[rows]] + " · " + label_of[codes & 0xFF]
+        parts.append({
+            "left": x0[at] + xywh[:, 0] * sx[at], "right": x0[at] + (xywh[:, 0] + xywh[:, 2]) * sx[at],
+            "top": y0[at] - xywh[:, 1] * sy[at], "bottom": y0[at] - (xywh[:, 1] + xywh[:, 3]) * sy[at],
+            "colour": colour_of[codes & 0xFF], "label": labels,
+            "dash": np.full(len(rows), dash, np.int8), "_at": at})
+    if not parts:
+        return empty
+    out = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+    order = np.argsort(out.pop("_at") * 2 + out["dash"], kind="stable")
+    return {k: v[order] for k, v in out.items()}
 
 
 def legend_html(boxes: dict, task: str, focus: st.Focus) -> str:
