@@ -191,3 +191,32 @@ def test_a_few_images_of_another_mode_do_not_keep_a_cluster_apart():
     out = merge_findings([confusion, cluster, stripes], severity=lambda c: c.rec.severity,
                          same_failure=_modes_of(ranges))
     assert titles(out) == [("tinted", ["cluster 1"]), ("striped", [])]
+
+
+def test_a_covered_finding_goes_to_the_home_whose_claim_holds_on_its_images():
+    """A high-contrast tail inside a textured cluster (both false positives) also lies inside a wider
+    finding below about small missed objects, which shares more of its images and is not contradicted
+    there but claims nothing there: the tail still goes to the cluster (before, the wider finding was
+    taken for the better home and the tail stayed a second finding of the texture)."""
+    r = rates(texture=(0, 40, 0.8))
+    ranges = {"texture": (0, 40)}
+    image_idx = np.repeat(np.arange(N), 2)
+
+    def alike(common, extra):  # surely worse images of the same modes
+        return r[extra].mean() > 0.5 and _modes_of(ranges)(common, extra)
+
+    def otherwise(common, extra):
+        return r[extra].mean() > 0.5 and not _modes_of(ranges)(common, extra)
+
+    cl_images = mask((0, 56))
+    cluster = finding("cluster", "textured cluster", cl_images, [image_claim(r, cl_images)], 0.20)
+    tail_images = mask((0, 28), (56, 58))
+    tail = finding("property", "high contrast", tail_images, [image_claim(r, tail_images)], 0.15)
+    small_images = mask((0, 30), (56, 120))
+    small = finding("property", "small objects missed", small_images,
+                    [objects_claim({(0, 30): 0.3, (60, 120): 1.0}, np.flatnonzero(small_images[image_idx]))],
+                    0.10)
+    assert small.allows(tail_images) and not small.holds(tail_images)  # no contradiction, no claim either
+    out = merge_findings([cluster, tail, small], severity=lambda c: c.rec.severity, same_failure=alike,
+                         other_failure=otherwise)
+    assert titles(out) == [("textured cluster", ["high contrast"]), ("small objects missed", [])]

@@ -41,7 +41,10 @@ outside the images of the findings kept above it and of those below it (those
 whose units on its images do not fail surely less than their run's rate) goes
 to the one above it that shares most images with it, unless one below shares
 more (then that one is the better home, and it is visited later)
-(:func:`_absorb_covered`).
+(:func:`_absorb_covered`). A home is a finding whose own claim holds on the
+covered finding's images and whose other images do not fail surely otherwise
+(``other_failure``): a tail of small missed objects that holds a high-contrast
+tail's images but claims nothing there is no home for its false positives.
 
 The merged finding keeps its images, title and action, carries the others in
 ``Recommendation.merged`` and ranks by the largest severity among them.
@@ -262,7 +265,7 @@ def merge_findings(candidates: list[Candidate], *, severity: Callable[[Candidate
         log.debug("merged: %r carries %r", candidates[keep].rec.title, candidates[drop].rec.title)
         groups[keep] += groups.pop(drop)
     _absorb_mixtures(candidates, groups, overlap, rank, alone, mixed)
-    _absorb_covered(candidates, groups, overlap, rank, mixed)
+    _absorb_covered(candidates, groups, overlap, rank, mixed, other_failure)
     out = []
     for r in sorted(groups, key=lambda r: (-rank(r), r)):
         c = candidates[r]
@@ -305,7 +308,8 @@ def _absorb_mixtures(candidates, groups: dict, overlap: np.ndarray, rank, alone:
             return
 
 
-def _absorb_covered(candidates, groups: dict, overlap: np.ndarray, rank, mixed: set[int]) -> None:
+def _absorb_covered(candidates, groups: dict, overlap: np.ndarray, rank, mixed: set[int],
+                    other_failure=None) -> None:
     """Most severe first, merge each finding whose claim no longer holds outside the images listed above it.
 
     What such a finding says is already said by the findings ranked above it
@@ -328,7 +332,11 @@ def _absorb_covered(candidates, groups: dict, overlap: np.ndarray, rank, mixed: 
         near = [g for g in speaks if g in kept]
         below = [g for g in speaks if g in order[at + 1:]]  # the rest of it (a few striped images in a tinted cluster)
         covered = np.any([candidates[g].images for g in near + below], axis=0) if near else None
-        best = max(near + below, key=lambda g: (overlap[r, g], rank(g), -g)) if near else None
+        # A home's other images must not fail surely otherwise: a tail of small missed objects on the
+        # same images is no home for their false positives, nor a tail of blur for bright scenes' misses.
+        homes = [g for g in near + below if candidates[g].holds(f.images) and (other_failure is None
+                 or not other_failure(f.images & candidates[g].images, candidates[g].images & ~f.images))]
+        best = max(homes, key=lambda g: (overlap[r, g], rank(g), -g)) if near and homes else None
         if best in near and f.holds(covered) and not f.beyond_rest(~covered):
             target = best
             log.debug("merged (covered above): %r carries %r", candidates[target].rec.title, f.rec.title)
