@@ -8,10 +8,10 @@ engines embed them with the same model (random weights), device (CPU) and batch
 size, with no cache, model loading excluded. The Ray engine runs on a local Ray
 instance of ``--cpus`` CPUs (default: all of this machine's) started here, or on
 the cluster at ``--address``; its figure includes the hashing and decoding tasks
-and the actor pool's start, which is what a build pays. On one machine Ray adds
-scheduling and object-store copies to the same cores: its gain is more machines
-and GPUs, not speed on one box. Max |Δ| is the largest difference between the
-engines' vectors.
+and the actor pool's start, which is what a build pays. On one machine both
+engines share the same cores (Ray adds scheduling and object-store copies, and
+overlaps decoding with the forward pass in its own way): its gain is more
+machines and GPUs. Max |Δ| is the largest difference between the engines' vectors.
 """
 
 from __future__ import annotations

@@ -88,7 +88,7 @@ def build_command(
         "CLIP actor per GPU (CPU actors without GPUs), into the same embedding cache.")] = EngineChoice.local,
     ray_address: Annotated[str | None, typer.Option(
         "--ray-address", rich_help_panel=_ENGINE,
-        help="Ray cluster for --engine ray: HOST:PORT of the head (6379), ray://HOST:10001 or auto "
+        help="Ray cluster for --engine ray: HOST:PORT of the head (6379) or auto on a cluster node "
         "(default: $RAY_ADDRESS, else a local Ray instance).")] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing run at --out.")] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="More detail on stderr.")] = False,

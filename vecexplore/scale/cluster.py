@@ -164,6 +164,8 @@ def ray_session(address: str | None) -> Iterator:
             start_local()
         else:
             ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING)
+    except ImportError as exc:  # ray:// needs Ray Client's grpcio
+        raise ConfigError(f"--ray-address {address}: Ray Client needs pip install 'ray[client]' ({exc})") from None
     except (ConnectionError, RuntimeError, ValueError, TimeoutError) as exc:
         where = "a local Ray instance" if local else f"--ray-address {address}"
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
