@@ -189,6 +189,23 @@ def test_embeddings_equal_the_local_engine(ray_cluster, tmp_path, n, seed, batch
     np.testing.assert_array_equal(again.vectors, remote.vectors)
 
 
+def test_no_images(ray_cluster, tmp_path):
+    from vecexplore.embed.clip import load_clip
+    from vecexplore.embed.pipeline import EmbedConfig, embed_images
+    from vecexplore.scale.embed import embed_images_ray
+    from vecexplore.scale.scan import scan_images_ray
+    from vecexplore.thumbs import scan_images
+
+    cfg = EmbedConfig(model=TINY_MODEL, weights="random", device="cpu", num_workers=0)
+    model = load_clip(cfg.model, cfg.weights)
+    remote, local = embed_images_ray([], cfg, cache=None, model=model), embed_images([], cfg, cache=None, model=model)
+    assert remote.vectors.shape == local.vectors.shape == (0, 64)
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    assert scan_images_ray([], tmp_path / "b").ok.shape == scan_images([], tmp_path / "a", workers=0).ok.shape == (0,)
+    assert (tmp_path / "b" / "thumbs.npy").read_bytes() == (tmp_path / "a" / "thumbs.npy").read_bytes()
+
+
 def test_scan_equals_the_local_scan(ray_cluster, tmp_path):
     from vecexplore.scale.scan import scan_images_ray
     from vecexplore.thumbs import scan_images

@@ -143,6 +143,8 @@ class RayStage:
         n = len(paths)
         digests = np.full(n, None, dtype=object)
         errors = np.full(n, None, dtype=object)
+        if n == 0:
+            return digests, errors
         ds = path_dataset(paths, np.arange(n), _HASH_BLOCK).map_batches(
             _hash_batch, batch_size=None, batch_format="numpy")
         with progress_bar("hashing", total=n, unit="img", enabled=progress) as bar:

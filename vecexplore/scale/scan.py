@@ -69,6 +69,8 @@ def scan_images_ray(paths: Sequence[str | Path], out_dir: str | Path, *, progres
     in ``out_dir`` and the same properties."""
     quiet_data_context()
     paths = [str(p) for p in paths]
+    if not paths:
+        return write_scan(0, out_dir, [], progress=progress)
     ds = path_dataset(paths, np.arange(len(paths)), _SCAN_BLOCK).map_batches(
         _scan_batch, batch_size=None, batch_format="numpy")
     batches = ds.iter_batches(batch_size=None, batch_format="numpy")
