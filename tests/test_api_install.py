@@ -185,7 +185,7 @@ def _imported_distributions() -> dict[str, set[str]]:
 
 def test_every_imported_package_is_declared_and_every_declared_one_imported():
     declared = _declared()
-    runtime = declared["core"] | declared["embed"] | declared["map"] | declared["app"] | declared["mine"]
+    runtime = declared["core"] | declared["embed"] | declared["map"] | declared["app"] | declared["mine"] | declared["ray"]
     imported = _imported_distributions()
     undeclared = {d: sorted(files) for d, files in imported.items() if d not in runtime}
     assert not undeclared, f"imported but not declared in pyproject.toml: {undeclared}"
@@ -201,6 +201,7 @@ def test_the_core_install_has_no_torch_and_the_extras_add_it():
     assert {"bokeh"} <= declared["app"]
     doc = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
     assert {"faiss-cpu"} <= declared["mine"]
+    assert {"ray"} <= declared["ray"] and "vecexplore[ray]" in doc["dev"]  # make test installs it, make demo not
     assert doc["all"] == ["vecexplore[embed,map,app,mine]"]
     assert "'.[all,dev]'" in (ROOT / "Makefile").read_text()
 
@@ -238,6 +239,7 @@ def test_evaluate_works_without_the_extras(tmp_path):
     (("bokeh",), ["serve", "{tmp}"], "app"),
     (("torch", "bokeh"), ["demo", "--dir", "{tmp}/demo"], "embed,app"),
     (("faiss",), ["mine", "{tmp}", "--cluster", "0", "--pool", "{tmp}", "--k", "1", "--out", "{tmp}/o.txt"], "mine"),
+    (("ray",), ["build", "--out", "{tmp}/run", "--gt", "{gt}", "--pred", "{pred}", "--engine", "ray"], "ray"),
 ])
 def test_commands_name_the_missing_extra(tmp_path, blocked, argv, extra):
     gt, pred = _write_coco(tmp_path, 0)

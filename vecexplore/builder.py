@@ -83,6 +83,10 @@ class BuildConfig:
         scan_workers: processes for thumbnails/properties (None = auto, 0 = inline).
         dup_threshold: cosine similarity from which two images are near duplicates.
         train_split: the split whose near duplicates in other splits are leakage.
+        engine: ``"local"`` (this process and its workers) or ``"ray"``: the embed stage and
+            the scan as Ray Data pipelines (:mod:`vecexplore.scale`), into the same cache.
+        ray_address: the Ray cluster (``HOST:PORT``, ``ray://HOST:PORT``, ``auto``); None:
+            ``$RAY_ADDRESS``, else a local Ray instance. Only with ``engine="ray"``.
     """
 
     source: DatasetSource
@@ -98,10 +102,18 @@ class BuildConfig:
     scan_workers: int | None = None
     dup_threshold: float = DEFAULT_THRESHOLD
     train_split: str = DEFAULT_TRAIN_SPLIT
+    engine: str = "local"
+    ray_address: str | None = None
 
     def __post_init__(self):
+        from vecexplore.errors import ConfigError
         from vecexplore.eval.operating_point import OperatingPoint
+        from vecexplore.scale import ENGINES
 
+        if self.engine not in ENGINES:
+            raise ConfigError(f"engine must be one of {', '.join(ENGINES)}, got {self.engine!r}")
+        if self.ray_address is not None and self.engine != "ray":
+            raise ConfigError("--ray-address is for --engine ray")
         check_threshold(self.dup_threshold)
         point = OperatingPoint(self.iou, self.confidence)
         object.__setattr__(self, "iou", point.iou)  # frozen: the checked floats replace what was given
@@ -139,19 +151,31 @@ def build_run(config: BuildConfig, *, progress: bool = False) -> BuildResult:
 
     Raises:
         VecexploreError: bad input, weights that cannot be loaded, an existing run
-            without ``force``. Nothing is written at ``config.out`` on failure.
+            without ``force``, a Ray cluster that cannot be reached. Nothing is written
+            at ``config.out`` on failure.
     """
-    from vecexplore.eval.evaluate import evaluate
     from vecexplore.extras import require
-    from vecexplore.io import LoadReport
 
     require("embed", "map", what="build")
+    if config.engine == "ray":
+        require("ray", what="--engine ray")
+    out = Path(config.out)
+    _refuse_early(out, config.force)
+    if config.engine != "ray":
+        return _build(config, out, progress)
+    from vecexplore.scale.cluster import ray_session
+
+    with ray_session(config.ray_address):
+        return _build(config, out, progress)
+
+
+def _build(config: BuildConfig, out: Path, progress: bool) -> BuildResult:
+    from vecexplore.eval.evaluate import evaluate
+    from vecexplore.io import LoadReport
     from vecexplore.io.paths import image_paths
     from vecexplore.io.source import load_dataset
 
     timer = _Timer()
-    out = Path(config.out)
-    _refuse_early(out, config.force)
     report = LoadReport()
     with timer.stage("load"):
         dataset = load_dataset(config.source, check_images=True, progress=progress, report=report)
@@ -168,9 +192,14 @@ def build_run(config: BuildConfig, *, progress: bool = False) -> BuildResult:
     )
     with write_run(out, force=config.force, size_hint=size_hint) as writer:
         with timer.stage("scan"):
-            from vecexplore.thumbs import scan_images
+            if config.engine == "ray":
+                from vecexplore.scale.scan import scan_images_ray
 
-            scan = scan_images(paths, writer.tmp_dir, workers=config.scan_workers, progress=progress)
+                scan = scan_images_ray(paths, writer.tmp_dir, progress=progress)
+            else:
+                from vecexplore.thumbs import scan_images
+
+                scan = scan_images(paths, writer.tmp_dir, workers=config.scan_workers, progress=progress)
         readable = emb.ok & scan.ok
         with timer.stage("map"):
             xy, labels, prob, tree, map_info = _map(emb.vectors, readable, config.map)
@@ -297,13 +326,20 @@ def _embed(paths: list[str], config: BuildConfig, progress: bool):
 
     cfg = config.embed
     fallback = None
+    # On Ray, cfg.device is the actors'; this process keeps a CPU copy (the weights it sends, the text tower).
+    device = "cpu" if config.engine == "ray" else cfg.device
     if config.random_fallback:
-        model, fallback = load_clip_with_fallback(cfg.model, cfg.weights, device=cfg.device, seed=cfg.seed)
+        model, fallback = load_clip_with_fallback(cfg.model, cfg.weights, device=device, seed=cfg.seed)
     else:
-        model = load_clip(cfg.model, cfg.weights, device=cfg.device, seed=cfg.seed)
+        model = load_clip(cfg.model, cfg.weights, device=device, seed=cfg.seed)
     root = Path(config.cache_dir or default_root())
     try:
-        result = embed_images(paths, cfg, cache=root, progress=progress, model=model)
+        if config.engine == "ray":
+            from vecexplore.scale.embed import embed_images_ray
+
+            result = embed_images_ray(paths, cfg, cache=root, progress=progress, model=model)
+        else:
+            result = embed_images(paths, cfg, cache=root, progress=progress, model=model)
     except DiskFullError as exc:
         log.error("the embedding cache %s is full; vectors cached so far are kept: free space (or pass "
                   "--cache-dir on another disk) and rerun to go on from them", root)
@@ -373,11 +409,12 @@ def _file_hash(path: str | None) -> str | None:
     return None
 
 
-def _versions() -> dict[str, str]:
+def _versions(config_engine: str = "local") -> dict[str, str]:
     from importlib.metadata import PackageNotFoundError, version
 
     out = {"python": platform.python_version()}
-    for pkg in ("vecexplore", "numpy", "pandas", "torch", "open_clip_torch", "umap-learn", "hdbscan", "bokeh"):
+    packages = ("vecexplore", "numpy", "pandas", "torch", "open_clip_torch", "umap-learn", "hdbscan", "bokeh")
+    for pkg in (*packages, "ray") if config_engine == "ray" else packages:
         try:
             out[pkg] = version(pkg)
         except PackageNotFoundError:
@@ -428,11 +465,13 @@ def _manifest(config, dataset, emb, fallback, map_info, timings, readable, repor
             "confidence": config.confidence,
             "dup_threshold": config.dup_threshold,
             "train_split": config.train_split,
+            "engine": config.engine,
+            "ray_address": config.ray_address,
             "embed": _plain(asdict(config.embed)),
             "map": _plain(asdict(config.map)),
         },
         "model": {**_plain(emb.model_info), "fallback_reason": fallback},
         "map": map_info,
         "timings": timings,
-        "versions": _versions(),
+        "versions": _versions(config.engine),
     }

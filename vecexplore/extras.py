@@ -11,7 +11,9 @@ embed     torch, open_clip_torch              ``build``, ``demo`` (CLIP embeddin
 map       umap-learn, pynndescent, hdbscan    ``build``, ``demo`` (map and clusters)
 app       bokeh, tornado                      ``serve``, ``demo`` (the web app)
 mine      faiss-cpu                           ``mine`` (vector search over a pool)
-all       all of the above                    ``make demo`` and ``make test`` install it
+ray       ray[data]                           ``build --engine ray`` (scaling out)
+all       embed, map, app, mine               ``make demo`` installs it
+dev       all, ray and the test tools         ``make test`` installs it
 ========  ==================================  =====================================
 """
 
@@ -27,6 +29,7 @@ EXTRAS: dict[str, tuple[str, ...]] = {
     "map": ("umap", "pynndescent", "hdbscan"),
     "app": ("bokeh", "tornado"),
     "mine": ("faiss",),
+    "ray": ("ray",),
 }
 
 

@@ -25,7 +25,7 @@ from __future__ import annotations
 import io
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -96,43 +96,47 @@ def scan_images(
         workers: decoding processes; None → ``min(4, cpu_count)``; 0 → in this process.
         progress: draw a progress bar (images/s).
     """
-    out_dir = Path(out_dir)
     paths = [str(p) for p in paths]
-    n = len(paths)
+    workers = min(4, os.cpu_count() or 1) if workers is None else workers
+    chunks = [paths[i : i + _CHUNK] for i in range(0, len(paths), _CHUNK)]
+    pool = ProcessPoolExecutor(max_workers=workers) if workers > 0 and len(chunks) > 1 else None
+    try:
+        results = pool.map(_scan_chunk, chunks) if pool is not None else map(_scan_chunk, chunks)
+        return write_scan(len(paths), out_dir, results, progress=progress)
+    finally:
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
+
+
+def write_scan(n: int, out_dir: str | Path, results: Iterable[list[tuple[bytes | None, dict | None, str | None]]],
+               *, progress: bool = False) -> ScanResult:
+    """Write the thumbnail store from ``results``: lists of :func:`_scan_one` outcomes, in
+    image order, ``n`` in all. Every engine's scan ends here, so their stores are the same bytes."""
+    out_dir = Path(out_dir)
     props = {name: np.full(n, np.nan) for name in PIXEL_PROPERTIES}
     ok = np.zeros(n, dtype=bool)
     error = np.full(n, None, dtype=object)
     index = np.zeros((n, 2), dtype=np.int64)
-    workers = min(4, os.cpu_count() or 1) if workers is None else workers
-    chunks = [paths[i : i + _CHUNK] for i in range(0, n, _CHUNK)]
     offset = 0
+    i = 0
     with open(out_dir / THUMBS_DATA, "wb") as packed, progress_bar(
         "thumbnails", total=n, unit="img", enabled=progress
     ) as bar:
-        if workers > 0 and len(chunks) > 1:
-            pool = ProcessPoolExecutor(max_workers=workers)
-            results = pool.map(_scan_chunk, chunks)
-        else:
-            pool = None
-            results = map(_scan_chunk, chunks)
-        try:
-            i = 0
-            for chunk in results:
-                for thumb, p, reason in chunk:
-                    if thumb is None:
-                        error[i] = reason
-                    else:
-                        ok[i] = True
-                        packed.write(thumb)
-                        index[i] = (offset, len(thumb))
-                        offset += len(thumb)
-                        for name, value in p.items():
-                            props[name][i] = value
-                    i += 1
-                bar.advance(len(chunk))
-        finally:
-            if pool is not None:
-                pool.shutdown(cancel_futures=True)
+        for chunk in results:
+            for thumb, p, reason in chunk:
+                if thumb is None:
+                    error[i] = reason
+                else:
+                    ok[i] = True
+                    packed.write(thumb)
+                    index[i] = (offset, len(thumb))
+                    offset += len(thumb)
+                    for name, value in p.items():
+                        props[name][i] = value
+                i += 1
+            bar.advance(len(chunk))
+    if i != n:
+        raise ValueError(f"write_scan: {i} results for {n} images")
     atomic_write_array(out_dir / THUMBS_INDEX, index)
     log.info("thumbnails: %d written, %d undecodable", int(ok.sum()), int(n - ok.sum()))
     return ScanResult(properties=props, ok=ok, error=error)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
@@ -31,6 +32,12 @@ from vecexplore.cli._stderr import CurrentStderr
 
 _MODEL = "Model"
 _MAP = "Map"
+_ENGINE = "Engine"
+
+
+class EngineChoice(str, Enum):
+    local = "local"
+    ray = "ray"
 
 
 def show_build_logs(verbose: bool) -> None:
@@ -75,6 +82,14 @@ def build_command(
         f"(default {DEFAULT_THRESHOLD}: augmented copies stay above it with CLIP).")] = DEFAULT_THRESHOLD,
     train_split: Annotated[str, typer.Option(
         "--train-split", help="The split whose near duplicates in other splits are leakage.")] = DEFAULT_TRAIN_SPLIT,
+    engine: Annotated[EngineChoice, typer.Option(
+        "--engine", rich_help_panel=_ENGINE,
+        help="local (this machine) | ray: embedding and the image scan as a Ray Data pipeline, one "
+        "CLIP actor per GPU (CPU actors without GPUs), into the same embedding cache.")] = EngineChoice.local,
+    ray_address: Annotated[str | None, typer.Option(
+        "--ray-address", rich_help_panel=_ENGINE,
+        help="Ray cluster for --engine ray: HOST:PORT of the head (6379) or auto on a cluster node "
+        "(default: $RAY_ADDRESS, else a local Ray instance).")] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing run at --out.")] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="More detail on stderr.")] = False,
 ) -> None:
@@ -104,6 +119,8 @@ def build_command(
         force=force,
         dup_threshold=dup_threshold,
         train_split=train_split,
+        engine=engine.value,
+        ray_address=ray_address,
     )
     result = build_run(config, progress=sys.stderr.isatty())
     print_summary(result)

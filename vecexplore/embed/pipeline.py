@@ -23,7 +23,7 @@ import os
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -209,15 +209,21 @@ class _DecodeDataset:
         return len(self.indices)
 
     def __getitem__(self, k: int):
-        from vecexplore.io.images import DecodeError, open_rgb
-
         i = int(self.indices[k])
-        try:
-            return i, self.preprocess(open_rgb(self.paths[i], size_hint=self.size_hint)), None
-        except DecodeError as exc:
-            return i, None, exc.reason
-        except Exception as exc:  # preprocessing of a decoded image: record, never stop the build
-            return i, None, f"preprocessing failed: {type(exc).__name__}: {exc}"
+        return (i, *decode_for_model(self.paths[i], self.preprocess, self.size_hint))
+
+
+def decode_for_model(path: str, preprocess, size_hint: int | None):
+    """``(tensor (3, H, W) float32, None)`` or ``(None, reason)``: one image as the model
+    sees it. Shared by every engine, so that they all feed the model the same pixels."""
+    from vecexplore.io.images import DecodeError, open_rgb
+
+    try:
+        return preprocess(open_rgb(path, size_hint=size_hint)), None
+    except DecodeError as exc:
+        return None, exc.reason
+    except Exception as exc:  # preprocessing of a decoded image: record, never stop the build
+        return None, f"preprocessing failed: {type(exc).__name__}: {exc}"
 
 
 def _collate(items):
@@ -267,20 +273,25 @@ def _autocast(device: str, precision: str):
     return torch.autocast(device_type=device.split(":")[0], dtype=dtype)
 
 
-def _hash_all(paths: _PathTable, progress: bool) -> tuple[np.ndarray, np.ndarray]:
-    """Content digests of all files (threads: hashing and reads release the GIL)."""
+def digest_or_reason(path: str) -> tuple[str | None, str | None]:
+    """``(content digest, None)`` or ``(None, reason)`` of one image file (every engine's hash)."""
     from vecexplore.io.images import file_digest
 
+    try:
+        return file_digest(path, what="an image file"), None
+    except InputError as exc:
+        # the short reason, as open_rgb gives it ("not a regular file (a FIFO)")
+        return None, "file not found" if not Path(path).exists() else exc.detail.removeprefix("cannot read file: ")
+
+
+def _hash_all(paths: _PathTable, progress: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Content digests of all files (threads: hashing and reads release the GIL)."""
     n = len(paths)
     digests = np.full(n, None, dtype=object)
     errors = np.full(n, None, dtype=object)
 
     def one(i: int):
-        try:
-            return i, file_digest(paths[i], what="an image file"), None
-        except InputError as exc:
-            # the short reason, as open_rgb gives it ("not a regular file (a FIFO)")
-            return i, None, "file not found" if not Path(paths[i]).exists() else exc.detail.removeprefix("cannot read file: ")
+        return (i, *digest_or_reason(paths[i]))
 
     workers = min(8, (os.cpu_count() or 1) * 2)
     with progress_bar("hashing", total=n, unit="img", enabled=progress) as bar, ThreadPoolExecutor(workers) as pool:
@@ -363,11 +374,63 @@ def embed_images(
     """
     start = time.perf_counter()
     loaded = model if model is not None else load_clip(config.model, config.weights, device=config.device, seed=config.seed)
-    device = loaded.device
-    precision = resolve_precision(config.precision, device)
-    batch_size = config.batch_size_for(device)
+    return embed_with_stage(paths, config, loaded, LocalStage(config, loaded), cache=cache, progress=progress,
+                            started=start)
+
+
+class LocalStage:
+    """The local engine's model stage: threads hash, DataLoader workers decode, the model runs here.
+
+    An engine's stage gives :func:`embed_with_stage` the resolved ``device``,
+    ``precision`` and ``batch_size``, a ``hash_all(paths, progress)`` and a
+    ``run(paths, todo, *, progress, desc, on_batch, on_failed)`` that calls
+    ``on_batch(rows, vectors)`` with L2-normalised float32 vectors and
+    ``on_failed([(row, reason), ...])``, and ``info()`` for the manifest.
+    """
+
+    def __init__(self, config: EmbedConfig, loaded: LoadedModel):
+        self.loaded = loaded
+        self.config = config
+        self.device = loaded.device
+        self.precision = resolve_precision(config.precision, loaded.device)
+        self.batch_size = config.batch_size_for(loaded.device)
+        self.workers = 0
+
+    hash_all = staticmethod(_hash_all)
+
+    def run(self, paths: _PathTable, todo: np.ndarray, *, progress: bool, desc: str, on_batch, on_failed) -> None:
+        self.workers = min(self.config.num_workers_for(self.device), math.ceil(len(todo) / self.batch_size))
+        _run_model(
+            self.loaded, _DecodeDataset(paths, todo, self.loaded.preprocess, self.config.size_hint_for(self.loaded)),
+            batch_size=self.batch_size, workers=self.workers, precision=self.precision,
+            progress=progress, desc=desc, on_batch=on_batch, on_failed=on_failed,
+        )
+
+    def info(self) -> dict[str, Any]:
+        return {"num_workers": self.workers}
+
+
+def embed_with_stage(
+    paths: Sequence[str | Path],
+    config: EmbedConfig,
+    loaded: LoadedModel,
+    stage,
+    *,
+    cache: EmbeddingCache | str | Path | None,
+    progress: bool = False,
+    started: float | None = None,
+) -> EmbeddingResult:
+    """:func:`embed_images` with the hashing and the model run by ``stage`` (see
+    :class:`LocalStage`): every engine shares the cache key, the cache, the
+    de-duplication of identical files and the result, so their runs agree.
+    ``started``: ``time.perf_counter()`` before the model was loaded (the stats' load time)."""
+    start = time.perf_counter() if started is None else started
+    device = stage.device
+    precision = stage.precision
+    batch_size = stage.batch_size
     size_hint = config.size_hint_for(loaded)
-    key = config.cache_key(loaded)
+    # The key names the device the vectors are computed on (precision), not the caller's.
+    key = replace(config, precision=precision).cache_key(replace(loaded, device=device))
     if isinstance(cache, (str, Path)):
         cache = EmbeddingCache(cache, key)
     if cache is not None and cache.model_key != key:
@@ -379,7 +442,7 @@ def embed_images(
     vectors = np.zeros((n, loaded.dim), dtype=np.float32)
     # Where each row's vector comes from: 0 nowhere (failed), 1 the cache, 2 the model now.
     source = np.zeros(n, dtype=np.int8)
-    digests, errors = _hash_all(path_arr, progress)
+    digests, errors = stage.hash_all(path_arr, progress)
     hashed = time.perf_counter()
 
     # One representative row per distinct content; copies share its outcome.
@@ -406,16 +469,11 @@ def embed_images(
         for i, reason in failed:
             errors[i] = reason
 
-    workers = min(config.num_workers_for(device), math.ceil(len(todo) / batch_size))
     embed_start = time.perf_counter()
     if len(todo):
         desc = f"embedding ({len(reps) - len(todo)} cached)" if cache is not None else "embedding"
         try:
-            _run_model(
-                loaded, _DecodeDataset(path_arr, todo, loaded.preprocess, size_hint),
-                batch_size=batch_size, workers=workers, precision=precision,
-                progress=progress, desc=desc, on_batch=on_batch, on_failed=on_failed,
-            )
+            stage.run(path_arr, todo, progress=progress, desc=desc, on_batch=on_batch, on_failed=on_failed)
         finally:  # keep what was embedded, even on Ctrl-C
             if cache is not None:
                 cache.flush()
@@ -440,8 +498,8 @@ def embed_images(
         embed_seconds=end - embed_start if len(todo) else 0.0,
     )
     info = {
-        **loaded.info(), "precision": precision, "batch_size": batch_size, "num_workers": workers,
-        "decode_size_hint": size_hint, "cache_key": key,
+        **loaded.info(), "device": device, "precision": precision, "batch_size": batch_size,
+        **stage.info(), "decode_size_hint": size_hint, "cache_key": key,
     }
     if stats.n_failed:
         bad = int(np.flatnonzero(~ok)[0])
