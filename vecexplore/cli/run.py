@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
@@ -31,6 +32,15 @@ from vecexplore.cli._stderr import CurrentStderr
 
 _MODEL = "Model"
 _MAP = "Map"
+
+
+class LevelChoice(str, Enum):
+    """``--level`` of ``vecexplore build`` (see :data:`vecexplore.builder.Level`)."""
+
+    auto = "auto"
+    images = "images"
+    objects = "objects"
+    both = "both"
 
 
 def show_build_logs(verbose: bool) -> None:
@@ -75,6 +85,16 @@ def build_command(
         f"(default {DEFAULT_THRESHOLD}: augmented copies stay above it with CLIP).")] = DEFAULT_THRESHOLD,
     train_split: Annotated[str, typer.Option(
         "--train-split", help="The split whose near duplicates in other splits are leakage.")] = DEFAULT_TRAIN_SPLIT,
+    level: Annotated[LevelChoice, typer.Option(
+        "--level", rich_help_panel=_MAP,
+        help="What to embed and map: images, objects (a crop of every GT object and counted prediction; "
+             "detection), both, or auto (both for detection runs of at most 50,000 such objects, else images).",
+    )] = LevelChoice.auto,
+    crop_padding: Annotated[float, typer.Option(
+        "--crop-padding", min=0.0, rich_help_panel=_MAP,
+        help="Context around an object crop, as a share of the box's longer side on each side.")] = 0.25,
+    crop_min_size: Annotated[int, typer.Option(
+        "--crop-min-size", min=1, rich_help_panel=_MAP, help="Smallest object crop side in pixels.")] = 32,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing run at --out.")] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="More detail on stderr.")] = False,
 ) -> None:
@@ -85,6 +105,7 @@ def build_command(
     embeddings already computed from the cache.
     """
     from vecexplore.builder import BuildConfig, build_run
+    from vecexplore.embed.crops import CropConfig
     from vecexplore.embed.pipeline import EmbedConfig
     from vecexplore.mapping.config import MapConfig
 
@@ -104,6 +125,8 @@ def build_command(
         force=force,
         dup_threshold=dup_threshold,
         train_split=train_split,
+        level=level.value,
+        crop=CropConfig(padding=crop_padding, min_size=crop_min_size),
     )
     result = build_run(config, progress=sys.stderr.isatty())
     print_summary(result)
@@ -113,6 +136,9 @@ def print_summary(result) -> None:
     stages = ", ".join(f"{k} {v:.1f}s" for k, v in result.timings.items())
     typer.echo(f"built {result.out}: {result.n_images} images, {result.n_clusters} clusters, "
                f"{result.n_unreadable} unreadable ({stages})")
+    if result.level in ("objects", "both"):
+        typer.echo(f"object-level map ({result.level}): {result.n_objects_mapped} objects, "
+                   f"{result.n_object_clusters} clusters")
     if result.weights_random:
         typer.echo("NOTE: this run uses RANDOM (untrained) weights: the map groups images by "
                    "low-level appearance, not meaning.")
