@@ -218,6 +218,13 @@ def test_build_both_writes_the_object_map_and_rebuild_embeds_nothing(tmp_path, u
     counts = json.loads((again.out / "manifest.json").read_text())["counts"]
     assert counts["objects_embedded_now"] == 0 and counts["embedded_now"] == 0
     assert counts["objects_from_cache"] > 0
+    from vecexplore.errors import RunStoreError
+    from vecexplore.runcheck import open_run
+
+    open_run(again.out)  # the run checks out with its object map
+    np.save(again.out / "object_embeddings.npy", vectors[:-1])
+    with pytest.raises(RunStoreError, match=r"object_embeddings\.npy.*shape"):
+        open_run(again.out)
 
 
 def test_build_images_level_writes_no_object_map(tmp_path, umap_warm):
