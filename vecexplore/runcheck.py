@@ -396,8 +396,15 @@ def _check_object_map(run: Run, n_objects: int) -> None:
         raise broken_file(run.path / table_file(OBJECTS), "obj_row is not 0..M-1 over the mapped objects, each once")
     _check_array(run, OBJECT_EMBEDDINGS, rows=len(used), dim=_int_or_none(run.manifest["model"].get("dim")))
     if (run.path / table_file(OBJECT_SLICES)).exists():
+        path = run.path / table_file(OBJECT_SLICES)
+        if "object_idx" not in _parquet(run, OBJECT_SLICES)[0].names:
+            raise broken_file(path, "has no column object_idx")
         for members in _column(run, OBJECT_SLICES, "object_idx"):
-            bad = [int(m) for m in (members if members is not None else []) if not 0 <= int(m) < n_objects]
+            try:
+                values = [int(m) for m in (members if members is not None else [])]
+            except (TypeError, ValueError):
+                raise broken_file(path, f"object_idx holds {_what(members)}, not lists of object rows") from None
+            bad = [m for m in values if not 0 <= m < n_objects]
             if bad:
                 raise broken_file(run.path / table_file(OBJECT_SLICES),
                                   f"object_idx {bad[0]} outside the objects table [0, {n_objects})")
