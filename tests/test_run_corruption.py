@@ -38,10 +38,10 @@ REPO = Path(__file__).resolve().parents[1]
 JSON_FILES = ("manifest.json", "categories.json", "metrics.json", "analysis.json", "recommendations.json",
               "leakage.json", "words.json")
 TABLES = ("images.parquet", "objects.parquet", "clusters.parquet", "cluster_tree.parquet", "label_issues.parquet",
-          "near_duplicates.parquet")
-ARRAYS = ("embeddings.npy", "thumbs.npy")
+          "near_duplicates.parquet", "object_slices.parquet")
+ARRAYS = ("embeddings.npy", "thumbs.npy", "object_embeddings.npy")
 OPTIONAL = ("analysis.json", "recommendations.json", "class_scores.npy", "cluster_tree.parquet",
-            "label_issues.parquet", "words.json")
+            "label_issues.parquet", "words.json", "object_embeddings.npy", "object_slices.parquet")
 THUMBS = ("thumbs.bin", "thumbs.npy")
 
 
@@ -149,8 +149,9 @@ FIELDS = {
     },
 }
 COLUMN_OF = {"images.parquet": "readable", "objects.parquet": "iscrowd", "clusters.parquet": "lift",
-             "cluster_tree.parquet": "parent", "label_issues.parquet": "likely", "near_duplicates.parquet": "similarity"}
-TYPED_COLUMN_OF = {"images.parquet": "readable", "objects.parquet": "class_idx", "clusters.parquet": "cluster",
+             "cluster_tree.parquet": "parent", "label_issues.parquet": "likely", "near_duplicates.parquet": "similarity",
+             "object_slices.parquet": "object_idx"}
+TYPED_COLUMN_OF = {"object_slices.parquet": "object_idx", "images.parquet": "readable", "objects.parquet": "class_idx", "clusters.parquet": "cluster",
                    "cluster_tree.parquet": "node", "label_issues.parquet": "score"}
 TABLE_DAMAGE = {
     "missing-column": lambda name: _rewrite_table(lambda df: df.drop(columns=[COLUMN_OF[name]])),
@@ -222,6 +223,8 @@ def expected(name: str, kind: str) -> str:
     if (name, kind) in {("analysis.json", "{}"), ("recommendations.json", "[]")}:  # valid, just empty
         return "ok"
     if (name, kind) == ("label_issues.parquet", "one-row-less"):  # a valid table with one suspicion less
+        return "ok"
+    if (name, kind) == ("object_slices.parquet", "one-row-less"):  # a valid table with one slice less
         return "ok"
     if (name, kind) == ("near_duplicates.parquet", "one-pair-more"):  # a valid table with one more pair
         return "ok"

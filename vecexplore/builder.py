@@ -39,11 +39,12 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
 from vecexplore.analysis.duplicates import DEFAULT_THRESHOLD, DEFAULT_TRAIN_SPLIT, check_threshold
+from vecexplore.embed.crops import CropConfig
 from vecexplore.embed.pipeline import EmbedConfig
 from vecexplore.io.source import DatasetSource
 from vecexplore.mapping.config import MapConfig
@@ -57,10 +58,44 @@ from vecexplore.store.layout import (
     IMAGES,
     LABEL_ISSUES,
     METRICS,
+    OBJECT_EMBEDDINGS,
+    OBJECT_SLICES,
     OBJECTS,
 )
 
 log = logging.getLogger(__name__)
+
+#: What a build maps: ``images``, ``objects`` (a crop of every non-crowd GT object and every
+#: prediction counted at the operating point; detection only), ``both``, or ``auto``.
+Level = Literal["auto", "images", "objects", "both"]
+LEVELS: tuple[str, ...] = ("auto", "images", "objects", "both")
+#: ``auto`` is ``both`` for detection runs with at most this many objects to embed (non-crowd GT +
+#: counted predictions), ``images`` above it (and for classification): on a CPU a crop costs what
+#: an image costs, so 50k objects is about the embedding time of 50k images.
+AUTO_BOTH_MAX_OBJECTS = 50_000
+
+
+def resolve_level(level: str, task: str, n_objects: int) -> str:
+    """The level a build maps at (see :data:`Level`).
+
+    Raises:
+        ConfigError: an unknown level, or ``objects``/``both`` for classification.
+    """
+    from vecexplore.errors import ConfigError
+
+    if level not in LEVELS:
+        raise ConfigError(f"level must be one of {', '.join(LEVELS)}, got {level!r}")
+    if level == "auto":
+        if task != "detection":
+            return "images"
+        if n_objects > AUTO_BOTH_MAX_OBJECTS:
+            log.info("%d objects to embed > %d: mapping images only (pass --level both to map objects too)",
+                     n_objects, AUTO_BOTH_MAX_OBJECTS)
+            return "images"
+        return "both"
+    if level != "images" and task != "detection":
+        raise ConfigError(f"--level {level}: the object-level map needs a detection dataset, this one is {task}")
+    return level
 
 
 @dataclass(frozen=True)
@@ -87,6 +122,8 @@ class BuildConfig:
             the scan as Ray Data pipelines (:mod:`vecexplore.scale`), into the same cache.
         ray_address: the Ray cluster (``HOST:PORT``, ``ray://HOST:PORT``, ``auto``); None:
             ``$RAY_ADDRESS``, else a local Ray instance. Only with ``engine="ray"``.
+        level: what is mapped (:data:`Level`; ``auto`` = :func:`resolve_level`).
+        crop: padding and minimum size of object crops (:mod:`vecexplore.embed.crops`).
     """
 
     source: DatasetSource
@@ -104,6 +141,8 @@ class BuildConfig:
     train_split: str = DEFAULT_TRAIN_SPLIT
     engine: str = "local"
     ray_address: str | None = None
+    level: Level = "auto"
+    crop: CropConfig = field(default_factory=CropConfig)
 
     def __post_init__(self):
         from vecexplore.errors import ConfigError
@@ -114,6 +153,12 @@ class BuildConfig:
             raise ConfigError(f"engine must be one of {', '.join(ENGINES)}, got {self.engine!r}")
         if self.ray_address is not None and self.engine != "ray":
             raise ConfigError("--ray-address is for --engine ray")
+        if self.engine == "ray" and self.level in ("objects", "both"):
+            raise ConfigError(f"--level {self.level}: object crops are embedded by the local engine only; "
+                              "use --level images (or auto) with --engine ray")
+        if self.level not in LEVELS:
+            raise ConfigError(f"level must be one of {', '.join(LEVELS)}, got {self.level!r}")
+
         check_threshold(self.dup_threshold)
         point = OperatingPoint(self.iou, self.confidence)
         object.__setattr__(self, "iou", point.iou)  # frozen: the checked floats replace what was given
@@ -131,6 +176,9 @@ class BuildResult:
     timings: dict[str, float]
     weights_random: bool
     fallback_reason: str | None
+    level: str = "images"
+    n_objects_mapped: int = 0
+    n_object_clusters: int = 0
 
 
 class _Timer:
@@ -184,8 +232,17 @@ def _build(config: BuildConfig, out: Path, progress: bool) -> BuildResult:
         ev = evaluate(dataset, iou=config.iou, confidence=config.confidence, iou_type=config.iou_type)
         per_image = ev.per_image
         metrics = ev.to_json_dict()
+    from vecexplore.mapping.objects import mapped_objects, object_boxes
+
+    obj_mask = mapped_objects(ev.objects) if dataset.task == "detection" else None
+    level = resolve_level(config.level, dataset.task, int(obj_mask.sum()) if obj_mask is not None else 0)
+    if config.engine == "ray" and level != "images":  # auto: object crops are cut by the local engine only
+        log.info("--engine ray maps images only (object crops are embedded by the local engine)")
+        level = "images"
+    with_images, with_objects = level != "objects", level in ("objects", "both")
+    boxes = object_boxes(dataset, obj_mask) if with_objects else None
     with timer.stage("embed"):
-        emb, fallback, model = _embed(paths, config, progress)
+        emb, fallback, model = _embed(paths, config, progress, boxes=boxes, images=with_images)
     size_hint = estimate_run_bytes(
         n_images=dataset.num_images, dim=emb.vectors.shape[1], n_classes=len(dataset.categories),
         n_objects=len(dataset.gt) + len(dataset.pred) if dataset.task == "detection" else 0,
@@ -200,15 +257,29 @@ def _build(config: BuildConfig, out: Path, progress: bool) -> BuildResult:
                 from vecexplore.thumbs import scan_images
 
                 scan = scan_images(paths, writer.tmp_dir, workers=config.scan_workers, progress=progress)
-        readable = emb.ok & scan.ok
+        decoded = emb.ok if with_images else np.array([d is not None for d in emb.digests], bool)
+        readable = decoded & scan.ok
+        mapped = readable if with_images else np.zeros_like(readable)
         with timer.stage("map"):
-            xy, labels, prob, tree, map_info = _map(emb.vectors, readable, config.map)
+            xy, labels, prob, tree, map_info = _map(emb.vectors, mapped, config.map)
+        object_map = None
+        if with_objects:
+            with timer.stage("map objects"):
+                obj_ok = emb.objects.ok & readable[boxes.image_idx]
+                oxy, olabels, oprob, _otree, omap_info = _map(emb.objects.vectors, obj_ok, config.map)
+                object_map = (oxy, olabels, oprob, obj_ok)
+                map_info["objects"] = omap_info
         from vecexplore.store.tables import image_table, object_table
 
         reasons = np.where(emb.ok, scan.error, emb.error)
         images = image_table(dataset, per_image, xy, labels, prob, readable, reasons, emb.digests, scan.properties)
         writer.write_table(IMAGES, images)
         object_rows = object_table(dataset, ev.objects) if dataset.task == "detection" else None
+        if object_map is not None:
+            from vecexplore.mapping.objects import with_object_map
+
+            object_rows = with_object_map(object_rows, obj_mask, *object_map)
+            writer.write_array(OBJECT_EMBEDDINGS, emb.objects.vectors)
         with timer.stage("slices"):
             from vecexplore.analysis.quality import RunTables
             from vecexplore.analysis.slicing import failure_slice_table
@@ -227,12 +298,19 @@ def _build(config: BuildConfig, out: Path, progress: bool) -> BuildResult:
             issues = label_issues(ev)
             writer.write_table(LABEL_ISSUES, issues)
         with timer.stage("duplicates"):
-            _write_duplicates(writer, ev, images, emb, readable, config)
+            _write_duplicates(writer, ev, images, emb, mapped, config)
+        object_slices = None
+        if object_map is not None:
+            with timer.stage("object slices"):
+                from vecexplore.analysis.object_slices import object_slice_table
+
+                object_slices = object_slice_table(object_rows, class_names=list(dataset.categories.names))
+                writer.write_table(OBJECT_SLICES, object_slices)
         with timer.stage("analyse"):
             from vecexplore.analysis.stage import write_analysis
 
             write_analysis(writer, ev, images, object_rows, clusters, seed=config.map.seed or 0,
-                           label_issues=issues)
+                           label_issues=issues, object_slices=object_slices)
         if object_rows is not None:
             writer.write_table(OBJECTS, object_rows)
         elif dataset.pred.scores is not None:
@@ -246,7 +324,7 @@ def _build(config: BuildConfig, out: Path, progress: bool) -> BuildResult:
         ])
         writer.write_json(METRICS, _metrics_json(ev, metrics))
         manifest = _manifest(config, dataset, emb, fallback, map_info, timer.timings, readable, report,
-                             iou_type=getattr(ev, "iou_type", None))
+                             iou_type=getattr(ev, "iou_type", None), level=level)
         writer.write_json(MANIFEST, manifest)
     return BuildResult(
         out=out,
@@ -256,6 +334,9 @@ def _build(config: BuildConfig, out: Path, progress: bool) -> BuildResult:
         timings=timer.timings,
         weights_random=bool(emb.model_info.get("random")),
         fallback_reason=fallback,
+        level=level,
+        n_objects_mapped=int(object_map[3].sum()) if object_map is not None else 0,
+        n_object_clusters=int(object_map[1].max() + 1) if object_map is not None and len(object_map[1]) else 0,
     )
 
 
@@ -314,7 +395,7 @@ def _refuse_early(out: Path, force: bool) -> None:
 _CACHE_ROW_BYTES = 200
 
 
-def _embed(paths: list[str], config: BuildConfig, progress: bool):
+def _embed(paths: list[str], config: BuildConfig, progress: bool, *, boxes=None, images: bool = True):
     """Embed through the cache. A full cache disk stops the build (DiskFullError naming
     the cache): going on would embed everything again next time, and when the run
     is on the same disk its write would fail after all the embedding anyway. The
@@ -339,7 +420,8 @@ def _embed(paths: list[str], config: BuildConfig, progress: bool):
 
             result = embed_images_ray(paths, cfg, cache=root, progress=progress, model=model)
         else:
-            result = embed_images(paths, cfg, cache=root, progress=progress, model=model)
+            result = embed_images(paths, cfg, cache=root, progress=progress, model=model, objects=boxes,
+                                  crop=config.crop, images=images)
     except DiskFullError as exc:
         log.error("the embedding cache %s is full; vectors cached so far are kept: free space (or pass "
                   "--cache-dir on another disk) and rerun to go on from them", root)
@@ -423,7 +505,7 @@ def _versions(config_engine: str = "local") -> dict[str, str]:
 
 
 def _manifest(config, dataset, emb, fallback, map_info, timings, readable, report, *,
-              iou_type: str | None = None) -> dict:
+              iou_type: str | None = None, level: str = "images") -> dict:
     src = config.source.resolved()  # DatasetSource and SplitSource both resolve
     root = Path(dataset.images_root).resolve() if dataset.images_root else None
 
@@ -456,6 +538,8 @@ def _manifest(config, dataset, emb, fallback, map_info, timings, readable, repor
             "from_cache": emb.stats.n_cached,
             "failed_embeddings": int((~emb.ok).sum()),
             "shared_files": len(report.shared_files),
+            "objects_embedded_now": emb.objects.n_embedded if emb.objects is not None else 0,
+            "objects_from_cache": emb.objects.n_cached if emb.objects is not None else 0,
         },
         "config": {
             # Boxes crossing the image border clipped (--clip)? The app, info and metrics follow it.
@@ -467,6 +551,9 @@ def _manifest(config, dataset, emb, fallback, map_info, timings, readable, repor
             "train_split": config.train_split,
             "engine": config.engine,
             "ray_address": config.ray_address,
+            "level": level,  # as resolved; the config's "auto" is level_requested
+            "level_requested": config.level,
+            "crop": _plain(asdict(config.crop)),
             "embed": _plain(asdict(config.embed)),
             "map": _plain(asdict(config.map)),
         },

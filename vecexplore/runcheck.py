@@ -109,6 +109,7 @@ def validate_run(run: Run) -> list[str]:
                      rows_say=f"counts.gt + counts.pred = {counts['gt']} + {counts['pred']}")
         _check_range(run, OBJECTS, "image_idx", 0, n)
         _check_range(run, OBJECTS, "class_idx", 0, k)
+        _check_object_map(run, counts["gt"] + counts["pred"])
     _check_table(run, CLUSTERS, CLUSTER_COLUMNS)
     clusters = _slice_members(run)
     if clusters != clusters_of_images:
@@ -378,6 +379,35 @@ def _check_words(run: Run) -> None:
 
 
 # ---------------------------------------------------------------- arrays
+
+
+def _check_object_map(run: Run, n_objects: int) -> None:
+    """The object-level map (optional): object_embeddings.npy has one row per mapped object
+    (obj_row 0..M-1, each once) and object_slices.parquet names objects of the table."""
+    from vecexplore.store.layout import OBJECT_EMBEDDINGS, OBJECT_SLICES
+
+    if not (run.path / OBJECT_EMBEDDINGS).exists():
+        return
+    rows = _column(run, OBJECTS, "obj_row") if "obj_row" in _parquet(run, OBJECTS)[0].names else None
+    if rows is None:
+        raise broken_file(run.path / table_file(OBJECTS), f"has no obj_row column but the run has {OBJECT_EMBEDDINGS}")
+    used = np.sort(rows[rows >= 0])
+    if not np.array_equal(used, np.arange(len(used))):
+        raise broken_file(run.path / table_file(OBJECTS), "obj_row is not 0..M-1 over the mapped objects, each once")
+    _check_array(run, OBJECT_EMBEDDINGS, rows=len(used), dim=_int_or_none(run.manifest["model"].get("dim")))
+    if (run.path / table_file(OBJECT_SLICES)).exists():
+        path = run.path / table_file(OBJECT_SLICES)
+        if "object_idx" not in _parquet(run, OBJECT_SLICES)[0].names:
+            raise broken_file(path, "has no column object_idx")
+        for members in _column(run, OBJECT_SLICES, "object_idx"):
+            try:
+                values = [int(m) for m in (members if members is not None else [])]
+            except (TypeError, ValueError):
+                raise broken_file(path, f"object_idx holds {_what(members)}, not lists of object rows") from None
+            bad = [m for m in values if not 0 <= m < n_objects]
+            if bad:
+                raise broken_file(run.path / table_file(OBJECT_SLICES),
+                                  f"object_idx {bad[0]} outside the objects table [0, {n_objects})")
 
 
 def _check_array(run: Run, name: str, *, rows: int, dim: int | None = None, floating: bool = True) -> None:

@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 
 
 def analyse(ev, images, objects, clusters, *, seed: int = 0, label_issues=None,
-            config: RecommendConfig | None = None) -> tuple[dict, list[dict]]:
+            config: RecommendConfig | None = None, object_slices=None) -> tuple[dict, list[dict]]:
     """``(analysis, recommendations)`` as JSON-able objects (see the module docstring).
 
     Args:
@@ -44,6 +44,9 @@ def analyse(ev, images, objects, clusters, *, seed: int = 0, label_issues=None,
         clusters: the slice table, ranked (:func:`~vecexplore.analysis.slicing.failure_slice_table`).
         seed: seed of the importance subsampling.
         label_issues: the run's label-issue table (computed if None).
+        object_slices: the object-level slice table
+            (:func:`~vecexplore.analysis.object_slices.object_slice_table`), or None
+            without an object-level map; written as ``object_slices``.
     """
     tables = RunTables(images, objects)
     importance = property_importance(tables, ev, seed=seed)
@@ -63,13 +66,19 @@ def analyse(ev, images, objects, clusters, *, seed: int = 0, label_issues=None,
         "importance": [{**asdict(imp), "sentence": imp.sentence()} for imp in importance],
         "clusters": described,
     }
+    if object_slices is not None:
+        from vecexplore.analysis.object_slices import slices_json
+
+        analysis["object_slices"] = slices_json(object_slices)
     log.info("analysis: %d recommendations; strongest property: %s", len(recs),
              importance[0].sentence() if importance else "none")
     return analysis, [r.to_json() for r in recs]
 
 
-def write_analysis(writer, ev, images, objects, clusters, *, seed: int = 0, label_issues=None) -> None:
+def write_analysis(writer, ev, images, objects, clusters, *, seed: int = 0, label_issues=None,
+                   object_slices=None) -> None:
     """Run :func:`analyse` and write its two files with ``writer.write_json`` (atomic)."""
-    analysis, recs = analyse(ev, images, objects, clusters, seed=seed, label_issues=label_issues)
+    analysis, recs = analyse(ev, images, objects, clusters, seed=seed, label_issues=label_issues,
+                             object_slices=object_slices)
     writer.write_json(ANALYSIS, analysis)
     writer.write_json(RECOMMENDATIONS, recs)

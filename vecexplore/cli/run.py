@@ -40,6 +40,15 @@ class EngineChoice(str, Enum):
     ray = "ray"
 
 
+class LevelChoice(str, Enum):
+    """``--level`` of ``vecexplore build`` (see :data:`vecexplore.builder.Level`)."""
+
+    auto = "auto"
+    images = "images"
+    objects = "objects"
+    both = "both"
+
+
 def show_build_logs(verbose: bool) -> None:
     """Stage messages of vecexplore on stderr; third-party INFO chatter stays hidden."""
     handler = CurrentStderr()
@@ -90,6 +99,16 @@ def build_command(
         "--ray-address", rich_help_panel=_ENGINE,
         help="Ray cluster for --engine ray: HOST:PORT of the head (6379) or auto on a cluster node "
         "(default: $RAY_ADDRESS, else a local Ray instance).")] = None,
+    level: Annotated[LevelChoice, typer.Option(
+        "--level", rich_help_panel=_MAP,
+        help="What to embed and map: images, objects (a crop of every GT object and counted prediction; "
+             "detection), both, or auto (both for detection runs of at most 50,000 such objects, else images).",
+    )] = LevelChoice.auto,
+    crop_padding: Annotated[float, typer.Option(
+        "--crop-padding", min=0.0, rich_help_panel=_MAP,
+        help="Context around an object crop, as a share of the box's longer side on each side.")] = 0.25,
+    crop_min_size: Annotated[int, typer.Option(
+        "--crop-min-size", min=1, rich_help_panel=_MAP, help="Smallest object crop side in pixels.")] = 32,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing run at --out.")] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="More detail on stderr.")] = False,
 ) -> None:
@@ -100,6 +119,7 @@ def build_command(
     embeddings already computed from the cache.
     """
     from vecexplore.builder import BuildConfig, build_run
+    from vecexplore.embed.crops import CropConfig
     from vecexplore.embed.pipeline import EmbedConfig
     from vecexplore.mapping.config import MapConfig
 
@@ -121,6 +141,8 @@ def build_command(
         train_split=train_split,
         engine=engine.value,
         ray_address=ray_address,
+        level=level.value,
+        crop=CropConfig(padding=crop_padding, min_size=crop_min_size),
     )
     result = build_run(config, progress=sys.stderr.isatty())
     print_summary(result)
@@ -130,6 +152,9 @@ def print_summary(result) -> None:
     stages = ", ".join(f"{k} {v:.1f}s" for k, v in result.timings.items())
     typer.echo(f"built {result.out}: {result.n_images} images, {result.n_clusters} clusters, "
                f"{result.n_unreadable} unreadable ({stages})")
+    if result.level in ("objects", "both"):
+        typer.echo(f"object-level map ({result.level}): {result.n_objects_mapped} objects, "
+                   f"{result.n_object_clusters} clusters")
     if result.weights_random:
         typer.echo("NOTE: this run uses RANDOM (untrained) weights: the map groups images by "
                    "low-level appearance, not meaning.")

@@ -31,6 +31,7 @@ import numpy as np
 
 from vecexplore.embed.cache import EmbeddingCache
 from vecexplore.embed.clip import DEFAULT_MODEL, DEFAULT_WEIGHTS, LoadedModel, load_clip
+from vecexplore.embed.crops import CropConfig, ObjectBoxes, crop_keys
 from vecexplore.errors import ConfigError, InputError
 from vecexplore.progress import progress_bar
 
@@ -134,6 +135,32 @@ class EmbedStats:
 
 
 @dataclass(frozen=True)
+class ObjectEmbeddings:
+    """Crop embeddings aligned to the :class:`~vecexplore.embed.crops.ObjectBoxes` asked for.
+
+    Attributes:
+        vectors: ``(m, D) float32``, unit L2 norm where ``ok``, zeros where not.
+        ok: ``(m,) bool``.
+        error: ``(m,) object``, the reason where not ``ok`` (the image's decode error), else None.
+        keys: ``(m,) object``, the crop cache keys (None where the image is unreadable).
+        n_cached, n_embedded: crops found in the cache / embedded now (distinct keys).
+    """
+
+    vectors: np.ndarray
+    ok: np.ndarray
+    error: np.ndarray
+    keys: np.ndarray
+    n_cached: int
+    n_embedded: int
+
+    def __post_init__(self):
+        m = len(self.ok)
+        for name in ("vectors", "error", "keys"):
+            if len(getattr(self, name)) != m:
+                raise ValueError(f"ObjectEmbeddings.{name}: length {len(getattr(self, name))} != {m}")
+
+
+@dataclass(frozen=True)
 class EmbeddingResult:
     """Embeddings aligned to the input paths (row i ↔ ``paths[i]`` ↔ ``image_idx`` i).
 
@@ -145,6 +172,7 @@ class EmbeddingResult:
         model_info: model, weights, weights_kind, weights_id, dim, device, precision,
             random, batch_size, num_workers, decode_size_hint, cache_key.
         stats: counts and timings.
+        objects: the crops' vectors when objects were asked for, else None.
     """
 
     vectors: np.ndarray
@@ -153,6 +181,7 @@ class EmbeddingResult:
     digests: np.ndarray
     model_info: dict[str, Any]
     stats: EmbedStats = field(repr=False)
+    objects: ObjectEmbeddings | None = None
 
     def __post_init__(self):
         n = len(self.ok)
@@ -197,20 +226,56 @@ class _PathTable:
 
 
 class _DecodeDataset:
-    """Map-style dataset for the DataLoader: position k → (image index, tensor | None, reason | None)."""
+    """Map-style dataset for the DataLoader: position k → ``(image index, tensor | None,
+    reason | None, crop rows, crop tensors | None)``.
 
-    def __init__(self, paths: _PathTable, indices: np.ndarray, preprocess, size_hint: int | None):
+    Each image is decoded once; its own model input (when ``want_image``) and the
+    crops of its objects (``crop_ptr``: CSR offsets per position into ``crop_rows``
+    / ``crop_xyxy``) are cut from that one decode.
+    """
+
+    def __init__(self, paths: _PathTable, indices: np.ndarray, preprocess, size_hint: int | None, *,
+                 want_image: np.ndarray | None = None, crop_ptr: np.ndarray | None = None,
+                 crop_rows: np.ndarray | None = None, crop_xyxy: np.ndarray | None = None,
+                 crop_config=None):
         self.paths = paths
         self.indices = indices
         self.preprocess = preprocess
         self.size_hint = size_hint
+        self.want_image = np.ones(len(indices), bool) if want_image is None else want_image
+        self.crop_ptr = np.zeros(len(indices) + 1, np.int64) if crop_ptr is None else crop_ptr
+        self.crop_rows = np.zeros(0, np.int64) if crop_rows is None else crop_rows
+        self.crop_xyxy = np.zeros((0, 4)) if crop_xyxy is None else crop_xyxy
+        self.crop_config = crop_config
 
     def __len__(self) -> int:
         return len(self.indices)
 
+    def n_crops(self) -> int:
+        return int(self.crop_ptr[-1])
+
     def __getitem__(self, k: int):
+        from vecexplore.io.images import DecodeError, open_rgb
+
         i = int(self.indices[k])
-        return (i, *decode_for_model(self.paths[i], self.preprocess, self.size_hint))
+        rows = self.crop_rows[self.crop_ptr[k]:self.crop_ptr[k + 1]]
+        try:
+            img = open_rgb(self.paths[i], size_hint=self.size_hint)
+        except DecodeError as exc:
+            return i, None, exc.reason, rows, None
+        try:
+            x = self.preprocess(img) if self.want_image[k] else None
+            crops = None
+            if len(rows):
+                import torch
+
+                from vecexplore.embed.crops import cut_crops
+
+                boxes = self.crop_xyxy[self.crop_ptr[k]:self.crop_ptr[k + 1]]
+                crops = torch.stack([self.preprocess(c) for c in cut_crops(img, boxes, self.crop_config)])
+            return i, x, None, rows, crops
+        except Exception as exc:  # preprocessing of a decoded image: record, never stop the build
+            return i, None, _preprocessing_failed(exc), rows, None
 
 
 def decode_for_model(path: str, preprocess, size_hint: int | None):
@@ -223,17 +288,27 @@ def decode_for_model(path: str, preprocess, size_hint: int | None):
     except DecodeError as exc:
         return None, exc.reason
     except Exception as exc:  # preprocessing of a decoded image: record, never stop the build
-        return None, f"preprocessing failed: {type(exc).__name__}: {exc}"
+        return None, _preprocessing_failed(exc)
+
+
+def _preprocessing_failed(exc: Exception) -> str:
+    return f"preprocessing failed: {type(exc).__name__}: {exc}"
 
 
 def _collate(items):
     import torch
 
-    good = [(i, x) for i, x, _ in items if x is not None]
-    failed = [(i, reason) for i, x, reason in items if x is None]
+    good = [(i, x) for i, x, _, _, _ in items if x is not None]
+    # an image decoded only for its crops has no tensor but no reason either: not a failure
+    failed = [(i, reason) for i, x, reason, _, _ in items if x is None and reason is not None]
     index = torch.tensor([i for i, _ in good], dtype=torch.long)
     batch = torch.stack([x for _, x in good]) if good else None
-    return index, batch, failed
+    crop_rows = [r for _, _, _, r, c in items if c is not None]
+    crops = [c for _, _, _, _, c in items if c is not None]
+    failed_crops = [(r, reason) for _, _, reason, r, c in items if c is None and len(r)]
+    crop_index = torch.from_numpy(np.concatenate(crop_rows)) if crop_rows else torch.zeros(0, dtype=torch.long)
+    crop_batch = torch.cat(crops) if crops else None
+    return len(items), index, batch, failed, crop_index, crop_batch, failed_crops
 
 
 def _worker_init(_worker_id: int) -> None:
@@ -304,15 +379,22 @@ def _hash_all(paths: _PathTable, progress: bool) -> tuple[np.ndarray, np.ndarray
 
 
 def _run_model(loaded: LoadedModel, dataset: _DecodeDataset, *, batch_size: int, workers: int,
-               precision: str, progress: bool, desc: str, on_batch, on_failed) -> None:
-    """Stream ``dataset`` through the model; ``on_batch(rows, vectors)`` per batch."""
+               precision: str, progress: bool, desc: str, on_batch, on_failed,
+               on_crops=None, on_failed_crops=None) -> None:
+    """Stream ``dataset`` through the model; ``on_batch(rows, vectors)`` per batch of
+    images, ``on_crops(object rows, vectors)`` per batch of crops (at most
+    ``batch_size`` crops per forward pass)."""
     import torch
     import torch.nn.functional as F
 
     device = loaded.device
+    n_crops = dataset.n_crops()
+    # Images per loader batch: about batch_size model inputs (images + crops) per batch.
+    per_image = (int(dataset.want_image.sum()) + n_crops) / max(1, len(dataset))
+    images_per_batch = max(1, int(batch_size / max(1.0, per_image)))
     loader = torch.utils.data.DataLoader(
         dataset,
-        batch_size=batch_size,
+        batch_size=images_per_batch,
         shuffle=False,
         num_workers=workers,
         collate_fn=_collate,
@@ -322,28 +404,35 @@ def _run_model(loaded: LoadedModel, dataset: _DecodeDataset, *, batch_size: int,
         # A local generator: DataLoader draws its worker base seed from it, not from torch's global RNG.
         generator=torch.Generator().manual_seed(0),
     )
-    pending = None
+    pending: list = []
 
-    def finish(bar, index, feats) -> None:
-        on_batch(index.numpy(), F.normalize(feats.float(), dim=-1).cpu().numpy())
-        bar.advance(len(index))
+    def finish(kind, index, feats) -> None:
+        vec = F.normalize(feats.float(), dim=-1).cpu().numpy()
+        (on_batch if kind == "image" else on_crops)(index.numpy(), vec)
+
+    def flush() -> None:
+        while pending:
+            finish(*pending.pop(0))
 
     bar_cm = progress_bar(desc, total=len(dataset), unit="img", enabled=progress)
     with bar_cm as bar, torch.inference_mode(), _autocast(device, precision):
         try:
-            for index, batch, failed in loader:
+            for n_items, index, batch, failed, crop_index, crop_batch, failed_crops in loader:
                 on_failed(failed)
-                bar.advance(len(failed))
-                if batch is None:
-                    continue
-                feats = _encode(loaded.model, batch.to(device, non_blocking=True))
-                if pending is not None:  # one batch behind: the device computes while we copy
-                    done, pending = pending, None
-                    finish(bar, *done)
-                pending = (index, feats)
+                if on_failed_crops is not None:
+                    on_failed_crops(failed_crops)
+                work = []
+                if batch is not None:
+                    work.append(("image", index, _encode(loaded.model, batch.to(device, non_blocking=True))))
+                if crop_batch is not None:
+                    for s in range(0, len(crop_index), batch_size):
+                        chunk = crop_batch[s:s + batch_size].to(device, non_blocking=True)
+                        work.append(("crop", crop_index[s:s + batch_size], _encode(loaded.model, chunk)))
+                flush()  # one batch behind: the device computes while we copy the last one
+                pending.extend(work)
+                bar.advance(n_items)
         finally:  # also on Ctrl-C / SIGTERM: a batch the device has computed is kept
-            if pending is not None:
-                finish(bar, *pending)
+            flush()
 
 
 def embed_images(
@@ -353,6 +442,9 @@ def embed_images(
     cache: EmbeddingCache | str | Path | None,
     progress: bool = False,
     model: LoadedModel | None = None,
+    objects: ObjectBoxes | None = None,
+    crop: CropConfig | None = None,
+    images: bool = True,
 ) -> EmbeddingResult:
     """Embed images with CLIP; one L2-normalised float32 vector per path.
 
@@ -364,6 +456,12 @@ def embed_images(
         progress: draw progress bars (images/s) on stderr.
         model: an already loaded model (e.g. from ``load_clip_with_fallback``); when
             given, ``config.model``/``weights``/``device``/``seed`` are not used to load.
+        objects: boxes whose crops to embed too (:mod:`vecexplore.embed.crops`); they are
+            cut during the same single decode of each image as its own vector, and
+            cached by image content + box + ``crop`` settings.
+        crop: crop padding and minimum size (default :class:`CropConfig`).
+        images: embed the images themselves (False: only the crops; image rows are
+            then zeros with ``ok`` False and the reason "not embedded (objects only)").
 
     Returns:
         :class:`EmbeddingResult` aligned to ``paths``. Undecodable or missing images
@@ -375,7 +473,7 @@ def embed_images(
     start = time.perf_counter()
     loaded = model if model is not None else load_clip(config.model, config.weights, device=config.device, seed=config.seed)
     return embed_with_stage(paths, config, loaded, LocalStage(config, loaded), cache=cache, progress=progress,
-                            started=start)
+                            started=start, objects=objects, crop=crop, images=images)
 
 
 class LocalStage:
@@ -406,6 +504,16 @@ class LocalStage:
             progress=progress, desc=desc, on_batch=on_batch, on_failed=on_failed,
         )
 
+    def run_with_crops(self, dataset: _DecodeDataset, *, progress: bool, desc: str, on_batch, on_failed,
+                       plan: _ObjectPlan) -> None:
+        """:meth:`run` over a dataset that also cuts object crops from each decode (``plan`` takes their vectors)."""
+        self.workers = min(self.config.num_workers_for(self.device), math.ceil(len(dataset) / self.batch_size))
+        _run_model(
+            self.loaded, dataset, batch_size=self.batch_size, workers=self.workers, precision=self.precision,
+            progress=progress, desc=desc, on_batch=on_batch, on_failed=on_failed,
+            on_crops=plan.on_crops, on_failed_crops=plan.on_failed,
+        )
+
     def info(self) -> dict[str, Any]:
         return {"num_workers": self.workers}
 
@@ -419,6 +527,9 @@ def embed_with_stage(
     cache: EmbeddingCache | str | Path | None,
     progress: bool = False,
     started: float | None = None,
+    objects: ObjectBoxes | None = None,
+    crop: CropConfig | None = None,
+    images: bool = True,
 ) -> EmbeddingResult:
     """:func:`embed_images` with the hashing and the model run by ``stage`` (see
     :class:`LocalStage`): every engine shares the cache key, the cache, the
@@ -457,7 +568,8 @@ def embed_with_stage(
         if found.any():
             vectors[reps[found]] = cached[found]
             source[reps[found]] = 1
-    todo = reps[~found]
+    todo = reps[~found] if images else reps[:0]
+    obj_plan = _plan_objects(objects, crop, digests, first, cache, loaded.dim) if objects is not None else None
 
     def on_batch(rows: np.ndarray, vec: np.ndarray) -> None:
         vectors[rows] = vec
@@ -469,11 +581,24 @@ def embed_with_stage(
         for i, reason in failed:
             errors[i] = reason
 
+    decode, want, ptr, crop_rows, crop_xyxy = _decode_plan(todo, obj_plan)
     embed_start = time.perf_counter()
-    if len(todo):
-        desc = f"embedding ({len(reps) - len(todo)} cached)" if cache is not None else "embedding"
+    if len(decode):
+        cached_note = f"{len(reps) - len(todo)} cached" if cache is not None and images else ""
+        if obj_plan is not None:
+            cached_note += f"{', ' if cached_note else ''}{len(crop_rows)} crops"
+        desc = f"embedding ({cached_note})" if cached_note else "embedding"
         try:
-            stage.run(path_arr, todo, progress=progress, desc=desc, on_batch=on_batch, on_failed=on_failed)
+            if ptr is None:  # no crop to cut: any engine
+                stage.run(path_arr, decode, progress=progress, desc=desc, on_batch=on_batch, on_failed=on_failed)
+            elif not isinstance(stage, LocalStage):
+                raise ConfigError("object crops (--level objects or both) are embedded by the local engine only; "
+                                  "use --level images with --engine ray")
+            else:
+                stage.run_with_crops(
+                    _DecodeDataset(path_arr, decode, loaded.preprocess, size_hint, want_image=want, crop_ptr=ptr,
+                                   crop_rows=crop_rows, crop_xyxy=crop_xyxy, crop_config=obj_plan.config),
+                    progress=progress, desc=desc, on_batch=on_batch, on_failed=on_failed, plan=obj_plan)
         finally:  # keep what was embedded, even on Ctrl-C
             if cache is not None:
                 cache.flush()
@@ -486,7 +611,7 @@ def embed_with_stage(
     ok = source > 0
     error = np.full(n, None, dtype=object)
     for i in np.flatnonzero(~ok):
-        error[i] = errors[i] or "not embedded"
+        error[i] = errors[i] or ("not embedded" if images else "not embedded (objects only)")
     stats = EmbedStats(
         n_images=n,
         n_cached=int((source == 1).sum()),
@@ -501,11 +626,89 @@ def embed_with_stage(
         **loaded.info(), "device": device, "precision": precision, "batch_size": batch_size,
         **stage.info(), "decode_size_hint": size_hint, "cache_key": key,
     }
-    if stats.n_failed:
+    if stats.n_failed and images:
         bad = int(np.flatnonzero(~ok)[0])
         log.warning("%d of %d images could not be embedded (first: %s: %s)", stats.n_failed, n, path_arr[bad], error[bad])
     log.info(
         "embedded %d images (%d from cache, %d failed) in %.1f s (%.1f img/s)",
         stats.n_embedded, stats.n_cached, stats.n_failed, stats.seconds, stats.images_per_second,
     )
-    return EmbeddingResult(vectors=vectors, ok=ok, error=error, digests=digests, model_info=info, stats=stats)
+    object_result = obj_plan.result(errors) if obj_plan is not None else None
+    if object_result is not None:
+        info["crop"] = obj_plan.config.signature()
+        log.info("embedded %d object crops (%d from cache)", object_result.n_embedded, object_result.n_cached)
+    return EmbeddingResult(vectors=vectors, ok=ok, error=error, digests=digests, model_info=info, stats=stats,
+                           objects=object_result)
+
+
+class _ObjectPlan:
+    """Which crops to embed now: one representative object per distinct crop key, cut from
+    the representative image of its content; the rest come from the cache or a twin."""
+
+    def __init__(self, boxes: ObjectBoxes, config: CropConfig, digests, first: dict, cache, dim: int):
+        self.config = config
+        self.cache = cache
+        self.boxes = boxes
+        m = len(boxes)
+        self.keys = crop_keys(digests, boxes, config)
+        self.vectors = np.zeros((m, dim), np.float32)
+        self.source = np.zeros(m, np.int8)  # 0 none, 1 cache, 2 now
+        self.reason = np.full(m, None, dtype=object)
+        rep: dict[str, int] = {}
+        for j, key in enumerate(self.keys):
+            if key is not None:
+                rep.setdefault(key, j)
+        self.rep = rep
+        rows = np.fromiter(rep.values(), dtype=np.int64, count=len(rep))
+        found = np.zeros(len(rows), bool)
+        if cache is not None and len(rows):
+            found, cached = cache.lookup(list(rep))
+            if found.any():
+                self.vectors[rows[found]] = cached[found]
+                self.source[rows[found]] = 1
+        self.todo = rows[~found]
+        # the image each crop is cut from: the first image with that content
+        self.todo_image = np.array([first[digests[i]] for i in boxes.image_idx[self.todo]], dtype=np.int64)
+
+    def on_crops(self, rows: np.ndarray, vec: np.ndarray) -> None:
+        self.vectors[rows] = vec
+        self.source[rows] = 2
+        if self.cache is not None:
+            self.cache.add([self.keys[j] for j in rows], vec)
+
+    def on_failed(self, failed) -> None:
+        for rows, reason in failed:
+            self.reason[rows] = reason
+
+    def result(self, image_errors) -> ObjectEmbeddings:
+        n_cached, n_now = int((self.source == 1).sum()), int((self.source == 2).sum())
+        for j, key in enumerate(self.keys):
+            r = self.rep.get(key) if key is not None else None
+            if r is not None and r != j:
+                self.vectors[j], self.source[j], self.reason[j] = self.vectors[r], self.source[r], self.reason[r]
+        ok = self.source > 0
+        error = np.full(len(ok), None, dtype=object)
+        for j in np.flatnonzero(~ok):
+            error[j] = self.reason[j] or image_errors[self.boxes.image_idx[j]] or "not embedded"
+        return ObjectEmbeddings(vectors=self.vectors, ok=ok, error=error, keys=self.keys,
+                                n_cached=n_cached, n_embedded=n_now)
+
+
+def _plan_objects(boxes, crop, digests, first, cache, dim) -> _ObjectPlan:
+    if len(boxes) and (boxes.image_idx.min() < 0 or boxes.image_idx.max() >= len(digests)):
+        raise ValueError(f"ObjectBoxes.image_idx out of range for {len(digests)} images")
+    return _ObjectPlan(boxes, crop or CropConfig(), digests, first, cache, dim)
+
+
+def _decode_plan(todo_images: np.ndarray, plan: _ObjectPlan | None):
+    """The images to decode (sorted), whether each needs its own vector, and CSR crops per image."""
+    if plan is None or not len(plan.todo):
+        return todo_images, np.ones(len(todo_images), bool), None, None, None
+    decode = np.union1d(todo_images, plan.todo_image)
+    want = np.isin(decode, todo_images)
+    pos = np.searchsorted(decode, plan.todo_image)
+    order = np.argsort(pos, kind="stable")
+    ptr = np.zeros(len(decode) + 1, np.int64)
+    np.cumsum(np.bincount(pos, minlength=len(decode)), out=ptr[1:])
+    rows = plan.todo[order]
+    return decode, want, ptr, rows, plan.boxes.xyxy[rows]

@@ -9,7 +9,13 @@ Layout (schema version :data:`SCHEMA_VERSION`)::
       images.parquet    one row per image (image_idx order): ids, path, size, split,
                         per-image outcomes at the build's operating point, x/y,
                         cluster, readability, properties
-      objects.parquet   one row per GT and prediction (boxes, score, outcome, match)
+      objects.parquet   one row per GT and prediction (boxes, score, outcome, match); with the
+                        object-level map (``--level objects|both``) also obj_mapped, obj_row,
+                        obj_x, obj_y, obj_cluster, obj_cluster_prob (:mod:`vecexplore.mapping.objects`)
+      object_embeddings.npy  (M, D) float32 crop embeddings of the objects with obj_row >= 0
+                        (row obj_row), zero rows for crops that could not be embedded; optional
+      object_slices.parquet  object-level failure slices, ranked (:mod:`vecexplore.analysis.object_slices`);
+                        optional
       clusters.parquet  one row per failure slice, ranked worst first (``members``: its
                         HDBSCAN clusters; several when siblings that fail alike merged)
       cluster_tree.parquet  the clusters' ancestors in HDBSCAN's condensed tree (node,
@@ -56,6 +62,7 @@ CLUSTERS = "clusters"
 CLUSTER_TREE = "cluster_tree"
 LABEL_ISSUES = "label_issues"
 NEAR_DUPLICATES = "near_duplicates"
+OBJECT_SLICES = "object_slices"
 OBJECTS_B = "objects_b"
 
 # ---------------------------------------------------------------- JSON documents
@@ -71,6 +78,7 @@ WORDS = "words.json"
 
 # ---------------------------------------------------------------- arrays and packed files
 EMBEDDINGS = "embeddings.npy"
+OBJECT_EMBEDDINGS = "object_embeddings.npy"
 CLASS_SCORES = "class_scores.npy"
 TEXT_EMBEDDINGS = "text_embeddings.npy"
 THUMBS_INDEX = "thumbs.npy"
