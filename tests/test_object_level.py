@@ -191,6 +191,21 @@ def test_object_level_on_classification_exits_2_without_traceback(tmp_path):
     assert not (tmp_path / "run").exists()
 
 
+
+@pytest.mark.parametrize("level", ["objects", "both"])
+def test_object_levels_on_the_ray_engine_exit_2_before_any_work(tmp_path, level):
+    """Crops are cut by the local engine only: asking Ray for them is refused up front, not after embedding."""
+    from vecexplore.demo import generate_demo
+
+    generate_demo(tmp_path / "det", n=20, seed=0)
+    res = subprocess.run([sys.executable, "-m", "vecexplore", "build", "--gt", str(tmp_path / "det/annotations.json"),
+                          "--pred", str(tmp_path / "det/predictions.json"), "--out", str(tmp_path / "run"),
+                          "--weights", "random", "--engine", "ray", "--level", level],
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == 2, res.stderr
+    assert "Traceback" not in res.stderr and "local engine only" in res.stderr
+    assert not (tmp_path / "run").exists()
+
 # -- the build and the acceptance ---------------------------------------------------------------
 
 
