@@ -756,6 +756,7 @@ static PyObject *py_has_digit_run(PyObject *self, PyObject *args) {
 typedef struct {
     const char *p, *end;
     int depth;
+    int one_line; /* JSON Lines: a newline ends the value (json.loads of one line never sees the next) */
 } Cur;
 
 typedef struct {
@@ -782,7 +783,8 @@ static int vec_put(Vec *v, const void *src, Py_ssize_t n) {
 }
 
 static void ws(Cur *c) {
-    while (c->p < c->end && (*c->p == ' ' || *c->p == '\t' || *c->p == '\n' || *c->p == '\r')) c->p++;
+    while (c->p < c->end && (*c->p == ' ' || *c->p == '\t' || *c->p == '\r' || (*c->p == '\n' && !c->one_line)))
+        c->p++;
 }
 
 static int hex4(const char *p, unsigned *out) {
@@ -1202,7 +1204,7 @@ static PyObject *py_parse_coco(PyObject *self, PyObject *args) {
     Py_buffer view;
     int predictions;
     if (!PyArg_ParseTuple(args, "y*p", &view, &predictions)) return NULL;
-    Cur c = {view.buf, (const char *)view.buf + view.len, 0};
+    Cur c = {view.buf, (const char *)view.buf + view.len, 0, 0};
     Vec buf = {0};
     Cols cols;
     memset(&cols, 0, sizeof cols);
@@ -1266,6 +1268,40 @@ static PyObject *py_parse_coco(PyObject *self, PyObject *args) {
     }
     if (PyErr_Occurred()) PyErr_Clear();
     Py_XDECREF(doc);
+    free(buf.data);
+    cols_free(&cols);
+    PyBuffer_Release(&view);
+    if (!result) Py_RETURN_NONE;
+    return result;
+}
+
+/* parse_coco_lines(data, predictions) -> columns | None: a JSON Lines results file (records split
+ * on '\n', record i on line i + 1; whitespace after the last) straight into the columns of
+ * parse_coco. A record must end on its own line (what json.loads of that line accepts); None at the
+ * first surprise (a blank line too) and for a file without records: the caller's line-by-line path
+ * then reads it and names any problem by its line. */
+static PyObject *py_parse_coco_lines(PyObject *self, PyObject *args) {
+    Py_buffer view;
+    int predictions;
+    if (!PyArg_ParseTuple(args, "y*p", &view, &predictions)) return NULL;
+    Cur c = {view.buf, (const char *)view.buf + view.len, 0, 1};
+    Vec buf = {0};
+    Cols cols;
+    memset(&cols, 0, sizeof cols);
+    int ok = 1;
+    for (;;) {
+        const char *q = c.p;
+        int blank = 0;
+        while (q < c.end && (*q == ' ' || *q == '\t' || *q == '\r' || *q == '\n')) blank |= *q++ == '\n';
+        if (q >= c.end) break; /* whitespace to the end */
+        if (blank) { ok = 0; break; } /* a blank line: record i is then not line i + 1; the caller numbers lines */
+        c.p = q;
+        if (!record(&c, &buf, &cols, predictions)) { ok = 0; break; }
+        ws(&c);
+        if (c.p < c.end && *c.p++ != '\n') { ok = 0; break; }
+    }
+    PyObject *result = ok && cols.n > 0 ? cols_dict(&cols) : NULL;
+    if (PyErr_Occurred()) PyErr_Clear();
     free(buf.data);
     cols_free(&cols);
     PyBuffer_Release(&view);
@@ -1376,6 +1412,7 @@ static PyMethodDef methods[] = {
     {"coco_columns", py_coco_columns, METH_VARARGS, "coco_columns(recs, predictions, ...outputs) -> bool"},
     {"has_digit_run", py_has_digit_run, METH_VARARGS, "has_digit_run(data, n) -> bool"},
     {"parse_coco", py_parse_coco, METH_VARARGS, "parse_coco(data, predictions) -> (document, columns) | None"},
+    {"parse_coco_lines", py_parse_coco_lines, METH_VARARGS, "parse_coco_lines(data, predictions) -> columns | None"},
     {"candidate_pairs", py_candidate_pairs, METH_VARARGS, "candidate_pairs(...) -> (same_pos, same_gt, same_iou, other_pos, other_gt, other_iou)"},
     {NULL, NULL, 0, NULL},
 };
