@@ -122,6 +122,22 @@ def test_counting_and_score_orders():
         _assert_bits(kern.descending_score_order(order, score), c.descending_score_order(order, score))
 
 
+@pytest.mark.parametrize(("seed", "n", "m"), [(1, 3, 5), (2, 5000, 5000), (3, 60_000, 100_000), (4, 20_000, 20_001)])
+def test_descending_score_order_radix_on_random_scores(seed, n, m):
+    """The (key, index) radix: the numba reference's order and numpy's stable argsort, for an
+    ``order`` that is a subset of the scores, full-precision scores, and scores of few digits."""
+    from vecexplore.eval import coco_kernels as kern
+    from vecexplore.eval.native import _native_coco
+
+    c = _native_coco()
+    rng = np.random.default_rng(seed)
+    order = rng.choice(m, n, replace=False).astype(np.int64)
+    for score in (rng.random(m), np.round(rng.random(m), 2), rng.random(m) * 1e-305, rng.exponential(1e6, m)):
+        got = c.descending_score_order(order, score)
+        _assert_bits(kern.descending_score_order(order, score), got)
+        np.testing.assert_array_equal(got, order[np.argsort(-score[order], kind="stable")])
+
+
 # ---------------------------------------------------------------- the columnizer
 
 
