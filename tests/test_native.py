@@ -571,3 +571,20 @@ def test_thread_count_setting():
             native.threads_for(10**6)
     finally:
         del os.environ["VECEXPLORE_THREADS"]
+
+
+@pytest.mark.parametrize(("seed", "n"), [(0, 0), (1, 1), (2, 40), (3, 3000), (4, 50_000)])
+def test_stable_order_is_lexsort(seed, n):
+    """The radix composition matching and the sweep use equals np.lexsort, ties included."""
+    from vecexplore.eval.native import stable_order
+
+    rng = np.random.default_rng(seed)
+    a = rng.integers(0, 7, n)
+    b = np.round(rng.random(n), int(rng.integers(1, 4)))
+    b[rng.random(n) < 0.1] = 0.0
+    c = rng.integers(0, max(n // 3, 1), n)
+    np.testing.assert_array_equal(stable_order((c, max(n // 3, 1)), (b, None), (a, 7)), np.lexsort((c, -b, a)))
+    np.testing.assert_array_equal(stable_order((b, None)), np.argsort(-b, kind="stable"))
+    np.testing.assert_array_equal(stable_order((b, None), (a, 7)), np.lexsort((np.arange(n), -b, a)))
+    neg = b - 0.5  # a negative float key: np.lexsort itself
+    np.testing.assert_array_equal(stable_order((neg, None), (a, 7)), np.lexsort((-neg, a)))
