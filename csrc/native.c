@@ -1210,7 +1210,7 @@ static PyObject *cols_dict(Cols *k) {
     PyObject *d = PyDict_New();
     if (!d) return NULL;
     for (int i = 0; i < 9; i++) {
-        PyObject *b = PyBytes_FromStringAndSize(v[i]->data ? v[i]->data : "", v[i]->len);
+        PyObject *b = PyByteArray_FromStringAndSize(v[i]->data ? v[i]->data : "", v[i]->len); /* writable: no copy in numpy */
         if (!b || PyDict_SetItemString(d, names[i], b) < 0) { Py_XDECREF(b); Py_DECREF(d); return NULL; }
         Py_DECREF(b);
     }
