@@ -92,3 +92,18 @@ def test_to_pandas_and_per_class_optimum():
     df = sw.to_pandas()
     assert list(df.columns) == ["class_idx", "confidence", "tp", "fp", "fn", "precision", "recall", "f1"]
     assert sorted(df.class_idx.unique()) == [-1, 0, 1]
+
+
+@pytest.mark.parametrize(("seed", "n", "k"), [(0, 1, 1), (1, 50, 3), (2, 5000, 1), (3, 30_000, 80), (4, 2000, 7)])
+def test_group_score_order_is_lexsort(seed, n, k):
+    """The radix order the curves use equals np.lexsort((-score, group)), ties included."""
+    from vecexplore.eval.sweep import _group_score_order
+
+    rng = np.random.default_rng(seed)
+    score = np.round(rng.random(n), int(rng.integers(1, 4)))  # many ties
+    score[rng.random(n) < 0.05] = 0.0
+    score[rng.random(n) < 0.02] = -0.0
+    group = rng.integers(0, k, n)
+    np.testing.assert_array_equal(_group_score_order(score, group, k), np.lexsort((-score, group)))
+    neg = score - 0.5  # negative scores: lexsort itself
+    np.testing.assert_array_equal(_group_score_order(neg, group, k), np.lexsort((-neg, group)))

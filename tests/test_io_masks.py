@@ -300,3 +300,20 @@ def test_boxes_rle_is_checked_and_sliced_with_the_rows():
     b = Boxes(image_idx=[0, 0], class_idx=[0, 1], xywh=[[0, 0, 4, 4]] * 2, object_id=[1, 2], rle=[rle, dict(rle)])
     assert b.has_masks and len(b[np.array([False, True])].rle) == 1
     assert b[np.array([1])].rle[0] is b.rle[1]
+
+
+@pytest.mark.parametrize("n", [1, 255, 256, 600])
+def test_mask_areas_of_many_masks_match_one_at_a_time(n):
+    """pycocotools 2.0.11 ``area`` of >= 256 masks at once overflows a uint8 under NumPy 2."""
+    from pycocotools import mask as mu
+
+    from vecexplore.io.masks import mask_areas
+
+    rng = np.random.default_rng(n)
+    rles = []
+    for _ in range(n):
+        x, y = rng.uniform(0, 30, 2)
+        w, h = rng.uniform(1, 30, 2)
+        rles.append(mu.frPyObjects([[x, y, x + w, y, x + w, y + h, x, y + h]], 64, 64)[0])
+    expected = np.array([float(mu.area(r)) for r in rles])
+    np.testing.assert_array_equal(mask_areas(np.array(rles, dtype=object)), expected)

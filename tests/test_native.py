@@ -122,6 +122,22 @@ def test_counting_and_score_orders():
         _assert_bits(kern.descending_score_order(order, score), c.descending_score_order(order, score))
 
 
+@pytest.mark.parametrize(("seed", "n", "m"), [(1, 3, 5), (2, 5000, 5000), (3, 60_000, 100_000), (4, 20_000, 20_001)])
+def test_descending_score_order_radix_on_random_scores(seed, n, m):
+    """The (key, index) radix: the numba reference's order and numpy's stable argsort, for an
+    ``order`` that is a subset of the scores, full-precision scores, and scores of few digits."""
+    from vecexplore.eval import coco_kernels as kern
+    from vecexplore.eval.native import _native_coco
+
+    c = _native_coco()
+    rng = np.random.default_rng(seed)
+    order = rng.choice(m, n, replace=False).astype(np.int64)
+    for score in (rng.random(m), np.round(rng.random(m), 2), rng.random(m) * 1e-305, rng.exponential(1e6, m)):
+        got = c.descending_score_order(order, score)
+        _assert_bits(kern.descending_score_order(order, score), got)
+        np.testing.assert_array_equal(got, order[np.argsort(-score[order], kind="stable")])
+
+
 # ---------------------------------------------------------------- the columnizer
 
 
@@ -555,3 +571,20 @@ def test_thread_count_setting():
             native.threads_for(10**6)
     finally:
         del os.environ["VECEXPLORE_THREADS"]
+
+
+@pytest.mark.parametrize(("seed", "n"), [(0, 0), (1, 1), (2, 40), (3, 3000), (4, 50_000)])
+def test_stable_order_is_lexsort(seed, n):
+    """The radix composition matching and the sweep use equals np.lexsort, ties included."""
+    from vecexplore.eval.native import stable_order
+
+    rng = np.random.default_rng(seed)
+    a = rng.integers(0, 7, n)
+    b = np.round(rng.random(n), int(rng.integers(1, 4)))
+    b[rng.random(n) < 0.1] = 0.0
+    c = rng.integers(0, max(n // 3, 1), n)
+    np.testing.assert_array_equal(stable_order((c, max(n // 3, 1)), (b, None), (a, 7)), np.lexsort((c, -b, a)))
+    np.testing.assert_array_equal(stable_order((b, None)), np.argsort(-b, kind="stable"))
+    np.testing.assert_array_equal(stable_order((b, None), (a, 7)), np.lexsort((np.arange(n), -b, a)))
+    neg = b - 0.5  # a negative float key: np.lexsort itself
+    np.testing.assert_array_equal(stable_order((neg, None), (a, 7)), np.lexsort((-neg, a)))

@@ -241,8 +241,9 @@ def builds(ray_cluster, demo_data, tmp_path_factory, umap_warm):
     cfg = EmbedConfig(model=TINY_MODEL, weights="random", device="cpu", num_workers=0, seed=3)
 
     def build(out_name, cache, engine):
+        # Image level on both engines: a Ray build maps images only (object crops are the local engine's).
         result, _ = build_demo_run(base, n=N_DEMO, seed=3, out_name=out_name, cache_dir=base / cache,
-                                   engine=engine, embed=cfg)
+                                   engine=engine, embed=cfg, level="images")
         return result.out
 
     local = build("local", "cache-local", "local")

@@ -259,3 +259,23 @@ def test_selection_mask_accepts_indices_or_masks_and_names_bad_ones():
         selection_mask(np.array([True, False]), 3)
     with pytest.raises(ValidationError, match=r"must be in \[0, 3\)"):
         selection_mask([0, 3], 3)
+
+
+@pytest.mark.parametrize(("seed", "n", "q", "spread"), [(0, 5, 2000, 3), (1, 1000, 5000, 2), (2, 300, 100_000, 50),
+                                                       (3, 2000, 3000, 1000)])
+def test_index_of_ids_table_and_search_agree(seed, n, q, spread):
+    """The dense table (small id span) and the sorted search give the same rows, -1 for unknown ids."""
+    rng = np.random.default_rng(seed)
+    ids = rng.choice(np.arange(-spread * n, spread * n + 1), n, replace=False)
+    table = ImageTable(image_id=ids, file_name=[f"{i}.jpg" for i in range(n)], width=np.ones(n, np.int64),
+                       height=np.ones(n, np.int64))
+    query = np.concatenate([rng.choice(ids, q), rng.integers(-3 * spread * n, 3 * spread * n, q // 4)])
+    rng.shuffle(query)
+    expected = np.array([int(np.flatnonzero(ids == v)[0]) if (ids == v).any() else -1 for v in query[:3000]])
+    got = table.index_of_ids(query)
+    np.testing.assert_array_equal(got[:3000], expected)
+    span = int(ids.max() - ids.min()) + 1
+    assert (table._index_by_table(query) is not None) == (span <= 8 * (len(query) + n))
+    small = table.index_of_ids(query[:100])  # below the table's threshold: the sorted search
+    np.testing.assert_array_equal(small, got[:100])
+    np.testing.assert_array_equal(table.index_of_ids(query[:2000].reshape(-1, 4)), got[:2000].reshape(-1, 4))

@@ -45,7 +45,8 @@ PredOpt = Annotated[
     typer.Option(
         "--pred",
         metavar="PATH",
-        help="Predictions: COCO results JSON, CSV (file_name,prediction,score[,score_<class>…]), "
+        help="Predictions: COCO results JSON (or .jsonl / .ndjson JSON Lines, .parquet), "
+        "CSV (file_name,prediction,score[,score_<class>…]), "
         "or YOLO predictions folder (class cx cy w h conf). Optional when the CSV given to --gt has them.",
         rich_help_panel=_PANEL,
     ),

@@ -61,6 +61,7 @@ import numpy as np
 
 from vecexplore.errors import ConfigError, ValidationError
 from vecexplore.eval.iou import pair_iou
+from vecexplore.eval.native import stable_order
 from vecexplore.eval.operating_point import check_iou
 from vecexplore.eval.outcomes import PredOutcome
 from vecexplore.types import Boxes
@@ -151,7 +152,7 @@ class ScorePrefix:
 
     def __init__(self, matching: Matching):
         pred, gt = matching.pred, matching.gt
-        order = np.argsort(-pred.score, kind="stable")
+        order = stable_order((pred.score, None))  # = np.argsort(-score, kind="stable")
         self._neg_score = -pred.score[order]
         base = matching.pred_base[order].astype(np.int64)
         self.image_key = pred.image_idx[order] * len(PredOutcome) + base
@@ -200,12 +201,12 @@ def match_detections(gt: Boxes, pred: Boxes, *, iou: float, num_images: int,
     if not pred.is_prediction:
         raise ValidationError("match_detections: predictions must carry scores")
     n, m = len(pred), len(gt)
-    order = np.lexsort((np.arange(n), -pred.score, pred.image_idx)).astype(np.int64)
+    order = stable_order((pred.score, None), (pred.image_idx, num_images))  # by image, then score descending
     same, crowd_hit, other, near_same, near_other = _candidate_pairs(gt, pred, order, iou, num_images, iou_type)
 
     # Steps 1–2: same-class non-crowd pairs with IoU ≥ t, best IoU first.
     s_pos, s_gt, s_iou = same
-    srt = np.lexsort((s_gt, -s_iou, s_pos))
+    srt = stable_order((s_gt, m), (s_iou, None), (s_pos, n))  # = np.lexsort((s_gt, -s_iou, s_pos))
     s_pos, s_gt, s_iou = s_pos[srt], s_gt[srt], s_iou[srt]
     step1, _ = _kernels()
     status = step1(s_pos, s_gt, m) if len(s_pos) else np.zeros(0, np.int8)
@@ -224,7 +225,7 @@ def match_detections(gt: Boxes, pred: Boxes, *, iou: float, num_images: int,
     # Clarification (b): they default to duplicate (match = best such GT); at each
     # confidence, step 4 turns the ones that win a GT into FP-class.
     o_pos, o_gt, o_iou = other
-    srt = np.lexsort((o_gt, -o_iou, o_pos))
+    srt = stable_order((o_gt, m), (o_iou, None), (o_pos, n))
     o_pred, o_gt, o_iou = order[o_pos[srt]], o_gt[srt], o_iou[srt]
     keep = ~taken[o_pred]
     o_pred, o_gt, o_iou = o_pred[keep], o_gt[keep], o_iou[keep]

@@ -184,3 +184,29 @@ def pair_kernel():
         return same, flags[0], other, flags[1], flags[2]
 
     return pairs
+
+
+def _radix_ok(*floats: np.ndarray) -> bool:
+    """The C radix kernels apply: native backend and every float key finite and >= 0."""
+    return backend() == "native" and all(len(f) == 0 or (np.isfinite(f).all() and f.min() >= 0) for f in floats)
+
+
+def stable_order(*keys: tuple[np.ndarray, int | None]) -> np.ndarray:
+    """``np.lexsort`` of ``keys`` (last = primary) by stable radix passes where it can.
+
+    Each key is ``(values, n_buckets)``: int64 values in ``[0, n_buckets)``, or ``(values, None)``:
+    float64 values sorted *descending* (``-values`` in lexsort's terms; -0.0 equals 0.0 in both).
+    With the C kernels and float keys >= 0, LSD passes of stable sorts (O(n) each; lexsort's merge
+    sort took seconds on 10M predictions) give the same order; otherwise ``np.lexsort`` runs.
+    """
+    n = len(keys[0][0])
+    if not _radix_ok(*(v for v, b in keys if b is None)):
+        return np.lexsort(tuple(v if b is not None else -v for v, b in keys))
+    kern = coco_kernels()
+    order = np.arange(n, dtype=np.int64)
+    for values, buckets in keys:
+        if buckets is None:
+            order = kern.descending_score_order(order, np.ascontiguousarray(values, np.float64))
+        else:
+            order = kern.counting_order(order, np.ascontiguousarray(values, np.int64), max(int(buckets), 1))
+    return order

@@ -161,10 +161,26 @@ def classification_sweep(*, label: np.ndarray, prediction: np.ndarray, score: np
                         label[label >= 0], num_classes=num_classes)
 
 
+def _group_score_order(score: np.ndarray, group: np.ndarray, k: int) -> np.ndarray:
+    """``np.lexsort((-score, group))``: by group, then score descending, ties in input order.
+
+    With the C kernels and scores >= 0, two stable radix passes (O(n); lexsort's merge
+    sort took 8 s of 10M predictions): the same order, since both sorts are stable."""
+    from vecexplore.eval.native import backend
+
+    if len(score) and backend() == "native" and np.isfinite(score).all() and score.min() >= 0:
+        from vecexplore.eval.native import coco_kernels
+
+        kern = coco_kernels()
+        order = kern.descending_score_order(np.arange(len(score), dtype=np.int64), score)
+        return order if k == 1 else kern.counting_order(order, group, k)
+    return np.lexsort((-score, group))
+
+
 def _curve(score, is_tp, group, n_pos) -> list[Curve]:
     """One curve per group; vectorised: sort by (group, -score), cumsum, keep each score's last row."""
     k = len(n_pos)
-    order = np.lexsort((-score, group))
+    order = _group_score_order(score, group, k)
     s, g, t = score[order], group[order], is_tp[order].astype(np.int64)
     tp_c = np.cumsum(t)
     fp_c = np.cumsum(1 - t)

@@ -114,7 +114,11 @@ def _column_arrays(cols: dict | None, *, predictions: bool) -> dict:
     n = 0 if cols is None else cols["n"]
 
     def arr(key, dtype, shape=None):
-        a = np.zeros(0, dtype) if cols is None else np.frombuffer(cols[key], dtype).copy()
+        if cols is None:
+            a = np.zeros(0, dtype)
+        else:  # the C reader hands over bytearrays: writable, so no copy
+            a = np.frombuffer(cols[key], dtype)
+            a = a if a.flags.writeable else a.copy()
         return a.reshape(shape if shape is not None else n)
 
     out = {"image_id": arr("image_id", np.int64), "category_id": arr("category_id", np.int64),

@@ -25,12 +25,13 @@ from typing import Any
 
 import numpy as np
 
-from vecexplore.errors import ConfigError
+from vecexplore.errors import ConfigError, InputError
 from vecexplore.io import masks
-from vecexplore.io._coco_records import _parse, _Parsed, parse_native
+from vecexplore.io._coco_records import _parse, _parse_objects, _Parsed, parse_native
 from vecexplore.io._common import LoadReport, clip_to_images, no_gc
 from vecexplore.io._read import image_sizes, read_json, read_json_bytes, warn_unreadable
 from vecexplore.io.paths import check_image_paths, check_images_exist, image_paths
+from vecexplore.io.results_files import read_results, relabel, results_format
 from vecexplore.types import Boxes, Dataset, ImageTable
 
 
@@ -64,22 +65,10 @@ def load_coco(
         report: filled with border-crossing and clip counts, unreadable, outside-root and shared images.
     """
     with no_gc():
-        gt_bytes = read_json_bytes(gt)
-        pred_bytes = None if pred is None or gt_bytes is None else read_json_bytes(pred)  # the GT's error first
-        parsed = gt_obj = None
-        # The C reader takes boxes only: a file that mentions masks goes the standard way (segm hook).
-        boxes_only = gt_bytes is not None and b'"segmentation"' not in gt_bytes and (
-            pred_bytes is None or b'"segmentation"' not in pred_bytes)
-        if boxes_only and (pred is None or pred_bytes is not None):
-            parsed = parse_native(gt_bytes, pred_bytes, gt_name=str(gt), pred_name=str(pred))
-        del gt_bytes, pred_bytes
-        if parsed is None:  # the standard way: every problem named
-            gt_obj = read_json(gt)
-            pred_obj = [] if pred is None else read_json(pred)
-            pred_obj, pred_mask_area = masks.results_with_boxes(gt_obj, pred_obj, pred_name=str(pred))  # segm hook
-            parsed = _parse(gt_obj, pred_obj, gt_name=str(gt), pred_name=str(pred))
-            if not masks.any_segmentation(gt_obj, pred_obj):  # box-only: free the JSON before the image checks
-                gt_obj = pred_obj = None
+        if pred is not None and results_format(pred) != "json":
+            parsed, gt_obj, pred_obj, pred_mask_area = _read_with_results_file(gt, pred)
+        else:
+            parsed, gt_obj, pred_obj, pred_mask_area = _read_json_files(gt, pred)
     if check_images:
         check_images_exist(parsed.images, images_root)
         check_image_paths(parsed.images, images_root, allow_outside_root=allow_outside_root, report=report)
@@ -94,8 +83,76 @@ def load_coco(
     if gt_obj is None:
         return dataset
     with no_gc():
-        return masks.with_coco_masks(dataset, gt_obj, pred_obj, gt_name=str(gt), pred_name=str(pred),
-                                     pred_mask_area=pred_mask_area)  # segm hook
+        try:
+            return masks.with_coco_masks(dataset, gt_obj, pred_obj, gt_name=str(gt), pred_name=str(pred),
+                                         pred_mask_area=pred_mask_area)  # segm hook
+        except InputError as exc:
+            if isinstance(pred_obj, _Relabelled):
+                raise relabel(exc, pred_obj.results, str(pred)) from None
+            raise
+
+
+def _read_json_files(gt, pred) -> tuple[_Parsed, Any, Any, bool]:
+    """Parse a GT JSON and a results JSON: ``(parsed, gt_obj, pred_obj, pred_mask_area)``, the
+    JSON objects None unless masks need them."""
+    gt_bytes = read_json_bytes(gt)
+    pred_bytes = None if pred is None or gt_bytes is None else read_json_bytes(pred)  # the GT's error first
+    parsed = gt_obj = pred_obj = None
+    pred_mask_area = False
+    # The C reader takes boxes only: a file that mentions masks goes the standard way (segm hook).
+    boxes_only = gt_bytes is not None and b'"segmentation"' not in gt_bytes and (
+        pred_bytes is None or b'"segmentation"' not in pred_bytes)
+    if boxes_only and (pred is None or pred_bytes is not None):
+        parsed = parse_native(gt_bytes, pred_bytes, gt_name=str(gt), pred_name=str(pred))
+    del gt_bytes, pred_bytes
+    if parsed is None:  # the standard way: every problem named
+        gt_obj = read_json(gt)
+        pred_obj = [] if pred is None else read_json(pred)
+        pred_obj, pred_mask_area = masks.results_with_boxes(gt_obj, pred_obj, pred_name=str(pred))  # segm hook
+        parsed = _parse(gt_obj, pred_obj, gt_name=str(gt), pred_name=str(pred))
+        if not masks.any_segmentation(gt_obj, pred_obj):  # box-only: free the JSON before the image checks
+            gt_obj = pred_obj = None
+    return parsed, gt_obj, pred_obj, pred_mask_area
+
+
+def _read_with_results_file(gt, pred) -> tuple[_Parsed, Any, Any, bool]:
+    """:func:`_read_json_files` for a JSON Lines or Parquet results file
+    (:mod:`vecexplore.io.results_files`). Box-only: the results' columns go straight into the
+    checks; with masks on either side, the records take the JSON path. Errors about a result
+    name its line (JSON Lines) or row (Parquet)."""
+    pred_name = str(pred)
+    gt_bytes = read_json_bytes(gt)
+    gt_masks = gt_bytes is None or b'"segmentation"' in gt_bytes
+    parsed = None if gt_masks else parse_native(gt_bytes, None, gt_name=str(gt), pred_name=pred_name)
+    del gt_bytes
+    gt_obj = None
+    if parsed is None:
+        gt_obj = read_json(gt)
+        parsed = _parse(gt_obj, [], gt_name=str(gt), pred_name=pred_name)  # the GT's errors first
+    results = read_results(pred, results_format(pred), want_records=gt_masks)
+    try:
+        if results.columns is not None:
+            parsed.pred = _parse_objects(None, path=pred_name, list_name="", predictions=True, images=parsed.images,
+                                         categories=parsed.categories, columns=results.columns)
+            return parsed, None, None, False
+        if gt_obj is None:
+            gt_obj = read_json(gt)
+        pred_obj, pred_mask_area = masks.results_with_boxes(gt_obj, results.records, pred_name=pred_name)
+        parsed = _parse(gt_obj, pred_obj, gt_name=str(gt), pred_name=pred_name)
+        if not masks.any_segmentation(gt_obj, pred_obj):
+            return parsed, None, None, pred_mask_area
+        # the mask checks run in load_coco: record labels are turned into lines there too
+        return parsed, gt_obj, _Relabelled(pred_obj, results), pred_mask_area
+    except InputError as exc:
+        raise relabel(exc, results, pred_name) from None
+
+
+class _Relabelled(list):
+    """Results records that remember their file's lines or rows (for the mask checks' errors)."""
+
+    def __init__(self, records: list, results):
+        super().__init__(records)
+        self.results = results
 
 
 def coco_to_dataset(

@@ -262,7 +262,10 @@ def mask_areas(rle: np.ndarray) -> np.ndarray:
     """(n,) float64 pixel count of each mask (pycocotools ``area``)."""
     if len(rle) == 0:
         return np.zeros(0)
-    return _mask_utils().area(list(rle)).astype(np.float64)
+    # pycocotools 2.0.11 ``area`` of 256 or more masks at once raises OverflowError (a uint8 count
+    # under NumPy 2): measure in blocks of 255.
+    mu, rles = _mask_utils(), list(rle)
+    return np.concatenate([np.asarray(mu.area(rles[i:i + 255]), np.float64) for i in range(0, len(rles), 255)])
 
 
 def mask_boxes(rle: np.ndarray) -> np.ndarray:
