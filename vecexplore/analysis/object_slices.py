@@ -36,14 +36,15 @@ import json
 import numpy as np
 
 from vecexplore.analysis.tails import best_tail
+from vecexplore.eval.outcomes import FP_COLUMNS, GtOutcome
 from vecexplore.mapping.objects import mapped_objects
 from vecexplore.properties import OBJECT_PROPERTIES
 from vecexplore.rates import wilson_interval
 
 #: FP types of predictions, in report order (the objects table's outcome strings).
-FP_OUTCOMES = ("fp_duplicate", "fp_class", "fp_localization", "fp_both", "fp_background")
+FP_OUTCOMES = FP_COLUMNS
 #: GT outcomes that are errors ("not found").
-GT_ERRORS = ("fn", "confused")
+GT_ERRORS = (GtOutcome.FN.label, GtOutcome.CONFUSED.label)
 #: Share of the smaller of two candidates' objects above which they are one failure mode.
 SAME_MODE_OVERLAP = 0.5
 _PROP_WORDS = {"relative_area": "area (share of the image)", "box_aspect_ratio": "aspect ratio (w/h)",
