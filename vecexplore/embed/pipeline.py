@@ -497,21 +497,19 @@ class LocalStage:
     hash_all = staticmethod(_hash_all)
 
     def run(self, paths: _PathTable, todo: np.ndarray, *, progress: bool, desc: str, on_batch, on_failed) -> None:
-        self.workers = min(self.config.num_workers_for(self.device), math.ceil(len(todo) / self.batch_size))
-        _run_model(
-            self.loaded, _DecodeDataset(paths, todo, self.loaded.preprocess, self.config.size_hint_for(self.loaded)),
-            batch_size=self.batch_size, workers=self.workers, precision=self.precision,
-            progress=progress, desc=desc, on_batch=on_batch, on_failed=on_failed,
-        )
+        self.run_dataset(_DecodeDataset(paths, todo, self.loaded.preprocess, self.config.size_hint_for(self.loaded)),
+                         progress=progress, desc=desc, on_batch=on_batch, on_failed=on_failed)
 
-    def run_with_crops(self, dataset: _DecodeDataset, *, progress: bool, desc: str, on_batch, on_failed,
-                       plan: _ObjectPlan) -> None:
-        """:meth:`run` over a dataset that also cuts object crops from each decode (``plan`` takes their vectors)."""
+    def run_dataset(self, dataset: _DecodeDataset, *, progress: bool, desc: str, on_batch, on_failed,
+                    plan: _ObjectPlan | None = None) -> None:
+        """:meth:`run` over a built dataset; one that also cuts object crops from each decode
+        needs the ``plan`` that takes their vectors."""
         self.workers = min(self.config.num_workers_for(self.device), math.ceil(len(dataset) / self.batch_size))
         _run_model(
             self.loaded, dataset, batch_size=self.batch_size, workers=self.workers, precision=self.precision,
             progress=progress, desc=desc, on_batch=on_batch, on_failed=on_failed,
-            on_crops=plan.on_crops, on_failed_crops=plan.on_failed,
+            on_crops=plan.on_crops if plan is not None else None,
+            on_failed_crops=plan.on_failed if plan is not None else None,
         )
 
     def info(self) -> dict[str, Any]:
@@ -595,7 +593,7 @@ def embed_with_stage(
                 raise ConfigError("object crops (--level objects or both) are embedded by the local engine only; "
                                   "use --level images with --engine ray")
             else:
-                stage.run_with_crops(
+                stage.run_dataset(
                     _DecodeDataset(path_arr, decode, loaded.preprocess, size_hint, want_image=want, crop_ptr=ptr,
                                    crop_rows=crop_rows, crop_xyxy=crop_xyxy, crop_config=obj_plan.config),
                     progress=progress, desc=desc, on_batch=on_batch, on_failed=on_failed, plan=obj_plan)
