@@ -419,7 +419,7 @@ def test_shift_click_modes_and_history_in_the_browser(browser, detection):
     app.wait_for("([n]) => Bokeh.documents[0].get_model_by_name('scatter-source').selected.indices.length == n",
                  [len(union)])
     assert app.selected("scatter-source") == union.tolist()
-    # both cells stay outlined; the matrix applies on its own tick, maybe after the scatter's
+    # both cells stay outlined; the matrix change reaches BokehJS in its own patch, maybe after the scatter's
     app.wait_for("() => Bokeh.documents[0].get_model_by_name('confusion-source').selected.indices.length == 2")
     assert sorted(app.selected("confusion-source")) == sorted([i * size + j, r * size + c])
     # intersect mode: a third click keeps what both have
