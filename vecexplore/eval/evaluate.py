@@ -29,7 +29,7 @@ from vecexplore.errors import ConfigError
 from vecexplore.eval import classification as cls_mod
 from vecexplore.eval.confusion import ConfusionMatrix
 from vecexplore.eval.matching import Matching, match_detections
-from vecexplore.eval.operating_point import check_confidence
+from vecexplore.eval.operating_point import check_confidence, check_iou
 from vecexplore.eval.outcomes import (
     ERROR_TYPE_NAMES,
     FP_TYPES,
@@ -100,16 +100,15 @@ class Evaluation:
 
     Attributes:
         dataset: the evaluated dataset.
-        confidence: the operating point's confidence threshold.
-        confidence_is_default: True when ``confidence`` was not given (F1-optimal
+        confidence_is_default: True when no confidence was given (F1-optimal
             for detection, 0.0 for classification).
-        sweep: P/R/F1 vs confidence, overall and per class.
+
+    Every subclass has ``confidence`` (the operating point's confidence threshold)
+    and ``sweep`` (P/R/F1 vs confidence, overall and per class).
     """
 
     dataset: Dataset
-    confidence: float
     confidence_is_default: bool
-    sweep: Sweep
 
     @property
     def task(self) -> str:
@@ -129,34 +128,58 @@ class Evaluation:
 class DetectionEvaluation(Evaluation):
     """A detection evaluation at one IoU and confidence threshold.
 
+    Nothing is computed until it is asked for: the matching and the sweep at
+    :attr:`iou` (shared by every evaluation derived from the same call), the
+    default confidence, the outcomes, and the COCO metrics, each on first use.
+    So ``evaluate(ds).coco`` costs only the COCO evaluation.
+
     Attributes:
         iou: the IoU threshold.
-        matching: the matching at ``iou`` (confidence-free), with :attr:`iou_type` overlaps.
-        outcomes: every object's outcome at the operating point.
+        requested_confidence: the confidence asked for (None = the default).
     """
 
     iou: float = 0.5
-    matching: Matching | None = None
-    outcomes: ObjectOutcomes | None = None
+    requested_confidence: float | None = None
     _shared: dict = field(default_factory=dict, repr=False)
 
     @classmethod
     def _build(cls, dataset: Dataset, iou: float, confidence: float | None, shared: dict) -> DetectionEvaluation:
-        iou = float(iou)
-        if iou not in shared:
-            matching = match_detections(dataset.gt, dataset.pred, iou=iou, num_images=dataset.num_images,
-                                        num_classes=len(dataset.categories),
-                                        iou_type=shared.get("iou_type", "bbox"))
-            shared[iou] = (matching, detection_sweep(matching))
-        matching, sweep = shared[iou]
-        default = confidence is None
-        if default:
-            best, _ = sweep.optimal()
-            c = 0.0 if math.isnan(best) else best
-        else:
-            c = check_confidence(confidence)
-        return cls(dataset=dataset, confidence=c, confidence_is_default=default, sweep=sweep, iou=iou,
-                   matching=matching, outcomes=resolve_outcomes(matching, confidence=c), _shared=shared)
+        c = None if confidence is None else check_confidence(confidence)
+        return cls(dataset=dataset, confidence_is_default=confidence is None, iou=check_iou(iou),
+                   requested_confidence=c, _shared=shared)
+
+    def _matched(self) -> tuple[Matching, Sweep]:
+        """The matching at :attr:`iou` and its sweep, computed once per IoU for the whole call."""
+        if self.iou not in self._shared:
+            ds = self.dataset
+            matching = match_detections(ds.gt, ds.pred, iou=self.iou, num_images=ds.num_images,
+                                        num_classes=len(ds.categories), iou_type=self.iou_type)
+            self._shared[self.iou] = (matching, detection_sweep(matching))
+        return self._shared[self.iou]
+
+    @property
+    def matching(self) -> Matching:
+        """The matching at :attr:`iou` (confidence-free), with :attr:`iou_type` overlaps."""
+        return self._matched()[0]
+
+    @property
+    def sweep(self) -> Sweep:
+        """P/R/F1 vs confidence at :attr:`iou`, overall and per class."""
+        return self._matched()[1]
+
+    @functools.cached_property
+    def confidence(self) -> float:
+        """The operating point's confidence: the one asked for, else the sweep's F1-optimal
+        confidence (0.0 when nothing is predicted)."""
+        if self.requested_confidence is not None:
+            return self.requested_confidence
+        best, _ = self.sweep.optimal()
+        return 0.0 if math.isnan(best) else best
+
+    @functools.cached_property
+    def outcomes(self) -> ObjectOutcomes:
+        """Every object's outcome at the operating point."""
+        return resolve_outcomes(self.matching, confidence=self.confidence)
 
     def at(self, *, confidence: float | None = None, iou: float | None = None) -> DetectionEvaluation:
         """The evaluation at another operating point; None confidence = F1-optimal at that IoU.
@@ -308,8 +331,12 @@ class ClassificationEvaluation(Evaluation):
         metrics: scikit-learn-equal metrics over the labelled images with an
             accepted prediction.
         accepted: (N,) int64 prediction at the threshold (-1 = none / abstained).
+        confidence: the confidence threshold.
+        sweep: P/R/F1 vs confidence, overall and per class.
     """
 
+    confidence: float = 0.0
+    sweep: Sweep | None = None
     arrays: dict = field(default_factory=dict, repr=False)
     metrics: cls_mod.ClassificationMetrics | None = None
     accepted: np.ndarray | None = None
