@@ -777,14 +777,30 @@ typedef struct {
     const char *p, *end;
     int depth;
     int one_line; /* JSON Lines: a newline ends the value (json.loads of one line never sees the next) */
+    PyThreadState *released; /* non-NULL while the GIL is released (records without Python objects) */
 } Cur;
+
+/* Take the GIL back for a step that calls CPython, when records() released it; returns what
+ * drop_gil needs to release it again (NULL when it was held: nested steps do nothing). */
+static PyThreadState *hold_gil(Cur *c) {
+    PyThreadState *ts = c->released;
+    if (ts) {
+        PyEval_RestoreThread(ts);
+        c->released = NULL;
+    }
+    return ts;
+}
+
+static void drop_gil(Cur *c, PyThreadState *ts) {
+    if (ts) c->released = PyEval_SaveThread();
+}
 
 typedef struct {
     char *data;
     Py_ssize_t len, cap;
 } Vec;
 
-static int vec_grow(Vec *v, Py_ssize_t add) {
+static inline __attribute__((always_inline)) int vec_grow(Vec *v, Py_ssize_t add) {
     if (v->len + add <= v->cap) return 1;
     Py_ssize_t cap = v->cap ? v->cap : 4096;
     while (cap < v->len + add) cap *= 2;
@@ -795,14 +811,14 @@ static int vec_grow(Vec *v, Py_ssize_t add) {
     return 1;
 }
 
-static int vec_put(Vec *v, const void *src, Py_ssize_t n) {
+static inline __attribute__((always_inline)) int vec_put(Vec *v, const void *src, Py_ssize_t n) {
     if (!vec_grow(v, n)) return 0;
     memcpy(v->data + v->len, src, (size_t)n);
     v->len += n;
     return 1;
 }
 
-static void ws(Cur *c) {
+static inline __attribute__((always_inline)) void ws(Cur *c) {
     while (c->p < c->end && (*c->p == ' ' || *c->p == '\t' || *c->p == '\r' || (*c->p == '\n' && !c->one_line)))
         c->p++;
 }
@@ -975,7 +991,12 @@ static int read_number(Cur *c, int64_t *i, double *d) {
         if (eneg) e10 = -e10;
     }
     c->p = q;
-    if (sig > 18) return number_slow(s, q, is_float, i, d);
+    if (sig > 18) {
+        PyThreadState *ts = hold_gil(c); /* number_slow calls CPython's float parser */
+        int kind = number_slow(s, q, is_float, i, d);
+        drop_gil(c, ts);
+        return kind;
+    }
     if (!is_float) {
         *i = neg ? -(int64_t)m : (int64_t)m;
         return 1;
@@ -989,10 +1010,13 @@ static int read_number(Cur *c, int64_t *i, double *d) {
         return 2;
     }
 #endif
-    return number_slow(s, q, is_float, i, d);
+    PyThreadState *ts = hold_gil(c);
+    int kind = number_slow(s, q, is_float, i, d);
+    drop_gil(c, ts);
+    return kind;
 }
 
-static int lit(Cur *c, const char *word) {
+static inline __attribute__((always_inline)) int lit(Cur *c, const char *word) {
     size_t n = strlen(word);
     if ((size_t)(c->end - c->p) < n || memcmp(c->p, word, n)) return 0;
     c->p += n;
@@ -1074,10 +1098,10 @@ typedef struct {
     Py_ssize_t n;
 } Cols;
 
-enum { K_OTHER, K_ID, K_IMAGE_ID, K_CATEGORY_ID, K_BBOX, K_SCORE, K_ISCROWD, K_AREA };
+enum { K_OTHER, K_ID, K_IMAGE_ID, K_CATEGORY_ID, K_BBOX, K_SCORE, K_ISCROWD, K_AREA, K_SEGMENTATION };
 
-static int key_kind(const Vec *k) {
-#define IS(s) (k->len == (Py_ssize_t)(sizeof(s) - 1) && !memcmp(k->data, s, sizeof(s) - 1))
+static int key_kind(const char *k, Py_ssize_t len) {
+#define IS(s) (len == (Py_ssize_t)(sizeof(s) - 1) && !memcmp(k, s, sizeof(s) - 1))
     if (IS("id")) return K_ID;
     if (IS("image_id")) return K_IMAGE_ID;
     if (IS("category_id")) return K_CATEGORY_ID;
@@ -1085,8 +1109,23 @@ static int key_kind(const Vec *k) {
     if (IS("score")) return K_SCORE;
     if (IS("iscrowd")) return K_ISCROWD;
     if (IS("area")) return K_AREA;
+    if (IS("segmentation")) return K_SEGMENTATION;
     return K_OTHER;
 #undef IS
+}
+
+/* A record's key at c->p (the opening quote) as a K_* kind; -1 = bail. A key without escapes
+ * is matched where it lies; one with escapes is decoded first (the same key, as json reads it). */
+static int read_key(Cur *c, Vec *buf) {
+    if (c->p >= c->end || *c->p != '"') return -1;
+    const char *s = c->p + 1, *q = s;
+    while (q < c->end && *q != '"' && *q != '\\' && (unsigned char)*q >= 0x20) q++;
+    if (q < c->end && *q == '"') {
+        c->p = q + 1;
+        return key_kind(s, q - s);
+    }
+    if (!read_string(c, buf)) return -1;
+    return key_kind(buf->data, buf->len);
 }
 
 /* One annotation record into the columns; 0 = bail. */
@@ -1105,8 +1144,8 @@ static int record(Cur *c, Vec *buf, Cols *cols, int predictions) {
     }
     for (;;) {
         ws(c);
-        if (!read_string(c, buf)) return 0;
-        int kind = key_kind(buf);
+        int kind = read_key(c, buf);
+        if (kind < 0 || kind == K_SEGMENTATION) return 0; /* masks: the standard path (segm) */
         ws(c);
         if (c->p >= c->end || *c->p != ':') return 0;
         c->p++;
@@ -1162,10 +1201,12 @@ static int record(Cur *c, Vec *buf, Cols *cols, int predictions) {
                 if (!nk) return 0;
                 area = nk == 1 ? (double)iv : dv; has_area = 1;
                 break;
-            default: {
+            default: { /* another key: its value is parsed (and checked) as Python objects */
+                PyThreadState *ts = hold_gil(c);
                 PyObject *skip = value(c, buf);
+                Py_XDECREF(skip);
+                drop_gil(c, ts);
                 if (!skip) return 0;
-                Py_DECREF(skip);
             }
         }
         ws(c);
@@ -1181,7 +1222,26 @@ static int record(Cur *c, Vec *buf, Cols *cols, int predictions) {
            vec_put(&cols->area, &area, 8) && vec_put(&cols->area_given, &agiven, 1) && (++cols->n, 1);
 }
 
+static int records_held(Cur *c, Vec *buf, Cols *cols, int predictions);
+
+/* The records of an annotation list into the columns, with the GIL released (taken back only
+ * for an unusual key or number), so that two files can be read at once; 0 = bail. */
 static int records(Cur *c, Vec *buf, Cols *cols, int predictions) {
+    /* Room for a record per 64 bytes left (a box record takes about 90): few or no regrowths. */
+    Py_ssize_t guess = (c->end - c->p) / 64 + 16;
+    Vec *v[] = {&cols->image_id, &cols->category_id, &cols->bbox, &cols->score, &cols->id, &cols->id_given,
+                &cols->iscrowd, &cols->area, &cols->area_given};
+    Py_ssize_t width[] = {8, 8, 32, 8, 8, 1, 1, 8, 1};
+    for (int k = 0; k < 9; k++)
+        if (!vec_grow(v[k], guess * width[k])) return 0;
+    c->released = PyEval_SaveThread();
+    int ok = records_held(c, buf, cols, predictions);
+    PyEval_RestoreThread(c->released);
+    c->released = NULL;
+    return ok;
+}
+
+static int records_held(Cur *c, Vec *buf, Cols *cols, int predictions) {
     ws(c);
     if (c->p >= c->end || *c->p != '[') return 0;
     c->p++;

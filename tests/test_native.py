@@ -318,7 +318,7 @@ def _random_coco_text(rng, predictions_as_object: bool) -> tuple[str, str]:
         b = [float(v) for v in np.round(rng.uniform(0.1, 50, 4), int(rng.integers(0, 17)))]
         if rng.random() < 0.3:
             b[0] = int(b[0])
-        a = {"segmentation": [[1, 2, 3]], "id": i + 1, "image_id": images[int(rng.integers(len(images)))]["id"],
+        a = {"attributes": {"occluded": False, "points": [[1, 2, 3]]}, "id": i + 1, "image_id": images[int(rng.integers(len(images)))]["id"],
              "category_id": cats[int(rng.integers(len(cats)))]["id"], "bbox": b}
         if rng.random() < 0.7:
             a["iscrowd"] = [0, 1, True, False][int(rng.integers(4))]
@@ -334,6 +334,20 @@ def _random_coco_text(rng, predictions_as_object: bool) -> tuple[str, str]:
     pred_doc = {"annotations": preds, "info": 1} if predictions_as_object else preds
     return (json.dumps(gt, indent=indent, ensure_ascii=bool(rng.random() < 0.5)),
             json.dumps(pred_doc, indent=indent, ensure_ascii=bool(rng.random() < 0.5)))
+
+
+@pytest.mark.parametrize("where", ["gt", "pred"])
+def test_c_reader_hands_back_files_with_masks(where):
+    """A record with a "segmentation" key (even an empty one) is not read as a box: the C reader
+    hands the files back (None) and the standard path, which reads masks, takes them."""
+    from vecexplore.io._coco_records import parse_native
+
+    gt_text, pred_text = _random_coco_text(np.random.default_rng(3), predictions_as_object=False)
+    gt, pred = json.loads(gt_text), json.loads(pred_text)
+    assert parse_native(gt_text.encode(), pred_text.encode(), gt_name="g", pred_name="p") is not None
+    records = gt["annotations"] if where == "gt" else pred
+    records[-1]["segmentation"] = []
+    assert parse_native(json.dumps(gt).encode(), json.dumps(pred).encode(), gt_name="g", pred_name="p") is None
 
 
 @pytest.mark.parametrize("seed", range(12))

@@ -26,6 +26,7 @@ from types import SimpleNamespace
 
 import numpy as np
 
+from vecexplore.cpus import usable_cpus
 from vecexplore.errors import ConfigError
 
 log = logging.getLogger("vecexplore.eval")
@@ -71,11 +72,7 @@ def threads_for(work: int) -> int:
         limit = int(cap)
     else:
         limit = _MAX_THREADS
-    try:
-        cpus = len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        cpus = os.cpu_count() or 1
-    return max(1, min(limit, cpus, _MAX_THREADS))
+    return max(1, min(limit, usable_cpus(), _MAX_THREADS))
 
 
 def _i64(a) -> np.ndarray:

@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from vecexplore.cpus import usable_cpus
 from vecexplore.errors import InputError
 from vecexplore.io._common import first_duplicate, fits_int64, out_of_range
 from vecexplore.types import Categories, ImageTable
@@ -86,8 +87,7 @@ def parse_native(gt: bytes, pred: bytes | None, *, gt_name: str, pred_name: str)
         from vecexplore import _native
     except ImportError:
         return None
-    g = _native.parse_coco(gt, False)
-    p = (None, None) if pred is None else _native.parse_coco(pred, True)
+    g, p = _parse_both(_native.parse_coco, gt, pred)
     if g is None or p is None:
         return None
     (doc, g_cols), (p_doc, p_cols) = g, p
@@ -107,6 +107,30 @@ def parse_native(gt: bytes, pred: bytes | None, *, gt_name: str, pred_name: str)
     except InputError:
         return None
     return _Parsed(images, size_missing, categories, gt_objs, pred_objs)
+
+
+#: Results files from this size are read in a second thread, beside the ground truth.
+_THREADED_FROM_BYTES = 1 << 20
+
+
+def _parse_both(parse_coco, gt: bytes, pred: bytes | None):
+    """``(parse_coco(gt, False), parse_coco(pred, True))``; ``(None, None)`` for the second without
+    ``pred``. The C reader releases the GIL while it reads annotation records, so with a second
+    CPU a large results file is read in a thread while the ground truth is read here."""
+    if pred is None:
+        return parse_coco(gt, False), (None, None)
+    if len(pred) < _THREADED_FROM_BYTES or len(gt) < _THREADED_FROM_BYTES or usable_cpus() < 2:
+        return parse_coco(gt, False), parse_coco(pred, True)
+    import threading
+
+    out: list = [None]
+    reader = threading.Thread(target=lambda: out.__setitem__(0, parse_coco(pred, True)), name="results-reader")
+    reader.start()
+    try:
+        g = parse_coco(gt, False)
+    finally:
+        reader.join()
+    return g, out[0]
 
 
 def _column_arrays(cols: dict | None, *, predictions: bool) -> dict:

@@ -99,10 +99,9 @@ def _read_json_files(gt, pred) -> tuple[_Parsed, Any, Any, bool]:
     pred_bytes = None if pred is None or gt_bytes is None else read_json_bytes(pred)  # the GT's error first
     parsed = gt_obj = pred_obj = None
     pred_mask_area = False
-    # The C reader takes boxes only: a file that mentions masks goes the standard way (segm hook).
-    boxes_only = gt_bytes is not None and b'"segmentation"' not in gt_bytes and (
-        pred_bytes is None or b'"segmentation"' not in pred_bytes)
-    if boxes_only and (pred is None or pred_bytes is not None):
+    # The C reader takes boxes only: it hands back None at a record with a "segmentation" key,
+    # and the file goes the standard way (segm hook).
+    if gt_bytes is not None and (pred is None or pred_bytes is not None):
         parsed = parse_native(gt_bytes, pred_bytes, gt_name=str(gt), pred_name=str(pred))
     del gt_bytes, pred_bytes
     if parsed is None:  # the standard way: every problem named
