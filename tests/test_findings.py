@@ -220,3 +220,38 @@ def test_a_covered_finding_goes_to_the_home_whose_claim_holds_on_its_images():
     out = merge_findings([cluster, tail, small], severity=lambda c: c.rec.severity, same_failure=alike,
                          other_failure=otherwise)
     assert titles(out) == [("textured cluster", ["high contrast"]), ("small objects missed", [])]
+
+
+def _fog_and_contrast(other_rate: float):
+    """Foggy images 0–30 fail at 0.8; a bright tail holds exactly them; a low-contrast tail holds them
+    and 30 more (100–130) that fail at ``other_rate`` and not alike (another failure, or a mild one)."""
+    r = rates(fog=(0, 30, 0.8), other=(100, 130, other_rate))
+    ranges = {"fog": (0, 30), "other": (100, 130)}
+    bright = finding("property", "bright", mask((0, 30)), [image_claim(r, mask((0, 30)))], 0.20)
+    contrast_images = mask((0, 30), (100, 130))
+    contrast = finding("property", "low contrast", contrast_images, [image_claim(r, contrast_images)], 0.15)
+    blur = finding("property", "blurry", mask((150, 190)),
+                   [image_claim(rates(blur=(150, 190, 0.7)), mask((150, 190)))], 0.10)
+    out = merge_findings([bright, contrast, blur], severity=lambda c: c.rec.severity,
+                         same_failure=_modes_of(ranges))
+    return out
+
+
+def test_a_finding_whose_excess_the_findings_above_tell_is_not_told_again():
+    """The low-contrast tail's own excess is all on the foggy images the bright tail lists above it:
+    its other images fail only a little (0.3, surely below the run's rate at this size). It is not a
+    second finding of the fog (which would push the blur finding down); the bright tail carries it."""
+    out = _fog_and_contrast(0.3)
+    assert titles(out) == [("bright", ["low contrast"]), ("blurry", [])]
+    assert [c.share for c in out] == [1.0, 1.0]
+
+
+def test_a_finding_with_its_own_excess_beyond_the_findings_above_keeps_it():
+    """The same tail whose other images fail hard (0.8, another failure) says something the bright tail
+    does not: it stays, ranked by the share of its excess outside the bright tail's images."""
+    out = _fog_and_contrast(0.8)
+    assert sorted(c.rec.title for c in out) == ["blurry", "bright", "low contrast"]
+    contrast = next(c for c in out if c.rec.title == "low contrast")
+    assert 0.0 < contrast.share < 1.0
+    assert merged_recommendation(contrast, 0.15).severity == pytest.approx(0.15 * contrast.share)
+    assert [c.rec.title for c in out][0] == "bright"

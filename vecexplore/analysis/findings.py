@@ -171,6 +171,11 @@ class Candidate:
     images: np.ndarray  # (N,) bool
     tests: Sequence[RateTest]
     absorbed: list = field(default_factory=list)
+    share: float = 1.0  # of its claim's excess that the findings ranked above do not tell (_discount_told)
+
+    def excess(self, mask: np.ndarray | None = None) -> float:
+        """The largest excess of its tests on ``mask``'s images (None = all; see :meth:`RateTest.excess`)."""
+        return max((t.excess(mask) for t in self.tests), default=0.0)
 
     def holds(self, mask: np.ndarray) -> bool:
         return any(t.holds(mask) for t in self.tests)
@@ -266,8 +271,9 @@ def merge_findings(candidates: list[Candidate], *, severity: Callable[[Candidate
         groups[keep] += groups.pop(drop)
     _absorb_mixtures(candidates, groups, overlap, rank, alone, mixed)
     _absorb_covered(candidates, groups, overlap, rank, mixed, other_failure)
+    _discount_told(candidates, groups, overlap, rank, mixed)
     out = []
-    for r in sorted(groups, key=lambda r: (-rank(r), r)):
+    for r in sorted(groups, key=lambda r: (-candidates[r].share * rank(r), r)):
         c = candidates[r]
         c.absorbed = sorted((candidates[m] for m in groups[r] if m != r), key=lambda a: -severity(a))
         out.append(c)
@@ -345,6 +351,38 @@ def _absorb_covered(candidates, groups: dict, overlap: np.ndarray, rank, mixed: 
         kept.append(r)
 
 
+def _discount_told(candidates, groups: dict, overlap: np.ndarray, rank, mixed: set[int]) -> None:
+    """Rank each finding by the part of its claim that the findings above it do not already tell.
+
+    Two findings can describe one failure without either explaining the other
+    (a low-contrast tail over foggy scenes and a few others, and a bright tail
+    of those foggy scenes: the extra images fail differently, so neither merges).
+    Listing the second at its full severity tells the failure twice. Most severe
+    first, each finding's ``share`` is its claim's excess outside the images of
+    the findings ranked above it whose own claims hold on its images (not known
+    mixtures: they tell two failures), over its whole excess (0 to 1); its
+    severity is scaled by it; one with nothing left (share 0) goes to the one of
+    those it shares most images with. A finding whose errors lie elsewhere keeps its rank.
+    """
+    told: list[int] = []
+    for r in sorted(groups, key=lambda r: (-rank(r), r)):
+        c = candidates[r]
+        above = [g for g in told if candidates[g].holds(c.images)]
+        whole = c.excess()
+        if above and whole > 0:
+            outside = ~np.any([candidates[g].images for g in above], axis=0)
+            c.share = float(np.clip(c.excess(outside) / whole, 0.0, 1.0))
+            if c.share == 0.0:  # all of it is told above: it goes to the one it shares most images with
+                target = max(above, key=lambda g: (overlap[r, g], rank(g), -g))
+                log.debug("merged (told above): %r carries %r", candidates[target].rec.title, c.rec.title)
+                c.share = 1.0
+                groups[target] += groups.pop(r)
+                continue
+        if r not in mixed:
+            told.append(r)
+
+
 def merged_recommendation(c: Candidate, severity: float):
-    """The candidate's recommendation carrying its absorbed findings (``merged``) at ``severity``."""
-    return replace(c.rec, severity=severity, merged=tuple(a.rec.to_json() for a in c.absorbed))
+    """The candidate's recommendation carrying its absorbed findings (``merged``) at ``severity``
+    (scaled by its :attr:`Candidate.share`)."""
+    return replace(c.rec, severity=severity * c.share, merged=tuple(a.rec.to_json() for a in c.absorbed))
