@@ -10,6 +10,9 @@ contact sheet. Stages:
    (:func:`~vecexplore.mining.pool.embed_pool`);
 2. **rank**: a weighted kNN vote of the run's images on each pool image, every
    search through FAISS (:mod:`vecexplore.mining.rank`, :mod:`vecexplore.mining.index`);
+   a pool too large to search exactly gets an IVF index, built once and kept beside
+   the embedding cache (:func:`~vecexplore.mining.pool.pool_index_dir`), keyed by the
+   pool's content, so later queries of the same pool load it;
 3. **write**: the list (txt / csv / label-studio), the contact sheet and the
    unreadable images, atomically (:mod:`vecexplore.mining.write`).
 """
@@ -68,7 +71,8 @@ def mine_pool(run, selection: np.ndarray, pool: str | Path, *, k: int, out: str 
         WeightsError: the run's model cannot be loaded.
     """
     from vecexplore.extras import require
-    from vecexplore.mining.pool import embed_pool, list_pool
+    from vecexplore.mining import index
+    from vecexplore.mining.pool import embed_pool, list_pool, pool_index_dir
     from vecexplore.mining.rank import check_selection, rank_pool
     from vecexplore.mining.write import write_mined
 
@@ -97,7 +101,13 @@ def mine_pool(run, selection: np.ndarray, pool: str | Path, *, k: int, out: str 
         raise InputError(f"none of the {len(paths)} pool images could be embedded ({head}"
                          f"{' …' if len(unreadable) > 3 else ''})", path=pool)
     vectors = np.asarray(run.embeddings())
-    ranking = rank_pool(vectors[readable], in_selection[readable], emb.vectors[ok], top=k, neighbors=neighbors)
+    pool_vectors = emb.vectors[ok]
+    model_key = emb.model_info["cache_key"]
+    pool_index = index.cached_index(pool_vectors, directory=pool_index_dir(cache_dir, model_key), model_key=model_key,
+                                    digests=[str(d) for d in emb.digests[ok]], exact_limit=index.EXACT_LIMIT,
+                                    progress=progress)
+    ranking = rank_pool(vectors[readable], in_selection[readable], pool_vectors, top=k, neighbors=neighbors,
+                        pool_index=pool_index)
     top_paths = [paths[i] for i in ok[ranking.pool_idx]]
     files = write_mined(out, top_paths, ranking.score, fmt=fmt, unreadable=unreadable)
     return MineResult(
