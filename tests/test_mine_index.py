@@ -5,7 +5,8 @@
   (the figure is printed), and the similarities it returns are the exact ones;
 - the index cache: an IVF index is written once, atomically, and loaded back by the
   next call; another content is another key; an unreadable or mismatched file is
-  rebuilt;
+  rebuilt; the same for the run's neighbour table, which gives the ranking the
+  vote's own search gives;
 - :func:`knn_vote` on hand-built neighbourhoods, and :func:`rank_pool` against a
   NumPy ranking of every pool vector.
 """
@@ -20,6 +21,7 @@ import pytest
 from vecexplore.errors import ConfigError
 from vecexplore.mining import index as index_module
 from vecexplore.mining.index import build_index, cached_index, index_key, ivf_lists
+from vecexplore.mining.neighbors import cached_run_neighbors, neighbors_key, run_neighbors
 from vecexplore.mining.rank import TAU, knn_vote, rank_pool
 
 
@@ -256,3 +258,55 @@ def test_the_vote_contrasts_with_the_rest_where_a_centroid_cannot(seed):
     print(f"seed {seed}: precision@{n_target} vote {vote_precision:.2f}, centroid {centroid_precision:.2f}")
     assert vote_precision >= 0.9
     assert centroid_precision <= 0.5
+
+
+def _selection_case(seed, n_run=3000, n_pool=20_000, d=32):
+    rng = np.random.default_rng(seed)
+    run, pool = _unit(rng, n_run, d, centers=12), _unit(rng, n_pool, d, centers=12)
+    in_sel = np.zeros(n_run, bool)
+    in_sel[np.argsort(-(run @ run[rng.integers(n_run)]))[: n_run // 10]] = True
+    return run, in_sel, pool
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_the_neighbour_table_gives_the_ranking_of_the_search(seed):
+    run, in_sel, pool = _selection_case(seed)
+    table = run_neighbors(pool, run, 10)
+    ref_sims, ref_ids = _brute(run, pool[:200], 10)
+    np.testing.assert_array_equal(table.ids[:200], ref_ids)
+    np.testing.assert_allclose(table.sims[:200], ref_sims, atol=1e-5)
+    searched = rank_pool(run, in_sel, pool, top=300, neighbors=10)
+    read = rank_pool(run, in_sel, pool, top=300, neighbors=10, run_neighbors=table)
+    np.testing.assert_array_equal(read.pool_idx, searched.pool_idx)
+    np.testing.assert_allclose(read.score, searched.score, atol=1e-6)
+    # a table of another k is not used: the run is searched for --neighbors 5
+    other = rank_pool(run, in_sel, pool, top=300, neighbors=5, run_neighbors=table)
+    np.testing.assert_array_equal(other.pool_idx, rank_pool(run, in_sel, pool, top=300, neighbors=5).pool_idx)
+
+
+@pytest.mark.parametrize("damage", [None, "garbage", "other_shape"])
+def test_the_neighbour_table_is_kept_and_a_bad_one_computed_again(tmp_path, monkeypatch, caplog, damage):
+    from vecexplore.mining import neighbors
+
+    run, _, pool = _selection_case(3, n_pool=2000)
+    digests = _digests(len(pool))
+    first = cached_run_neighbors(pool, run, 10, pool_digests=digests, directory=tmp_path, model_key="m")
+    (path,) = tmp_path.iterdir()
+    assert path.name == f"{neighbors_key(digests, run, model_key='m', k=10)}.neighbors.npz"
+    if damage == "garbage":
+        path.write_bytes(b"junk")
+    elif damage == "other_shape":
+        np.savez(path.with_suffix(""), sims=first.sims[:, :5], ids=first.ids[:, :5])
+    calls = []
+    real = neighbors.run_neighbors
+    monkeypatch.setattr(neighbors, "run_neighbors", lambda *a, **kw: calls.append(1) or real(*a, **kw))
+    with caplog.at_level(logging.WARNING, logger="vecexplore.mining.neighbors"):
+        again = cached_run_neighbors(pool, run, 10, pool_digests=digests, directory=tmp_path, model_key="m")
+    assert calls == ([] if damage is None else [1])
+    assert ("computing it again" in caplog.text) == (damage is not None)
+    np.testing.assert_array_equal(again.ids, first.ids)
+    np.testing.assert_array_equal(again.sims, first.sims)
+    # another run, another k or another pool content: another file
+    keys = {neighbors_key(digests, run, model_key="m", k=10), neighbors_key(digests, run[::-1], model_key="m", k=10),
+            neighbors_key(digests, run, model_key="m", k=5), neighbors_key(_digests(2000, "y"), run, model_key="m", k=10)}
+    assert len(keys) == 4
