@@ -255,6 +255,6 @@ def test_a_pool_beyond_the_exact_limit_gets_an_ivf_index_kept_beside_the_cache(r
     monkeypatch.setattr(index, "build_index", lambda *a, **kw: built.append(a) or real(*a, **kw))
     monkeypatch.setattr(neighbors, "run_neighbors", lambda *a, **kw: built.append(a))
     second = mine_pool(run, chosen, folder, out=tmp_path / "ivf2.txt", **common)
-    assert built == [] and list(cache.rglob("*.faiss")) == [kept] and list(cache.rglob("*.npz")) == [table]
+    assert built == [] and list(cache.rglob("*.faiss")) == [kept] and list(cache.rglob("*.neighbors.npz")) == [table]
     assert first.paths == second.paths == exact.paths and np.mean([p in wanted for p in exact.paths]) >= 0.8
     np.testing.assert_allclose(second.scores, exact.scores, atol=1e-5)
