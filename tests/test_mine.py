@@ -227,3 +227,34 @@ def test_a_classification_run_mines_too(demo_run_classification, tmp_path):
     print(f"classification run seed 0 n=300, pool 150: {figures}")
     assert figures, "the run separates none of the planted modes"
     assert all(p >= 0.8 for _, p in figures.values()), figures
+
+
+def test_a_pool_beyond_the_exact_limit_gets_an_ivf_index_kept_beside_the_cache(run, demo_run, pool, tmp_path,
+                                                                               monkeypatch):
+    """The 120-image pool made "large" by a lower limit: the first mine builds the IVF index
+    and the run's neighbour table and writes them beside the embedding cache's shards, the
+    next loads them and computes neither, and both rank as the exact search does (3 lists,
+    all probed, re-ranked exactly; the table is the same exact search, done ahead)."""
+    from vecexplore.mining import index, neighbors
+
+    folder, wanted = pool
+    cache = tmp_path / "cache"
+    names = read_planted(demo_run[1])["modes"]["dark_small_missed"]["file_names"]
+    chosen = select_clusters(run, mode_clusters(run, names))
+    common = {"k": 12, "device": "cpu", "num_workers": 0, "cache_dir": cache}
+    exact = mine_pool(run, chosen, folder, out=tmp_path / "exact.txt", **common)
+    assert not list(cache.rglob("*.faiss"))  # an exact index is not kept
+    monkeypatch.setattr(index, "EXACT_LIMIT", 50)
+    first = mine_pool(run, chosen, folder, out=tmp_path / "ivf1.txt", **common)
+    (kept,) = cache.rglob("*.faiss")
+    (table,) = cache.rglob("*.neighbors.npz")  # the vote's neighbours of every pool image, beside it
+    assert kept.parent.name == "pool-index" and table.parent == kept.parent
+    assert (kept.parent.parent / "shards").is_dir()
+    built = []
+    real = index.build_index
+    monkeypatch.setattr(index, "build_index", lambda *a, **kw: built.append(a) or real(*a, **kw))
+    monkeypatch.setattr(neighbors, "run_neighbors", lambda *a, **kw: built.append(a))
+    second = mine_pool(run, chosen, folder, out=tmp_path / "ivf2.txt", **common)
+    assert built == [] and list(cache.rglob("*.faiss")) == [kept] and list(cache.rglob("*.neighbors.npz")) == [table]
+    assert first.paths == second.paths == exact.paths and np.mean([p in wanted for p in exact.paths]) >= 0.8
+    np.testing.assert_allclose(second.scores, exact.scores, atol=1e-5)

@@ -2,18 +2,26 @@
 
 - the exact index returns what a full similarity matrix and a stable argsort give;
 - the IVF index (beyond the exact limit) keeps a high recall on clustered vectors
-  (the figure is printed);
+  (the figure is printed), and the similarities it returns are the exact ones;
+- the index cache: an IVF index is written once, atomically, and loaded back by the
+  next call; another content is another key; an unreadable or mismatched file is
+  rebuilt; the same for the run's neighbour table, which gives the ranking the
+  vote's own search gives;
 - :func:`knn_vote` on hand-built neighbourhoods, and :func:`rank_pool` against a
   NumPy ranking of every pool vector.
 """
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import pytest
 
 from vecexplore.errors import ConfigError
-from vecexplore.mining.index import build_index
+from vecexplore.mining import index as index_module
+from vecexplore.mining.index import build_index, cached_index, index_key, ivf_lists
+from vecexplore.mining.neighbors import cached_run_neighbors, neighbors_key, run_neighbors
 from vecexplore.mining.rank import TAU, knn_vote, rank_pool
 
 
@@ -45,19 +53,110 @@ def test_exact_index_equals_numpy(seed, n, d, q, k):
     np.testing.assert_allclose(sims, ref_sims, atol=1e-5)
 
 
-@pytest.mark.parametrize(("seed", "n"), [(0, 20_000), (1, 12_000)])
-def test_ivf_index_beyond_the_exact_limit_has_high_recall(seed, n):
+def _recall(ids, ref):
+    return float(np.mean([len(set(a) & set(b)) / len(b) for a, b in zip(ids, ref, strict=True)]))
+
+
+@pytest.mark.parametrize(("seed", "n", "d", "centers", "spread", "k"), [
+    (0, 20_000, 64, 200, 0.3, 10), (1, 12_000, 64, 200, 0.3, 10),
+    # CLIP-like: 512 dimensions, noise as large as the centre (cosine to it about 0.7), 30 per
+    # centre; k within a centre's images (beyond them the neighbours are near-random, as in
+    # structureless vectors, and an IVF index finds few of those)
+    (2, 30_000, 512, 1000, 1.0, 16),
+])
+def test_ivf_index_beyond_the_exact_limit_has_high_recall(seed, n, d, centers, spread, k):
     rng = np.random.default_rng(seed)
-    base = _unit(rng, n, 64, centers=200)
-    queries = base[rng.choice(n, 200, replace=False)] + 0.05 * _unit(rng, 200, 64)
+    base = _unit(rng, n, d, centers=centers, spread=spread)
+    queries = base[rng.choice(n, 200, replace=False)] + 0.05 * _unit(rng, 200, d)
     queries /= np.linalg.norm(queries, axis=1, keepdims=True)
     index = build_index(base, exact_limit=n - 1, seed=seed)
-    assert index.kind == "ivf"
-    _, ids = index.search(queries, 10)
-    _, ref = _brute(base, queries, 10)
-    recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(ids, ref, strict=True)])
-    print(f"IVF recall@10 (n={n}, {index.index.nlist} lists, nprobe {index.index.nprobe}): {recall:.3f}")
+    assert index.kind == "ivf" and index.index.nlist == ivf_lists(n)
+    sims, ids = index.search(queries, k)
+    ref_sims, ref = _brute(base, queries, k)
+    recall = _recall(ids, ref)
+    print(f"IVF recall@{k} (n={n}, d={d}, {index.index.nlist} lists, nprobe {index.index.nprobe}): {recall:.3f}")
     assert recall >= 0.9
+    # the 8-bit codes only choose the shortlist: the similarities are the exact ones, best first
+    assert np.all(ids >= 0)
+    np.testing.assert_allclose(sims, np.einsum("qd,qkd->qk", queries, base[ids]), atol=1e-5)
+    assert np.all(np.diff(sims, axis=1) <= 0)
+    # where both found the same neighbour at a rank, they agree on its similarity
+    same = ids == ref
+    np.testing.assert_allclose(sims[same], ref_sims[same], atol=1e-5)
+
+
+def test_ivf_index_without_vectors_returns_faiss_similarities():
+    rng = np.random.default_rng(5)
+    base = _unit(rng, 5000, 32, centers=50)
+    index = build_index(base, exact_limit=100)
+    bare = index_module.VectorIndex(index.index, index.n, index.dim, "ivf")
+    sims, ids = bare.search(base[:20], 5)
+    assert ids.shape == (20, 5) and np.all(ids[:, 0] == np.arange(20))  # each finds itself first
+    assert np.all(np.abs(sims[:, 0] - 1) < 0.05)  # 8-bit codes: close to, not exactly, 1
+
+
+def _digests(n, salt=""):
+    return [f"{salt}{i:039d}"[-40:] for i in range(n)]
+
+
+def test_the_index_cache_writes_once_and_loads_back(tmp_path, monkeypatch):
+    rng = np.random.default_rng(0)
+    base = _unit(rng, 6000, 48, centers=60)
+    queries = base[:50]
+    first = cached_index(base, directory=tmp_path, model_key="m", digests=_digests(6000), exact_limit=1000)
+    files = list(tmp_path.iterdir())
+    assert first.kind == "ivf" and [f.suffix for f in files] == [".faiss"]  # no temp file left beside it
+    stamp = files[0].stat().st_mtime_ns
+
+    def no_build(*args, **kwargs):
+        raise AssertionError("the cached index was built again")
+
+    monkeypatch.setattr(index_module, "build_index", no_build)
+    again = cached_index(base, directory=tmp_path, model_key="m", digests=_digests(6000), exact_limit=1000)
+    assert again.kind == "ivf" and again.index.nprobe == first.index.nprobe
+    assert files[0].stat().st_mtime_ns == stamp
+    for got, want in zip(again.search(queries, 10), first.search(queries, 10), strict=True):
+        np.testing.assert_array_equal(got, want)
+    monkeypatch.undo()
+    # other content, another model or other settings: another key, another file
+    keys = {index_key(base, model_key="m", digests=_digests(6000)),
+            index_key(base, model_key="m2", digests=_digests(6000)),
+            index_key(base, model_key="m", digests=_digests(6000, salt="x")),
+            index_key(base, model_key="m", digests=_digests(6000), exact_limit=10),
+            index_key(base, model_key="m"), index_key(base[::-1], model_key="m")}
+    assert len(keys) == 6
+    assert files[0].stem == index_key(base, model_key="m", digests=_digests(6000), exact_limit=1000)
+
+
+def test_an_exact_index_is_never_written(tmp_path):
+    rng = np.random.default_rng(1)
+    base = _unit(rng, 500, 16)
+    index = cached_index(base, directory=tmp_path / "idx", model_key="m", digests=_digests(500))
+    assert index.kind == "flat" and not (tmp_path / "idx").exists()
+
+
+@pytest.mark.parametrize("damage", ["garbage", "truncated", "other_vectors"])
+def test_a_bad_cache_file_is_rebuilt(tmp_path, caplog, damage):
+    rng = np.random.default_rng(2)
+    base = _unit(rng, 4000, 32, centers=40)
+    digests = _digests(4000)
+    cached_index(base, directory=tmp_path, model_key="m", digests=digests, exact_limit=100)
+    (path,) = tmp_path.iterdir()
+    if damage == "garbage":
+        path.write_bytes(b"not a faiss index")
+    elif damage == "truncated":
+        path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    else:  # an index of other vectors under this name (a hand-copied file)
+        other = build_index(base[:3000], exact_limit=100)
+        index_module.save_index(other, path)
+    with caplog.at_level(logging.WARNING, logger="vecexplore.mining.index"):
+        index = cached_index(base, directory=tmp_path, model_key="m", digests=digests, exact_limit=100)
+    assert "building it again" in caplog.text and str(path) in caplog.text
+    assert index.kind == "ivf" and index.n == 4000 and index.index.ntotal == 4000
+    _, ids = index.search(base[:30], 1)
+    assert np.all(ids[:, 0] == np.arange(30))
+    reloaded = index_module.load_index(path, base)  # the rebuilt file was written in its place
+    assert reloaded is not None and reloaded.index.ntotal == 4000
 
 
 def test_knn_vote_by_hand():
@@ -159,3 +258,55 @@ def test_the_vote_contrasts_with_the_rest_where_a_centroid_cannot(seed):
     print(f"seed {seed}: precision@{n_target} vote {vote_precision:.2f}, centroid {centroid_precision:.2f}")
     assert vote_precision >= 0.9
     assert centroid_precision <= 0.5
+
+
+def _selection_case(seed, n_run=3000, n_pool=20_000, d=32):
+    rng = np.random.default_rng(seed)
+    run, pool = _unit(rng, n_run, d, centers=12), _unit(rng, n_pool, d, centers=12)
+    in_sel = np.zeros(n_run, bool)
+    in_sel[np.argsort(-(run @ run[rng.integers(n_run)]))[: n_run // 10]] = True
+    return run, in_sel, pool
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_the_neighbour_table_gives_the_ranking_of_the_search(seed):
+    run, in_sel, pool = _selection_case(seed)
+    table = run_neighbors(pool, run, 10)
+    ref_sims, ref_ids = _brute(run, pool[:200], 10)
+    np.testing.assert_array_equal(table.ids[:200], ref_ids)
+    np.testing.assert_allclose(table.sims[:200], ref_sims, atol=1e-5)
+    searched = rank_pool(run, in_sel, pool, top=300, neighbors=10)
+    read = rank_pool(run, in_sel, pool, top=300, neighbors=10, run_neighbors=table)
+    np.testing.assert_array_equal(read.pool_idx, searched.pool_idx)
+    np.testing.assert_allclose(read.score, searched.score, atol=1e-6)
+    # a table of another k is not used: the run is searched for --neighbors 5
+    other = rank_pool(run, in_sel, pool, top=300, neighbors=5, run_neighbors=table)
+    np.testing.assert_array_equal(other.pool_idx, rank_pool(run, in_sel, pool, top=300, neighbors=5).pool_idx)
+
+
+@pytest.mark.parametrize("damage", [None, "garbage", "other_shape"])
+def test_the_neighbour_table_is_kept_and_a_bad_one_computed_again(tmp_path, monkeypatch, caplog, damage):
+    from vecexplore.mining import neighbors
+
+    run, _, pool = _selection_case(3, n_pool=2000)
+    digests = _digests(len(pool))
+    first = cached_run_neighbors(pool, run, 10, pool_digests=digests, directory=tmp_path, model_key="m")
+    (path,) = tmp_path.iterdir()
+    assert path.name == f"{neighbors_key(digests, run, model_key='m', k=10)}.neighbors.npz"
+    if damage == "garbage":
+        path.write_bytes(b"junk")
+    elif damage == "other_shape":
+        np.savez(path.with_suffix(""), sims=first.sims[:, :5], ids=first.ids[:, :5])
+    calls = []
+    real = neighbors.run_neighbors
+    monkeypatch.setattr(neighbors, "run_neighbors", lambda *a, **kw: calls.append(1) or real(*a, **kw))
+    with caplog.at_level(logging.WARNING, logger="vecexplore.mining.neighbors"):
+        again = cached_run_neighbors(pool, run, 10, pool_digests=digests, directory=tmp_path, model_key="m")
+    assert calls == ([] if damage is None else [1])
+    assert ("computing it again" in caplog.text) == (damage is not None)
+    np.testing.assert_array_equal(again.ids, first.ids)
+    np.testing.assert_array_equal(again.sims, first.sims)
+    # another run, another k or another pool content: another file
+    keys = {neighbors_key(digests, run, model_key="m", k=10), neighbors_key(digests, run[::-1], model_key="m", k=10),
+            neighbors_key(digests, run, model_key="m", k=5), neighbors_key(_digests(2000, "y"), run, model_key="m", k=10)}
+    assert len(keys) == 4

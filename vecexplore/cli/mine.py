@@ -47,8 +47,11 @@ def mine_command(
     Each pool image is scored by a kNN vote: among its --neighbors nearest run images
     (cosine similarity), the similarity-weighted share that are in the selection, times
     (1 + their mean similarity) / 2. Images that look like the selection but more like the
-    rest of the run lose the vote. Searches go through FAISS: exact up to 1,000,000
-    vectors, an IVF index beyond. Selectors combine as in export (intersection).
+    rest of the run lose the vote. Searches go through FAISS: exact up to 100,000 pool
+    vectors; a larger pool gets an 8-bit IVF index (re-ranked exactly) and a table of the
+    run's nearest images of every pool image, built once and kept in the cache folder
+    (pool-index/), so later mines of the same pool load them. Selectors combine as in
+    export (intersection).
     """
     from vecexplore.export import select_images
     from vecexplore.extras import require

@@ -10,6 +10,11 @@ contact sheet. Stages:
    (:func:`~vecexplore.mining.pool.embed_pool`);
 2. **rank**: a weighted kNN vote of the run's images on each pool image, every
    search through FAISS (:mod:`vecexplore.mining.rank`, :mod:`vecexplore.mining.index`);
+   a pool too large to search exactly gets an IVF index, built once and kept beside
+   the embedding cache (:func:`~vecexplore.mining.pool.pool_index_dir`), keyed by the
+   pool's content, so later queries of the same pool load it, and with it the table
+   of the run's nearest images of every pool image, which the vote reads
+   (:mod:`vecexplore.mining.neighbors`);
 3. **write**: the list (txt / csv / label-studio), the contact sheet and the
    unreadable images, atomically (:mod:`vecexplore.mining.write`).
 """
@@ -68,7 +73,9 @@ def mine_pool(run, selection: np.ndarray, pool: str | Path, *, k: int, out: str 
         WeightsError: the run's model cannot be loaded.
     """
     from vecexplore.extras import require
-    from vecexplore.mining.pool import embed_pool, list_pool
+    from vecexplore.mining import index
+    from vecexplore.mining.neighbors import cached_run_neighbors
+    from vecexplore.mining.pool import embed_pool, list_pool, pool_index_dir
     from vecexplore.mining.rank import check_selection, rank_pool
     from vecexplore.mining.write import write_mined
 
@@ -97,7 +104,19 @@ def mine_pool(run, selection: np.ndarray, pool: str | Path, *, k: int, out: str 
         raise InputError(f"none of the {len(paths)} pool images could be embedded ({head}"
                          f"{' …' if len(unreadable) > 3 else ''})", path=pool)
     vectors = np.asarray(run.embeddings())
-    ranking = rank_pool(vectors[readable], in_selection[readable], emb.vectors[ok], top=k, neighbors=neighbors)
+    pool_vectors = emb.vectors[ok]
+    model_key = emb.model_info["cache_key"]
+    digests = [str(d) for d in emb.digests[ok]]
+    index_dir = pool_index_dir(cache_dir, model_key)
+    pool_index = index.cached_index(pool_vectors, directory=index_dir, model_key=model_key, digests=digests,
+                                    exact_limit=index.EXACT_LIMIT, progress=progress)
+    run_vectors = vectors[readable]
+    table = None
+    if pool_index.kind == "ivf":  # a large pool: the vote's neighbours are worth keeping too
+        table = cached_run_neighbors(pool_vectors, run_vectors, neighbors, pool_digests=digests,
+                                     directory=index_dir, model_key=model_key, progress=progress)
+    ranking = rank_pool(run_vectors, in_selection[readable], pool_vectors, top=k, neighbors=neighbors,
+                        pool_index=pool_index, run_neighbors=table)
     top_paths = [paths[i] for i in ok[ranking.pool_idx]]
     files = write_mined(out, top_paths, ranking.score, fmt=fmt, unreadable=unreadable)
     return MineResult(

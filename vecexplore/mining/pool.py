@@ -129,4 +129,13 @@ def embed_pool(run, paths: list[str], *, device: str = "auto", batch_size: int |
     return result
 
 
-__all__ = ["embed_pool", "list_pool", "load_run_model", "run_embed_config"]
+def pool_index_dir(cache_dir: str | Path | None, model_key: str) -> Path:
+    """Where the pools' IVF indexes (:func:`vecexplore.mining.index.cached_index`) are kept:
+    ``pool-index/`` in the embedding cache's folder of ``model_key`` (beside its ``shards/``),
+    under ``cache_dir`` (None: the default cache root). Deleting it only costs a rebuild."""
+    from vecexplore.embed.cache import EmbeddingCache
+
+    return EmbeddingCache(cache_dir, model_key).directory / "pool-index"
+
+
+__all__ = ["embed_pool", "list_pool", "load_run_model", "pool_index_dir", "run_embed_config"]

@@ -18,7 +18,9 @@ Method (every search through :mod:`vecexplore.mining.index`, i.e. FAISS):
    the cosine similarity to the j-th neighbour, ``s_1`` the nearest's and
    ``τ = 0.05``. A pool image that is near the failure cluster but nearer still to
    images the model gets right loses the vote: that is the contrast with the
-   rest of the run that a centroid distance lacks.
+   rest of the run that a centroid distance lacks. The neighbours do not depend on
+   the selection: a table of them for every pool image
+   (:mod:`vecexplore.mining.neighbors`), when given, is read instead of searched.
 3. **Score.** ``score = vote · (1 + s̄) / 2`` where ``s̄`` is the mean similarity
    to its selected neighbours among the ``k`` (0 if none), so among equal votes
    the pool images closest to the selection come first. Scores lie in [0, 1].
@@ -35,6 +37,7 @@ import numpy as np
 
 from vecexplore.errors import ConfigError
 from vecexplore.mining.index import VectorIndex, build_index
+from vecexplore.mining.neighbors import RunNeighbors
 
 #: Nearest run images that vote on each candidate.
 DEFAULT_NEIGHBORS = 10
@@ -122,7 +125,7 @@ def check_selection(in_selection: np.ndarray) -> None:
 
 def rank_pool(run_vectors: np.ndarray, in_selection: np.ndarray, pool_vectors: np.ndarray, *, top: int,
               neighbors: int = DEFAULT_NEIGHBORS, pool_index: VectorIndex | None = None,
-              run_index: VectorIndex | None = None) -> Ranking:
+              run_index: VectorIndex | None = None, run_neighbors: RunNeighbors | None = None) -> Ranking:
     """Rank pool images by the kNN vote of the run (see the module docstring).
 
     Args:
@@ -132,6 +135,9 @@ def rank_pool(run_vectors: np.ndarray, in_selection: np.ndarray, pool_vectors: n
         top: how many to return (fewer when the pool is smaller).
         neighbors: run images voting on each candidate.
         pool_index, run_index: prebuilt indexes of the two (built here when None).
+        run_neighbors: the ``neighbors`` nearest run images of every pool vector
+            (:func:`~vecexplore.mining.neighbors.run_neighbors`); None, or a table of
+            another ``k``, and the run is searched.
 
     Raises:
         ConfigError: an empty selection, a selection of the whole run, an empty pool,
@@ -156,11 +162,17 @@ def rank_pool(run_vectors: np.ndarray, in_selection: np.ndarray, pool_vectors: n
     t = time.perf_counter()
     cand = _candidates(pool_index, run_vectors[in_selection], top)
     timings["search_pool"] = time.perf_counter() - t
+    k = min(neighbors, len(run_vectors))
+    table = run_neighbors is not None and run_neighbors.k == k and len(run_neighbors.ids) == len(pool_vectors)
     t = time.perf_counter()
-    run_index = run_index or build_index(run_vectors)
+    if not table:
+        run_index = run_index or build_index(run_vectors)
     timings["index_run"] = time.perf_counter() - t
     t = time.perf_counter()
-    sims, ids = run_index.search(pool_vectors[cand], neighbors)
+    if table:
+        sims, ids = run_neighbors.sims[cand], run_neighbors.ids[cand]
+    else:
+        sims, ids = run_index.search(pool_vectors[cand], neighbors)
     vote, mean_sim = knn_vote(sims, ids, in_selection)
     score = (vote * (1.0 + mean_sim) / 2.0).astype(np.float32)
     order = np.argsort(-score, kind="stable")[:top]  # cand is sorted: ties go by pool order
