@@ -254,4 +254,4 @@ def test_a_finding_with_its_own_excess_beyond_the_findings_above_keeps_it():
     contrast = next(c for c in out if c.rec.title == "low contrast")
     assert 0.0 < contrast.share < 1.0
     assert merged_recommendation(contrast, 0.15).severity == pytest.approx(0.15 * contrast.share)
-    assert [c.rec.title for c in out][0] == "bright"
+    assert out[0].rec.title == "bright"
