@@ -7,6 +7,13 @@ the selection: once the selection changes, it says the selection is not exported
 (:func:`vecexplore.export.describe_selection`) and never overwrites one: the
 name is reserved with an exclusive create (safe across sessions and
 processes) and a counter is added when it is taken.
+
+At the object level, with objects selected, the COCO format exports *the
+objects*: ``annotations.json`` holds only the selected GT objects and
+``predictions.json`` only the selected predictions, on the images they are on
+(:func:`vecexplore.export.object_coco_files`); with "crops" ticked the zip also
+holds every selected object's crop as ``crops/*.jpg``. The other formats export
+the images of the selection.
 """
 
 from __future__ import annotations
@@ -45,8 +52,12 @@ def export_status(text: str, *, code: str | None = None, error: bool = False) ->
     return f"<span class='vx-error'>{body}</span>" if error else body
 
 
-def write_export(run, image_idx: np.ndarray, *, fmt: str, how: str) -> Path:
+def write_export(run, image_idx: np.ndarray, *, fmt: str, how: str, objects: np.ndarray | None = None,
+                 crops: bool = False) -> Path:
     """Write ``image_idx`` of ``run`` in ``fmt`` to a new file directly under ``RUN/exports/``.
+
+    ``objects`` (objects-table rows) with ``fmt="coco"``: the COCO subset of those objects, and
+    with ``crops`` their crops too (see the module doc); ``image_idx`` is then their images.
 
     Raises:
         ConfigError: empty selection or a format this run cannot export.
@@ -63,7 +74,14 @@ def write_export(run, image_idx: np.ndarray, *, fmt: str, how: str) -> Path:
         raise ConfigError("coco export is for detection runs; use csv, json or txt")
     folder = Path(run.path) / EXPORTS
     folder.mkdir(parents=True, exist_ok=True)
-    stem = describe_selection(f"{how}-{fmt}" if ext == "zip" else how, int(image_idx.size))
+    by_object = objects is not None and fmt == "coco"
+    if by_object:
+        objects = np.unique(np.asarray(objects, np.int64))
+        if objects.size == 0:
+            raise ConfigError("the object selection is empty; nothing to export")
+        stem = describe_selection(f"{how}-{fmt}", int(objects.size)).replace("-images", "-objects")
+    else:
+        stem = describe_selection(f"{how}-{fmt}" if ext == "zip" else how, int(image_idx.size))
     for n in range(1, 10_000):
         out = folder / (f"{stem}.{ext}" if n == 1 else f"{stem}-{n}.{ext}")
         try:
@@ -71,6 +89,8 @@ def write_export(run, image_idx: np.ndarray, *, fmt: str, how: str) -> Path:
         except FileExistsError:
             continue
         try:
+            if by_object:  # the objects, not their whole images
+                return _write_object_coco_zip(run, objects, out, crops=crops)
             if fmt == "coco":  # one download: the GT subset and the predictions on it
                 return _write_coco_zip(run, image_idx, out)
             if fmt == "label-studio":  # one download: the tasks and the config to create the project with
@@ -96,6 +116,28 @@ def _write_coco_zip(run, image_idx: np.ndarray, out: Path) -> Path:
         with zipfile.ZipFile(fh, "w", compression=zipfile.ZIP_DEFLATED) as z:
             z.writestr("annotations.json", gt)
             z.writestr("predictions.json", results)
+    atomic_write(out, write)
+    return out
+
+
+def _write_object_coco_zip(run, rows: np.ndarray, out: Path, *, crops: bool) -> Path:
+    """``out`` (a .zip, atomically): ``annotations.json`` and ``predictions.json`` of the objects in
+    ``rows`` (:func:`vecexplore.export.object_coco_files`) and, with ``crops``, ``crops/<name>.jpg``
+    for each (:func:`vecexplore.export.object_crops`)."""
+    import zipfile
+
+    from vecexplore.atomic import atomic_write
+    from vecexplore.export import object_coco_files, object_crops
+
+    gt, results = object_coco_files(run, rows)
+
+    def write(fh) -> None:
+        with zipfile.ZipFile(fh, "w", compression=zipfile.ZIP_DEFLATED) as z:
+            z.writestr("annotations.json", gt)
+            z.writestr("predictions.json", results)
+            if crops:
+                for name, body in object_crops(run, rows):
+                    z.writestr(f"crops/{name}", body)
     atomic_write(out, write)
     return out
 
@@ -142,11 +184,11 @@ class ExportView(View):
 
     name = "export"
     slot = "gallery"
-    depends = frozenset({"export", "selection"})
+    depends = frozenset({"export", "selection", "level"})
 
     def __init__(self, ctx):
         super().__init__(ctx)
-        from bokeh.models import Button, CustomJS, Div, Row, Select
+        from bokeh.models import Button, CheckboxGroup, CustomJS, Div, Row, Select
 
         opts = formats(self.task)
         self.format = Select(value=opts[0][0], options=opts, name="export-format", width=124,
@@ -155,7 +197,12 @@ class ExportView(View):
                              html_attributes={"title": "Write the selection under RUN/exports/ and download it"})
         self.trigger = ui.text_div(text="", name="export-url", visible=False)
         self.trigger.js_on_change("text", CustomJS(code=ui.js("download")))
-        self.row = Row(self.format, self.button, self.trigger, name="export-bar", css_classes=["vx-export-bar"])
+        # Object level only: a COCO export of selected objects can carry their crops as files.
+        self.crops = CheckboxGroup(labels=["crops"], active=[], inline=True, name="export-crops", visible=False,
+                                   html_attributes={"title": "Object level, COCO: put each object's crop in the "
+                                                             "zip too (crops/*.jpg)"})
+        self.row = Row(self.format, self.crops, self.button, self.trigger, name="export-bar",
+                       css_classes=["vx-export-bar"])
         self.status = Div(text="", name="export-status", css_classes=["vx-export-status"], width=260)
         self._serial = 0
 
@@ -176,13 +223,17 @@ class ExportView(View):
         else:
             note = export_status("Not exported yet.")
         text = f"<div class='vx-seltext'>{html.escape(selection_text(d))}</div><div class='vx-note'>{note}</div>"
-        return {"serial": 0 if e is None else e.serial, "url": "" if e is None else e.url, "status": text}
+        objects = d.state.level == "objects" and getattr(self.data, "object_map", None) is not None
+        return {"serial": 0 if e is None else e.serial, "url": "" if e is None else e.url, "status": text,
+                "objects": objects}
 
     def apply(self, p) -> None:
         if p["serial"] != self._serial and p["url"]:
             self.trigger.text = p["url"]  # a new text downloads (download.js)
         self._serial = p["serial"]
         self.status.text = p["status"]
+        if self.crops.visible != p["objects"]:
+            self.crops.visible = p["objects"]
 
     def wire(self, session) -> None:
         values = {v for v, _ in formats(self.task)}
@@ -192,16 +243,20 @@ class ExportView(View):
             if fmt is None:
                 ui.refused("export-format", self.format.value)
                 return
-            session.run(lambda: self._export(session, fmt))
+            crops = list(self.crops.active) == [0]
+            session.run(lambda: self._export(session, fmt, crops=crops))
 
         self.button.on_click(click)
 
-    def _export(self, session, fmt: str) -> None:
+    def _export(self, session, fmt: str, *, crops: bool = False) -> None:
         """Write the selection (a job of its own); the result comes back as an Exported event."""
         from vecexplore.app.events import Exported
 
         d = session.derived
         sel = d.selection
+        objects = d.object_selection if d.state.level == "objects" else None  # the objects the gallery shows
+        if objects is not None and fmt == "coco":
+            return self._export_objects(session, d, objects, crops=crops)
         if sel is None:
             session.emit(Exported("Nothing is selected: lasso points, click a matrix cell or a cluster row first.",
                                   images=None, error=True))
@@ -216,6 +271,23 @@ class ExportView(View):
         log.info("exported %d images to %s", len(sel), path)
         session.emit(Exported(f"Wrote {len(sel):,} images to {path}", images=sel, path=str(path),
                               url=f"{self.ctx.url_base}/export/{path.name}|{path.name}"))
+
+
+    def _export_objects(self, session, d, objects: np.ndarray, *, crops: bool) -> None:
+        from vecexplore.app.events import Exported
+
+        sel = d.selection
+        try:
+            path = write_export(self.data.run, sel, fmt="coco", how=d.describe(), objects=objects, crops=crops)
+        except Exception as exc:
+            if not isinstance(exc, (VecexploreError, OSError)):
+                log.exception("export of %d objects failed", len(objects))
+            session.emit(Exported(f"Export failed: {_reason(exc)}", images=sel, error=True))
+            return
+        log.info("exported %d objects to %s", len(objects), path)
+        with_crops = " with their crops" if crops else ""
+        session.emit(Exported(f"Wrote {len(objects):,} objects on {len(sel):,} images{with_crops} to {path}",
+                              images=sel, path=str(path), url=f"{self.ctx.url_base}/export/{path.name}|{path.name}"))
 
 
 def same_selection(a, b) -> bool:
