@@ -25,7 +25,7 @@ Object selections (the app's object level: rows of the objects table, GT rows
 then prediction rows) export with :func:`object_coco_files` — a COCO subset of
 *those* objects only (the picked GT as annotations, the picked predictions as
 results) and the images they are on — and, on request, :func:`object_crops`:
-each object's crop (the build's crop window) as a JPEG file.
+each object's crop (the build's crop window) as a PNG file.
 """
 
 from __future__ import annotations
@@ -317,10 +317,10 @@ def object_coco_files(run: Run, rows: np.ndarray) -> tuple[str, str]:
 
 
 def object_crops(run: Run, rows: np.ndarray):
-    """Yield ``(file name, JPEG bytes)`` of each object's crop in ``rows`` (objects-table rows), cut with the
+    """Yield ``(file name, PNG bytes)`` of each object's crop in ``rows`` (objects-table rows), cut with the
     build's crop settings (:mod:`vecexplore.embed.crops`) from one decode per image, in row order per image.
 
-    Names are ``gt-<annotation id>_image-<image id>_<class>.jpg`` or ``pred-<id>_…``. Objects on an image that
+    Names are ``gt-<annotation id>_image-<image id>_<class>.png`` or ``pred-<id>_…``. Objects on an image that
     cannot be decoded now are skipped; the last item is ``("MISSING.txt", text)`` listing them, when any.
     """
     import io
@@ -351,8 +351,8 @@ def object_crops(run: Run, rows: np.ndarray):
         xyxy = np.concatenate([boxes[on, :2], boxes[on, :2] + boxes[on, 2:]], axis=1)
         for j, c in zip(on, cut_crops(img, xyxy, config), strict=True):
             buf = io.BytesIO()
-            c.save(buf, format="JPEG", quality=92)
-            yield f"{'pred' if kind[j] else 'gt'}-{int(ids[j])}_image-{image_id}_{names[cls[j]]}.jpg", buf.getvalue()
+            c.save(buf, format="PNG")  # lossless: the pixels the model embedded
+            yield f"{'pred' if kind[j] else 'gt'}-{int(ids[j])}_image-{image_id}_{names[cls[j]]}.png", buf.getvalue()
     if missing:
         yield "MISSING.txt", "".join(f"{m}\n" for m in missing).encode()
 

@@ -12,7 +12,7 @@ At the object level, with objects selected, the COCO format exports *the
 objects*: ``annotations.json`` holds only the selected GT objects and
 ``predictions.json`` only the selected predictions, on the images they are on
 (:func:`vecexplore.export.object_coco_files`); with "crops" ticked the zip also
-holds every selected object's crop as ``crops/*.jpg``. The other formats export
+holds every selected object's crop as ``crops/*.png``. The other formats export
 the images of the selection.
 """
 
@@ -122,7 +122,7 @@ def _write_coco_zip(run, image_idx: np.ndarray, out: Path) -> Path:
 
 def _write_object_coco_zip(run, rows: np.ndarray, out: Path, *, crops: bool) -> Path:
     """``out`` (a .zip, atomically): ``annotations.json`` and ``predictions.json`` of the objects in
-    ``rows`` (:func:`vecexplore.export.object_coco_files`) and, with ``crops``, ``crops/<name>.jpg``
+    ``rows`` (:func:`vecexplore.export.object_coco_files`) and, with ``crops``, ``crops/<name>.png``
     for each (:func:`vecexplore.export.object_crops`)."""
     import zipfile
 
@@ -200,7 +200,7 @@ class ExportView(View):
         # Object level only: a COCO export of selected objects can carry their crops as files.
         self.crops = CheckboxGroup(labels=["crops"], active=[], inline=True, name="export-crops", visible=False,
                                    html_attributes={"title": "Object level, COCO: put each object's crop in the "
-                                                             "zip too (crops/*.jpg)"})
+                                                             "zip too (crops/*.png)"})
         self.row = Row(self.format, self.crops, self.button, self.trigger, name="export-bar",
                        css_classes=["vx-export-bar"])
         self.status = Div(text="", name="export-status", css_classes=["vx-export-status"], width=260)
