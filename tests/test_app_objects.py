@@ -209,9 +209,9 @@ def page(det):
 def test_the_level_switch_shows_objects_in_scatter_gallery_and_slice_table(page, omap):
     doc, s = page
     scatter, gallery, clusters = s.view("scatter"), s.view("gallery"), s.view("clusters")
-    assert doc.get_model_by_name("level") is not None
+    assert doc.get_model_by_name("level") is not None and doc.get_model_by_name("map-title").text == "Map"
     assert scatter.renderer.visible and not scatter.object_renderer.visible
-    doc.get_model_by_name("level").active = 1  # what a click on "Objects" does
+    doc.get_model_by_name("level").value = "objects"  # what choosing "Objects" does
     assert s.state.level == "objects"
     assert scatter.object_renderer.visible and not scatter.renderer.visible
     assert scatter.lasso.renderers == [scatter.object_renderer]
@@ -228,7 +228,7 @@ def test_the_level_switch_shows_objects_in_scatter_gallery_and_slice_table(page,
         assert (err[rows] == 1).all()
     doc.get_model_by_name("tabs").active = [t.name for t in s.tab_views].index("clusters")
     assert clusters.object_table.visible and not clusters.table.visible
-    doc.get_model_by_name("level").active = 0
+    doc.get_model_by_name("level").value = "images"
     assert s.state.level == "images" and scatter.renderer.visible and clusters.table.visible
 
 
@@ -237,7 +237,7 @@ def test_an_object_lasso_fills_the_gallery_with_its_crops_and_a_crop_opens_its_i
 
     doc, s = page
     scatter, gallery, detail = s.view("scatter"), s.view("gallery"), s.view("detail")
-    doc.get_model_by_name("level").active = 1
+    doc.get_model_by_name("level").value = "objects"
     scatter.objects.selected.indices = [3, 1, 7, 20]  # a lasso over four object points
     want = sorted(omap.points[[1, 3, 7, 20]].tolist())
     assert s.state.objects.tolist() == want
@@ -262,7 +262,7 @@ def test_a_matrix_cell_at_the_object_level_selects_the_cells_objects(page, omap,
     from test_app_document import tap
 
     doc, s = page
-    doc.get_model_by_name("level").active = 1
+    doc.get_model_by_name("level").value = "objects"
     cm = det.base.confusion
     size = cm.counts.shape[0]
     i = int(np.argmax(cm.counts[:-1, -1]))  # the class with the most misses
@@ -270,7 +270,7 @@ def test_a_matrix_cell_at_the_object_level_selects_the_cells_objects(page, omap,
     rows = cell_rows(s.derived.evaluation.confusion, i, size - 1, det.dataset)
     assert s.state.objects.tolist() == rows.tolist() and len(rows) == cm.counts[i, -1]
     assert all(b.endswith("· fn") for b in s.view("gallery").source.data["badge"])
-    doc.get_model_by_name("level").active = 0
+    doc.get_model_by_name("level").value = "images"
     tap(s.view("confusion").figure, size - 1, i)  # at the image level: the cell's images
     assert s.state.objects is None and s.state.pick.tolist() == cm.cell_images(i, size - 1).tolist()
 
@@ -279,7 +279,7 @@ def test_an_object_slice_row_selects_its_objects(page, omap):
     doc, s = page
     if len(omap.slices) == 0:
         pytest.fail("the demo run has no object slice to click")
-    doc.get_model_by_name("level").active = 1
+    doc.get_model_by_name("level").value = "objects"
     doc.get_model_by_name("tabs").active = [t.name for t in s.tab_views].index("clusters")
     s.view("clusters").object_source.selected.indices = [0]
     want = sorted(omap.slices.iloc[0]["object_idx"])
@@ -291,15 +291,14 @@ def test_exporting_an_object_selection_writes_only_those_objects_and_their_crops
     from test_app_document import click
 
     doc, s = page
-    doc.get_model_by_name("level").active = 1
+    doc.get_model_by_name("level").value = "objects"
     rng = np.random.default_rng(3)
     rows = np.sort(rng.choice(len(omap), 25, replace=False))
     rows = np.r_[rows, omap.num_gt + 1, 0]  # at least one prediction and one GT
     s.emit(ev.Select(np.zeros(0, np.int64), "picked", objects=rows))
     exp = s.view("export")
-    assert exp.crops.visible
-    exp.format.value = "coco"
-    exp.crops.active = [0]
+    assert "coco-crops" in [v for v, _ in exp.format.options]
+    exp.format.value = "coco-crops"
     click(exp.button)
     e = s.state.export
     assert not e.error, e.text
@@ -345,6 +344,17 @@ def test_object_crops_equal_the_pipelines_cutter(det, omap):
         img = Image.open(io.BytesIO(got[name]))
         assert img.size == ref.size
         np.testing.assert_array_equal(np.asarray(img), np.asarray(ref))  # PNG: the very pixels
+
+
+def test_coco_with_crops_needs_an_object_selection(page):
+    from test_app_document import click
+
+    _doc, s = page
+    s.select(np.array([1, 2, 3]), "images")
+    exp = s.view("export")
+    exp.format.value = "coco-crops"
+    click(exp.button)
+    assert s.state.export.error and "switch the map to Objects" in s.state.export.text
 
 
 def test_object_exports_refuse_rows_outside_the_table(det, omap):

@@ -34,8 +34,8 @@ REGISTRY = (
     HeaderView,
     CompareHeaderView,  # slot "toolbar": a row between the header bar and the toolbar
     ControlsView,
+    LevelView,  # slot "map.bar", first: images / objects, for runs with an object map
     SelectionView,
-    LevelView,  # slot "map.bar": images / objects, for runs with an object map
     ScatterView,
     ConfusionView,
     CompareMatricesView,

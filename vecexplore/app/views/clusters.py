@@ -205,7 +205,7 @@ class ClustersView(View):
             self.object_table = DataTable(
                 source=self.object_source, name="object-slices", css_classes=["vx-object-slices", "vx-wrap-cells"],
                 sizing_mode="stretch_both", index_position=None, selectable=True, sortable=True, reorderable=False,
-                row_height=52, autosize_mode="fit_viewport", visible=False,
+                row_height=52, autosize_mode="force_fit", visible=False,
                 columns=[
                     TableColumn(field="rank", title="#", width=28, formatter=num),
                     TableColumn(field="kind", title="Of", width=80),

@@ -11,9 +11,9 @@ processes) and a counter is added when it is taken.
 At the object level, with objects selected, the COCO format exports *the
 objects*: ``annotations.json`` holds only the selected GT objects and
 ``predictions.json`` only the selected predictions, on the images they are on
-(:func:`vecexplore.export.object_coco_files`); with "crops" ticked the zip also
-holds every selected object's crop as ``crops/*.png``. The other formats export
-the images of the selection.
+(:func:`vecexplore.export.object_coco_files`); the format "COCO + crops" (runs
+with an object map) also puts every selected object's crop in the zip as
+``crops/*.png``. The other formats export the images of the selection.
 """
 
 from __future__ import annotations
@@ -34,13 +34,16 @@ log = logging.getLogger(__name__)
 
 #: Page formats: (value, label, extension); coco is for detection runs only.
 #: label-studio is one zip: ``tasks.json`` and ``label_config.xml`` (see :func:`_write_label_studio_zip`).
-FORMATS = (("coco", "COCO subset", "zip"), ("label-studio", "Label Studio tasks", "zip"),
+FORMATS = (("coco", "COCO subset", "zip"), ("coco-crops", "COCO + crops", "zip"),
+           ("label-studio", "Label Studio tasks", "zip"),
            ("cvat", "CVAT archive", "zip"), ("csv", "CSV table", "csv"),
            ("json", "JSON records", "json"), ("txt", "List of paths", "txt"))
 
 
-def formats(task: str) -> list[tuple[str, str]]:
-    return [(v, label) for v, label, _ in FORMATS if task == "detection" or v != "coco"]
+def formats(task: str, *, objects: bool = False) -> list[tuple[str, str]]:
+    """(value, label) of the page's formats: coco for detection, "coco-crops" for runs with an object map."""
+    return [(v, label) for v, label, _ in FORMATS
+            if (task == "detection" or not v.startswith("coco")) and (objects or v != "coco-crops")]
 
 
 def export_status(text: str, *, code: str | None = None, error: bool = False) -> str:
@@ -70,8 +73,12 @@ def write_export(run, image_idx: np.ndarray, *, fmt: str, how: str, objects: np.
     image_idx = np.unique(np.asarray(image_idx, np.int64))
     if image_idx.size == 0:
         raise ConfigError("the selection is empty; nothing to export")
-    if fmt == "coco" and run.task != "detection":
+    if fmt.startswith("coco") and run.task != "detection":
         raise ConfigError("coco export is for detection runs; use csv, json or txt")
+    if fmt == "coco-crops":
+        if objects is None:
+            raise ConfigError("COCO + crops exports objects: switch the map to Objects and select some")
+        fmt, crops = "coco", True
     folder = Path(run.path) / EXPORTS
     folder.mkdir(parents=True, exist_ok=True)
     by_object = objects is not None and fmt == "coco"
@@ -188,21 +195,17 @@ class ExportView(View):
 
     def __init__(self, ctx):
         super().__init__(ctx)
-        from bokeh.models import Button, CheckboxGroup, CustomJS, Div, Row, Select
+        from bokeh.models import Button, CustomJS, Div, Row, Select
 
-        opts = formats(self.task)
+        self.objects = getattr(self.data, "object_map", None) is not None
+        opts = formats(self.task, objects=self.objects)
         self.format = Select(value=opts[0][0], options=opts, name="export-format", width=124,
                              html_attributes={"title": "Export the selection as"})
         self.button = Button(label="Export", name="export-button", button_type="primary", width=76,
                              html_attributes={"title": "Write the selection under RUN/exports/ and download it"})
         self.trigger = ui.text_div(text="", name="export-url", visible=False)
         self.trigger.js_on_change("text", CustomJS(code=ui.js("download")))
-        # Object level only: a COCO export of selected objects can carry their crops as files.
-        self.crops = CheckboxGroup(labels=["crops"], active=[], inline=True, name="export-crops", visible=False,
-                                   html_attributes={"title": "Object level, COCO: put each object's crop in the "
-                                                             "zip too (crops/*.png)"})
-        self.row = Row(self.format, self.crops, self.button, self.trigger, name="export-bar",
-                       css_classes=["vx-export-bar"])
+        self.row = Row(self.format, self.button, self.trigger, name="export-bar", css_classes=["vx-export-bar"])
         self.status = Div(text="", name="export-status", css_classes=["vx-export-status"], width=260)
         self._serial = 0
 
@@ -223,40 +226,35 @@ class ExportView(View):
         else:
             note = export_status("Not exported yet.")
         text = f"<div class='vx-seltext'>{html.escape(selection_text(d))}</div><div class='vx-note'>{note}</div>"
-        objects = d.state.level == "objects" and getattr(self.data, "object_map", None) is not None
-        return {"serial": 0 if e is None else e.serial, "url": "" if e is None else e.url, "status": text,
-                "objects": objects}
+        return {"serial": 0 if e is None else e.serial, "url": "" if e is None else e.url, "status": text}
 
     def apply(self, p) -> None:
         if p["serial"] != self._serial and p["url"]:
             self.trigger.text = p["url"]  # a new text downloads (download.js)
         self._serial = p["serial"]
         self.status.text = p["status"]
-        if self.crops.visible != p["objects"]:
-            self.crops.visible = p["objects"]
 
     def wire(self, session) -> None:
-        values = {v for v, _ in formats(self.task)}
+        values = {v for v, _ in formats(self.task, objects=self.objects)}
 
         def click():
             fmt = client.choice(self.format.value, values)
             if fmt is None:
                 ui.refused("export-format", self.format.value)
                 return
-            crops = list(self.crops.active) == [0]
-            session.run(lambda: self._export(session, fmt, crops=crops))
+            session.run(lambda: self._export(session, fmt))
 
         self.button.on_click(click)
 
-    def _export(self, session, fmt: str, *, crops: bool = False) -> None:
+    def _export(self, session, fmt: str) -> None:
         """Write the selection (a job of its own); the result comes back as an Exported event."""
         from vecexplore.app.events import Exported
 
         d = session.derived
         sel = d.selection
         objects = d.object_selection if d.state.level == "objects" else None  # the objects the gallery shows
-        if objects is not None and fmt == "coco":
-            return self._export_objects(session, d, objects, crops=crops)
+        if objects is not None and fmt.startswith("coco"):
+            return self._export_objects(session, d, objects, crops=fmt == "coco-crops")
         if sel is None:
             session.emit(Exported("Nothing is selected: lasso points, click a matrix cell or a cluster row first.",
                                   images=None, error=True))

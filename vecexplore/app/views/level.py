@@ -13,7 +13,7 @@ from vecexplore.app import events as ev
 from vecexplore.app import state as st
 from vecexplore.app.view import View
 
-LEVEL_LABELS = ("Images", "Objects")
+LEVEL_LABELS = ("Images", "Objects")  # in the order of state.LEVELS
 
 
 class LevelView(View):
@@ -28,11 +28,13 @@ class LevelView(View):
 
     def __init__(self, ctx):
         super().__init__(ctx)
-        from bokeh.models import RadioButtonGroup
+        from bokeh.models import Select
 
         omap = self.data.object_map
-        self.switch = RadioButtonGroup(
-            labels=list(LEVEL_LABELS), active=0, name="level", css_classes=["vx-level"],
+        # A dropdown, not a button group: the map's bar is full at 1280 px (selection mode, history, clear).
+        self.switch = Select(
+            value=st.LEVELS[0], options=list(zip(st.LEVELS, LEVEL_LABELS, strict=True)), name="level", width=96,
+            css_classes=["vx-level"],
             html_attributes={"title": f"Map images ({self.data.num_images:,}) or objects ({len(omap.points):,}: "
                                       "GT objects and counted predictions, embedded from their crops)"})
 
@@ -40,19 +42,19 @@ class LevelView(View):
         return self.switch
 
     def compute(self, d):
-        return st.LEVELS.index(d.state.level)
+        return d.state.level
 
     def apply(self, p) -> None:
-        if self.switch.active != p:
-            self.switch.active = p
+        if self.switch.value != p:
+            self.switch.value = p
 
     def wire(self, session) -> None:
         def changed(_attr, _old, new):
             if session.applying:
                 return
-            if client.choice(new, range(len(st.LEVELS))) is None:
+            if client.choice(new, st.LEVELS) is None:
                 ui.refused(self.switch.name, new)
                 return
-            session.emit(ev.SetLevel(st.LEVELS[new]))
+            session.emit(ev.SetLevel(new))
 
-        self.switch.on_change("active", changed)
+        self.switch.on_change("value", changed)
