@@ -20,6 +20,12 @@ Formats:
     cvat        a zip CVAT imports: ``annotations.xml`` in CVAT for images 1.1 (GT boxes,
                 mask polygons or classification tags), with ``with_images`` the image
                 files too (:mod:`vecexplore.labeltools.cvat`)
+
+Object selections (the app's object level: rows of the objects table, GT rows
+then prediction rows) export with :func:`object_coco_files` — a COCO subset of
+*those* objects only (the picked GT as annotations, the picked predictions as
+results) and the images they are on — and, on request, :func:`object_crops`:
+each object's crop (the build's crop window) as a PNG file.
 """
 
 from __future__ import annotations
@@ -281,6 +287,76 @@ def coco_files(run: Run, image_idx: np.ndarray) -> tuple[str, str]:
     return json.dumps(to_coco_gt(ds, image_idx)) + "\n", json.dumps(to_coco_results(ds, image_idx)) + "\n"
 
 
+def _object_rows(ds, rows) -> tuple[np.ndarray, np.ndarray]:
+    """(GT rows, prediction rows) of objects-table ``rows`` (sorted unique), checked against ``ds``."""
+    rows = np.unique(np.asarray(rows, np.int64))
+    m, total = len(ds.gt), len(ds.gt) + len(ds.pred)
+    if rows.size == 0:
+        raise ConfigError("the object selection is empty; nothing to export")
+    if rows[0] < 0 or rows[-1] >= total:
+        bad = int(rows[0] if rows[0] < 0 else rows[-1])
+        raise ConfigError(f"object row {bad} is not in this run (objects.parquet has {total} rows)")
+    return rows[rows < m], rows[rows >= m] - m
+
+
+def object_coco_files(run: Run, rows: np.ndarray) -> tuple[str, str]:
+    """(GT subset, predictions results list) of the objects in ``rows`` (objects-table rows) as COCO JSON
+    texts: the images those objects are on (image_idx order), only the picked GT annotations and only
+    the picked predictions; every category."""
+    from dataclasses import replace
+
+    from vecexplore.io.coco import to_coco_gt, to_coco_results
+
+    ds = run.dataset()
+    if ds.task != "detection":
+        raise ConfigError("an object export is for detection runs")
+    gt_rows, pred_rows = _object_rows(ds, rows)
+    images = np.unique(np.concatenate([ds.gt.image_idx[gt_rows], ds.pred.image_idx[pred_rows]]))
+    sub = replace(ds, gt=ds.gt[gt_rows], pred=ds.pred[pred_rows])
+    return json.dumps(to_coco_gt(sub, images)) + "\n", json.dumps(to_coco_results(sub, images)) + "\n"
+
+
+def object_crops(run: Run, rows: np.ndarray):
+    """Yield ``(file name, PNG bytes)`` of each object's crop in ``rows`` (objects-table rows), cut with the
+    build's crop settings (:mod:`vecexplore.embed.crops`) from one decode per image, in row order per image.
+
+    Names are ``gt-<annotation id>_image-<image id>_<class>.png`` or ``pred-<id>_…``. Objects on an image that
+    cannot be decoded now are skipped; the last item is ``("MISSING.txt", text)`` listing them, when any.
+    """
+    import io
+
+    from vecexplore.embed.crops import CropConfig, cut_crops
+    from vecexplore.io.images import DecodeError, open_rgb
+
+    ds = run.dataset()
+    gt_rows, pred_rows = _object_rows(ds, rows)
+    crop = run.manifest.get("config", {}).get("crop") or {}
+    config = CropConfig(padding=float(crop.get("padding", 0.25)), min_size=int(crop.get("min_size", 32)))
+    kind = np.r_[np.zeros(len(gt_rows), bool), np.ones(len(pred_rows), bool)]
+    boxes = np.concatenate([ds.gt.xywh[gt_rows], ds.pred.xywh[pred_rows]])
+    image = np.concatenate([ds.gt.image_idx[gt_rows], ds.pred.image_idx[pred_rows]])
+    ids = np.concatenate([ds.gt.object_id[gt_rows], ds.pred.object_id[pred_rows]])
+    cls = np.concatenate([ds.gt.class_idx[gt_rows], ds.pred.class_idx[pred_rows]])
+    names = [re.sub(r"[^A-Za-z0-9_.-]+", "-", str(n)).strip("-.") or "class" for n in ds.categories.names]
+    paths = image_paths(run)
+    missing = []
+    for i in np.unique(image):
+        on = np.flatnonzero(image == i)
+        image_id = int(ds.images.image_id[i])
+        try:
+            img = open_rgb(paths[i])
+        except DecodeError as exc:
+            missing.append(f"image {image_id}: {exc}")
+            continue
+        xyxy = np.concatenate([boxes[on, :2], boxes[on, :2] + boxes[on, 2:]], axis=1)
+        for j, c in zip(on, cut_crops(img, xyxy, config), strict=True):
+            buf = io.BytesIO()
+            c.save(buf, format="PNG")  # lossless: the pixels the model embedded
+            yield f"{'pred' if kind[j] else 'gt'}-{int(ids[j])}_image-{image_id}_{names[cls[j]]}.png", buf.getvalue()
+    if missing:
+        yield "MISSING.txt", "".join(f"{m}\n" for m in missing).encode()
+
+
 def _write_yolo_dir(run: Run, image_idx: np.ndarray, out: Path, *, force: bool) -> None:
     from vecexplore.io.yolo import write_yolo
 
@@ -325,6 +401,8 @@ __all__ = [
     "export_selection",
     "image_paths",
     "image_rows",
+    "object_coco_files",
+    "object_crops",
     "predictions_path",
     "query_columns",
     "select_clusters",

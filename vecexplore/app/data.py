@@ -138,6 +138,8 @@ class RunData:
         iou_choices: IoU thresholds the app offers (detection), ascending.
         gt_index, pred_index: :class:`ObjectIndex` of ``dataset.gt`` / ``dataset.pred`` (detection).
         pred_row: (N,) int64 row of each image's prediction in ``dataset.pred`` (classification; -1 = none).
+        object_map: the object-level map (:class:`~vecexplore.app.objects.ObjectMap`), None for a run
+            built without one.
     """
 
     def __init__(self, path: str | Path, *, key: str | None = None):
@@ -183,6 +185,10 @@ class RunData:
             row[self.dataset.pred.image_idx] = np.arange(len(self.dataset.pred), dtype=np.int64)
             self.pred_row = _frozen(row)
         self.images = self._image_info()
+        from vecexplore.app.objects import load_object_map
+
+        #: The run's object map (:class:`~vecexplore.app.objects.ObjectMap`); None without one.
+        self.object_map = load_object_map(self.run, self.dataset)
         self._warm(self.base)
         from vecexplore.compare import is_comparison
 

@@ -10,7 +10,9 @@ the selection's universe without a class filter.
 Shared values: the evaluation at the operating point (private to the session:
 the shared one's lazy caches are never filled from session threads), its
 per-image outcomes, the F1-optimal confidence, the selection (``pick ∩
-universe``), the gallery page, and the header's summaries. Views keep their own,
+universe``), the gallery page, and the header's summaries; on a run with an
+object map also the object outcomes, the object selection and the object
+gallery page (:mod:`vecexplore.app.objects`). Views keep their own,
 view-specific computations (keyed on the identity of these values).
 """
 
@@ -46,6 +48,10 @@ class Derived:
         "text_scores": ("phrase",),
         "run_summary": ("iou", "confidence"),
         "selection_summary": ("iou", "confidence", "classes", "splits", "pick"),
+        "object_outcomes": ("iou", "confidence"),
+        "object_selection": ("iou", "confidence", "classes", "splits", "pick", "objects"),
+        "object_gallery": ("iou", "confidence", "classes", "splits", "pick", "objects", "sort", "page",
+                           "gallery_shape"),
     }
 
     def __init__(self, state: st.SessionState, data, prev: Derived | None = None):
@@ -149,6 +155,49 @@ class Derived:
             return i
         page = self.gallery.image_idx
         return int(page[0]) if len(page) else -1
+
+    # ------------------------------------------------------------- the object level
+
+    @property
+    def object_outcomes(self):
+        """:class:`~vecexplore.app.objects.ObjectOutcomesView` at the operating point (None without
+        an object map)."""
+        from vecexplore.app.objects import object_outcomes
+
+        omap = self.data.object_map
+        return self._get("object_outcomes", lambda: None if omap is None else object_outcomes(self.evaluation, omap))
+
+    @property
+    def object_selection(self) -> np.ndarray | None:
+        """Sorted objects-table rows of the object selection (:func:`~vecexplore.app.objects.object_selection_of`);
+        None = nothing selected (the object level shows every mapped object) or no object map."""
+        from vecexplore.app.objects import object_selection_of
+
+        def compute():
+            omap, s = self.data.object_map, self.state
+            if omap is None:
+                return None
+            return object_selection_of(s.objects, self.selection if s.objects is None else None, omap,
+                                       classes=s.classes, universe=self.universe)
+        return self._get("object_selection", compute)
+
+    @property
+    def object_candidates(self) -> np.ndarray:
+        """The objects the object gallery pages through: the object selection, or every mapped object."""
+        sel = self.object_selection
+        return sel if sel is not None else self.data.object_map.points
+
+    @property
+    def object_gallery(self) -> st.GalleryPage:
+        """A page of object rows (``image_idx`` of the page holds objects-table rows), errors first."""
+        s = self.state
+
+        def compute():
+            oo = self.object_outcomes
+            sort = s.sort if s.sort != "text" else "error"  # the phrase scores images, not crops
+            return st.gallery_page(self.object_candidates, sort=sort, page=s.page, error_rate=oo.error,
+                                   score=oo.score, per_page=s.per_page)
+        return self._get("object_gallery", compute)
 
     # ------------------------------------------------------------- summaries
 

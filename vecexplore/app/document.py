@@ -126,6 +126,8 @@ def build_document(doc, data, *, url_base: str, registry=None) -> Session:
         if slot == "tab":
             panel = tabs
         else:  # one bar (the title and every view's ``<slot>.bar`` part), then the bodies
+            if slot == "map" and getattr(data, "object_map", None) is not None:
+                title = "Map"  # its level switch (images | objects) says of what
             bar = Row(ui.title_div(title, name=f"{name}-title"), *by_slot.get(f"{slot}.bar", []),
                       css_classes=["vx-card-bar"], sizing_mode="stretch_width", name=f"{name}-bar")
             panel = Column(bar, *by_slot.get(slot, []), name=f"{name}-card", css_classes=["vx-card", f"vx-{name}"],

@@ -13,6 +13,11 @@ Selections. Every event that picks images is a :class:`Select`. Its ``mode``
 current pick: replace (the default), add (a shift-click always adds),
 intersect or subtract (:func:`vecexplore.app.state.combine`). Each selection is
 recorded in the history; :class:`Back` / :class:`Forward` move through it.
+
+A :class:`Select` with ``objects`` (rows of the objects table: an object-level
+lasso, cell or slice) picks those objects; it combines with the objects of the
+current pick (the picked objects, or every object on the picked images), and
+the picked images become the images of the result.
 """
 
 from __future__ import annotations
@@ -45,13 +50,15 @@ class Event:
 @dataclass(frozen=True, eq=False)
 class Select(Event):
     """Pick ``images`` (image_idx). ``mode`` None = the session's mode; ``focus`` says which objects
-    explain the pick (the gallery draws them)."""
+    explain the pick (the gallery draws them). ``objects``: pick these objects-table rows instead
+    (``images`` is then ignored; see the module doc)."""
 
     images: np.ndarray
     how: str
     focus: st.Focus = st.ALL_ERRORS
     mode: str | None = None
     marks: tuple[tuple[str, object], ...] = ()
+    objects: np.ndarray | None = None
     coalesce: ClassVar[bool] = False
 
 
@@ -123,10 +130,19 @@ class SetView(Event):
 
 
 @dataclass(frozen=True)
+class SetLevel(Event):
+    """Show ``level`` ("images" or "objects") in the scatter, the gallery and the slice table."""
+
+    level: str
+
+
+@dataclass(frozen=True)
 class OpenImage(Event):
-    """Show ``image_idx`` in the detail view (-1 closes it)."""
+    """Show ``image_idx`` in the detail view (-1 closes it), with objects-table row ``object_row``
+    highlighted (-1 = none)."""
 
     image_idx: int
+    object_row: int = -1
     coalesce: ClassVar[bool] = False
 
 
@@ -167,12 +183,15 @@ def reduce(state: st.SessionState, event: Event) -> st.SessionState:
     """The state after ``event``. Pure: the same inputs give the same state."""
     if isinstance(event, Select):
         mode = event.mode or state.select_mode
-        pick = st.combine(state.pick, event.images, mode, state.num_images)
         if mode == "replace" or state.pick is None:
             how, focus, marks = event.how, event.focus, event.marks
         else:
             how, focus = combined_how(state, event.how, mode), st.ALL_ERRORS
             marks = (*state.marks, *event.marks) if mode == "add" else event.marks
+        if event.objects is not None:
+            objects = st.combine(state.objects_of_pick(), event.objects, mode, state.num_objects)
+            return state.with_pick(None, how, focus, marks, objects=objects)
+        pick = st.combine(state.pick, event.images, mode, state.num_images)
         return state.with_pick(pick, how, focus, marks)
     if isinstance(event, Clear):
         return state if state.pick is None else state.with_pick(None)
@@ -198,8 +217,14 @@ def reduce(state: st.SessionState, event: Event) -> st.SessionState:
             cols, rows = changes["gallery_shape"]
             changes["page"] = state.page * state.per_page // max(1, cols * rows)
         return replace(state, **changes)
+    if isinstance(event, SetLevel):
+        if event.level not in st.LEVELS:
+            raise ValueError(f"unknown level {event.level!r}; choose one of {st.LEVELS}")
+        if event.level == "objects" and state.object_image is None:
+            raise ValueError("this run has no object map (build it with --level objects or both)")
+        return replace(state, level=event.level, page=0)
     if isinstance(event, OpenImage):
-        return replace(state, detail=int(event.image_idx))
+        return replace(state, detail=int(event.image_idx), detail_object=int(event.object_row))
     if isinstance(event, ShowTab):
         return replace(state, tab=int(event.tab))
     if isinstance(event, Exported):
@@ -217,7 +242,8 @@ ASPECTS: dict[str, str] = {
     "history_pos": "history", "colour": "colour", "matrix_mode": "matrix", "matrix_scope": "matrix",
     "sort": "gallery", "phrase": "phrase", "page": "gallery", "gallery_shape": "gallery", "detail": "detail", "tab": "tab", "curve_scope": "curve",
     "curve_class": "curve", "bar_classes": "bars", "pr_classes": "pr", "prop": "prop", "export": "export", "num_images": "run",
-    "detail_model": "detail",
+    "detail_model": "detail", "level": "level", "objects": "selection", "object_image": "run",
+    "detail_object": "detail",
 }  # fmt: skip
 #: Every aspect (the first render computes every view).
 EVERYTHING = frozenset(ASPECTS.values())
@@ -246,5 +272,5 @@ def changed_aspects(old: st.SessionState | None, new: st.SessionState) -> frozen
 
 __all__ = [
     "ASPECTS", "EVERYTHING", "SIGNS", "Back", "Clear", "Event", "Exported", "Forward", "Intent", "OpenImage", "Select", "SetFilters",
-    "SetOperatingPoint", "SetSelectMode", "SetView", "ShowTab", "changed_aspects", "combined_how", "reduce",
+    "SetLevel", "SetOperatingPoint", "SetSelectMode", "SetView", "ShowTab", "changed_aspects", "combined_how", "reduce",
 ]  # fmt: skip

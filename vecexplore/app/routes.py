@@ -1,6 +1,6 @@
 """HTTP routes that bring a run's images and exports to the browser.
 
-Three routes per run, under ``url_base = f"/vx/{key}"``:
+Four routes per run, under ``url_base = f"/vx/{key}"``:
 
 ``GET {url_base}/thumb/{image_id}``
     The packed 160 px JPEG thumbnail of the build (``image/jpeg``), cached by
@@ -15,6 +15,15 @@ Three routes per run, under ``url_base = f"/vx/{key}"``:
     the header ``X-Vecexplore-Scale`` carries ``s``. So a page that places the
     image over ``[0, width] × [0, height]`` in data units draws boxes on the
     right pixels even when the file's own size differs from the table's.
+``GET {url_base}/crop/{row}``
+    A run with an object map (:mod:`vecexplore.app.objects`): the crop of the
+    object in row ``row`` of the objects table, the build's crop window (context
+    padding, minimum size) as a 128 px JPEG. It is cut from the thumbnail when
+    the window covers 128 thumbnail pixels, else from the image (a JPEG decoded
+    at a reduced scale where that still gives 128 px); crops are kept in a
+    per-run LRU cache (:data:`CROP_CACHE` crops) and cached by the browser with
+    an ETag of the image's digest and the row. ``row`` must be the canonical
+    decimal form of a row of the table (any other is 404).
 ``GET {url_base}/export/{file_name}``
     A file written by the page directly inside ``RUN/exports/``, as an
     attachment (``application/json``, ``text/csv``, ``text/plain`` or
@@ -37,6 +46,7 @@ resolved path lies directly in ``RUN/exports``.
 
 from __future__ import annotations
 
+import collections
 import functools
 import hashlib
 import io
@@ -44,6 +54,7 @@ import logging
 import math
 import os
 import re
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -79,7 +90,16 @@ _INT64_MAX = 2**63 - 1
 _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
+#: Crops kept per run by the crop route (about 5 kB each).
+CROP_CACHE = 4096
+
 # ---------------------------------------------------------------- pure validation
+
+
+def parse_object_row(raw: str | None, n: int) -> int | None:
+    """The objects-table row a URL segment spells (canonical decimal, ``0 <= row < n``), or None."""
+    value = parse_image_id(raw)
+    return value if value is not None and 0 <= value < n else None
 
 
 def parse_image_id(raw: str | None) -> int | None:
@@ -253,6 +273,8 @@ class RunFiles:
         self.allow_outside_root = bool(inputs.get("allow_outside_root", False))
         root = inputs.get("images_root")
         self.real_root = os.path.realpath(root) if root else None
+        self._crops: collections.OrderedDict[int, Rendered] = collections.OrderedDict()  # row → crop, LRU
+        self._crop_lock = threading.Lock()
 
     def servable(self, path: Path) -> bool:
         """Whether the full image at ``path`` may be served: under the images root (real
@@ -265,6 +287,56 @@ class RunFiles:
 
     def table_size(self, idx: int) -> tuple[int, int]:
         return int(self.width[idx]), int(self.height[idx])
+
+    def crop(self, row: int) -> Rendered:
+        """The crop of objects-table ``row`` (see the module doc); cached, thread-safe."""
+        with self._crop_lock:
+            hit = self._crops.get(row)
+            if hit is not None:
+                self._crops.move_to_end(row)
+                return hit
+        rendered = render_object_crop(self, row)
+        if not rendered.unreadable:
+            with self._crop_lock:
+                self._crops[row] = rendered
+                while len(self._crops) > CROP_CACHE:
+                    self._crops.popitem(last=False)
+        return rendered
+
+
+def render_object_crop(files: RunFiles, row: int) -> Rendered:
+    """Cut the crop of objects-table ``row`` (from the thumbnail or the image, see the module doc)."""
+    from PIL import Image
+
+    from vecexplore.app.objects import CROP_SIDE, crop_box, crop_source, render_crop
+    from vecexplore.io.images import DecodeError, open_rgb
+    from vecexplore.thumbs import THUMB_SIZE
+
+    data = files.data
+    omap = data.object_map
+    idx = int(omap.image_idx[row])
+    size = files.table_size(idx)
+    window, _ = crop_box(omap, row, *size)
+    if not files.readable[idx]:
+        return placeholder_image((CROP_SIDE, CROP_SIDE), max_side=CROP_SIDE)
+    thumb = data.thumbs.get(idx) if crop_source(window, size, THUMB_SIZE) == "thumb" else None
+    if thumb is not None:
+        with Image.open(io.BytesIO(thumb)) as img:
+            return Rendered(render_crop(img, window, size), "image/jpeg", 1.0)
+    path = Path(data.image_path(idx))
+    if not path.exists() or not files.servable(path):
+        return placeholder_image((CROP_SIDE, CROP_SIDE), max_side=CROP_SIDE)
+    side = max(float(window[2] - window[0]), 1.0)
+    short = min(size) if min(size) > 0 else None
+    hint = None if short is None else max(1, min(short, math.ceil(short * CROP_SIDE / side)))
+    try:
+        img = open_rgb(path, size_hint=hint)
+    except DecodeError as exc:
+        log.warning("%s", exc)
+        return placeholder_image((CROP_SIDE, CROP_SIDE), max_side=CROP_SIDE)
+    ow, oh = img.info.get("original_size", img.size)
+    frame = size if size[0] > 0 and size[1] > 0 else (ow, oh)
+    return Rendered(render_crop(img, window, frame), "image/jpeg", 1.0)
 
 
 _EXECUTOR: ThreadPoolExecutor | None = None
@@ -375,6 +447,19 @@ def _handler_classes():
             )
             self._send(rendered, None if rendered.unreadable else etag)
 
+    class CropHandler(_Base):
+        async def get(self, raw: str) -> None:
+            files = self.files
+            omap = getattr(files.data, "object_map", None)
+            row = None if omap is None else parse_object_row(raw, len(omap))
+            if row is None:
+                raise HTTPError(404)
+            etag = f'"c-{files.digests[int(omap.image_idx[row])]}-{row}"'
+            if self._not_modified(etag):
+                return
+            rendered = await IOLoop.current().run_in_executor(_executor(), files.crop, row)
+            self._send(rendered, None if rendered.unreadable else etag)
+
     class ExportHandler(_Base):
         async def get(self, raw: str) -> None:
             path = export_file(self.files.exports_dir, raw)
@@ -389,12 +474,12 @@ def _handler_classes():
                     await self.flush()
             self.finish()
 
-    return ThumbHandler, ImageHandler, ExportHandler
+    return ThumbHandler, ImageHandler, ExportHandler, CropHandler
 
 
 @functools.lru_cache(maxsize=1)
 def handler_classes():
-    """``(ThumbHandler, ImageHandler, ExportHandler)``, created once per process."""
+    """``(ThumbHandler, ImageHandler, ExportHandler, CropHandler)``, created once per process."""
     return _handler_classes()
 
 
@@ -412,13 +497,14 @@ def route_patterns(data: Any, *, url_base: str) -> list[tuple[str, type, dict]]:
 def route_patterns_lazy(files: Callable[[], RunFiles], *, url_base: str) -> list[tuple[str, type, dict]]:
     """Like :func:`route_patterns`, for a run loaded on first request: ``files()``
     returns its :class:`RunFiles` (called in a worker thread, must be thread-safe)."""
-    thumb, image, export = handler_classes()
+    thumb, image, export, crop = handler_classes()
     base = re.escape(url_base.rstrip("/"))
     kwargs = {"files": files}
     return [
         (rf"{base}/thumb/([^/]+)", thumb, kwargs),
         (rf"{base}/image/([^/]+)", image, kwargs),
         (rf"{base}/export/([^/]+)", export, kwargs),
+        (rf"{base}/crop/([^/]+)", crop, kwargs),
     ]
 
 
@@ -432,8 +518,10 @@ __all__ = [
     "handler_classes",
     "lookup_image",
     "parse_image_id",
+    "parse_object_row",
     "placeholder_image",
     "render_full_image",
+    "render_object_crop",
     "route_patterns",
     "route_patterns_lazy",
     "served_size",

@@ -39,8 +39,9 @@ def initial_state(data) -> st.SessionState:
     from vecexplore.app.colouring import modes
 
     iou = data.build_iou if data.task == "detection" else 0.5
+    omap = getattr(data, "object_map", None)
     return st.SessionState(iou=iou, confidence=float(data.base.confidence), num_images=data.num_images,
-                           colour=modes(data.task)[0][0])
+                           colour=modes(data.task)[0][0], object_image=None if omap is None else omap.image_idx)
 
 
 class Session:

@@ -10,6 +10,11 @@ class and split filters restrict the images that count (the *universe*). The
 * nothing picked, a filter → every image that passes the filter;
 * a pick → the picked images that pass the filter.
 
+At the object level (a run with an object map, :mod:`vecexplore.app.objects`) a
+pick can also name *objects*: ``objects`` holds the picked rows of the objects
+table and ``pick`` the images they are on, so every image view (header, matrix
+of the selection, export) keeps working on the images of an object selection.
+
 The functions below derive what each view shows from the state and from the
 evaluation at the session's operating point; the Bokeh side only copies their
 results into sources. All arrays are NumPy, (N,) in image_idx order unless
@@ -38,6 +43,8 @@ SORT_KEYS: tuple[str, ...] = ("error", "confidence_desc", "confidence_asc", "tex
 MatrixMode = Literal["raw", "row"]
 MatrixScope = Literal["selection", "run"]
 SelectMode = Literal["replace", "add", "intersect", "subtract"]
+Level = Literal["images", "objects"]
+LEVELS: tuple[str, ...] = ("images", "objects")
 SELECT_MODES: tuple[str, ...] = ("replace", "add", "intersect", "subtract")
 PER_PAGE = 24
 #: Selections remembered for back / forward.
@@ -67,12 +74,13 @@ ALL_ERRORS = Focus(gt=frozenset({int(GtOutcome.FN), int(GtOutcome.CONFUSED)}), p
 @dataclass(frozen=True, eq=False)
 class Entry:
     """One selection of the history: the pick (None = nothing picked), how it was made, its focus,
-    and the marks of the elements that made it."""
+    the marks of the elements that made it, and the picked objects (None = an image pick)."""
 
     pick: np.ndarray | None
     how: str = ""
     focus: Focus = ALL_ERRORS
     marks: tuple[tuple[str, object], ...] = ()
+    objects: np.ndarray | None = None
 
 
 @dataclass(frozen=True, eq=False)
@@ -123,6 +131,13 @@ class SessionState:
         prop: the property of the performance-by-property chart; "" = the view's default.
         export: the last export (:class:`Export`), or None.
         detail_model: a comparison run's detail view draws model "a"'s or model "b"'s predictions.
+        level: "images" or "objects": what the scatter, the gallery and the slice table show
+            (objects only for a run with an object map).
+        objects: sorted unique int64 rows of the objects table the user picked (an object
+            selection; ``pick`` is then their images); None = the pick is of images (or nothing).
+        object_image: (M,) int64 image_idx of every objects-table row (constant, read-only; None
+            for a run without an object map): what turns an object pick into its images.
+        detail_object: the objects-table row highlighted in the detail view, -1 = none.
     """
 
     iou: float
@@ -153,17 +168,43 @@ class SessionState:
     prop: str = ""
     export: Export | None = None
     detail_model: Literal["a", "b"] = "a"
+    level: Level = "images"
+    objects: np.ndarray | None = None
+    object_image: np.ndarray | None = None
+    detail_object: int = -1
 
     def with_pick(self, image_idx: np.ndarray | Sequence[int] | None, how: str = "",
-                  focus: Focus = ALL_ERRORS, marks: tuple = ()) -> SessionState:
+                  focus: Focus = ALL_ERRORS, marks: tuple = (),
+                  objects: np.ndarray | Sequence[int] | None = None) -> SessionState:
         """A new pick (sorted, unique; None = nothing picked, empty = an empty selection), recorded
-        in the history (forward entries are dropped); the gallery returns to page 0."""
+        in the history (forward entries are dropped); the gallery returns to page 0.
+
+        With ``objects`` (rows of the objects table), the pick is of those objects and
+        ``image_idx`` is ignored: the picked images are the objects' images."""
+        if objects is not None:
+            if self.object_image is None:
+                raise ValueError("this run has no object map: an object pick needs one")
+            objects = np.unique(np.asarray(objects, dtype=np.int64))
+            image_idx = np.unique(self.object_image[objects])
         pick = None if image_idx is None else np.unique(np.asarray(image_idx, dtype=np.int64))
         how, marks = (how, tuple(marks)) if pick is not None else ("", ())
-        entry = Entry(pick, how, focus, marks)
+        entry = Entry(pick, how, focus, marks, objects)
         history = (*self.history[: self.history_pos + 1], entry)[-HISTORY:]
-        return replace(self, pick=pick, pick_how=how, focus=focus, marks=marks, page=0, history=history,
-                       history_pos=len(history) - 1)
+        return replace(self, pick=pick, pick_how=how, focus=focus, marks=marks, objects=objects, page=0,
+                       history=history, history_pos=len(history) - 1)
+
+    @property
+    def num_objects(self) -> int:
+        return 0 if self.object_image is None else len(self.object_image)
+
+    def objects_of_pick(self) -> np.ndarray | None:
+        """The objects the current pick stands for: the picked objects, or (an image pick) every
+        object on the picked images; None when nothing is picked."""
+        if self.objects is not None:
+            return self.objects
+        if self.pick is None or self.object_image is None:
+            return None
+        return np.flatnonzero(np.isin(self.object_image, self.pick)).astype(np.int64)
 
     def marked(self, view: str) -> list:
         """The elements of ``view`` that made the current pick."""
@@ -173,7 +214,8 @@ class SessionState:
         """The state with history entry ``pos`` (clamped) as the current selection."""
         pos = min(max(int(pos), 0), len(self.history) - 1)
         e = self.history[pos]
-        return replace(self, pick=e.pick, pick_how=e.how, focus=e.focus, marks=e.marks, page=0, history_pos=pos)
+        return replace(self, pick=e.pick, pick_how=e.how, focus=e.focus, marks=e.marks, objects=e.objects, page=0,
+                       history_pos=pos)
 
     def with_filters(self, *, classes: Sequence[int] | None = None, splits: Sequence[str] | None = None) -> SessionState:
         """New class and/or split filters (None keeps the current one); the gallery returns to page 0."""
@@ -515,7 +557,7 @@ def matrix_cells(cm, mode: MatrixMode) -> dict[str, np.ndarray]:
 
 
 __all__ = [
-    "ALL_ERRORS", "ERROR_TYPES", "ERROR_TYPE_NAMES", "PER_PAGE", "SELECT_MODES", "SORT_KEYS", "Entry", "Focus",
+    "ALL_ERRORS", "ERROR_TYPES", "ERROR_TYPE_NAMES", "LEVELS", "PER_PAGE", "SELECT_MODES", "SORT_KEYS", "Entry", "Focus",
     "GalleryPage", "ImageOutcomes", "SessionState", "class_mask", "classification_per_class", "classification_summary",
     "combine", "describe",
     "detection_summary",

@@ -79,6 +79,15 @@ ERROR_TYPE_LABELS: tuple[str, ...] = (
 #: Codes below this are counted predictions (TP or an FP type).
 COUNTED = int(PredOutcome.IGNORED)
 _NP, _NG = len(PredOutcome), len(GtOutcome)
+#: The objects table's outcome strings, one list for both kinds ("tp" is shared): a GT code is its
+#: index here, a prediction code ``c`` is index 0 for TP and ``c + len(GtOutcome) - 1`` otherwise.
+OBJECT_OUTCOMES: tuple[str, ...] = (*(o.label for o in GtOutcome), *(o.label for o in PredOutcome if o != PredOutcome.TP))
+
+
+def object_outcome_codes(gt_code: np.ndarray, pred_code: np.ndarray) -> np.ndarray:
+    """(m + n,) int64 index into :data:`OBJECT_OUTCOMES` of every GT object, then every prediction."""
+    p = np.asarray(pred_code, np.int64)
+    return np.concatenate([np.asarray(gt_code, np.int64), np.where(p == PredOutcome.TP, 0, p + _NG - 1)])
 
 
 @dataclass(frozen=True, eq=False)
@@ -331,10 +340,8 @@ def objects_table(outcomes: ObjectOutcomes) -> pd.DataFrame:
     g_mid, g_mcls = other(pred.object_id, pred.class_idx, g_row)
     p_mid, p_mcls = other(gt.object_id, gt.class_idx, p_row)
     # One category list for both kinds: "tp" is shared, the rest are distinct.
-    labels = [o.label for o in GtOutcome] + [o.label for o in PredOutcome][1:]
-    p_codes = outcomes.pred_code.astype(np.int64)
-    p_codes = np.where(p_codes == PredOutcome.TP, 0, p_codes + _NG - 1)
-    outcome = pd.Categorical.from_codes(np.concatenate([outcomes.gt_code, p_codes]), categories=labels)
+    codes = object_outcome_codes(outcomes.gt_code, outcomes.pred_code)
+    outcome = pd.Categorical.from_codes(codes, categories=list(OBJECT_OUTCOMES))
     return pd.DataFrame({
         "object_id": np.concatenate([gt.object_id, pred.object_id]),
         "kind": pd.Categorical.from_codes(np.r_[np.zeros(m, np.int8), np.ones(n, np.int8)],

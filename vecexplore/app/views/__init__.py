@@ -21,6 +21,7 @@ from vecexplore.app.views.export import ExportView
 from vecexplore.app.views.gallery import GalleryView
 from vecexplore.app.views.header import HeaderView
 from vecexplore.app.views.label_issues import LabelIssuesView
+from vecexplore.app.views.level import LevelView
 from vecexplore.app.views.pr_curves import PRCurvesView
 from vecexplore.app.views.properties import PropertyView
 from vecexplore.app.views.query import QueryView
@@ -33,6 +34,7 @@ REGISTRY = (
     HeaderView,
     CompareHeaderView,  # slot "toolbar": a row between the header bar and the toolbar
     ControlsView,
+    LevelView,  # slot "map.bar", first: images / objects, for runs with an object map
     SelectionView,
     ScatterView,
     ConfusionView,

@@ -7,6 +7,11 @@ along the run's hierarchy where they fail alike; rank, size, error rate with
 its Wilson interval, lift, dominant error). The ``Cluster`` column names a
 slice by its clusters ("4+9" for a merged one); the GT class histogram and the
 most confused pair are counted per slice (the pair at the operating point).
+
+At the object level the table lists the run's object slices instead
+(``object_slices.parquet``, :mod:`vecexplore.analysis.object_slices`: GT objects
+ranked by FN rate, predictions by FP rate, at the build's operating point); a
+row click selects the slice's objects (:func:`object_slice_rows`).
 """
 
 from __future__ import annotations
@@ -130,11 +135,40 @@ def error_focus(dominant: str) -> st.Focus:
     return _ERROR_FOCUS.get(str(dominant), st.ALL_ERRORS)
 
 
+_OBJECT_COLUMNS = ("rank", "kind", "description", "size", "error_text", "lift_text", "dominant", "n_images",
+                   "recommendation")
+
+
+def object_slice_rows(slices) -> dict[str, list]:
+    """The object slice table's display columns (see :data:`_OBJECT_COLUMNS`), in rank order."""
+    if slices is None or len(slices) == 0:
+        return {c: [] for c in _OBJECT_COLUMNS}
+    return {
+        "rank": [int(r) for r in slices["rank"]],
+        "kind": ["GT objects" if k == "gt" else "predictions" for k in slices["kind"]],
+        "description": [str(x) for x in slices["description"]],
+        "size": [int(x) for x in slices["size"]],
+        "error_text": [f"{e:.2f} [{lo:.2f}, {hi:.2f}]" for e, lo, hi in
+                       zip(slices["error_rate"], slices["ci_low"], slices["ci_high"], strict=True)],
+        "lift_text": [f"{v:.2f}×" if np.isfinite(v) else "–" for v in slices["lift"]],
+        "dominant": [_ERROR_NAMES.get(str(d), str(d).replace("fp_", "")) for d in slices["dominant_error"]],
+        "n_images": [int(x) for x in slices["n_images"]],
+        "recommendation": [str(x) for x in slices["recommendation"]],
+    }
+
+
+def object_slice_focus(kind: str, dominant: str) -> st.Focus:
+    """What the image-level gallery draws for an object slice: its dominant error's objects."""
+    if kind == "gt":
+        return st.Focus(gt=frozenset({int(G.FN), int(G.CONFUSED)}))
+    return error_focus(str(dominant))
+
+
 class ClustersView(View):
     name = "clusters"
     slot = "tab"
     title = "Clusters"
-    depends = frozenset({"op", "selection"})
+    depends = frozenset({"op", "selection", "level"})
     _COLUMNS = ("rank", "cluster", "label", "size", "error_rate", "error_text", "lift", "lift_text", "dominant",
                 "dominant_error", "classes", "confused", "words")
 
@@ -162,7 +196,29 @@ class ClustersView(View):
         )
         self.caption = ui.text_div(text="", name="clusters-caption", css_classes=["vx-caption"],
                                    sizing_mode="stretch_width")
-        self.root = Column(self.caption, self.table, sizing_mode="stretch_both", css_classes=["vx-tab-body"])
+        self.omap = getattr(self.data, "object_map", None)
+        self.object_source = self.object_table = None
+        tables = [self.table]
+        if self.omap is not None:
+            self.object_source = ColumnDataSource(data=object_slice_rows(self.omap.slices),
+                                                  name="object-slices-source")
+            self.object_table = DataTable(
+                source=self.object_source, name="object-slices", css_classes=["vx-object-slices", "vx-wrap-cells"],
+                sizing_mode="stretch_both", index_position=None, selectable=True, sortable=True, reorderable=False,
+                row_height=52, autosize_mode="force_fit", visible=False,
+                columns=[
+                    TableColumn(field="rank", title="#", width=28, formatter=num),
+                    TableColumn(field="kind", title="Of", width=80),
+                    TableColumn(field="description", title="Object slice", width=380),
+                    TableColumn(field="size", title="Objects", width=60, formatter=num),
+                    TableColumn(field="error_text", title="Error rate [95% CI]", width=130),
+                    TableColumn(field="lift_text", title="Lift", width=50),
+                    TableColumn(field="dominant", title="Dominant error", width=100),
+                    TableColumn(field="recommendation", title="What to do", width=300),
+                ],
+            )
+            tables.append(self.object_table)
+        self.root = Column(self.caption, *tables, sizing_mode="stretch_both", css_classes=["vx-tab-body"])
         self._ids = np.zeros(0, np.int64)
         self._dominant: dict[int, str] = {}
         self._members: list[list[int]] = []
@@ -172,6 +228,16 @@ class ClustersView(View):
         return self.root
 
     def compute(self, d):
+        if d.state.level == "objects" and self.omap is not None:
+            n = len(self.omap.slices)
+            caption = (f"{n} object slices, worst first (at the build's operating point): GT objects ranked by how "
+                       "surely their miss rate exceeds the run's, predictions by their false-positive rate (the "
+                       "lower end of the 95% interval). Click a row to select its objects (ctrl- or shift-click "
+                       "adds rows).")
+            if n == 0:
+                caption = "No object slice is surely worse than the run's objects."
+            return {"level": "objects", "caption": caption,
+                    "marked": [int(m) for m in d.state.marked("object-slices")]}
         from vecexplore.analysis.words import slice_phrases
 
         tab = cluster_rows(d.evaluation, self.data.images.cluster, run=self.data.run, tree=self.data.tree,
@@ -188,9 +254,20 @@ class ClustersView(View):
                    "typical of the slice's images than of the run's.")
         if hidden:
             caption += f" Note: {hidden}."
-        return {"tab": tab, "caption": caption, "marked": [int(m) for m in d.state.marked(self.name)]}
+        return {"tab": tab, "caption": caption, "marked": [int(m) for m in d.state.marked(self.name)],
+                "level": "images"}
 
     def apply(self, p) -> None:
+        if self.object_table is not None:
+            objects = p["level"] == "objects"
+            self.table.visible, self.object_table.visible = not objects, objects
+            if objects:
+                ranks = self.object_source.data["rank"]
+                rows = [i for i, r in enumerate(ranks) if r in set(p["marked"])]
+                if list(self.object_source.selected.indices) != rows:
+                    self.object_source.selected.indices = rows
+                self.caption.text = p["caption"]
+                return
         tab = p["tab"]
         self._ids = tab["cluster"].to_numpy(np.int64)
         self._dominant = dict(zip(self._ids.tolist(), tab["dominant_error"].astype(str), strict=True))
@@ -218,3 +295,20 @@ class ClustersView(View):
                                    marks=((self.name, sid),)))
 
         self.source.selected.on_change("indices", pick)
+        if self.object_table is None:
+            return
+        slices = self.omap.slices
+
+        def pick_objects(_attr, old, new):
+            if session.applying:
+                return
+            row = ui.clicked_row(old, new, len(slices), "object slices row")
+            if row is None:
+                return
+            r = slices.iloc[row]
+            session.emit(ev.Select(np.zeros(0, np.int64), f"object slice {int(r['rank'])}",
+                                   focus=object_slice_focus(str(r["kind"]), str(r["dominant_error"])),
+                                   mode="add" if len(new) > 1 else None, marks=(("object-slices", int(r["rank"])),),
+                                   objects=np.asarray(r["object_idx"], np.int64)))
+
+        self.object_source.selected.on_change("indices", pick_objects)

@@ -8,7 +8,10 @@ A click on a cell selects that cell's images over the whole run, at the
 current filters, replacing the selection (or combining with it in the
 session's mode; shift-click adds). The clicked cells stay outlined while they
 make the selection. The gallery then draws the objects that put each image in
-the cell (:func:`cell_focus`).
+the cell (:func:`cell_focus`). At the object level (a run with an object map) a
+click selects the cell's objects themselves — its GT and its predictions
+(:func:`vecexplore.app.objects.cell_rows`) — not their whole images, and the
+gallery shows their crops.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import numpy as np
 from vecexplore.app import client, ui
 from vecexplore.app import events as ev
 from vecexplore.app import state as st
+from vecexplore.app.objects import cell_rows
 from vecexplore.app.view import View
 from vecexplore.eval.outcomes import FP_TYPES, GtOutcome, PredOutcome
 
@@ -63,7 +67,7 @@ class ConfusionView(View):
     name = "confusion"
     slot = "tab"
     title = "Confusion"
-    depends = frozenset({"op", "selection", "matrix"})
+    depends = frozenset({"op", "selection", "matrix", "level"})
 
     def __init__(self, ctx):
         super().__init__(ctx)
@@ -80,6 +84,7 @@ class ConfusionView(View):
         from bokeh.plotting import figure
 
         cm = self.data.base.confusion
+        self._objects = self.task == "detection" and getattr(self.data, "object_map", None) is not None
         labels = cm.labels
         n = len(labels)
         self.labels, self.has_background = tuple(labels), cm.has_background
@@ -152,7 +157,8 @@ class ConfusionView(View):
         scope = ("Whole run" if s.matrix_scope == "run" or d.selection is None
                  else f"Selection ({len(d.selection):,} images)")
         bg = ", last = background" if cm.has_background else ""
-        caption = f"{scope} · rows GT, columns predicted{bg} · click a cell to select its images (shift adds)"
+        what = "objects" if s.level == "objects" and self._objects else "images"
+        caption = f"{scope} · rows GT, columns predicted{bg} · click a cell to select its {what} (shift adds)"
         return {"cells": cells, "caption": caption, "marked": [int(m) for m in s.marked(self.name)],
                 "mode": 0 if s.matrix_mode == "raw" else 1, "scope": 0 if s.matrix_scope == "selection" else 1}
 
@@ -176,10 +182,18 @@ class ConfusionView(View):
             if not (0 <= row < size and 0 <= col < size) or max(abs(y - row), abs(x - col)) > 0.47:
                 return  # between cells or off the matrix
             cell = row * size + col
-            session.emit(lambda d: ev.Select(
-                d.evaluation.confusion.cell_images(row, col), f"cell {self.labels[row]} → {self.labels[col]}",
-                focus=cell_focus(row, col, size, has_background=self.has_background),
-                mode="add" if shift else None, marks=((self.name, cell),)))
+
+            def select(d):
+                how = f"cell {self.labels[row]} → {self.labels[col]}"
+                focus = cell_focus(row, col, size, has_background=self.has_background)
+                mode, marks = "add" if shift else None, ((self.name, cell),)
+                if d.state.level == "objects" and self._objects:
+                    rows = cell_rows(d.evaluation.confusion, row, col, self.data.dataset)
+                    return ev.Select(np.zeros(0, np.int64), f"objects of {how}", focus=focus, mode=mode, marks=marks,
+                                     objects=rows)
+                return ev.Select(d.evaluation.confusion.cell_images(row, col), how, focus=focus, mode=mode,
+                                 marks=marks)
+            session.emit(select)
 
         ui.on_tap(self.figure, session, tap)
 

@@ -12,7 +12,9 @@ one that fits nowhere is left to the hover. With masks (``Boxes.rle``), each
 object's mask is drawn as filled patches (its outline traced from the decoded
 RLE) in the box's colour, and a second toggle group shows boxes, masks or both.
 :func:`detection_boxes`, :func:`detection_masks` and :func:`classification_scores`
-(pure) say what is drawn.
+(pure) say what is drawn. An object opened from the object level (a crop in the
+gallery, a point of the object map) is outlined in :data:`FOCUS_COLOUR` over its
+own box (:func:`focus_box`), and the info line names it.
 """
 
 from __future__ import annotations
@@ -112,6 +114,26 @@ def detection_masks(data, evaluation, image_idx: int, gt: dict, pred: dict) -> t
                     patches[key].append(value)  # + 0.5: pixel centres, the image spans [0, w] × [0, h]
         result.append({k: (v if k in ("xs", "ys") else np.array(v, object)) for k, v in patches.items()})
     return result[0], result[1]
+
+
+#: Outline of the object opened from the object level.
+FOCUS_COLOUR = "#00d5ff"
+
+
+def focus_box(data, image_idx: int, object_row: int, codes) -> dict[str, np.ndarray]:
+    """Box columns of the highlighted object (``object_row`` of the objects table) when it lies on
+    ``image_idx``; empty otherwise. ``codes``: the object outcome codes at the operating point."""
+    from vecexplore.app.objects import outcome_label
+
+    omap = getattr(data, "object_map", None)
+    if omap is None or not 0 <= object_row < len(omap) or int(omap.image_idx[object_row]) != image_idx:
+        return {k: np.zeros(0, object if k in ("label", "colour", "outcome") else np.float64) for k in _BOX_KEYS}
+    cols = _boxes(omap.xywh[object_row][None])
+    kind = "prediction" if object_row >= omap.num_gt else "GT"
+    cols["label"] = np.array([f"{data.class_names[omap.class_idx[object_row]]} ({kind})"], object)
+    cols["colour"] = np.array([FOCUS_COLOUR], object)
+    cols["outcome"] = np.array([outcome_label(codes[object_row])], object)
+    return cols
 
 
 #: Outline of a suspected label error (the "Likely label errors" view highlights it here).
@@ -253,6 +275,7 @@ class DetailView(View):
         self.gt = ColumnDataSource(data={k: [] for k in _BOX_KEYS}, name="detail-gt")
         self.pred = ColumnDataSource(data={k: [] for k in _BOX_KEYS}, name="detail-pred")
         self.issues = ColumnDataSource(data={k: [] for k in _BOX_KEYS}, name="detail-issues")
+        self.focus = ColumnDataSource(data={k: [] for k in _BOX_KEYS}, name="detail-focus")
         self.labels = ColumnDataSource(data={k: [] for k in ("x", "y", "text", "colour", "baseline", "kind")},
                                        name="detail-labels")
         self.gt_masks = ColumnDataSource(data={k: [] for k in _MASK_KEYS}, name="detail-gt-masks")
@@ -280,6 +303,9 @@ class DetailView(View):
         issue_boxes_r = self.figure.quad(left="left", right="right", top="top", bottom="bottom", source=self.issues,
                                          fill_alpha=0, line_color="colour", line_width=4, line_dash="dotted",
                                          name="detail-issue-boxes")
+        focus_r = self.figure.quad(left="left", right="right", top="top", bottom="bottom", source=self.focus,
+                                   fill_alpha=0, line_color="colour", line_width=5, line_alpha=0.9,
+                                   name="detail-focus-box")
         labels = {}
         for kind in ("gt", "pred"):
             labels[kind] = self.figure.text(
@@ -287,7 +313,7 @@ class DetailView(View):
                                                                                          group=kind)),
                 text_baseline="baseline", text_font_size="10px", text_color="#ffffff", background_fill_color="colour",
                 background_fill_alpha=0.85, padding=1, name=f"detail-{kind}-labels")
-        self.figure.add_tools(HoverTool(renderers=[gt_boxes, pred_boxes, gt_masks, pred_masks, issue_boxes_r],
+        self.figure.add_tools(HoverTool(renderers=[gt_boxes, pred_boxes, gt_masks, pred_masks, issue_boxes_r, focus_r],
                                         tooltips=[("", "@label"), ("outcome", "@outcome")]))
         self.toggles = CheckboxGroup(labels=["Ground truth", "Predictions", "Labels"], active=[0, 1, 2],
                                      inline=True, name="detail-toggles", visible=task == "detection")
@@ -367,6 +393,15 @@ class DetailView(View):
             model, out["model"] = ("Model B · " if b else "Model A · "), int(b)
         issues, words = issue_boxes(self.data, i, d.state.marked("label-issues"))
         out["issues"] = issues
+        focus = (focus_box(self.data, i, d.state.detail_object, d.object_outcomes.code)
+                 if d.state.detail_object >= 0 and getattr(self.data, "object_map", None) is not None
+                 else focus_box(self.data, i, -1, None))
+        out["focus"] = focus
+        if len(focus["left"]):
+            suspect_object = (f"<div class='vx-focus-object'>highlighted: <b>{_escape(str(focus['label'][0]))}</b> · "
+                              f"{_escape(str(focus['outcome'][0]))} · object {d.state.detail_object}</div>")
+        else:
+            suspect_object = ""
         suspect = ("".join(f"<div class='vx-warn vx-label-issue'>suspected label error: {_escape(w)}</div>"
                            for w in words))
         if self.task == "detection":
@@ -376,7 +411,7 @@ class DetailView(View):
             out.update(gt=gt, pred=pred, labels=label_columns(both, fw / max(x1 - x0, 1e-9)))
             if self.has_masks:
                 out["gt_masks"], out["pred_masks"] = detection_masks(source, ev_, i, gt, pred)
-            out["info"] = self._info_detection(i, gt, pred, ev_.confidence, model) + suspect
+            out["info"] = self._info_detection(i, gt, pred, ev_.confidence, model) + suspect_object + suspect
         else:
             out["scores"] = classification_scores(source, ev_, i)
             out["info"] = self._info_classification(i, ev_, model) + suspect
@@ -428,6 +463,7 @@ class DetailView(View):
             self.image.data = {"url": [], "x": [], "y": [], "w": [], "h": []}
             self.thumb.data = dict(self.image.data)
             self.gt.data, self.pred.data, self.issues.data = empty, dict(empty), dict(empty)
+            self.focus.data = dict(empty)
             self.gt_masks.data = {k: [] for k in _MASK_KEYS}
             self.pred_masks.data = {k: [] for k in _MASK_KEYS}
             self.labels.data = {k: [] for k in self.labels.data}
@@ -446,6 +482,7 @@ class DetailView(View):
             if "gt_masks" in p:
                 self.gt_masks.data, self.pred_masks.data = p["gt_masks"], p["pred_masks"]
             self.issues.data = p["issues"]
+            self.focus.data = p["focus"]
         else:
             self.scores.data = p["scores"]
             self.score_figure.visible = True
@@ -459,4 +496,4 @@ def _escape(text: str) -> str:
 
 
 __all__ = ["DetailView", "classification_scores", "detection_boxes", "detection_masks", "fit_ranges",
-           "issue_boxes", "place_labels"]
+           "focus_box", "issue_boxes", "place_labels"]

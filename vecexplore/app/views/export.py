@@ -7,6 +7,13 @@ the selection: once the selection changes, it says the selection is not exported
 (:func:`vecexplore.export.describe_selection`) and never overwrites one: the
 name is reserved with an exclusive create (safe across sessions and
 processes) and a counter is added when it is taken.
+
+At the object level, with objects selected, the COCO format exports *the
+objects*: ``annotations.json`` holds only the selected GT objects and
+``predictions.json`` only the selected predictions, on the images they are on
+(:func:`vecexplore.export.object_coco_files`); the format "COCO + crops" (runs
+with an object map) also puts every selected object's crop in the zip as
+``crops/*.png``. The other formats export the images of the selection.
 """
 
 from __future__ import annotations
@@ -27,13 +34,16 @@ log = logging.getLogger(__name__)
 
 #: Page formats: (value, label, extension); coco is for detection runs only.
 #: label-studio is one zip: ``tasks.json`` and ``label_config.xml`` (see :func:`_write_label_studio_zip`).
-FORMATS = (("coco", "COCO subset", "zip"), ("label-studio", "Label Studio tasks", "zip"),
+FORMATS = (("coco", "COCO subset", "zip"), ("coco-crops", "COCO + crops", "zip"),
+           ("label-studio", "Label Studio tasks", "zip"),
            ("cvat", "CVAT archive", "zip"), ("csv", "CSV table", "csv"),
            ("json", "JSON records", "json"), ("txt", "List of paths", "txt"))
 
 
-def formats(task: str) -> list[tuple[str, str]]:
-    return [(v, label) for v, label, _ in FORMATS if task == "detection" or v != "coco"]
+def formats(task: str, *, objects: bool = False) -> list[tuple[str, str]]:
+    """(value, label) of the page's formats: coco for detection, "coco-crops" for runs with an object map."""
+    return [(v, label) for v, label, _ in FORMATS
+            if (task == "detection" or not v.startswith("coco")) and (objects or v != "coco-crops")]
 
 
 def export_status(text: str, *, code: str | None = None, error: bool = False) -> str:
@@ -45,8 +55,12 @@ def export_status(text: str, *, code: str | None = None, error: bool = False) ->
     return f"<span class='vx-error'>{body}</span>" if error else body
 
 
-def write_export(run, image_idx: np.ndarray, *, fmt: str, how: str) -> Path:
+def write_export(run, image_idx: np.ndarray, *, fmt: str, how: str, objects: np.ndarray | None = None,
+                 crops: bool = False) -> Path:
     """Write ``image_idx`` of ``run`` in ``fmt`` to a new file directly under ``RUN/exports/``.
+
+    ``objects`` (objects-table rows) with ``fmt="coco"``: the COCO subset of those objects, and
+    with ``crops`` their crops too (see the module doc); ``image_idx`` is then their images.
 
     Raises:
         ConfigError: empty selection or a format this run cannot export.
@@ -59,11 +73,22 @@ def write_export(run, image_idx: np.ndarray, *, fmt: str, how: str) -> Path:
     image_idx = np.unique(np.asarray(image_idx, np.int64))
     if image_idx.size == 0:
         raise ConfigError("the selection is empty; nothing to export")
-    if fmt == "coco" and run.task != "detection":
+    if fmt.startswith("coco") and run.task != "detection":
         raise ConfigError("coco export is for detection runs; use csv, json or txt")
+    if fmt == "coco-crops":
+        if objects is None:
+            raise ConfigError("COCO + crops exports objects: switch the map to Objects and select some")
+        fmt, crops = "coco", True
     folder = Path(run.path) / EXPORTS
     folder.mkdir(parents=True, exist_ok=True)
-    stem = describe_selection(f"{how}-{fmt}" if ext == "zip" else how, int(image_idx.size))
+    by_object = objects is not None and fmt == "coco"
+    if by_object:
+        objects = np.unique(np.asarray(objects, np.int64))
+        if objects.size == 0:
+            raise ConfigError("the object selection is empty; nothing to export")
+        stem = describe_selection(f"{how}-{fmt}", int(objects.size)).replace("-images", "-objects")
+    else:
+        stem = describe_selection(f"{how}-{fmt}" if ext == "zip" else how, int(image_idx.size))
     for n in range(1, 10_000):
         out = folder / (f"{stem}.{ext}" if n == 1 else f"{stem}-{n}.{ext}")
         try:
@@ -71,6 +96,8 @@ def write_export(run, image_idx: np.ndarray, *, fmt: str, how: str) -> Path:
         except FileExistsError:
             continue
         try:
+            if by_object:  # the objects, not their whole images
+                return _write_object_coco_zip(run, objects, out, crops=crops)
             if fmt == "coco":  # one download: the GT subset and the predictions on it
                 return _write_coco_zip(run, image_idx, out)
             if fmt == "label-studio":  # one download: the tasks and the config to create the project with
@@ -96,6 +123,28 @@ def _write_coco_zip(run, image_idx: np.ndarray, out: Path) -> Path:
         with zipfile.ZipFile(fh, "w", compression=zipfile.ZIP_DEFLATED) as z:
             z.writestr("annotations.json", gt)
             z.writestr("predictions.json", results)
+    atomic_write(out, write)
+    return out
+
+
+def _write_object_coco_zip(run, rows: np.ndarray, out: Path, *, crops: bool) -> Path:
+    """``out`` (a .zip, atomically): ``annotations.json`` and ``predictions.json`` of the objects in
+    ``rows`` (:func:`vecexplore.export.object_coco_files`) and, with ``crops``, ``crops/<name>.png``
+    for each (:func:`vecexplore.export.object_crops`)."""
+    import zipfile
+
+    from vecexplore.atomic import atomic_write
+    from vecexplore.export import object_coco_files, object_crops
+
+    gt, results = object_coco_files(run, rows)
+
+    def write(fh) -> None:
+        with zipfile.ZipFile(fh, "w", compression=zipfile.ZIP_DEFLATED) as z:
+            z.writestr("annotations.json", gt)
+            z.writestr("predictions.json", results)
+            if crops:
+                for name, body in object_crops(run, rows):
+                    z.writestr(f"crops/{name}", body)
     atomic_write(out, write)
     return out
 
@@ -142,13 +191,14 @@ class ExportView(View):
 
     name = "export"
     slot = "gallery"
-    depends = frozenset({"export", "selection"})
+    depends = frozenset({"export", "selection", "level"})
 
     def __init__(self, ctx):
         super().__init__(ctx)
         from bokeh.models import Button, CustomJS, Div, Row, Select
 
-        opts = formats(self.task)
+        self.objects = getattr(self.data, "object_map", None) is not None
+        opts = formats(self.task, objects=self.objects)
         self.format = Select(value=opts[0][0], options=opts, name="export-format", width=124,
                              html_attributes={"title": "Export the selection as"})
         self.button = Button(label="Export", name="export-button", button_type="primary", width=76,
@@ -185,7 +235,7 @@ class ExportView(View):
         self.status.text = p["status"]
 
     def wire(self, session) -> None:
-        values = {v for v, _ in formats(self.task)}
+        values = {v for v, _ in formats(self.task, objects=self.objects)}
 
         def click():
             fmt = client.choice(self.format.value, values)
@@ -202,6 +252,9 @@ class ExportView(View):
 
         d = session.derived
         sel = d.selection
+        objects = d.object_selection if d.state.level == "objects" else None  # the objects the gallery shows
+        if objects is not None and fmt.startswith("coco"):
+            return self._export_objects(session, d, objects, crops=fmt == "coco-crops")
         if sel is None:
             session.emit(Exported("Nothing is selected: lasso points, click a matrix cell or a cluster row first.",
                                   images=None, error=True))
@@ -216,6 +269,23 @@ class ExportView(View):
         log.info("exported %d images to %s", len(sel), path)
         session.emit(Exported(f"Wrote {len(sel):,} images to {path}", images=sel, path=str(path),
                               url=f"{self.ctx.url_base}/export/{path.name}|{path.name}"))
+
+
+    def _export_objects(self, session, d, objects: np.ndarray, *, crops: bool) -> None:
+        from vecexplore.app.events import Exported
+
+        sel = d.selection
+        try:
+            path = write_export(self.data.run, sel, fmt="coco", how=d.describe(), objects=objects, crops=crops)
+        except Exception as exc:
+            if not isinstance(exc, (VecexploreError, OSError)):
+                log.exception("export of %d objects failed", len(objects))
+            session.emit(Exported(f"Export failed: {_reason(exc)}", images=sel, error=True))
+            return
+        log.info("exported %d objects to %s", len(objects), path)
+        with_crops = " with their crops" if crops else ""
+        session.emit(Exported(f"Wrote {len(objects):,} objects on {len(sel):,} images{with_crops} to {path}",
+                              images=sel, path=str(path), url=f"{self.ctx.url_base}/export/{path.name}|{path.name}"))
 
 
 def same_selection(a, b) -> bool:

@@ -9,6 +9,11 @@ draws the missed cats, a background column its false positives, a cluster its
 dominant error; with nothing chosen, every error), coloured by outcome, with a
 legend. The page follows the panel's size: as many columns and rows of about
 :data:`TILE_PX` pixels as fit. A click on a tile opens it in the detail view.
+
+At the object level (:mod:`vecexplore.app.objects`) the tiles are the selected
+objects' crops (``{url_base}/crop/{row}``, cut on the server), errors first, each
+with its box drawn on it (solid = GT, dashed = prediction) and framed in its
+outcome's colour; a click opens the crop's image with the object highlighted.
 """
 
 from __future__ import annotations
@@ -149,6 +154,56 @@ def legend_html(boxes: dict, task: str, focus: st.Focus) -> str:
            "prediction</span></div>"
 
 
+def object_tiles(data, outcomes, rows: np.ndarray, cols: int, url_base: str) -> tuple[dict, dict]:
+    """(tile columns, box columns) of a page of object ``rows`` (objects-table rows).
+
+    Tiles are square (crops are); the badge says "class · outcome", the frame is the outcome's
+    colour (:data:`~vecexplore.app.objects.OUTCOME_COLOURS`). Each object's box is drawn on its
+    crop at the place :func:`~vecexplore.app.objects.crop_box` cut it from.
+    """
+    from vecexplore.app.objects import OUTCOME_COLOURS, box_in_tile, crop_box, outcome_label
+
+    omap, info = data.object_map, data.images
+    rows = np.asarray(rows, np.int64)
+    ones = np.ones(len(rows))
+    tiles = tile_layout(ones, ones, cols)
+    labels = [outcome_label(c) for c in outcomes.code[rows]]
+    names = data.class_names
+    image = omap.image_idx[rows]
+    tiles.update({
+        "url": [f"{url_base}/crop/{int(r)}" for r in rows],
+        "badge": [f"{_short(str(names[c]))} · {lab}" for c, lab in zip(omap.class_idx[rows], labels, strict=True)],
+        "frame": [OUTCOME_COLOURS[lab] for lab in labels], "image_idx": image,
+        "image_id": info.image_id[image].astype(np.float64), "file_name": info.file_name[image],
+    })
+    box = {k: [] for k in ("left", "right", "top", "bottom", "colour", "label", "dash")}
+    for j, r in enumerate(rows.tolist()):
+        window, b = crop_box(omap, r, int(info.width[image[j]]), int(info.height[image[j]]))
+        fl, ft, fr, fb = box_in_tile(window, b)
+        x0, y0, side = tiles["x"][j] - tiles["w"][j] / 2, tiles["y"][j] + tiles["h"][j] / 2, tiles["w"][j]
+        box["left"].append(x0 + fl * side)
+        box["right"].append(x0 + fr * side)
+        box["top"].append(y0 - ft * side)
+        box["bottom"].append(y0 - fb * side)
+        box["colour"].append(OUTCOME_COLOURS[labels[j]])
+        box["label"].append(f"{names[omap.class_idx[r]]} · {labels[j]}")
+        box["dash"].append(int(r >= omap.num_gt))
+    boxes = {k: np.asarray(v, np.int8 if k == "dash" else object if k in ("colour", "label") else np.float64)
+             for k, v in box.items()}
+    return tiles, boxes
+
+
+def object_legend_html(boxes: dict) -> str:
+    """The colour key of the outcomes on an object page."""
+    from vecexplore.app.objects import OUTCOME_COLOURS
+
+    drawn = dict.fromkeys(str(lab).split(" · ", 1)[1] for lab in boxes["label"])
+    chips = "".join(f"<span class='vx-key'><i style='border-color:{OUTCOME_COLOURS[k]}'></i>{html.escape(k)}</span>"
+                    for k in drawn if k in OUTCOME_COLOURS)
+    return f"<div class='vx-legend vx-box-legend'>{chips} <span class='vx-muted'>solid = GT, dashed = " \
+           "prediction</span></div>" if chips else ""
+
+
 def shape_for(width_px: float | None, height_px: float | None) -> tuple[int, int]:
     """(columns, rows) of tiles that fit a frame (8 × 3 when unknown): about :data:`TILE_PX` pixels
     wide, smaller (down to :data:`MIN_TILE_PX`) when that is what it takes to show two rows."""
@@ -163,7 +218,7 @@ def shape_for(width_px: float | None, height_px: float | None) -> tuple[int, int
 class GalleryView(View):
     name = "gallery"
     slot = "gallery"
-    depends = frozenset({"op", "selection", "gallery", "detail", "phrase"})
+    depends = frozenset({"op", "selection", "gallery", "detail", "phrase", "level"})
 
     def __init__(self, ctx):
         super().__init__(ctx)
@@ -225,6 +280,7 @@ class GalleryView(View):
         self.root = Column(Row(self.caption, self.legend, sizing_mode="stretch_width", css_classes=["vx-toolbar"]),
                            self.figure, sizing_mode="stretch_both", css_classes=["vx-gallery-body"])
         self._rows = np.zeros(0, np.int64)
+        self._level = "images"
         self._longest = 10
 
     @staticmethod
@@ -239,6 +295,8 @@ class GalleryView(View):
         return {"gallery.bar": self.bar, "gallery": self.root}
 
     def compute(self, d):
+        if d.state.level == "objects" and getattr(self.data, "object_map", None) is not None:
+            return self._compute_objects(d)
         page, s = d.gallery, d.state
         idx = page.image_idx
         info = self.data.images
@@ -256,12 +314,29 @@ class GalleryView(View):
         if s.sort == "text" and page.total:
             caption += f", closest to “{s.phrase}” first" if s.phrase else " (search a phrase in the Query tab)"
         return {"tiles": tiles, "boxes": boxes, "page": page, "caption": caption, "detail": d.detail,
-                "shape": s.gallery_shape, "legend": legend_html(boxes, self.task, s.focus), "sort": s.sort}
+                "shape": s.gallery_shape, "legend": legend_html(boxes, self.task, s.focus), "sort": s.sort,
+                "level": "images", "rows": idx}
+
+    def _compute_objects(self, d):
+        page, s = d.object_gallery, d.state
+        rows = page.image_idx  # objects-table rows at this level
+        tiles, boxes = object_tiles(self.data, d.object_outcomes, rows, s.gallery_shape[0], self.url_base)
+        boxes["dash_name"] = np.where(boxes["dash"] == 1, "dashed", "solid").astype(object)
+        caption = f"{page.total:,} objects" if page.total else "no objects"
+        if d.object_selection is None:
+            caption += " (every mapped object)"
+        # the tile outlined: the object the detail view highlights, while it shows its image
+        detail = s.detail_object if d.detail >= 0 and s.detail_object >= 0 and \
+            int(self.data.object_map.image_idx[s.detail_object]) == d.detail else -1
+        return {"tiles": tiles, "boxes": boxes, "page": page, "caption": caption, "detail": detail,
+                "shape": s.gallery_shape, "legend": object_legend_html(boxes), "sort": s.sort if s.sort != "text"
+                else "error", "level": "objects", "rows": rows}
 
     def apply(self, p) -> None:
         page, tiles = p["page"], p["tiles"]
         cols, rows = p["shape"]
-        self._rows = page.image_idx
+        self._rows = p["rows"]  # image_idx, or objects-table rows at the object level
+        self._level = p["level"]
         self._longest = max((len(str(b)) for b in tiles["badge"]), default=10)
         self._fit(cols, rows)
         self._font(cols, rows)
@@ -333,9 +408,13 @@ class GalleryView(View):
             session.emit(ev.SetView.of(sort=new))
 
         self.sort.on_change("value", sort)
-        self.prev.on_click(lambda: session.emit(lambda d: ev.SetView.of(page=max(d.gallery.page - 1, 0)),
+        def shown(d):  # the page the gallery shows: of images, or of objects at the object level
+            objects = d.state.level == "objects" and getattr(self.data, "object_map", None) is not None
+            return (d.object_gallery if objects else d.gallery).page
+
+        self.prev.on_click(lambda: session.emit(lambda d: ev.SetView.of(page=max(shown(d) - 1, 0)),
                                                 key=("page", object())))
-        self.next.on_click(lambda: session.emit(lambda d: ev.SetView.of(page=d.gallery.page + 1),
+        self.next.on_click(lambda: session.emit(lambda d: ev.SetView.of(page=shown(d) + 1),
                                                 key=("page", object())))
 
         def tap(x: float, y: float, _shift: bool) -> None:
@@ -343,6 +422,10 @@ class GalleryView(View):
             col, row = int(np.floor(x)), int(np.floor(-y / PITCH))
             k = row * cols + col
             if not (0 <= col < cols and 0 <= k < len(self._rows)) or (-y - row * PITCH) > 1.0:
+                return
+            if self._level == "objects":
+                row = int(self._rows[k])
+                session.emit(ev.OpenImage(int(self.data.object_map.image_idx[row]), object_row=row))
                 return
             session.emit(ev.OpenImage(int(self._rows[k])))
 

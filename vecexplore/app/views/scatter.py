@@ -16,6 +16,14 @@ source but are not drawn. Columns (all NumPy, sent as binary except
 * ``o`` uint32 — outcomes packed for the hover (``colouring.pack_outcomes``),
   re-sent on a slider move;
 * ``image_id`` float64, ``cluster`` int32, ``file_name`` str — static.
+
+A run with an object map has a second source and renderer (``scatter-objects``)
+with one row per mapped object (``ObjectMap.points`` order): ``x``, ``y`` (the
+crop's UMAP position), ``row`` (objects-table row), ``image_id``, ``cls`` and
+``c``, the object's outcome code at the operating point
+(:data:`vecexplore.eval.outcomes.OBJECT_OUTCOMES`). The level switch shows one
+renderer or the other; the selection tools act on the one shown, and at the
+object level they pick objects.
 """
 
 from __future__ import annotations
@@ -41,6 +49,24 @@ _TOOLTIP = """
   </div>
 </div>
 """
+
+
+def object_palette() -> list[str]:
+    """One colour per object outcome (:data:`~vecexplore.eval.outcomes.OBJECT_OUTCOMES` order)."""
+    from vecexplore.app.objects import OUTCOME_COLOURS
+    from vecexplore.eval.outcomes import OBJECT_OUTCOMES
+
+    return [OUTCOME_COLOURS[o] for o in OBJECT_OUTCOMES]
+
+
+def object_indices(selection: np.ndarray | None, points: np.ndarray) -> np.ndarray:
+    """Positions in ``points`` (the object scatter's rows, sorted) of the selected objects that are
+    mapped (an object selection may hold objects without a position, e.g. from a matrix cell)."""
+    if selection is None or len(points) == 0:
+        return np.zeros(0, np.int64)
+    sel = np.asarray(selection, np.int64)
+    pos = np.minimum(np.searchsorted(points, sel), len(points) - 1)
+    return pos[points[pos] == sel].astype(np.int64)
 
 
 def _palette(col: Colouring) -> list[str]:
@@ -97,7 +123,7 @@ def _span(start, end, values: np.ndarray) -> tuple[float, float]:
 class ScatterView(View):
     name = "scatter"
     slot = "map"
-    depends = frozenset({"op", "selection", "colour", "history", "phrase"})
+    depends = frozenset({"op", "selection", "colour", "history", "phrase", "level"})
 
     def __init__(self, ctx):
         super().__init__(ctx)
@@ -159,6 +185,57 @@ class ScatterView(View):
         self.figure.add_layout(self.colour_bar, "right")
         self._pred_class: tuple | None = None  # (evaluation, dominant predicted class per image)
         self._sent: tuple | None = None  # (evaluation, colour mode) of the columns last computed
+        self.omap = getattr(self.data, "object_map", None)
+        self.objects = self.object_renderer = None
+        self._object_sent = None  # the object outcomes last sent
+        if self.omap is not None:
+            self._objects_layer(ctx, size)
+        self._level = "images"
+
+    def _objects_layer(self, ctx, image_size: float) -> None:
+        """The object scatter (hidden until the level switch shows it) and its colour bar."""
+        from bokeh.models import (
+            ColorBar,
+            ColumnDataSource,
+            CustomJSHover,
+            FixedTicker,
+            HoverTool,
+            LinearColorMapper,
+        )
+
+        from vecexplore.eval.outcomes import OBJECT_OUTCOMES
+
+        omap, info = self.omap, self.data.images
+        pts = omap.points
+        self.objects = ColumnDataSource(data={
+            "x": omap.x[pts], "y": omap.y[pts], "c": np.zeros(len(pts), np.float32), "row": pts,
+            "image_id": info.image_id[omap.image_idx[pts]].astype(np.float64), "cls": omap.class_idx[pts].astype(np.int32),
+        }, name="scatter-objects-source")
+        f = len(OBJECT_OUTCOMES)
+        self.object_mapper = LinearColorMapper(palette=object_palette(), low=-0.5, high=f - 0.5,
+                                               nan_color=ui.NAN_COLOUR)
+        size = float(np.clip(11 - 1.6 * math.log10(max(len(pts), 10)), 2.5, 8))
+        self.object_renderer = self.figure.scatter(
+            "x", "y", source=self.objects, size=size, line_color=None,
+            fill_color={"field": "c", "transform": self.object_mapper}, fill_alpha=0.85,
+            nonselection_fill_alpha=0.12, nonselection_fill_color={"field": "c", "transform": self.object_mapper},
+            selection_fill_alpha=1.0, name="scatter-object-points", visible=False)
+        tooltip = (f"<div style='display:flex;gap:8px;align-items:center;max-width:300px'>"
+                   f"<img src='{ctx.url_base}/crop/@row' alt='' style='width:72px;height:72px;border-radius:3px'>"
+                   "<div style='font-size:11.5px;line-height:1.35'><div style='font-weight:600'>@c{custom}</div>"
+                   "<div style='color:#7b8794'>object @row · image @image_id{custom}</div></div></div>")
+        self.object_hover = HoverTool(renderers=[self.object_renderer], tooltips=tooltip, formatters={
+            "@c": CustomJSHover(code=ui.js("hover_object"), args={
+                "outcomes": list(OBJECT_OUTCOMES), "names": list(self.data.class_names), "source": self.objects}),
+            "@image_id": CustomJSHover(code=ui.js("hover_id"))})
+        self.figure.add_tools(self.object_hover)
+
+        self.object_bar = ColorBar(
+            color_mapper=self.object_mapper, ticker=FixedTicker(ticks=list(range(f))),
+            major_label_overrides={k: OBJECT_OUTCOMES[k] for k in range(f)}, width=10, title="Object outcome",
+            title_text_font_size="11px", major_label_text_font_size="10px", label_standoff=4, padding=4,
+            visible=False, name="scatter-object-bar")
+        self.figure.add_layout(self.object_bar, "right")
 
     def layout(self):
         return self.figure
@@ -189,7 +266,17 @@ class ScatterView(View):
             if self._sent is None or self._sent[0] is not key[0]:
                 packed = colouring.pack_outcomes(d.outcomes)
             self._sent = key
-        return {"colour": col, "outcomes": packed, "selection": d.selection, "tool_mode": TOOL_MODES[s.select_mode]}
+        out = {"colour": col, "outcomes": packed, "selection": d.selection, "tool_mode": TOOL_MODES[s.select_mode],
+               "level": s.level if self.omap is not None else "images"}
+        if out["level"] == "objects":
+            oo = d.object_outcomes
+            codes = None
+            if self._object_sent is not oo:
+                codes = oo.code[self.omap.points].astype(np.float32)
+                self._object_sent = oo
+            out["object_colour"] = codes
+            out["object_selection"] = object_indices(d.object_selection, self.omap.points)
+        return out
 
     def apply(self, p) -> None:
         if p["colour"] is not None:
@@ -204,6 +291,27 @@ class ScatterView(View):
         for tool in (self.lasso, self.box):
             if tool.mode != p["tool_mode"]:
                 tool.mode = p["tool_mode"]
+        if self.omap is not None:
+            self._show_level(p)
+
+    def _show_level(self, p) -> None:
+        """Show the level's renderer and colour bar; point the selection tools at it."""
+        objects = p["level"] == "objects"
+        if objects:
+            if p["object_colour"] is not None:
+                self.objects.data["c"] = p["object_colour"]
+            new = p["object_selection"]
+            old = np.asarray(self.objects.selected.indices, np.int64)
+            if old.shape != new.shape or not np.array_equal(old, new):
+                self.objects.selected.indices = new
+        if p["level"] == self._level:
+            return
+        self._level = p["level"]
+        self.renderer.visible, self.object_renderer.visible = not objects, objects
+        self.colour_bar.visible, self.object_bar.visible = not objects, objects
+        active = self.object_renderer if objects else self.renderer
+        for tool in (self.lasso, self.box):
+            tool.renderers = [active]
 
     def _show_colouring(self, col: Colouring) -> None:
         """Send the colour column and restyle the map and its bar (no other column moves)."""
@@ -240,6 +348,21 @@ class ScatterView(View):
 
         self.source.selected.on_change("indices", lasso)
         self.figure.on_event(Tap, lambda event: self._tap(session, event))
+        if self.omap is None:
+            return
+        points = self.omap.points
+
+        def lasso_objects(_attr, old, new):
+            if session.applying:
+                return
+            picked = client.rows(new, len(points))
+            if picked is None:
+                ui.refused("object scatter selection", new)
+                return
+            session.emit(lambda d: ev.Select(np.zeros(0, np.int64), ev.combined_how(d.state, "objects"),
+                                             mode="replace", objects=points[picked]))
+
+        self.objects.selected.on_change("indices", lasso_objects)
 
     def _tap(self, session, event) -> None:
         if session.applying:
@@ -249,15 +372,24 @@ class ScatterView(View):
             ui.refused("scatter tap", (x, y))
             return
         info = self.data.images
+        objects = self._level == "objects"
+        px, py = (self.omap.x[self.omap.points], self.omap.y[self.omap.points]) if objects else (info.x, info.y)
         f = self.figure
-        x0, x1 = _span(f.x_range.start, f.x_range.end, info.x)
-        y0, y1 = _span(f.y_range.start, f.y_range.end, info.y)
+        x0, x1 = _span(f.x_range.start, f.x_range.end, px)
+        y0, y1 = _span(f.y_range.start, f.y_range.end, py)
         w, h = ui.frame_size(f)
         w, h = w or 600, h or 400
-        k = nearest_point(info.x, info.y, (float(x), float(y)), px_per_x=w / (x1 - x0), px_per_y=h / (y1 - y0))
+        k = nearest_point(px, py, (float(x), float(y)), px_per_x=w / (x1 - x0), px_per_y=h / (y1 - y0))
         if k < 0:
             return
         add = bool((event.modifiers or {}).get("shift"))
+        if objects:
+            row = int(self.omap.points[k])
+            image = int(self.omap.image_idx[row])
+            session.emit(ev.Select(np.zeros(0, np.int64), f"object {row}", mode="add" if add else None,
+                                   objects=np.array([row], np.int64)))
+            session.emit(ev.OpenImage(image, object_row=row))
+            return
         name = str(info.file_name[k])
         session.emit(ev.Select(np.array([k], np.int64), f"image {name}", focus=st.ALL_ERRORS,
                                mode="add" if add else None))
