@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib
+
 import numpy as np
 import pytest
 from sklearn.manifold import trustworthiness
@@ -12,13 +14,26 @@ from vecexplore.errors import ConfigError, ValidationError
 from vecexplore.mapping import MapConfig, build_map, cluster, knn_graph, project
 from vecexplore.mapping.project import PLACE_CHUNK
 
+project_mod = importlib.import_module("vecexplore.mapping.project")
+
 
 @pytest.fixture(scope="module")
 def blobs():
     return planted_blobs(n=1500, k=5, d=64, seed=11)
 
 
-def test_every_row_is_placed_and_labelled_deterministically(blobs, umap_warm):
+def test_side_by_side_fits_equal_fits_in_turn(blobs, monkeypatch, umap_warm):
+    x, _ = blobs
+    monkeypatch.setattr(project_mod, "POOL_MIN_POINTS", 0)  # worker processes at this size too
+    a = project(x[:400], MapConfig(seed=2, workers=1))
+    b = project(x[:400], MapConfig(seed=2, workers=2))
+    np.testing.assert_array_equal(a.xy, b.xy)
+    np.testing.assert_array_equal(a.cluster_space, b.cluster_space)
+
+
+def test_every_row_is_placed_and_labelled_deterministically(blobs, monkeypatch, umap_warm):
+    monkeypatch.setattr(project_mod, "POOL_MIN_POINTS", 0)  # place in worker processes,
+    monkeypatch.setattr(project_mod, "PLACE_CHUNK", 300)  # several chunks of them
     x, _ = blobs
     x = np.concatenate([x, np.repeat(x[:1], 5, axis=0)])  # one image seen 6 times
     cfg = MapConfig(seed=3, max_fit_points=500, workers=1)

@@ -9,7 +9,8 @@ initialisation) get a deterministic PCA layout instead.
 Past ``max_fit_points`` distinct embeddings (about a million by default) the
 map is fitted on a seeded random sample of that many; the others are placed
 with umap-learn's ``transform`` in fixed chunks of :data:`PLACE_CHUNK`, spread
-over ``workers`` forked processes. Chunks never depend on the worker count, so
+over ``workers`` worker processes (from
+:data:`POOL_MIN_POINTS` on). Chunks never depend on the worker count, so
 the result does not either. With ``workers`` >= 2 the 2-D and the clustering
 space UMAP fits also run side by side in two processes (seeded umap-learn is
 single-threaded).
@@ -183,18 +184,25 @@ def workers_used(cfg: MapConfig) -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-_SHARED: dict = {}
-"""What forked workers read (inherited, not pickled): set just before a pool starts."""
+POOL_MIN_POINTS = 20_000
+"""Fewest points for which work goes to other processes: a worker starts a fresh
+interpreter and imports umap-learn (seconds), about what one UMAP fit of a few
+thousand points costs here."""
 
 
-def _fork_pool(workers: int) -> ProcessPoolExecutor:
-    return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("fork"))
+def _pool(workers: int, **kwargs) -> ProcessPoolExecutor:
+    """Fresh worker processes ("forkserver"): forking this process is unsafe once
+    numba's GNU OpenMP threads have run in it, so workers get their inputs pickled."""
+    method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
+    return ProcessPoolExecutor(
+        max_workers=workers, mp_context=multiprocessing.get_context(method), **kwargs
+    )
 
 
-def _fit_job(which: str):
-    points, knn, cfg, n_jobs, index = _SHARED["fit"]
+def _fit_job(task):
+    points, knn, cfg, kind, n_jobs = task
     start = time.perf_counter()
-    reducer = _fit(points, knn, cfg, which, n_jobs=n_jobs, index=index)
+    reducer = _fit(points, knn, cfg, kind, n_jobs=n_jobs, index=None)
     return _Fitted(reducer.embedding_), time.perf_counter() - start
 
 
@@ -204,18 +212,14 @@ class _Fitted:
 
 
 def _fit_both(points, knn, cfg, n_jobs, *, index, keep: bool):
-    """The 2-D and the clustering-space UMAP on one graph: side by side in two forked
-    processes when ``workers`` >= 2 and the reducers need not be kept (``keep``: a
-    transform follows), else one after the other here. Returns the two fitted reducers
-    (or holders of their ``embedding_``) and the timings."""
+    """The 2-D and the clustering-space UMAP on one graph: side by side in two worker
+    processes when ``workers`` >= 2, there are at least :data:`POOL_MIN_POINTS` and the
+    reducers need not be kept (``keep``: a transform follows), else one after the other
+    here. Returns the two fitted reducers (or holders of their ``embedding_``) and the timings."""
     kinds = ("umap_2d", "umap_cluster")
-    if workers_used(cfg) >= 2 and not keep and _can_fork():
-        _SHARED["fit"] = (points, knn, cfg, n_jobs, index)
-        try:
-            with _fork_pool(2) as pool:
-                done = list(pool.map(_fit_job, kinds))
-        finally:
-            _SHARED.pop("fit", None)
+    if workers_used(cfg) >= 2 and not keep and points.shape[0] >= POOL_MIN_POINTS:
+        with _pool(2) as pool:
+            done = list(pool.map(_fit_job, [(points, knn, cfg, kind, n_jobs) for kind in kinds]))
         return tuple(r for r, _ in done), {kind: t for kind, (_, t) in zip(kinds, done, strict=True)}
     out, times = [], {}
     for kind in kinds:
@@ -223,10 +227,6 @@ def _fit_both(points, knn, cfg, n_jobs, *, index, keep: bool):
         out.append(_fit(points, knn, cfg, kind, n_jobs=n_jobs, index=index))
         times[kind] = time.perf_counter() - start
     return tuple(out), times
-
-
-def _can_fork() -> bool:
-    return "fork" in multiprocessing.get_all_start_methods()
 
 
 def _fit(points, knn, cfg: MapConfig, kind: str, *, n_jobs: int, index):
@@ -261,14 +261,14 @@ def _project_sampled(
     reducers, fit_times = _fit_both(sample, knn, cfg, n_jobs, index=index, keep=True)
     timings.update(fit_times)
     start = time.perf_counter()
-    index.prepare()  # once here, not once per forked worker
+    index.prepare()  # once here, not once per worker
     placed = _place(points[rest], reducers, workers_used(cfg))
     timings["place"] = time.perf_counter() - start
     out = []
-    for reducer, dims in zip(reducers, (2, cfg.cluster_dims), strict=True):
-        a = np.empty((m, dims), dtype=np.float32)
+    for reducer, new in zip(reducers, placed, strict=True):
+        a = np.empty((m, new.shape[1]), dtype=np.float32)
         a[fit] = reducer.embedding_
-        a[rest] = placed[dims == 2]
+        a[rest] = new
         out.append(a)
     in_fit = np.zeros(m, dtype=bool)
     in_fit[fit] = True
@@ -290,31 +290,43 @@ def _project_sampled(
     )
 
 
-def _place_job(task: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
-    lo, hi = task
-    new, reducers = _SHARED["place"]
-    chunk = new[lo:hi]
+_REDUCERS: list = []
+"""The fitted reducers, in a worker process (set once by :func:`_set_reducers`)."""
+
+
+def _set_reducers(reducers) -> None:
+    _REDUCERS[:] = reducers
+
+
+def _place_job(chunk: np.ndarray) -> tuple[np.ndarray, ...]:
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", category=UserWarning)
-        return tuple(np.asarray(r.transform(chunk), dtype=np.float32) for r in reducers)
+        return tuple(np.asarray(r.transform(chunk), dtype=np.float32) for r in _REDUCERS)
 
 
-def _place(new: np.ndarray, reducers, workers: int) -> dict:
-    """Transform ``new`` with both fitted reducers, chunk by chunk: {True: (r, 2), False: (r, dims)}."""
-    tasks = [(lo, min(lo + PLACE_CHUNK, new.shape[0])) for lo in range(0, new.shape[0], PLACE_CHUNK)]
-    _SHARED["place"] = (new, reducers)
-    try:
-        if workers >= 2 and len(tasks) >= 2 and _can_fork():
-            with _fork_pool(min(workers, len(tasks))) as pool:
-                parts = list(pool.map(_place_job, tasks))
-        else:
-            parts = [_place_job(t) for t in tasks]
-    finally:
-        _SHARED.pop("place", None)
-    dims = [reducers[0].embedding_.shape[1], reducers[1].embedding_.shape[1]]
-    two = [np.concatenate([p[i] for p in parts]) if parts else np.zeros((0, dims[i]), np.float32)
-           for i in range(2)]
-    return {True: two[0], False: two[1]}
+def _place(new: np.ndarray, reducers, workers: int) -> list[np.ndarray]:
+    """Transform ``new`` with each fitted reducer, chunk by chunk: [(r, 2), (r, cluster_dims)].
+
+    Workers get the reducers once and one chunk per task; from
+    :data:`POOL_MIN_POINTS` new points on and with ``workers`` >= 2 only.
+    """
+    chunks = [new[lo : lo + PLACE_CHUNK] for lo in range(0, new.shape[0], PLACE_CHUNK)]
+    if workers >= 2 and len(chunks) >= 2 and new.shape[0] >= POOL_MIN_POINTS:
+        with _pool(
+            min(workers, len(chunks)), initializer=_set_reducers, initargs=(list(reducers),)
+        ) as pool:
+            parts = list(pool.map(_place_job, chunks))
+    else:
+        _set_reducers(reducers)
+        try:
+            parts = [_place_job(c) for c in chunks]
+        finally:
+            _REDUCERS.clear()
+    return [
+        np.concatenate([p[i] for p in parts]) if parts
+        else np.zeros((0, r.embedding_.shape[1]), np.float32)
+        for i, r in enumerate(reducers)
+    ]
 
 
 def _frozen_mask(a: np.ndarray) -> np.ndarray:
