@@ -79,9 +79,10 @@ def build_map(
     mcs, ms = cfg.min_cluster_size, cfg.min_samples
     if proj.fitted is not None:
         # A cluster of the sample holds the same share of the images as one of the whole set.
+        # Never below the N-scaled floors (10 and 5; see MapConfig): smaller clusters are noise.
         share = float(proj.fitted.mean())
-        mcs = max(2, round(mcs * share))
-        ms = max(1, min(round(ms * share), mcs))
+        mcs = max(min(mcs, 10), round(mcs * share))
+        ms = min(max(min(ms, 5), round(ms * share)), mcs)
     start = time.perf_counter()
     clus = cluster(
         proj.cluster_space,
