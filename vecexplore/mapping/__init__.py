@@ -37,7 +37,8 @@ class FailureMap:
         projection: display ``xy`` (n, 2), ``cluster_space``, the kNN graph and
             the resolved config.
         clustering: HDBSCAN ``labels`` (n,) int64 (-1 noise), probabilities, outlier scores.
-        timings: seconds per step: "knn", "umap_2d", "umap_cluster", "hdbscan".
+        timings: seconds per step: "knn", "umap_2d", "umap_cluster", "hdbscan",
+            and "place" (transform) when the map was fitted on a sample.
     """
 
     projection: Projection
@@ -62,6 +63,12 @@ def build_map(
 ) -> FailureMap:
     """Project (kNN once, UMAP 2-D and ``cluster_dims``-D) and cluster (HDBSCAN).
 
+    Past ``config.max_fit_points`` distinct embeddings, UMAP and HDBSCAN are
+    fitted on a seeded sample (see :func:`project`); HDBSCAN then runs on the
+    sample's rows with ``min_cluster_size`` and ``min_samples`` scaled by the
+    sample's share of the rows, and the other rows are labelled by
+    ``approximate_predict``.
+
     Args:
         embeddings: (n, d) float array in ImageTable order.
         config: map settings (None fields scale with n); the default is seeded.
@@ -69,12 +76,20 @@ def build_map(
     """
     proj = project(embeddings, config, knn=knn)
     cfg = proj.config_used
+    mcs, ms = cfg.min_cluster_size, cfg.min_samples
+    if proj.fitted is not None:
+        # A cluster of the sample holds the same share of the images as one of the whole set.
+        # Never below the N-scaled floors (10 and 5; see MapConfig): smaller clusters are noise.
+        share = float(proj.fitted.mean())
+        mcs = max(min(mcs, 10), round(mcs * share))
+        ms = min(max(min(ms, 5), round(ms * share)), mcs)
     start = time.perf_counter()
     clus = cluster(
         proj.cluster_space,
-        min_cluster_size=cfg.min_cluster_size,
-        min_samples=cfg.min_samples,
+        min_cluster_size=mcs,
+        min_samples=ms,
         parallel=cfg.parallel,
+        fitted=proj.fitted,
     )
     timings = {**proj.timings, "hdbscan": time.perf_counter() - start}
     return FailureMap(projection=proj, clustering=clus, timings=timings)

@@ -62,6 +62,7 @@ def cluster(
     min_cluster_size: int,
     min_samples: int | None = None,
     parallel: bool = False,
+    fitted: np.ndarray | None = None,
 ) -> Clustering:
     """Cluster points with HDBSCAN (euclidean, excess-of-mass selection).
 
@@ -72,6 +73,12 @@ def cluster(
         min_samples: density smoothing (>= 1); None = ``min_cluster_size``
             (hdbscan's default). Capped at ``n - 1``.
         parallel: compute core distances on all cores.
+        fitted: optional (n,) bool, the rows HDBSCAN is fitted on (e.g.
+            ``Projection.fitted``); every other row gets the cluster hdbscan's
+            ``approximate_predict`` assigns it (noise included), with its
+            probability and ``approximate_predict_scores`` outlier score. The
+            sizes and the tree are those of the fitted rows' clustering; ids are
+            then ordered by size over all rows.
 
     Returns:
         A :class:`Clustering`; identical for identical input.
@@ -91,6 +98,12 @@ def cluster(
     if min_samples < 1:
         raise ValidationError(f"min_samples must be >= 1, got {min_samples}")
     n = x.shape[0]
+    if fitted is not None:
+        fitted = np.asarray(fitted, dtype=bool)
+        if fitted.shape != (n,):
+            raise ValidationError(f"fitted: expected ({n},) booleans, got shape {fitted.shape}")
+        if not fitted.all():
+            return _cluster_fitted_rows(x, fitted, min_cluster_size, min_samples, parallel)
     if n < min_cluster_size or n < 2:
         log.info("cluster: %d points < min_cluster_size %d: all noise", n, min_cluster_size)
         return _result(
@@ -128,6 +141,48 @@ def cluster(
         int((labels < 0).sum()),
     )
     return _result(labels, probabilities, outliers, min_cluster_size, min_samples, tree)
+
+
+def _cluster_fitted_rows(
+    x: np.ndarray, fitted: np.ndarray, min_cluster_size: int, min_samples: int, parallel: bool
+) -> Clustering:
+    """HDBSCAN on ``x[fitted]``, approximate_predict for the rest (see :func:`cluster`)."""
+    n, fit = x.shape[0], x[fitted]
+    if fit.shape[0] < max(min_cluster_size, 2) or np.ptp(fit, axis=0).max() == 0.0:
+        # Nothing to predict from: cluster every row as one set.
+        return cluster(x, min_cluster_size=min_cluster_size, min_samples=min_samples,
+                       parallel=parallel)
+    min_samples = min(min_samples, fit.shape[0] - 1)
+    import hdbscan
+    from hdbscan.prediction import approximate_predict, approximate_predict_scores
+
+    model = hdbscan.HDBSCAN(
+        min_cluster_size=min_cluster_size,
+        min_samples=min_samples,
+        metric="euclidean",
+        cluster_selection_method="eom",
+        core_dist_n_jobs=-1 if parallel else 1,
+        prediction_data=True,
+    )
+    fit_raw = np.asarray(model.fit_predict(fit), dtype=np.int64)
+    rest = x[~fitted]
+    rest_raw, rest_prob = approximate_predict(model, rest)
+    raw = np.empty(n, np.int64)
+    raw[fitted], raw[~fitted] = fit_raw, np.asarray(rest_raw, dtype=np.int64)
+    prob = np.empty(n, np.float64)
+    prob[fitted], prob[~fitted] = model.probabilities_, rest_prob
+    outliers = np.empty(n, np.float64)
+    outliers[fitted] = model.outlier_scores_
+    outliers[~fitted] = approximate_predict_scores(model, rest)
+    labels, new_id = _renumber_by_size(raw)
+    tree = ClusterTree.from_condensed(model.condensed_tree_.to_numpy(), fit_raw, new_id)
+    probabilities = np.where(labels >= 0, prob, 0.0)
+    log.info(
+        "cluster: fitted on %d of %d points, %d predicted → %d clusters, %d noise",
+        fit.shape[0], n, rest.shape[0], int(labels.max()) + 1, int((labels < 0).sum()),
+    )
+    return _result(labels, probabilities, np.nan_to_num(outliers, nan=0.0), min_cluster_size,
+                   min_samples, tree)
 
 
 def _renumber_by_size(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

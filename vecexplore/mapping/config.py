@@ -24,6 +24,12 @@ METRICS: tuple[str, ...] = ("cosine", "euclidean")
 KNN_METHODS: tuple[str, ...] = ("auto", "exact", "nndescent")
 
 
+MAX_FIT_POINTS = 1_000_000
+"""Default :attr:`MapConfig.max_fit_points`: fitting seeded UMAP on a million
+points takes tens of minutes on one core; placing further points by transform
+costs a small fraction of a fit per point and runs in parallel."""
+
+
 def _clamp(value: float, low: int, high: int) -> int:
     return int(min(max(round(value), low), high))
 
@@ -82,6 +88,13 @@ class MapConfig:
             single-threaded UMAP when seeded; that is logged, not hidden here.
         knn_method: "exact" (brute force, chunked), "nndescent" (pynndescent),
             or "auto" (exact up to :data:`EXACT_KNN_MAX_N` distinct points).
+        max_fit_points: most distinct embeddings UMAP and HDBSCAN are fitted on
+            (default :data:`MAX_FIT_POINTS`). Past it a seeded random sample of
+            this many is fitted; the other embeddings are placed by umap-learn's
+            ``transform`` and labelled by hdbscan's ``approximate_predict``.
+        workers: processes that place the out-of-sample points and run the 2-D
+            and clustering-space UMAP fits side by side; None = every CPU, 1 = in
+            this process only. The result does not depend on it.
     """
 
     n_neighbors: int | None = None
@@ -94,6 +107,8 @@ class MapConfig:
     seed: int | None = 0
     parallel: bool = False
     knn_method: KnnMethod = "auto"
+    max_fit_points: int = MAX_FIT_POINTS
+    workers: int | None = None
 
     def __post_init__(self) -> None:
         def _int(name: str, low: int, *, optional: bool) -> None:
@@ -110,6 +125,8 @@ class MapConfig:
         _int("min_cluster_size", 2, optional=True)
         _int("min_samples", 1, optional=True)
         _int("seed", 0, optional=True)
+        _int("max_fit_points", 2 * max(2, self.cluster_dims), optional=False)
+        _int("workers", 1, optional=True)
         if self.seed is not None and self.seed >= 2**32:
             raise ConfigError(f"map config: seed must be < 2**32, got {self.seed}")
         for name in ("min_dist", "cluster_min_dist"):

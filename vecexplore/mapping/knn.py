@@ -235,6 +235,17 @@ def nndescent_neighbours(
     points: np.ndarray, *, k: int, metric: str, seed: int | None, n_jobs: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """Approximate k nearest rows with pynndescent (as umap-learn would run it), self first."""
+    idx, dist, _ = nndescent_index(points, k=k, metric=metric, seed=seed, n_jobs=n_jobs)
+    return idx, dist
+
+
+def nndescent_index(points: np.ndarray, *, k: int, metric: str, seed: int | None, n_jobs: int):
+    """:func:`nndescent_neighbours` plus the pynndescent index, which can answer queries for new points.
+
+    Returns:
+        (m, k) int32 indices, (m, k) float32 distances (self first), and the
+        ``pynndescent.NNDescent`` index (umap-learn's ``transform`` queries it).
+    """
     from pynndescent import NNDescent
 
     m = points.shape[0]
@@ -265,7 +276,7 @@ def nndescent_neighbours(
             int(missing.any(axis=1).sum()),
         )
         dist[missing] = np.inf
-    return idx, dist
+    return idx, dist, index
 
 
 def _self_first(idx: np.ndarray, dist: np.ndarray) -> None:
