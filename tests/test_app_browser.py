@@ -394,8 +394,8 @@ def test_a_tap_among_overlapping_points_opens_the_nearest_one(browser, detection
     app.page.keyboard.up("Shift")
     app.wait_for("() => Bokeh.documents[0].get_model_by_name('scatter-source').selected.indices.length == 2")
     assert sorted(app.selected("scatter-source")) == sorted([k, j])
-    app.settle()
-    assert str(data.images.file_name[j]) in app.text("detail-info")
+    app.wait_for("(n) => Bokeh.documents[0].get_model_by_name('detail-info').text.includes(n)",
+                 str(data.images.file_name[j]))
     app.screenshot("tap")
     assert app.close() == []
 
