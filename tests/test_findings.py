@@ -136,6 +136,25 @@ def test_a_mixture_goes_into_its_parts_and_never_takes_them():
     assert len(together) < 2 or "low sharpness" in [c.rec.title for c in together]
 
 
+def test_a_mixture_goes_to_the_part_most_like_it_not_the_largest():
+    """A mixture over the dark and the blurry images goes to the dark finding, which it is most like,
+    not to a large finding that holds more of its images only by being large (blur plus many ordinary
+    images, e.g. objects of a common shape that are missed in blurry scenes)."""
+    r = rates(dark=(0, 40, 0.8), blur=(100, 140, 0.8))
+    ranges = {"dark": (0, 40), "blur": (100, 140)}
+
+    def f(kind, title, m, sev):
+        return finding(kind, title, m, [image_claim(r, m)], sev)
+
+    dark = f("property", "dark", mask((0, 40)), 0.10)
+    blurry = f("property", "blurry", mask((100, 140)), 0.09)
+    large = f("property", "wide objects", mask((95, 200)), 0.12)
+    mixture = f("property", "low sharpness", mask((0, 40), (95, 140)), 0.20)
+    out = merge_findings([mixture, large, dark, blurry], severity=lambda c: c.rec.severity,
+                         same_failure=_modes_of(ranges))
+    assert sorted(titles(out)) == [("dark", ["low sharpness"]), ("wide objects", ["blurry"])]
+
+
 def test_the_purer_of_two_descriptions_of_the_same_errors_leads():
     """A tail of the mode's images and a larger set with the same claim plus ordinary images."""
     r = rates(dark=(0, 40, 0.8))

@@ -35,7 +35,8 @@ F goes to the G among those that explain it that shares most images with it
 (then the more severe), so chains end in one finding that carries them all.
 Two passes complete the rule: a known mixture that no single finding explains
 but the other findings whose claims hold on its images explain together goes
-to the one of them it shares most images with (:func:`_absorb_mixtures`);
+to the one of them most like it: most images in common over images in either
+(:func:`_absorb_mixtures`);
 then, most severe first, a finding whose claim no longer holds beyond the rest
 outside the images of the findings kept above it and of those below it (those
 whose units on its images do not fail surely less than their run's rate) goes
@@ -287,7 +288,10 @@ def _absorb_mixtures(candidates, groups: dict, overlap: np.ndarray, rank, alone:
     F (one of ``mixed``) goes when F's claim holds inside the union of the findings
     whose own claims hold on F's images, and not beyond the rest outside it
     (a tail of low sharpness over dark scenes and blurry ones, each its own
-    finding). F then goes to the one of them it shares most images with.
+    finding). F then goes to the one of them most like it (the largest
+    ratio of images in common to images in either): by images in common alone,
+    a tail of missed wide objects that holds half the run would take a mixture
+    of dark and blurry scenes from the dark finding.
     Known mixtures (``mixed``) are never among those parts: a dark cluster
     whose images lie in two mixtures (missed objects over low sharpness, over
     low contrast) is not itself a mixture of them.
@@ -305,7 +309,10 @@ def _absorb_mixtures(candidates, groups: dict, overlap: np.ndarray, rank, alone:
                 continue
             union = np.any([candidates[g].images for g in others], axis=0)
             if f.holds(union) and not f.beyond_rest(~union):
-                target = max(others, key=lambda g: (overlap[r, g], rank(g), -g))
+                # The part most like F (images in common over images in either): by images in
+                # common alone a part that holds half the run would take every mixture it touches.
+                size = np.diag(overlap)
+                target = max(others, key=lambda g: (overlap[r, g] / (size[r] + size[g] - overlap[r, g]), rank(g), -g))
                 log.debug("merged (mixture of %d): %r carries %r", len(others), candidates[target].rec.title,
                           f.rec.title)
                 groups[target] += groups.pop(r)
