@@ -211,6 +211,7 @@ def test_the_level_switch_shows_objects_in_scatter_gallery_and_slice_table(page,
     scatter, gallery, clusters = s.view("scatter"), s.view("gallery"), s.view("clusters")
     assert doc.get_model_by_name("level") is not None and doc.get_model_by_name("map-title").text == "Map"
     assert scatter.renderer.visible and not scatter.object_renderer.visible
+    assert len(scatter.objects.data["row"]) == 0  # objects are sent with the first switch, not before
     doc.get_model_by_name("level").value = "objects"  # what choosing "Objects" does
     assert s.state.level == "objects"
     assert scatter.object_renderer.visible and not scatter.renderer.visible

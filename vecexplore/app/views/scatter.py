@@ -205,12 +205,12 @@ class ScatterView(View):
 
         from vecexplore.eval.outcomes import OBJECT_OUTCOMES
 
-        omap, info = self.omap, self.data.images
-        pts = omap.points
-        self.objects = ColumnDataSource(data={
-            "x": omap.x[pts], "y": omap.y[pts], "c": np.zeros(len(pts), np.float32), "row": pts,
-            "image_id": info.image_id[omap.image_idx[pts]].astype(np.float64), "cls": omap.class_idx[pts].astype(np.int32),
-        }, name="scatter-objects-source")
+        pts = self.omap.points
+        # Empty until the first switch to objects: a run's objects outnumber its images about
+        # ten to one, and a tab that never looks at them should not carry (or index) them.
+        self.objects = ColumnDataSource(data={k: v[:0] for k, v in self._object_columns().items()},
+                                        name="scatter-objects-source")
+        self._objects_filled = False
         f = len(OBJECT_OUTCOMES)
         self.object_mapper = LinearColorMapper(palette=object_palette(), low=-0.5, high=f - 0.5,
                                                nan_color=ui.NAN_COLOUR)
@@ -236,6 +236,14 @@ class ScatterView(View):
             title_text_font_size="11px", major_label_text_font_size="10px", label_standoff=4, padding=4,
             visible=False, name="scatter-object-bar")
         self.figure.add_layout(self.object_bar, "right")
+
+    def _object_columns(self) -> dict[str, np.ndarray]:
+        """The object scatter's columns, one row per mapped object (``c``: to be coloured)."""
+        omap, info = self.omap, self.data.images
+        pts = omap.points
+        return {"x": omap.x[pts], "y": omap.y[pts], "c": np.zeros(len(pts), np.float32), "row": pts,
+                "image_id": info.image_id[omap.image_idx[pts]].astype(np.float64),
+                "cls": omap.class_idx[pts].astype(np.int32)}
 
     def layout(self):
         return self.figure
@@ -271,7 +279,7 @@ class ScatterView(View):
         if out["level"] == "objects":
             oo = d.object_outcomes
             codes = None
-            if self._object_sent is not oo:
+            if self._object_sent is not oo or not self._objects_filled:
                 codes = oo.code[self.omap.points].astype(np.float32)
                 self._object_sent = oo
             out["object_colour"] = codes
@@ -298,7 +306,10 @@ class ScatterView(View):
         """Show the level's renderer and colour bar; point the selection tools at it."""
         objects = p["level"] == "objects"
         if objects:
-            if p["object_colour"] is not None:
+            if not self._objects_filled:
+                self.objects.data = {**self._object_columns(), "c": p["object_colour"]}
+                self._objects_filled = True
+            elif p["object_colour"] is not None:
                 self.objects.data["c"] = p["object_colour"]
             new = p["object_selection"]
             old = np.asarray(self.objects.selected.indices, np.int64)
