@@ -114,10 +114,7 @@ class RecordingDoc:
     can run them when it chooses (what Bokeh's IOLoop does between events)."""
 
     def __init__(self):
-        from bokeh.document import Document
-
         self.ticks = []
-        self.models = Document().models  # the session freezes it around each apply
 
     def add_next_tick_callback(self, cb):
         self.ticks.append(cb)

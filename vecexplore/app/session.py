@@ -160,12 +160,9 @@ class Session:
     def _apply(self, payloads: list, d: Derived) -> None:
         self.applying = True
         try:
-            # Frozen: every property set that swaps a model (a tool's renderers, a layout's
-            # children) would walk the whole document's model graph again; walk it once.
-            with self.doc.models.freeze():
-                for view, payload in payloads:
-                    if payload is not None:
-                        view.apply(payload)
+            for view, payload in payloads:
+                if payload is not None:
+                    view.apply(payload)
         finally:
             self.applying = False
         for view, _ in payloads:

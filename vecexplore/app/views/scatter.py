@@ -28,6 +28,7 @@ object level they pick objects.
 
 from __future__ import annotations
 
+import contextlib
 import math
 
 import numpy as np
@@ -321,8 +322,12 @@ class ScatterView(View):
         self.renderer.visible, self.object_renderer.visible = not objects, objects
         self.colour_bar.visible, self.object_bar.visible = not objects, objects
         active = self.object_renderer if objects else self.renderer
-        for tool in (self.lasso, self.box):
-            tool.renderers = [active]
+        # Each swap of a tool's renderers walks the document's whole model graph (~800 models)
+        # again; frozen, the two swaps walk it once. (A freeze always walks it on exit: only here.)
+        doc = self.figure.document
+        with doc.models.freeze() if doc is not None else contextlib.nullcontext():
+            for tool in (self.lasso, self.box):
+                tool.renderers = [active]
 
     def _show_colouring(self, col: Colouring) -> None:
         """Send the colour column and restyle the map and its bar (no other column moves)."""
