@@ -201,23 +201,24 @@ def shade(agg: Aggregate, *, colours: Sequence[str], low: float, high: float, ca
     point rising with log(count) to 1 at the densest pixel; 0 where empty; times
     :data:`UNSELECTED_ALPHA` where a selection exists and the pixel has none of it.
     """
-    count = agg.count
-    h, w = count.shape
-    rgb = np.empty((h, w, 3), np.float64)
+    h, w = agg.count.shape
+    count = agg.count.reshape(-1)
+    lit = np.flatnonzero(count > 0)  # only the pixels with points are coloured (most of a view is empty)
+    n = count[lit]
     if categorical:
-        rgb[:] = np.nan_to_num(agg.value, nan=0.0)
+        rgb = np.nan_to_num(agg.value.reshape(-1, 3)[lit], nan=0.0)
     else:
+        value = agg.value.reshape(-1)[lit]
         palette = _rgb(colours)
-        rgb[:] = palette[palette_index(agg.value, len(palette), low, high)]
-        rgb[np.isnan(agg.value)] = _rgb([nan_colour])[0]
-    top = max(int(count.max()) if count.size else 0, 1)
-    alpha = np.where(count > 0, MIN_ALPHA + (1 - MIN_ALPHA) * np.log1p(count) / math.log1p(top), 0.0)
-    alpha = np.minimum(alpha, 1.0)
+        rgb = palette[palette_index(value, len(palette), low, high)]
+        rgb[np.isnan(value)] = _rgb([nan_colour])[0]
+    top = int(n.max()) if n.size else 1
+    alpha = np.minimum(MIN_ALPHA + (1 - MIN_ALPHA) * np.log1p(n) / math.log1p(top), 1.0)
     if agg.selected is not None:
-        alpha = np.where(agg.selected > 0, alpha, alpha * UNSELECTED_ALPHA)
-    out = np.empty((h, w, 4), np.uint8)
-    out[..., :3] = np.clip(np.rint(rgb), 0, 255)
-    out[..., 3] = np.rint(alpha * 255)
+        alpha[agg.selected.reshape(-1)[lit] == 0] *= UNSELECTED_ALPHA
+    out = np.zeros((h * w, 4), np.uint8)
+    out[lit, :3] = np.clip(np.rint(rgb), 0, 255)
+    out[lit, 3] = np.rint(alpha * 255)
     return out.view(np.uint32).reshape(h, w)
 
 
