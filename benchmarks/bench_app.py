@@ -56,8 +56,10 @@ def _thumbnail() -> bytes:
     return buf.getvalue()
 
 
-def write_synthetic_run(out: Path, *, images: int, seed: int = 0) -> dict:
-    """Write a run of ``images`` synthetic images at ``out``; returns build timings."""
+def write_synthetic_run(out: Path, *, images: int, seed: int = 0, gt_per_image: float = 5.6,
+                        fp_per_image: float = 5.0) -> dict:
+    """Write a run of ``images`` synthetic images at ``out`` (objects per image as
+    :func:`coco_synth.make_synthetic_coco`'s); returns build timings."""
     from vecexplore.eval.evaluate import evaluate
     from vecexplore.mapping.slices import slice_table
     from vecexplore.properties import PIXEL_PROPERTIES
@@ -67,7 +69,8 @@ def write_synthetic_run(out: Path, *, images: int, seed: int = 0) -> dict:
 
     timings = {}
     t = time.perf_counter()
-    ds = make_synthetic_coco(num_images=images, seed=seed).dataset
+    ds = make_synthetic_coco(num_images=images, seed=seed, gt_per_image=gt_per_image,
+                             fp_per_image=fp_per_image).dataset
     timings["generate"] = time.perf_counter() - t
     t = time.perf_counter()
     ev = evaluate(ds, iou=0.5)

@@ -103,4 +103,31 @@ def iou_value(value, choices: Sequence[float]) -> float | None:
     return float(match[0]) if match else None
 
 
-__all__ = ["choice", "class_values", "first_row", "iou_value", "rows", "split_values", "unit_float"]
+def region(geometry) -> tuple[str, np.ndarray] | None:
+    """A select tool's geometry (Bokeh's ``SelectionGeometry.geometry``, data coordinates) as
+    ``("poly", (k, 2) float64)`` for a lasso (k ≥ 3) or ``("rect", [x0, x1, y0, y1])`` for a box;
+    None when it is neither or a coordinate is not a finite number."""
+    if not isinstance(geometry, dict):
+        return None
+
+    def numbers(values) -> np.ndarray | None:
+        if isinstance(values, (str, bytes)) or not isinstance(values, Sequence | np.ndarray):
+            return None
+        if any(isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)) for v in values):
+            return None
+        arr = np.asarray(values, np.float64)
+        return arr if arr.ndim == 1 and np.isfinite(arr).all() else None
+
+    kind = geometry.get("type")
+    if kind == "poly":
+        x, y = numbers(geometry.get("x")), numbers(geometry.get("y"))
+        if x is None or y is None or len(x) != len(y) or len(x) < 3:
+            return None
+        return "poly", np.column_stack([x, y])
+    if kind == "rect":
+        box = numbers([geometry.get(k) for k in ("x0", "x1", "y0", "y1")])
+        return None if box is None else ("rect", box)
+    return None
+
+
+__all__ = ["choice", "class_values", "first_row", "iou_value", "region", "rows", "split_values", "unit_float"]

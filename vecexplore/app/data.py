@@ -426,6 +426,10 @@ def load_run_data(path: str | Path) -> RunData:
         data = RunData(resolved)
         with _CACHE_LOCK:
             _CACHE[resolved] = data
+    from vecexplore.app import dense
+
+    if dense.is_dense(data.images.x, data.images.y):  # its map aggregates: pay datashader's import and JIT now
+        dense.warm_in_background()
     return data
 
 

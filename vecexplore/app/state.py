@@ -184,9 +184,9 @@ class SessionState:
         if objects is not None:
             if self.object_image is None:
                 raise ValueError("this run has no object map: an object pick needs one")
-            objects = np.unique(np.asarray(objects, dtype=np.int64))
-            image_idx = np.unique(self.object_image[objects])
-        pick = None if image_idx is None else np.unique(np.asarray(image_idx, dtype=np.int64))
+            objects = sorted_unique(objects)
+            image_idx = sorted_unique(self.object_image[objects])
+        pick = None if image_idx is None else sorted_unique(image_idx)
         how, marks = (how, tuple(marks)) if pick is not None else ("", ())
         entry = Entry(pick, how, focus, marks, objects)
         history = (*self.history[: self.history_pos + 1], entry)[-HISTORY:]
@@ -235,10 +235,17 @@ class SessionState:
         return bool(self.classes or self.splits)
 
 
+def sorted_unique(values) -> np.ndarray:
+    """``values`` as sorted unique int64 (a new array). A sort and a neighbour comparison: numpy 2's
+    hash-based ``np.unique`` took 200 ms on a 300k-image lasso, most of the selection's update."""
+    a = np.sort(np.asarray(values, np.int64).ravel())
+    return a[np.r_[True, a[1:] != a[:-1]]] if a.size else a
+
+
 def combine(current: np.ndarray | None, images: np.ndarray, mode: str, num_images: int) -> np.ndarray:
     """The pick that ``images`` makes under ``mode`` given the ``current`` pick (None = nothing picked,
     i.e. every image for intersect and subtract). Sorted unique int64."""
-    images = np.unique(np.asarray(images, np.int64))
+    images = sorted_unique(images)
     if mode == "replace" or (current is None and mode in ("add", "intersect")):
         return images
     if mode == "add":
@@ -562,5 +569,5 @@ __all__ = [
     "combine", "describe",
     "detection_summary",
     "displayed_matrix", "gallery_order", "gallery_page", "image_outcomes", "matrix_cells",
-    "selection_of", "universe",
+    "selection_of", "sorted_unique", "universe",
 ]  # fmt: skip

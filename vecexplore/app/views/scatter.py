@@ -24,6 +24,12 @@ crop's UMAP position), ``row`` (objects-table row), ``image_id``, ``cls`` and
 (:data:`vecexplore.eval.outcomes.OBJECT_OUTCOMES`). The level switch shows one
 renderer or the other; the selection tools act on the one shown, and at the
 object level they pick objects.
+
+A run with more mapped images than :data:`vecexplore.app.dense.DENSE_THRESHOLD`
+has a dense map (:mod:`vecexplore.app.views.scatter_dense`): past the threshold
+in view it draws an aggregate image, below it the points in view (the source
+then holds those images only, and ``DenseLayer.rows`` maps its rows back to
+image_idx); lasso and box selections are computed on the server over every image.
 """
 
 from __future__ import annotations
@@ -33,7 +39,7 @@ import math
 
 import numpy as np
 
-from vecexplore.app import client, colouring, ui
+from vecexplore.app import client, colouring, dense, ui
 from vecexplore.app import events as ev
 from vecexplore.app import state as st
 from vecexplore.app.colouring import Colouring
@@ -63,11 +69,7 @@ def object_palette() -> list[str]:
 def object_indices(selection: np.ndarray | None, points: np.ndarray) -> np.ndarray:
     """Positions in ``points`` (the object scatter's rows, sorted) of the selected objects that are
     mapped (an object selection may hold objects without a position, e.g. from a matrix cell)."""
-    if selection is None or len(points) == 0:
-        return np.zeros(0, np.int64)
-    sel = np.asarray(selection, np.int64)
-    pos = np.minimum(np.searchsorted(points, sel), len(points) - 1)
-    return pos[points[pos] == sel].astype(np.int64)
+    return dense.positions(selection, points)
 
 
 def _palette(col: Colouring) -> list[str]:
@@ -144,10 +146,12 @@ class ScatterView(View):
 
         info = self.data.images
         n = len(info)
+        is_dense = dense.is_dense(info.x, info.y)
+        shown = np.zeros(0, np.int64) if is_dense else slice(None)  # a dense map's frames fill it
         self.source = ColumnDataSource(data={
-            "x": info.x, "y": info.y, "c": np.zeros(n, np.float32), "o": np.zeros(n, np.uint32),
-            "image_id": info.image_id.astype(np.float64), "cluster": info.cluster.astype(np.int32),
-            "file_name": info.file_name,
+            "x": info.x[shown], "y": info.y[shown], "c": np.zeros(n, np.float32)[shown],
+            "o": np.zeros(n, np.uint32)[shown], "image_id": info.image_id[shown].astype(np.float64),
+            "cluster": info.cluster[shown].astype(np.int32), "file_name": info.file_name[shown],
         }, name="scatter-source")
         self.mapper = LinearColorMapper(palette=["#cccccc"], low=0, high=1, nan_color=ui.NAN_COLOUR)
         self.figure = figure(
@@ -158,7 +162,8 @@ class ScatterView(View):
         self.figure.axis.visible = False
         self.figure.grid.visible = False
         self.figure.outline_line_color = None
-        size = float(np.clip(11 - 1.6 * math.log10(max(n, 10)), 2.5, 8))
+        drawn = min(n, dense.DENSE_THRESHOLD) if is_dense else n  # a dense map draws at most the threshold
+        size = float(np.clip(11 - 1.6 * math.log10(max(drawn, 10)), 2.5, 8))
         self.renderer = self.figure.scatter(
             "x", "y", source=self.source, size=size, line_color=None,
             fill_color={"field": "c", "transform": self.mapper}, fill_alpha=0.85,
@@ -174,8 +179,15 @@ class ScatterView(View):
             },
         )
         wheel = WheelZoomTool()
-        self.lasso = LassoSelectTool(renderers=[self.renderer])
-        self.box = BoxSelectTool(renderers=[self.renderer])
+        self.dense = None
+        if is_dense:
+            from vecexplore.app.views.scatter_dense import DenseLayer
+
+            self.dense = DenseLayer(self, info, palette_of=_palette)
+        # A dense map's selections are computed on the server (SelectionGeometry): the tools select nothing here.
+        self._image_tool_renderers = [] if is_dense else [self.renderer]
+        self.lasso = LassoSelectTool(renderers=list(self._image_tool_renderers))
+        self.box = BoxSelectTool(renderers=list(self._image_tool_renderers))
         self.figure.add_tools(self.lasso, self.box, wheel, hover, ResetTool())
         self.figure.toolbar.active_drag = self.lasso
         self.figure.toolbar.active_scroll = wheel
@@ -186,11 +198,15 @@ class ScatterView(View):
         self.figure.add_layout(self.colour_bar, "right")
         self._pred_class: tuple | None = None  # (evaluation, dominant predicted class per image)
         self._sent: tuple | None = None  # (evaluation, colour mode) of the columns last computed
+        self._colouring: Colouring | None = None  # the colouring last computed (a dense map re-renders with it)
+        self._packed: np.ndarray | None = None  # the packed outcomes last computed
         self.omap = getattr(self.data, "object_map", None)
         self.objects = self.object_renderer = None
         self._object_sent = None  # the object outcomes last sent
         if self.omap is not None:
             self._objects_layer(ctx, size)
+        if self.dense is not None:
+            self.dense.range_renderers(self.object_renderer)
         self._level = "images"
 
     def _objects_layer(self, ctx, image_size: float) -> None:
@@ -274,9 +290,13 @@ class ScatterView(View):
                                           text=d.text_scores if s.colour == "text" else None)
             if self._sent is None or self._sent[0] is not key[0]:
                 packed = colouring.pack_outcomes(d.outcomes)
+                self._packed = packed
+            self._colouring = col
             self._sent = key
         out = {"colour": col, "outcomes": packed, "selection": d.selection, "tool_mode": TOOL_MODES[s.select_mode],
-               "level": s.level if self.omap is not None else "images"}
+               "level": s.level if self.omap is not None else "images", "frame": None}
+        if self.dense is not None and out["level"] == "images":
+            out["frame"] = self.dense.frame(self._colouring, self._packed, d.selection)
         if out["level"] == "objects":
             oo = d.object_outcomes
             codes = None
@@ -287,16 +307,29 @@ class ScatterView(View):
             out["object_selection"] = object_indices(d.object_selection, self.omap.points)
         return out
 
+    def current_colouring(self) -> tuple[Colouring | None, np.ndarray | None]:
+        """The colouring and packed outcomes (N,) last computed (a dense map's re-render uses them)."""
+        return self._colouring, self._packed
+
+    @property
+    def level(self) -> str:
+        """The level shown ("images" or "objects")."""
+        return self._level
+
     def apply(self, p) -> None:
         if p["colour"] is not None:
             self._show_colouring(p["colour"])
-        if p["outcomes"] is not None:
-            self.source.data["o"] = p["outcomes"]
-        sel = p["selection"]
-        new = np.zeros(0, np.int64) if sel is None else np.asarray(sel, np.int64)
-        old = np.asarray(self.source.selected.indices, np.int64)
-        if old.shape != new.shape or not np.array_equal(old, new):
-            self.source.selected.indices = new
+        if self.dense is not None:
+            if p["frame"] is not None:
+                self.dense.apply(p["frame"], self.source, images_level=p["level"] == "images")
+        else:
+            if p["outcomes"] is not None:
+                self.source.data["o"] = p["outcomes"]
+            sel = p["selection"]
+            new = np.zeros(0, np.int64) if sel is None else np.asarray(sel, np.int64)
+            old = np.asarray(self.source.selected.indices, np.int64)
+            if old.shape != new.shape or not np.array_equal(old, new):
+                self.source.selected.indices = new
         for tool in (self.lasso, self.box):
             if tool.mode != p["tool_mode"]:
                 tool.mode = p["tool_mode"]
@@ -321,17 +354,21 @@ class ScatterView(View):
         self._level = p["level"]
         self.renderer.visible, self.object_renderer.visible = not objects, objects
         self.colour_bar.visible, self.object_bar.visible = not objects, objects
-        active = self.object_renderer if objects else self.renderer
+        if self.dense is not None:
+            self.dense.image.visible = not objects
+        active = [self.object_renderer] if objects else self._image_tool_renderers
         # Each swap of a tool's renderers walks the document's whole model graph (~800 models)
         # again; frozen, the two swaps walk it once. (A freeze always walks it on exit: only here.)
         doc = self.figure.document
         with doc.models.freeze() if doc is not None else contextlib.nullcontext():
             for tool in (self.lasso, self.box):
-                tool.renderers = [active]
+                tool.renderers = list(active)
 
     def _show_colouring(self, col: Colouring) -> None:
-        """Send the colour column and restyle the map and its bar (no other column moves)."""
-        self.source.data["c"] = col.values
+        """Send the colour column and restyle the map and its bar (no other column moves; a dense
+        map's frame carries the colours of the points it shows)."""
+        if self.dense is None:
+            self.source.data["c"] = col.values
         self.mapper.update(palette=_palette(col), low=col.low, high=col.high)
         self.colour_bar.title = col.title
         if col.categorical:
@@ -354,16 +391,21 @@ class ScatterView(View):
         def lasso(_attr, old, new):
             if session.applying:
                 return
-            picked = client.rows(new, n)
+            rows = None if self.dense is None else self.dense.rows  # a dense map's source holds these images
+            picked = client.rows(new, n if rows is None else len(rows))
             if picked is None:
                 ui.refused("scatter selection", new)
                 return
+            if rows is not None:
+                picked = rows[picked]
 
             # The tools already combined the lasso with the displayed selection in the session's mode.
             session.emit(lambda d: ev.Select(picked, ev.combined_how(d.state, "points"), mode="replace"))
 
         self.source.selected.on_change("indices", lasso)
         self.figure.on_event(Tap, lambda event: self._tap(session, event))
+        if self.dense is not None:
+            self._wire_dense(session)
         if self.omap is None:
             return
         points = self.omap.points
@@ -379,6 +421,28 @@ class ScatterView(View):
                                              mode="replace", objects=points[picked]))
 
         self.objects.selected.on_change("indices", lasso_objects)
+
+    def _wire_dense(self, session) -> None:
+        """A dense map re-renders on a pan, zoom or resize and selects on the server."""
+        from bokeh.events import RangesUpdate, SelectionGeometry
+
+        layer = self.dense
+        self.figure.on_event(RangesUpdate, lambda e: layer.moved(session, (e.x0, e.x1, e.y0, e.y1)))
+        for size in ("inner_width", "inner_height"):
+            self.figure.on_change(size, lambda _a, _o, _n: layer.moved(session))
+
+        def geometry(event):
+            if session.applying or not event.final or self._level != "images":
+                return
+            region = client.region(event.geometry)
+            if region is None:
+                ui.refused("scatter selection geometry", event.geometry)
+                return
+            x, y = self.data.images.x, self.data.images.y
+            # Computed off the lock as the intent is resolved; combined with the pick in the session's mode.
+            session.emit(lambda _d: ev.Select(dense.rows_in_region(x, y, region), "points"))
+
+        self.figure.on_event(SelectionGeometry, geometry)
 
     def _tap(self, session, event) -> None:
         if session.applying:
