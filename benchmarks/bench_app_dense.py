@@ -34,22 +34,13 @@ import time
 from pathlib import Path
 
 import numpy as np
-from bench_app import CHROMIUM, CHROMIUM_ARGS, write_synthetic_run
+from bench_app import CHROMIUM, CHROMIUM_ARGS, _median_ms, write_synthetic_run
 
 GT_PER_IMAGE, FP_PER_IMAGE = 1.5, 0.5
 #: The lasso hexagons' radii, as a fraction of the map's extent (a big and a small selection).
 LASSO_SCALES = (0.3, 0.08)
 #: The reference: a run below the threshold (drawn as points), whose page is timed alternately.
 REFERENCE_IMAGES = 5_000
-
-
-def _median_ms(fn, repeat: int) -> float:
-    times = []
-    for _ in range(repeat):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return 1000 * statistics.median(times)
 
 
 def _hexagon(x0, x1, y0, y1, scale=0.3) -> np.ndarray:

@@ -120,15 +120,7 @@ def cluster(
             np.zeros(n, np.int64), np.ones(n), np.zeros(n), min_cluster_size, min_samples
         )
 
-    import hdbscan
-
-    model = hdbscan.HDBSCAN(
-        min_cluster_size=min_cluster_size,
-        min_samples=min_samples,
-        metric="euclidean",
-        cluster_selection_method="eom",
-        core_dist_n_jobs=-1 if parallel else 1,
-    )
+    model = _hdbscan(min_cluster_size, min_samples, parallel)
     raw = np.asarray(model.fit_predict(x), dtype=np.int64)
     labels, new_id = _renumber_by_size(raw)
     tree = ClusterTree.from_condensed(model.condensed_tree_.to_numpy(), raw, new_id)
@@ -153,17 +145,9 @@ def _cluster_fitted_rows(
         return cluster(x, min_cluster_size=min_cluster_size, min_samples=min_samples,
                        parallel=parallel)
     min_samples = min(min_samples, fit.shape[0] - 1)
-    import hdbscan
     from hdbscan.prediction import approximate_predict, approximate_predict_scores
 
-    model = hdbscan.HDBSCAN(
-        min_cluster_size=min_cluster_size,
-        min_samples=min_samples,
-        metric="euclidean",
-        cluster_selection_method="eom",
-        core_dist_n_jobs=-1 if parallel else 1,
-        prediction_data=True,
-    )
+    model = _hdbscan(min_cluster_size, min_samples, parallel, prediction_data=True)
     fit_raw = np.asarray(model.fit_predict(fit), dtype=np.int64)
     rest = x[~fitted]
     rest_raw, rest_prob = approximate_predict(model, rest)
@@ -212,3 +196,11 @@ def _result(labels, probabilities, outliers, min_cluster_size: int, min_samples:
     k = int(arrays[0].max()) + 1 if arrays[0].size else 0
     return Clustering(*arrays, min_cluster_size=min_cluster_size, min_samples=min_samples,
                       tree=tree if tree is not None else ClusterTree.flat(max(k, 0)))
+
+
+def _hdbscan(min_cluster_size: int, min_samples: int, parallel: bool, **kwargs):
+    """The one HDBSCAN configuration the map uses (EOM selection, euclidean in the UMAP space)."""
+    import hdbscan
+
+    return hdbscan.HDBSCAN(min_cluster_size=min_cluster_size, min_samples=min_samples, metric="euclidean",
+                           cluster_selection_method="eom", core_dist_n_jobs=-1 if parallel else 1, **kwargs)
