@@ -34,7 +34,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-from bench_app import CHROMIUM, CHROMIUM_ARGS, _median_ms, write_synthetic_run
+from bench_app import _RENDERED, CHROMIUM, CHROMIUM_ARGS, _median_ms, write_synthetic_run
 
 GT_PER_IMAGE, FP_PER_IMAGE = 1.5, 0.5
 #: The lasso hexagons' radii, as a fraction of the map's extent (a big and a small selection).
@@ -148,15 +148,6 @@ def _wait_new_image(page, before) -> float:
     return page.evaluate(_PAINTED)
 
 
-_POINTS = """(n) => {
-  if (!(window.Bokeh && Bokeh.documents.length)) return false;
-  const doc = Bokeh.documents[0];
-  const r = doc.get_model_by_name('scatter-points');
-  const rv = r && Bokeh.index.find_one(r);
-  return !!(rv && rv.glyph.sx && rv.glyph.sx.length == n && doc.is_idle);
-}"""
-
-
 def browser_side(run_dir: Path, n: int, repeat: int, ref_dir: Path, ref_n: int) -> list[tuple[str, float, str]]:
     from playwright.sync_api import sync_playwright
 
@@ -175,7 +166,7 @@ def browser_side(run_dir: Path, n: int, repeat: int, ref_dir: Path, ref_n: int) 
             for k in range(repeat):
                 page = browser.new_page(viewport={"width": 1600, "height": 1400})
                 page.goto(ref_url)
-                page.wait_for_function(_POINTS, arg=ref_n, timeout=300_000, polling=10)
+                page.wait_for_function(_RENDERED, arg=ref_n, timeout=300_000, polling=10)
                 ref.append(page.evaluate(_PAINTED))
                 page.close()
                 page = browser.new_page(viewport={"width": 1600, "height": 1400})

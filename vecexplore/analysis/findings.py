@@ -296,6 +296,7 @@ def _absorb_mixtures(candidates, groups: dict, overlap: np.ndarray, rank, alone:
     whose images lie in two mixtures (missed objects over low sharpness, over
     low contrast) is not itself a mixture of them.
     """
+    size = np.diag(overlap)
     while True:
         for r in sorted(groups, key=lambda r: (rank(r), -r)):
             f = candidates[r]
@@ -311,7 +312,6 @@ def _absorb_mixtures(candidates, groups: dict, overlap: np.ndarray, rank, alone:
             if f.holds(union) and not f.beyond_rest(~union):
                 # The part most like F (images in common over images in either): by images in
                 # common alone a part that holds half the run would take every mixture it touches.
-                size = np.diag(overlap)
                 target = max(others, key=lambda g: (overlap[r, g] / (size[r] + size[g] - overlap[r, g]), rank(g), -g))
                 log.debug("merged (mixture of %d): %r carries %r", len(others), candidates[target].rec.title,
                           f.rec.title)

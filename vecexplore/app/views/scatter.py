@@ -225,7 +225,7 @@ class ScatterView(View):
         pts = self.omap.points
         # Empty until the first switch to objects: a run's objects outnumber its images about
         # ten to one, and a tab that never looks at them should not carry (or index) them.
-        self.objects = ColumnDataSource(data={k: v[:0] for k, v in self._object_columns().items()},
+        self.objects = ColumnDataSource(data=self._object_columns(pts[:0]),
                                         name="scatter-objects-source")
         self._objects_filled = False
         f = len(OBJECT_OUTCOMES)
@@ -254,10 +254,9 @@ class ScatterView(View):
             visible=False, name="scatter-object-bar")
         self.figure.add_layout(self.object_bar, "right")
 
-    def _object_columns(self) -> dict[str, np.ndarray]:
-        """The object scatter's columns, one row per mapped object (``c``: to be coloured)."""
+    def _object_columns(self, pts: np.ndarray) -> dict[str, np.ndarray]:
+        """The object scatter's columns for the objects-table rows ``pts`` (``c``: to be coloured)."""
         omap, info = self.omap, self.data.images
-        pts = omap.points
         return {"x": omap.x[pts], "y": omap.y[pts], "c": np.zeros(len(pts), np.float32), "row": pts,
                 "image_id": info.image_id[omap.image_idx[pts]].astype(np.float64),
                 "cls": omap.class_idx[pts].astype(np.int32)}
@@ -341,7 +340,7 @@ class ScatterView(View):
         objects = p["level"] == "objects"
         if objects:
             if not self._objects_filled:
-                self.objects.data = {**self._object_columns(), "c": p["object_colour"]}
+                self.objects.data = {**self._object_columns(self.omap.points), "c": p["object_colour"]}
                 self._objects_filled = True
             elif p["object_colour"] is not None:
                 self.objects.data["c"] = p["object_colour"]
