@@ -243,11 +243,22 @@ def rows_in_box(x: np.ndarray, y: np.ndarray, box: tuple[float, float, float, fl
     return np.flatnonzero((x >= x0) & (x <= x1) & (y >= y0) & (y <= y1)).astype(np.int64)
 
 
+_IMPORT_LOCK = threading.Lock()
+
+
+def _matplotlib_path():
+    """matplotlib's ``Path``, imported under a lock: two threads importing matplotlib for the first
+    time at once can see it half-initialised ("partially initialized module 'matplotlib' has no
+    attribute 'rcParams'") — a session's lasso and a warm-up, or a test, racing."""
+    with _IMPORT_LOCK:
+        from matplotlib.path import Path
+    return Path
+
+
 def rows_in_polygon(x: np.ndarray, y: np.ndarray, polygon: np.ndarray) -> np.ndarray:
     """Sorted int64 rows of the points inside ``polygon`` ((k, 2) data coordinates, closed implicitly;
     even-odd rule as matplotlib's ``Path.contains_points``). NaN points are never inside."""
-    from matplotlib.path import Path
-
+    Path = _matplotlib_path()
     poly = np.asarray(polygon, np.float64)
     if poly.ndim != 2 or poly.shape[1] != 2 or len(poly) < 3:
         return np.zeros(0, np.int64)
@@ -278,7 +289,7 @@ _WARM_LOCK = threading.Lock()
 
 
 def warm() -> None:
-    """Import datashader and compile both aggregations (seconds, once per process; thread-safe)."""
+    """Import datashader and matplotlib's Path, and compile both aggregations (seconds, once per process; thread-safe)."""
     with _WARM_LOCK:
         if _WARMED.is_set():
             return
@@ -289,6 +300,7 @@ def warm() -> None:
         sel = np.arange(0, 64, 2, dtype=np.int64)
         aggregate(x, y, codes, vp, categorical=False, selection=sel)
         aggregate(x, y, codes, vp, categorical=True, colours=["#000000"] * 3, selection=sel)
+        _matplotlib_path()  # the server-side lasso's point-in-polygon test
         _WARMED.set()
 
 
