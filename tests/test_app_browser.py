@@ -348,6 +348,22 @@ def test_two_sessions_do_not_share_a_selection(browser, detection):
     assert a.close() == [] and b.close() == []
 
 
+def test_the_next_visitor_gets_a_session_built_ahead_and_it_answers(browser, detection):
+    """The server builds the next session while nobody waits; the page it serves is live: a cell
+    click there selects the cell's images, applied through the server document it moved into."""
+    server, data = detection
+    run = server.app.runs[0]
+    AppPage(browser, server.url).close()  # consumes a spare (or builds), and starts the next one
+    run._spare.result(timeout=120)  # the next one is ready
+    used = run.spares_used
+    ev = data.evaluation()
+    app, images = _open_on_cell(browser, server, ev)
+    assert run.spares_used == used + 1
+    assert app.selected("scatter-source") == images.tolist()
+    assert sorted(_gallery_ids(app)) == sorted(data.images.image_id[images].tolist())
+    assert app.close() == []
+
+
 # ---------------------------------------------------------------- classification
 
 

@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 
 #: Largest websocket message a session may send (the first document of a 100k-image run is big).
 WEBSOCKET_MAX_MESSAGE_BYTES = 256 * 1024 * 1024
+SPARE_DELAY_S = 2.0  # the next spare session waits this long: not to compete with the page just sent
 _ALL_INTERFACES = ("", "0.0.0.0", "::")
 
 
@@ -124,6 +125,9 @@ class ServedRun:
     _data: Any = field(default=None, repr=False)
     _files: Any = field(default=None, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    _spare: Any = field(default=None, repr=False)  # the Future of the next visitor's (Document, Session)
+    _spare_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    spares_used: int = field(default=0, repr=False)
 
     @property
     def url_base(self) -> str:
@@ -150,6 +154,48 @@ class ServedRun:
                 data = load_run_data(self.path)
                 self._data = data
                 self._files = RunFiles(data)
+
+    # A page's first render waits for its session's document to be built (1-2 s of Bokeh model
+    # construction at any run size). So the next visitor's session is built ahead, into a bare
+    # Document off the IOLoop, and moved into the server's document when the visitor arrives. Every
+    # session starts from the same initial state, so a spare is exactly what a fresh build would give.
+
+    def prepare_spare(self, delay: float = 0.0) -> None:
+        """Start building the next visitor's session (after ``delay`` s) unless one is built or under way."""
+        from concurrent.futures import Future
+
+        with self._spare_lock:
+            if self._spare is not None:
+                return
+            future: Future = Future()
+            self._spare = future
+
+        def build() -> None:
+            from bokeh.document import Document
+
+            from vecexplore.app.document import build_document
+
+            try:
+                doc = Document()
+                future.set_result((doc, build_document(doc, self.get(), url_base=self.url_base)))
+            except BaseException as exc:  # the visitor's own build will raise it where it is seen
+                log.debug("building a spare session of %s failed", self.path, exc_info=True)
+                future.set_exception(exc)
+
+        timer = threading.Timer(delay, build)
+        timer.name, timer.daemon = "vx-spare-session", True
+        timer.start()
+
+    def take_spare(self):
+        """The prepared (Document, Session), waiting for one under way; None when none was prepared."""
+        with self._spare_lock:
+            future, self._spare = self._spare, None
+        if future is None:
+            return None
+        try:
+            return future.result()
+        except BaseException:
+            return None
 
     def summary(self) -> dict:
         """What the chooser shows, read from the manifest and metrics.json only (cheap)."""
@@ -296,6 +342,7 @@ def make_server(
     summaries = [r.summary() for r in runs]  # reads every manifest: a broken run fails here, not later
     if len(runs) == 1:
         runs[0].get()
+        runs[0].prepare_spare()
     sockets, bound = _bind(host, port)
     try:
         origins = list(allow_websocket_origin) if allow_websocket_origin else default_websocket_origins(host, bound)
@@ -331,7 +378,13 @@ def _document_maker(run: ServedRun):
     def make_document(doc) -> None:
         from vecexplore.app.document import build_document
 
-        build_document(doc, run.get(), url_base=run.url_base)
+        spare = run.take_spare()
+        if spare is None:
+            build_document(doc, run.get(), url_base=run.url_base)
+        else:
+            spare[1].move_to(doc)
+            run.spares_used += 1
+        run.prepare_spare(delay=SPARE_DELAY_S)
 
     return make_document
 
@@ -359,6 +412,8 @@ def warm_runs(runs: Sequence[ServedRun]) -> threading.Thread:
                 run.get()
             except Exception:  # the session that needs it will report the error
                 log.exception("loading %s failed", run.path)
+                continue
+            run.prepare_spare()
 
     thread = threading.Thread(target=load_all, name="vx-warm-runs", daemon=True)
     thread.start()

@@ -73,6 +73,17 @@ class Session:
 
     # ------------------------------------------------------------- public
 
+    def move_to(self, doc) -> None:
+        """Serve this session, built in advance into a bare Document, from the server session's ``doc``:
+        its page moves there and its updates from now on run off the lock and apply on ``doc``'s next tick."""
+        old = self.doc
+        roots, title = list(old.roots), old.title
+        old.clear()
+        for root in roots:
+            doc.add_root(root)
+        doc.title = title
+        self.doc, self.dispatch = doc, Dispatcher(doc, sync=False)
+
     def view(self, name: str) -> View:
         return self._by_name[name]
 
