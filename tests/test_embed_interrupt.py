@@ -27,7 +27,9 @@ from vecexplore.embed import TINY_MODEL, EmbedConfig, EmbeddingCache, embed_imag
 N = 200
 # Every cache.add in the child prints "added A durable D" (D = vectors in shards).
 _REPORT = """
-import sys, time
+import signal, sys, time
+# Ctrl-C as a terminal delivers it, even when the test runner inherited SIGINT ignored (a background job).
+signal.signal(signal.SIGINT, signal.default_int_handler)
 from vecexplore.embed import pipeline
 from vecexplore.embed.cache import EmbeddingCache
 
